@@ -1,0 +1,3 @@
+from ocgate._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""ocserv.conf, read with ocserv's syntax, meanings and defaults.
+
+:func:`load_config` reads a file; :func:`parse_config` parses text. Both return a frozen
+:class:`Config` or raise :class:`~ocgate.errors.ConfigError` naming the file, line, key and the
+expected form. Keys ocserv knows but ocgate does not implement yet are accepted, each with one
+:class:`ConfigWarning` in ``Config.warnings``. :data:`KNOWN_OCSERV_KEYS` lists every accepted key.
+"""
+
+from __future__ import annotations
+
+from ocgate.config._load import load_config, parse_config
+from ocgate.config._model import AuthMethod, Config, ConfigWarning, IPAddress, IPNetwork
+from ocgate.config._options import KNOWN_OCSERV_KEYS
+
+__all__ = [
+    "KNOWN_OCSERV_KEYS",
+    "AuthMethod",
+    "Config",
+    "ConfigWarning",
+    "IPAddress",
+    "IPNetwork",
+    "load_config",
+    "parse_config",
+]

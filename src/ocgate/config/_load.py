@@ -1,0 +1,124 @@
+"""Read an ocserv.conf: tokens → option table → draft → :class:`Config`.
+
+Theory of operation: the file is processed line by line as ocserv does, stopping at the first error.
+Each ``key = value`` is looked up in :data:`~ocgate.config._options.OPTIONS`; a key ocserv does not
+know is an error (ocserv only warns, but a typo in a VPN gateway's configuration should not pass
+silently). The value is parsed and recorded; keys ocgate does not act on yet produce one warning
+each. ``[vhost:NAME]`` sections are skipped with one warning per section. Finally
+:func:`~ocgate.config._finish.build_config` applies the cross-key rules.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+from ocgate.config._draft import Draft
+from ocgate.config._finish import build_config
+from ocgate.config._lexer import Assignment, SectionHeader, tokenize
+from ocgate.config._model import Config
+from ocgate.config._options import KNOWN_OCSERV_KEYS, OPTIONS, OptionSpec, Scope
+from ocgate.config._values import ParseContext
+from ocgate.errors import ConfigError
+
+__all__ = ["load_config", "parse_config"]
+
+NOT_IMPLEMENTED = "not implemented by ocgate yet; ignored"
+
+
+def _status_warning(spec: OptionSpec) -> str | None:
+    """The once-per-key warning an accepted key deserves, if any."""
+    if spec.scope is Scope.USER:
+        return "only valid in per-user and per-group config files; ignored"
+    if spec.replaced_by is not None:
+        note = "" if spec.implemented else f"; {NOT_IMPLEMENTED}"
+        return f"old name: ocserv replaced it with '{spec.replaced_by}'{note}"
+    if spec.deprecated is not None:
+        return spec.deprecated
+    if not spec.implemented:
+        return NOT_IMPLEMENTED
+    return None
+
+
+def _unknown(draft: Draft, token: Assignment) -> ConfigError:
+    close = difflib.get_close_matches(token.key, KNOWN_OCSERV_KEYS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return draft.error(
+        token.key, token.line, f"unknown option{hint}", "a configuration key ocserv 1.5 knows"
+    )
+
+
+def _assign(draft: Draft, ctx: ParseContext, token: Assignment) -> None:
+    spec = OPTIONS.get(token.key)
+    if spec is None:
+        raise _unknown(draft, token)
+    if spec.fatal is not None:
+        raise draft.error(spec.name, token.line, f"this option was {spec.fatal}", "no such line")
+    value = token.raw if spec.raw else token.value
+    if not value:
+        draft.warn(spec.name, token.line, "empty value; ignored")
+        return
+    try:
+        parsed = spec.parse(value, ctx)
+    except ConfigError as exc:
+        raise draft.error(spec.name, token.line, exc.message, exc.expected) from None
+    draft.record(spec.name, token.line, parsed)
+    message = _status_warning(spec)
+    if message is not None:
+        draft.warn(spec.name, token.line, message, once=True)
+
+
+def _enter_section(draft: Draft, header: SectionHeader) -> bool:
+    """Handle ``[NAME]``; returns whether the lines that follow are skipped."""
+    if not header.name:  # "[]" is inih's way back to the top level.
+        return False
+    label = f"[{header.name}]"
+    if header.name.startswith("vhost:"):
+        if not header.name[len("vhost:") :].strip():
+            raise draft.error(label, header.line, "empty virtual host name", "[vhost:NAME]")
+        draft.warn(label, header.line, "virtual hosts are not implemented; section ignored")
+    else:
+        draft.warn(label, header.line, "unknown section; skipped")
+    return True
+
+
+def parse_config(text: str, *, source: str, base_dir: str | None = None) -> Config:
+    """Parse the text of an ocserv.conf.
+
+    :param text: the file's contents.
+    :param source: the file name, used in messages and stored as ``Config.source``.
+    :param base_dir: directory for relative file names; defaults to the directory of ``source``.
+    :raises ConfigError: the first problem found, with file, line, key and the expected form.
+    """
+    if base_dir is None:
+        base_dir = os.path.dirname(os.path.abspath(source))
+    ctx = ParseContext(base_dir=os.path.abspath(base_dir))
+    draft = Draft(source=source)
+    skipping = False
+    for token in tokenize(text, source=source):
+        if isinstance(token, SectionHeader):
+            skipping = _enter_section(draft, token)
+        elif not skipping:
+            _assign(draft, ctx, token)
+    return build_config(draft)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and parse an ocserv.conf; relative names in it are resolved against its directory.
+
+    :param path: the configuration file.
+    :raises ConfigError: the file cannot be read, is not UTF-8, or is invalid.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as stream:
+            data = stream.read()
+    except OSError as exc:
+        message = f"cannot read the configuration file: {exc.strerror or exc}"
+        raise ConfigError(message, file=source, expected="a readable file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError("not UTF-8 text", file=source, line=line, expected="UTF-8") from None
+    return parse_config(text, source=source, base_dir=os.path.dirname(os.path.abspath(source)))

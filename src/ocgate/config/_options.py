@@ -1,0 +1,333 @@
+"""The ocserv.conf option table: every key ocserv 1.5 knows, as data.
+
+Theory of operation: one :class:`OptionSpec` row per key. The loader looks a key up here, parses the
+value with ``spec.parse`` and then acts on the row:
+
+* ``implemented`` with a ``field``: the value lands in that :class:`~ocgate.config.Config` field
+  (repeated lines are collected when ``multi``; otherwise the last line wins, as in ocserv);
+* ``implemented`` without a ``field``: a finisher in ``_finish.py`` combines it with other keys;
+* not ``implemented``: the value is still checked, then ignored with one warning per key;
+* ``replaced_by``: an old name ocserv still accepts, warned about once;
+* ``deprecated``: accepted and ignored with that message; ``fatal``: refused with that message.
+
+Implementing a key later means editing its row (``implemented=True, field=...``) and adding the
+field to ``_model.Config``. Keys, kinds, scopes and reload behaviour follow ocserv 1.5
+``src/config.c`` (``cfg_ini_handler``) and the ``[scope: …]`` notes of ``doc/sample.config``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ocgate.config import _net
+from ocgate.config._auth import parse_auth_method
+from ocgate.config._values import (
+    Parser,
+    parse_banner,
+    parse_bool,
+    parse_device,
+    parse_domain,
+    parse_existing_file,
+    parse_net_priority,
+    parse_optional_uint,
+    parse_path,
+    parse_port,
+    parse_rekey_method,
+    parse_string,
+    parse_tls_priorities,
+    parse_udp_port,
+    parse_uint,
+    parse_word,
+)
+
+__all__ = ["KNOWN_OCSERV_KEYS", "OPTIONS", "Kind", "OptionSpec", "Scope"]
+
+
+class Scope(enum.Enum):
+    """Where a key may appear (the ``[scope: …]`` notes of ocserv ``doc/sample.config``)."""
+
+    GLOBAL = "global"
+    """Top level only."""
+    VHOST = "vhost"
+    """Top level or a ``[vhost:NAME]`` section."""
+    VHOST_USER = "vhost user"
+    """Also in per-user / per-group files (``src/sup-config/file.c``)."""
+    USER = "user"
+    """Only in per-user / per-group files; ignored with a warning in ocserv.conf."""
+
+
+class Kind(enum.Enum):
+    """The form of a value; it picks the default parser."""
+
+    BOOL = "boolean"
+    INTEGER = "integer"
+    STRING = "string"
+    WORD = "word"
+    PATH = "path"
+    FILE = "existing file"
+    PORT = "port"
+    ADDRESS = "IP address"
+    NETWORK = "IP network"
+    PREFIX = "prefix length"
+    ROUTE = "route"
+    AUTH = "auth method"
+    DEVICE = "device name"
+    DOMAIN = "domain"
+    TLS_PRIORITIES = "GnuTLS priority string"
+    CHOICE = "choice"
+
+
+_DEFAULT_PARSERS: Mapping[Kind, Parser] = {
+    Kind.BOOL: parse_bool,
+    Kind.INTEGER: parse_uint,
+    Kind.STRING: parse_string,
+    Kind.WORD: parse_word,
+    Kind.PATH: parse_path,
+    Kind.FILE: parse_existing_file,
+    Kind.PORT: parse_port,
+    Kind.ADDRESS: _net.parse_dns_server,
+    Kind.ROUTE: _net.parse_route,
+    Kind.AUTH: parse_auth_method,
+    Kind.DEVICE: parse_device,
+    Kind.DOMAIN: parse_domain,
+    Kind.TLS_PRIORITIES: parse_tls_priorities,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionSpec:
+    """One ocserv.conf key.
+
+    :param name: the key as written in ocserv.conf.
+    :param kind: the value form (documentation, and the default parser).
+    :param parse: the value parser; raises ``ConfigError`` with ``message``/``expected``.
+    :param scope: where ocserv allows the key.
+    :param default: ocserv's built-in default (documentation; ``Config`` holds the real one).
+    :param implemented: whether ocgate acts on the key.
+    :param field: the ``Config`` field it sets, if it maps to one directly.
+    :param multi: repeated lines add values instead of replacing.
+    :param reloadable: re-read on SIGHUP (False above the "reloaded on SIGHUP" line of the sample).
+    :param raw: the value keeps its quotes (``included-http-headers``).
+    :param replaced_by: for an old name, the key that replaced it.
+    :param deprecated: message for a key accepted and ignored.
+    :param fatal: message for a key that is refused.
+    """
+
+    name: str
+    kind: Kind
+    parse: Parser
+    scope: Scope
+    default: object = None
+    implemented: bool = False
+    field: str | None = None
+    multi: bool = False
+    reloadable: bool = True
+    raw: bool = False
+    replaced_by: str | None = None
+    deprecated: str | None = None
+    fatal: str | None = None
+
+
+def _o(
+    name: str,
+    kind: Kind,
+    scope: Scope,
+    *,
+    parse: Parser | None = None,
+    default: object = None,
+    implemented: bool = False,
+    field: str | None = None,
+    multi: bool = False,
+    reloadable: bool = True,
+    raw: bool = False,
+    replaced_by: str | None = None,
+    deprecated: str | None = None,
+    fatal: str | None = None,
+) -> OptionSpec:
+    return OptionSpec(
+        name=name,
+        kind=kind,
+        parse=parse if parse is not None else _DEFAULT_PARSERS[kind],
+        scope=scope,
+        default=default,
+        implemented=implemented or field is not None,
+        field=field,
+        multi=multi,
+        reloadable=reloadable,
+        raw=raw,
+        replaced_by=replaced_by,
+        deprecated=deprecated,
+        fatal=fatal,
+    )
+
+
+_G, _V, _VU, _U = Scope.GLOBAL, Scope.VHOST, Scope.VHOST_USER, Scope.USER
+_B, _I, _S, _W, _P = Kind.BOOL, Kind.INTEGER, Kind.STRING, Kind.WORD, Kind.PATH
+
+_SPECS: tuple[OptionSpec, ...] = (
+    # --- Read once at start (above the "reloaded on SIGHUP" line; ocserv perm_config). ---
+    _o("auth", Kind.AUTH, _V, field="auth", multi=True, reloadable=False),
+    _o("enable-auth", Kind.AUTH, _V, field="enable_auth", multi=True, reloadable=False),
+    _o("acct", _S, _V, reloadable=False),
+    _o("listen-host", _W, _G, field="listen_host", reloadable=False),
+    _o("udp-listen-host", _W, _G, reloadable=False),
+    _o("listen-netns", _W, _G, reloadable=False),
+    _o("tcp-port", Kind.PORT, _G, field="tcp_port", default=443, reloadable=False),
+    _o("udp-port", Kind.PORT, _G, parse=parse_udp_port, field="udp_port", reloadable=False),
+    _o("run-as-user", _W, _G, field="run_as_user", reloadable=False),
+    _o("run-as-group", _W, _G, field="run_as_group", reloadable=False),
+    _o("server-cert", Kind.FILE, _V, field="server_cert", multi=True, reloadable=False),
+    _o("server-key", Kind.FILE, _V, field="server_key", multi=True, reloadable=False),
+    _o("ca-cert", Kind.FILE, _V, field="ca_cert", reloadable=False),
+    _o("dh-params", _P, _V, reloadable=False),
+    _o("pin-file", _P, _V, reloadable=False),
+    _o("srk-pin-file", _P, _V, reloadable=False),
+    _o("key-pin", _S, _V, reloadable=False),
+    _o("srk-pin", _S, _V, reloadable=False),
+    _o("socket-file", _S, _G, field="socket_file", reloadable=False),
+    _o("occtl-socket-file", _P, _G, default="/var/run/occtl.socket", reloadable=False),
+    _o("chroot-dir", _P, _G, reloadable=False),
+    _o("server-stats-reset-time", _I, _G, default=604800, reloadable=False),
+    _o("pid-file", _P, _G, field="pid_file", reloadable=False),
+    _o("sec-mod-scale", _I, _G, reloadable=False),
+    _o("log-level", _I, _G, field="log_level", default=2, reloadable=False),
+    _o("debug-no-secmod-stats", _B, _G, default=False, reloadable=False),
+    _o("listen-clear-file", _P, _G, fatal="removed in ocserv 1.1.2", reloadable=False),
+    # --- Reloaded on SIGHUP. ---
+    _o("listen-host-is-dyndns", _B, _V, default=False),
+    _o("listen-proxy-proto", _B, _G, default=False),
+    _o("append-routes", _B, _V, default=False),
+    _o("kkdcp", _S, _V, multi=True),
+    _o("tunnel-all-dns", _B, _VU, field="tunnel_all_dns", default=False),
+    _o("keepalive", _I, _VU, field="keepalive", default=32400),
+    _o("switch-to-tcp-timeout", _I, _V, default=25),
+    _o("dpd", _I, _VU, field="dpd", default=90),
+    _o("mobile-dpd", _I, _VU, field="mobile_dpd", default=1800),
+    _o("rate-limit-ms", _I, _G, default=0),
+    _o("server-drain-ms", _I, _G, default=0),
+    _o("ocsp-response", _P, _V),
+    _o("user-profile", _P, _VU),
+    _o("client-bypass-protocol", _B, _VU, default=False),
+    _o("default-domain", _S, _V, field="default_domain"),
+    _o("crl", _P, _V),
+    _o("cert-user-oid", _W, _V),
+    _o("cert-group-oid", _W, _V),
+    _o("connect-script", _P, _G),
+    _o("host-update-script", _P, _G),
+    _o("disconnect-script", _P, _G),
+    _o("session-control", _S, _V, deprecated="deprecated by ocserv; ignored"),
+    _o("banner", _S, _V, parse=parse_banner, field="banner"),
+    _o("pre-login-banner", _S, _V, field="pre_login_banner"),
+    _o("dtls-legacy", _B, _V, default=True),
+    _o("cisco-client-compat", _B, _V, field="cisco_client_compat", default=False),
+    _o("always-require-cert", _B, _V, implemented=True, replaced_by="cisco-client-compat"),
+    _o("cisco-svc-client-compat", _B, _V, default=False),
+    _o("dtls-psk", _B, _G, default=True),
+    _o("match-tls-dtls-ciphers", _B, _V, default=False),
+    _o("compression", _B, _V, default=False),
+    _o("compression-algo-priority", _S, _G, default="lz4:lzs"),
+    _o("no-compress-limit", _I, _V, default=256),
+    _o("use-seccomp", _B, _G, replaced_by="isolate-workers"),
+    _o("isolate-workers", _B, _G, default=False),
+    _o("limit-worker-memory", _B, _G, default=True),
+    _o("predictable-ips", _B, _V, field="predictable_ips", default=True),
+    _o("use-utmp", _B, _G, default=True),
+    _o("use-dbus", _B, _G, replaced_by="use-occtl"),
+    _o("use-occtl", _B, _G, default=False),
+    _o("try-mtu-discovery", _B, _G, default=False),
+    _o("ping-leases", _B, _G, default=False),
+    _o("restrict-user-to-routes", _B, _VU, default=False),
+    _o("restrict-user-to-ports", _S, _VU),
+    _o("tls-priorities", Kind.TLS_PRIORITIES, _V, field="tls_priorities"),
+    _o("mtu", _I, _VU, parse=parse_optional_uint, field="mtu"),
+    _o("net-priority", _I, _VU, parse=parse_net_priority),
+    _o("output-buffer", _I, _V),
+    _o("rx-data-per-sec", _I, _VU),
+    _o("tx-data-per-sec", _I, _VU),
+    _o("deny-roaming", _B, _VU, default=False),
+    _o("stats-report-time", _I, _VU),
+    _o("rekey-time", _I, _V, default=172800),
+    _o("rekey-method", Kind.CHOICE, _V, parse=parse_rekey_method, default="ssl"),
+    _o("cookie-timeout", _I, _V, field="cookie_timeout", default=300),
+    _o("persistent-cookies", _B, _V, default=False),
+    _o("session-timeout", _I, _VU, parse=parse_optional_uint, field="session_timeout"),
+    _o("auth-timeout", _I, _G, field="auth_timeout", default=240),
+    _o("idle-timeout", _I, _VU, parse=parse_optional_uint, field="idle_timeout"),
+    _o("mobile-idle-timeout", _I, _VU, parse=parse_optional_uint, field="mobile_idle_timeout"),
+    _o("max-clients", _I, _G, field="max_clients", default=0),
+    _o("min-reauth-time", _I, _G, replaced_by="ban-time"),
+    _o("ban-time", _I, _G, default=300),
+    _o("ban-reset-time", _I, _G, default=1200),
+    _o("max-ban-score", _I, _G, default=80),
+    _o("ban-points-wrong-password", _I, _G, default=10),
+    _o("ban-points-connection", _I, _G, default=1),
+    _o("ban-points-kkdcp", _I, _G, default=1),
+    _o("max-same-clients", _I, _VU, field="max_same_clients", default=0),
+    _o("device", Kind.DEVICE, _G, field="device", default="vpns"),
+    _o("cgroup", _S, _VU, deprecated="removed in ocserv 1.5.0; ignored"),
+    _o("proxy-url", _S, _V),
+    _o("ipv4-network", Kind.NETWORK, _VU, parse=_net.parse_ipv4_network, implemented=True),
+    _o("ipv4-netmask", Kind.NETWORK, _VU, parse=_net.parse_ipv4_netmask, implemented=True),
+    _o("ipv6-network", Kind.NETWORK, _VU, parse=_net.parse_ipv6_network, implemented=True),
+    _o("ipv6-prefix", Kind.PREFIX, _V, parse=_net.parse_ipv6_prefix, implemented=True),
+    _o(
+        "ipv6-subnet-prefix",
+        Kind.PREFIX,
+        _VU,
+        parse=_net.parse_ipv6_subnet_prefix,
+        implemented=True,
+        default=128,
+    ),
+    _o("custom-header", _S, _V, multi=True),
+    _o("split-dns", Kind.DOMAIN, _VU, field="split_dns", multi=True),
+    _o("included-http-headers", _S, _V, multi=True, raw=True),
+    _o("route", Kind.ROUTE, _VU, implemented=True, multi=True),
+    _o("no-route", Kind.ROUTE, _VU, parse=_net.parse_no_route, implemented=True, multi=True),
+    _o("default-select-group", _S, _V),
+    _o("select-group-by-url", _B, _V, default=False),
+    _o("auto-select-group", _B, _V, default=False),
+    _o("select-group", _S, _V, multi=True),
+    _o("dns", Kind.ADDRESS, _VU, field="dns", multi=True),
+    _o("ipv4-dns", Kind.ADDRESS, _VU, field="dns", multi=True),
+    _o("ipv6-dns", Kind.ADDRESS, _VU, field="dns", multi=True),
+    _o("nbns", Kind.ADDRESS, _VU, multi=True),
+    _o("ipv4-nbns", Kind.ADDRESS, _VU, multi=True),
+    _o("ipv6-nbns", Kind.ADDRESS, _VU, multi=True),
+    _o("route-add-cmd", _S, _G),
+    _o("route-del-cmd", _S, _G),
+    _o("config-per-user", _P, _V),
+    _o("config-per-group", _P, _V),
+    _o("expose-iroutes", _B, _V, default=False),
+    _o("default-user-config", _P, _V),
+    _o("default-group-config", _P, _V),
+    _o("camouflage", _B, _V, default=False),
+    _o("camouflage_secret", _S, _V),
+    _o("camouflage_realm", _S, _V),
+    # Listed by ocserv-compatibility.md §4.7/§4.10 (accepted by ocserv, internal housekeeping).
+    _o("sec-mod-db-cleanup-time", _I, _G),
+    _o("syslog-facility", _W, _G, default="daemon"),
+    # Per-user / per-group only (src/sup-config/file.c).
+    _o("iroute", _S, _U, multi=True),
+    _o("explicit-ipv4", Kind.ADDRESS, _U),
+    _o("explicit-ipv6", Kind.ADDRESS, _U),
+    _o("hostname", _W, _U),
+    _o("no-udp", _B, _VU, default=False),
+)
+
+
+def _index(specs: tuple[OptionSpec, ...]) -> Mapping[str, OptionSpec]:
+    table: dict[str, OptionSpec] = {}
+    for spec in specs:
+        if spec.name in table:  # pragma: no cover - a programming error in the table above.
+            raise AssertionError(f"duplicate option {spec.name!r}")
+        table[spec.name] = spec
+    return table
+
+
+OPTIONS: Mapping[str, OptionSpec] = _index(_SPECS)
+"""Every ocserv.conf key, by name."""
+
+KNOWN_OCSERV_KEYS: frozenset[str] = frozenset(OPTIONS)
+"""The names of every key ocserv 1.5 accepts in ocserv.conf or per-user/group files."""

@@ -1,0 +1,240 @@
+"""Value parsers for ocserv.conf options: one function per value form.
+
+Theory of operation: every parser takes the value exactly as the lexer produced it (whitespace
+and surrounding double quotes already stripped, never empty) plus a :class:`ParseContext`, and
+returns the typed value or raises :class:`~ocgate.errors.ConfigError` carrying only ``message``
+and ``expected``. The loader fills in the file, line and key, so the parsers need no locations.
+
+The rules follow ocserv ``src/config.c``: booleans are ``true``/``yes`` (any case) and everything
+else is false (``READ_TF``); numbers are decimal, but where ocserv's ``strtol`` would silently read
+garbage as 0 we refuse it, and negative numbers are refused everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ocgate.errors import ConfigError
+
+__all__ = [
+    "BANNER_MAX",
+    "INT_MAX",
+    "ParseContext",
+    "Parser",
+    "parse_banner",
+    "parse_bool",
+    "parse_device",
+    "parse_domain",
+    "parse_existing_file",
+    "parse_net_priority",
+    "parse_optional_uint",
+    "parse_path",
+    "parse_port",
+    "parse_rekey_method",
+    "parse_string",
+    "parse_tls_priorities",
+    "parse_udp_port",
+    "parse_uint",
+    "parse_word",
+]
+
+INT_MAX = 2**31 - 1
+"""ocserv stores numbers in C ``int``/``unsigned``; larger values are refused."""
+
+BANNER_MAX = 256
+"""ocserv ``MAX_BANNER_SIZE`` (``src/vpn.h``): a longer ``banner`` is a fatal error."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParseContext:
+    """What a parser may need besides the value.
+
+    :param base_dir: directory that relative file names are resolved against.
+    """
+
+    base_dir: str
+
+
+Parser = Callable[[str, ParseContext], object]
+
+
+def parse_string(value: str, ctx: ParseContext) -> str:
+    """Any text, kept as written (``READ_STRING``)."""
+    return value
+
+
+def parse_word(value: str, ctx: ParseContext) -> str:
+    """A single token without whitespace (user names, host names, OIDs)."""
+    if any(ch.isspace() for ch in value):
+        raise ConfigError(f"must not contain whitespace: {value!r}", expected="a single word")
+    return value
+
+
+def parse_bool(value: str, ctx: ParseContext) -> bool:
+    """``true``/``yes`` (case-insensitive) are true, anything else is false (ocserv ``READ_TF``)."""
+    return value.lower() in ("true", "yes")
+
+
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
+def _integer(value: str, what: str, expected: str) -> int:
+    if _DECIMAL.fullmatch(value) is None:
+        raise ConfigError(f"not {what}: {value!r}", expected=expected)
+    number = int(value)
+    if number < 0:
+        raise ConfigError(f"must not be negative: {value!r}", expected=expected)
+    if number > INT_MAX:
+        raise ConfigError(f"too large: {value!r}", expected=expected)
+    return number
+
+
+def parse_uint(value: str, ctx: ParseContext) -> int:
+    """A non-negative decimal integer."""
+    return _integer(value, "an integer", f"an integer 0-{INT_MAX}")
+
+
+def parse_optional_uint(value: str, ctx: ParseContext) -> int | None:
+    """A non-negative integer where 0 means "unset" (``idle-timeout``, ``mtu`` …)."""
+    number = _integer(value, "an integer", f"an integer 0-{INT_MAX} (0 = unset)")
+    return number or None
+
+
+def parse_port(value: str, ctx: ParseContext) -> int:
+    """A TCP/UDP port number 1-65535."""
+    expected = "an integer 1-65535"
+    port = _integer(value, "a port number", expected)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"not a port number: {value!r}", expected=expected)
+    return port
+
+
+def parse_udp_port(value: str, ctx: ParseContext) -> int | None:
+    """Like :func:`parse_port`, but 0 means "no UDP" as in ocserv."""
+    expected = "an integer 1-65535 (0 = no UDP)"
+    port = _integer(value, "a port number", expected)
+    if port > 65535:
+        raise ConfigError(f"not a port number: {value!r}", expected=expected)
+    return port or None
+
+
+def _resolve(value: str, ctx: ParseContext) -> str:
+    if os.path.isabs(value):
+        return os.path.normpath(value)
+    return os.path.normpath(os.path.join(ctx.base_dir, value))
+
+
+def parse_path(value: str, ctx: ParseContext) -> str:
+    """A file name, made absolute against the config file's directory; it need not exist."""
+    return _resolve(value, ctx)
+
+
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def parse_existing_file(value: str, ctx: ParseContext) -> str:
+    """A file that must exist now (certificates, keys, password files)."""
+    if _URL_SCHEME.match(value) is not None:
+        raise ConfigError(
+            f"URLs such as PKCS #11 or TPM key URLs are not supported by ocgate: {value!r}",
+            expected="the path of a PEM file",
+        )
+    path = _resolve(value, ctx)
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"file not found: {path!r}",
+            expected=f"an existing file (relative names are resolved against {ctx.base_dir})",
+        )
+    return path
+
+
+_DEVICE = re.compile(r"[A-Za-z0-9_-]{1,12}")
+
+
+def parse_device(value: str, ctx: ParseContext) -> str:
+    """The tun device name prefix: at most 12 characters so ``<prefix><index>`` fits IFNAMSIZ."""
+    if _DEVICE.fullmatch(value) is None:
+        raise ConfigError(
+            f"not a usable device name prefix: {value!r}",
+            expected="1-12 characters from A-Z a-z 0-9 _ -",
+        )
+    return value
+
+
+def parse_domain(value: str, ctx: ParseContext) -> str:
+    """A DNS domain name (``split-dns``)."""
+    if len(value) > 253 or any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ConfigError(f"not a domain name: {value!r}", expected="a domain such as example.com")
+    return value
+
+
+def parse_banner(value: str, ctx: ParseContext) -> str:
+    """The post-login banner, at most :data:`BANNER_MAX` characters (ocserv ``check_cfg``)."""
+    if len(value) > BANNER_MAX:
+        raise ConfigError(
+            f"banner is too long ({len(value)} characters)",
+            expected=f"at most {BANNER_MAX} characters",
+        )
+    return value
+
+
+def parse_rekey_method(value: str, ctx: ParseContext) -> str:
+    """``ssl`` or ``new-tunnel`` (anything else is fatal in ocserv)."""
+    if value not in ("ssl", "new-tunnel"):
+        raise ConfigError(f"unknown rekey method: {value!r}", expected="ssl or new-tunnel")
+    return value
+
+
+_HEX = re.compile(r"0x[0-9A-Fa-f]{1,2}")
+
+
+def parse_net_priority(value: str, ctx: ParseContext) -> int:
+    """``net-priority``: a decimal SO_PRIORITY or ``0xNN`` IP TOS byte (ocserv ``READ_PRIO_TOS``).
+
+    The value is returned as written in numbers; the caller decides which of the two it is.
+    """
+    if value.startswith("0x"):
+        if _HEX.fullmatch(value) is None:
+            raise ConfigError(f"not a TOS byte: {value!r}", expected="0x00-0xff or 0-6")
+        return int(value, 16)
+    return _integer(value, "a priority", "0x00-0xff or 0-6")
+
+
+# GnuTLS priority strings (https://gnutls.org/manual/html_node/Priority-Strings.html).
+_TLS_LEVELS = frozenset(
+    {
+        "PERFORMANCE",
+        "NORMAL",
+        "LEGACY",
+        "PFS",
+        "SECURE",
+        "SECURE128",
+        "SECURE192",
+        "SECURE256",
+        "SUITEB128",
+        "SUITEB192",
+        "NONE",
+    }
+)
+_TLS_SYSTEM = re.compile(r"@[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*")
+_TLS_MODIFIER = re.compile(r"%[A-Za-z0-9_=]+|[+!-][A-Za-z0-9_.-]+")
+_TLS_EXPECTED = "a GnuTLS priority string such as NORMAL:%SERVER_PRECEDENCE:%COMPAT:-VERS-SSL3.0"
+
+
+def parse_tls_priorities(value: str, ctx: ParseContext) -> str:
+    """Check the syntax of a GnuTLS priority string and return it unchanged.
+
+    The first element is a level keyword (``NORMAL``, ``SECURE256`` …) or ``@SYSTEM``-style
+    keyword; each later element is ``%KEYWORD``, ``+NAME``, ``-NAME`` or ``!NAME``.
+    Whether the names mean anything is for ``ocgate.tls`` to decide.
+    """
+    first, *rest = value.split(":")
+    if first.upper() not in _TLS_LEVELS and _TLS_SYSTEM.fullmatch(first) is None:
+        raise ConfigError(f"unknown priority level {first!r} in {value!r}", expected=_TLS_EXPECTED)
+    for element in rest:
+        if _TLS_MODIFIER.fullmatch(element) is None:
+            raise ConfigError(f"bad element {element!r} in {value!r}", expected=_TLS_EXPECTED)
+    return value

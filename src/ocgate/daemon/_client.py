@@ -1,0 +1,209 @@
+"""One client TCP connection: TLS, then the HTTP front door, then (after CONNECT) a tunnel.
+
+This adapter makes no protocol decisions: it feeds bytes to the TLS endpoint, plaintext to the front
+door or the tunnel, hands requests to the login dialog or the gateway's CONNECT handler, and writes what
+the cores produce. Every error a peer can cause is answered by the core that detected it and logged
+once here; nothing a peer sends raises out of ``data_received``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from ocgate.gateway import LoginDialog
+from ocgate.http import (
+    ConnectionClosed,
+    FrontDoor,
+    HttpLimits,
+    ProtocolViolation,
+    Request,
+    Response,
+    TimedOut,
+)
+from ocgate.tls import TlsEndpoint, TlsFailure
+
+if TYPE_CHECKING:
+    from ocgate.daemon._gateway import Gateway
+    from ocgate.daemon._tunnel import Tunnel
+
+__all__ = ["ClientConnection"]
+
+log = logging.getLogger("ocgate.conn")
+
+
+class ClientConnection(asyncio.Protocol):
+    """asyncio protocol for one TCP connection on the TLS port."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._tls = TlsEndpoint(gateway.tls_context)
+        config = gateway.config
+        self._door = FrontDoor(
+            limits=HttpLimits(auth_timeout=float(config.auth_timeout)), now=self._loop.time()
+        )
+        self._dialog: LoginDialog | None = None
+        self._busy: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._received_any = False
+        self.remote = "?"
+        self.tunnel: Tunnel | None = None
+
+    # asyncio callbacks ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.remote = str(peer[0]) if peer else "?"
+        self._dialog = LoginDialog(self._gateway.login_services, remote_addr=self.remote)
+        self._gateway.connection_opened(self)
+        self._arm_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._busy is not None:
+            self._busy.cancel()
+        if self.tunnel is not None:
+            self.tunnel.close("connection closed")
+        elif not self._received_any:
+            log.debug("event=probe remote=%s", self.remote)  # load-balancer health checks
+        self._gateway.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.resume_writing()
+
+    def data_received(self, data: bytes) -> None:
+        self._received_any = True
+        try:
+            plaintext = self._tls.receive_data(data)
+        except TlsFailure as exc:
+            log.info("event=tls-failed remote=%s reason=%r", self.remote, str(exc))
+            self._write_tls()
+            self._close()
+            return
+        self._write_tls()
+        if self.tunnel is not None:
+            if plaintext:
+                self.tunnel.receive_cstp(plaintext)
+            if self._tls.closed:
+                self.tunnel.close("client closed TLS")
+            return
+        if plaintext or self._tls.closed:
+            self._door.receive_data(plaintext if plaintext else b"", self._loop.time())
+            self._drive()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    # HTTP -----------------------------------------------------------------------------------------
+
+    def _drive(self) -> None:
+        """Handle the front door's next event unless a request is already being answered."""
+        if self._busy is not None or self.tunnel is not None:
+            return
+        event = self._door.next_event()
+        if event is None:
+            self._arm_timer()
+            return
+        if isinstance(event, Request):
+            self._busy = self._loop.create_task(self._answer(event))
+        elif isinstance(event, ProtocolViolation):
+            log.warning(
+                "event=bad-http remote=%s status=%d reason=%r",
+                self.remote,
+                event.status_hint,
+                event.message,
+            )
+            self._send_plain(self._door.data_to_send())
+            self._close()
+        elif isinstance(event, TimedOut):
+            log.info("event=auth-timeout remote=%s", self.remote)
+            self._close()
+        elif isinstance(event, ConnectionClosed):
+            self._close()
+
+    async def _answer(self, request: Request) -> None:
+        try:
+            if request.method == "CONNECT":
+                await self._gateway.handle_connect(self, request)
+            else:
+                assert self._dialog is not None
+                self.respond(await self._dialog.handle(request))
+        except Exception:
+            log.exception("event=internal-error remote=%s", self.remote)
+            self.respond(Response(500, "Internal Server Error", (), b"", close=True))
+        finally:
+            self._busy = None
+        if self._transport is not None and not self._transport.is_closing():
+            self._drive()
+
+    def respond(self, response: Response) -> None:
+        """Send the answer to the current request (closing afterwards if it says so)."""
+        self._door.send_response(response)
+        self._send_plain(self._door.data_to_send())
+        if response.close:
+            self._close()
+
+    def closed_by_peer(self) -> bool:
+        """The transport is gone (the client left while its CONNECT was being prepared)."""
+        return self._transport is None or self._transport.is_closing()
+
+    def take_over_for_tunnel(self) -> tuple[TlsEndpoint, asyncio.Transport, bytes]:
+        """After ``200 CONNECTED`` is sent: the TLS endpoint, transport and bytes that followed CONNECT."""
+        assert self._transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return self._tls, self._transport, self._door.tunnel_established()
+
+    # Plumbing -------------------------------------------------------------------------------------
+
+    def _send_plain(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            self._tls.send(data)
+        except TlsFailure:
+            self._close()
+            return
+        self._write_tls()
+
+    def _write_tls(self) -> None:
+        out = self._tls.data_to_send()
+        if out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(out)
+
+    def _close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._tls.shutdown()
+            self._write_tls()
+            self._transport.close()
+
+    def close(self) -> None:
+        """Close the connection (server shutdown)."""
+        if self.tunnel is not None:
+            self.tunnel.close("server shutting down", notify=True)
+        self._close()
+
+    def _arm_timer(self) -> None:
+        when = self._door.get_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if when is not None and self.tunnel is None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._door.handle_timer(self._loop.time())
+        self._drive()

@@ -1,0 +1,339 @@
+"""The gateway: owner of the listeners, the session store, the address pools and the live tunnels.
+
+State ownership (docs/ARCHITECTURE.md): the session store owns cookies and session records; the pools
+own which addresses are taken; a session holds its leases from its first CONNECT until it ends
+(logout, expiry, session timeout), so a cookie reconnect gets the same addresses; a tunnel owns its TUN
+device and lives exactly as long as its TLS connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import time
+
+from ocgate.auth import AuthResult, PlainBackend
+from ocgate.config import Config
+from ocgate.cstp import CstpConnection, compute_mtu, parse_mtu_headers_untrusted
+from ocgate.daemon._client import ClientConnection
+from ocgate.daemon._tunnel import Tunnel
+from ocgate.errors import ConfigError, InvalidCookie, OcgateError, ResourceError
+from ocgate.gateway import LoginServices, TunnelPlan, client_wants_ipv6, connect_headers, is_mobile
+from ocgate.http import Request, Response
+from ocgate.session import Ipv4Pool, Ipv6Pool, MemorySessionStore, Session
+from ocgate.tls import build_server_context, load_credentials, translate_priorities
+from ocgate.tun import TunDevice, configure_tun, open_tun
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("ocgate")
+
+_MAINTENANCE_PERIOD = 5.0
+_COOKIE_SLACK = 15  # ocserv keeps a cookie cookie-timeout + 15 s after its tunnel ends.
+_CONNECT_PATHS = frozenset({"/CSCOSSLC/tunnel", "CSCOSSLC/tunnel"})
+
+
+class Gateway:
+    """Everything shared between client connections."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        policy = translate_priorities(config.tls_priorities, cisco_client_compat=config.cisco_client_compat)
+        for warning in policy.warnings:
+            log.warning("event=config-warning %s", warning)
+        self.tls_context = build_server_context(
+            cert_files=config.server_cert, key_files=config.server_key, policy=policy
+        )
+        self.credentials = load_credentials(config.server_cert[0])
+        passwd = config.passwd_file
+        if passwd is None:
+            raise ConfigError("ocgate needs a plain[passwd=FILE] method", key="auth", file=config.source)
+        self._backend = PlainBackend(passwd)
+        self.store = MemorySessionStore()
+        self.pool4 = (
+            Ipv4Pool(config.ipv4_network, predictable=config.predictable_ips)
+            if config.ipv4_network is not None
+            else None
+        )
+        self.pool6 = (
+            Ipv6Pool(config.ipv6_network, config.ipv6_subnet_prefix, predictable=config.predictable_ips)
+            if config.ipv6_network is not None
+            else None
+        )
+        self.tunnels: dict[str, Tunnel] = {}
+        self.connections: set[ClientConnection] = set()
+        self.login_services = LoginServices(
+            config=config,
+            authenticate=self._authenticate,
+            store=self.store,
+            credentials=self.credentials,
+            clock=time.monotonic,
+            count_connected=self._count_connected,
+            end_session=self.end_session,
+        )
+        self._servers: list[asyncio.Server] = []
+        self._maintenance: asyncio.Task[None] | None = None
+
+    # Lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        host = self.config.listen_host
+        server = await loop.create_server(
+            lambda: ClientConnection(self),
+            host=host,
+            port=self.config.tcp_port,
+            reuse_address=True,
+            family=socket.AF_UNSPEC,
+            backlog=512,
+        )
+        self._servers.append(server)
+        for sock in server.sockets:
+            log.info("event=listening proto=tcp address=%s", sock.getsockname()[:2])
+        self._maintenance = loop.create_task(self._maintain())
+
+    async def stop(self) -> None:
+        """Stop accepting, tell every client, remove every TUN device."""
+        for server in self._servers:
+            server.close()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        for conn in list(self.connections):
+            conn.close()
+        for server in self._servers:
+            await server.wait_closed()
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(_MAINTENANCE_PERIOD)
+            for session in self.store.expire(time.monotonic()):
+                log.info("event=session-expired user=%r session=%s", session.username, session.sid)
+                tunnel = self.tunnels.get(session.sid)
+                if tunnel is not None:  # Past its session-timeout while connected.
+                    tunnel.close("session expired", end_session=True, notify=True)
+                else:
+                    self._release(session)
+
+    # Sessions -------------------------------------------------------------------------------------
+
+    async def _authenticate(self, username: str, password: str) -> AuthResult:
+        # Hash checks take milliseconds of CPU; keep them off the event loop.
+        return await asyncio.to_thread(self._backend.authenticate, username, password)
+
+    def _count_connected(self, username: str) -> int:
+        return sum(1 for t in self.tunnels.values() if t.session.username == username)
+
+    def end_session(self, session: Session, reason: str) -> None:
+        """End ``session`` for good: close its tunnel, forget its cookie, release its leases."""
+        tunnel = self.tunnels.get(session.sid)
+        if tunnel is not None:
+            tunnel.close(reason, end_session=True, notify=True)
+            return  # _tunnel_closed finishes the job.
+        self.store.invalidate(session)
+        self._release(session)
+        log.info("event=session-ended user=%r session=%s reason=%r", session.username, session.sid, reason)
+
+    def _release(self, session: Session) -> None:
+        if session.ipv4 is not None and self.pool4 is not None:
+            self.pool4.release(session.ipv4)
+            session.ipv4 = None
+        if session.ipv6 is not None and self.pool6 is not None:
+            self.pool6.release(session.ipv6)
+            session.ipv6 = None
+
+    def connection_opened(self, conn: ClientConnection) -> None:
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+
+    # CONNECT --------------------------------------------------------------------------------------
+
+    async def handle_connect(self, conn: ClientConnection, request: Request) -> None:
+        """Validate the cookie, lease addresses, create the TUN device and switch to CSTP."""
+        if request.target.split("?", 1)[0] not in _CONNECT_PATHS:
+            conn.respond(Response(404, "Not Found", (), b"", close=True))
+            return
+        now = time.monotonic()
+        try:
+            session = self.store.lookup(request.cookies().get("webvpn", ""), now)
+        except InvalidCookie as exc:
+            log.warning("event=connect-refused remote=%s reason=%r", conn.remote, str(exc))
+            conn.respond(Response(401, "Cookie is not acceptable", (), b"", close=True))
+            return
+        old = self.tunnels.get(session.sid)
+        if old is not None:
+            old.close("replaced by a reconnect")  # The session and its leases carry over.
+        limit = self.config.max_clients
+        if limit and len(self.tunnels) >= limit:
+            self._refuse(conn, "maximum number of clients reached")
+            return
+        try:
+            plan = self._plan(session, request, now)
+            tun = await asyncio.to_thread(self._create_tun, plan)
+        except (ResourceError, OSError, OcgateError) as exc:
+            log.error("event=connect-failed user=%r session=%s reason=%r", session.username, session.sid, str(exc))
+            self._refuse(conn, str(exc))
+            return
+        if conn.tunnel is not None or conn.closed_by_peer():
+            tun.close()
+            return
+        self._start_tunnel(conn, session, request, plan, tun)
+
+    def _refuse(self, conn: ClientConnection, reason: str) -> None:
+        conn.respond(Response(503, "Service Unavailable", (("X-Reason", reason),), b"", close=True))
+
+    def _plan(self, session: Session, request: Request, now: float) -> TunnelPlan:
+        config = self.config
+        headers = {name: value for name, value in reversed(request.headers)}
+        prefer4, prefer6 = _previous_addresses(request)
+        if self.pool4 is not None and session.ipv4 is None:
+            session.ipv4 = self.pool4.allocate(session.username, prefer=prefer4)
+        want6 = client_wants_ipv6(headers) and self.pool6 is not None
+        if want6 and self.pool6 is not None and session.ipv6 is None:
+            session.ipv6 = self.pool6.allocate(session.username, prefer=prefer6)
+        base, proposed = parse_mtu_headers_untrusted(
+            headers.get("x-cstp-base-mtu"), headers.get("x-cstp-mtu")
+        )
+        mtu = compute_mtu(
+            link_mtu=config.mtu,
+            client_base_mtu=base,
+            client_mtu=proposed,
+            ipv6_assigned=session.ipv6 is not None and want6,
+        )
+        ipv6 = session.ipv6 if want6 and mtu.ipv6_ok else None
+        if session.ipv4 is None and ipv6 is None:
+            raise ResourceError("no address family left to assign")
+        mobile = is_mobile(headers)
+        idle = config.mobile_idle_timeout if mobile and config.mobile_idle_timeout else config.idle_timeout
+        remaining = None
+        if session.session_deadline is not None:
+            remaining = max(0, int(session.session_deadline - now))
+        hostname = headers.get("x-cstp-hostname", "").split(".", 1)[0][:64] or None
+        session.hostname = hostname
+        return TunnelPlan(
+            ipv4=session.ipv4,
+            ipv4_netmask=config.ipv4_network.netmask if config.ipv4_network is not None else None,
+            ipv6=ipv6,
+            base_mtu=mtu.base_mtu,
+            mtu=mtu.tunnel_mtu,
+            dpd=(config.mobile_dpd or config.dpd) if mobile else config.dpd,
+            idle_timeout=idle,
+            session_remaining=remaining,
+            hostname=hostname,
+        )
+
+    def _create_tun(self, plan: TunnelPlan) -> TunDevice:
+        tun = open_tun(self.config.device)
+        try:
+            configure_tun(
+                tun.name,
+                mtu=plan.mtu,
+                local4=self.pool4.server_address if self.pool4 is not None and plan.ipv4 else None,
+                peer4=plan.ipv4,
+                local6=self.pool6.server_address if self.pool6 is not None and plan.ipv6 else None,
+                peer6=plan.ipv6,
+            )
+        except BaseException:
+            tun.close()
+            raise
+        return tun
+
+    def _start_tunnel(
+        self,
+        conn: ClientConnection,
+        session: Session,
+        request: Request,
+        plan: TunnelPlan,
+        tun: TunDevice,
+    ) -> None:
+        conn.respond(Response(200, "CONNECTED", tuple(connect_headers(self.config, plan)), b""))
+        tls, transport, initial = conn.take_over_for_tunnel()
+        now = time.monotonic()
+        cstp = CstpConnection(
+            now=now,
+            dpd=plan.dpd,
+            keepalive=self.config.keepalive,
+            idle_timeout=plan.idle_timeout,
+            session_deadline=session.session_deadline,
+        )
+        tunnel = Tunnel(
+            session=session, tun=tun, cstp=cstp, tls=tls, transport=transport, on_closed=self._tunnel_closed
+        )
+        conn.tunnel = tunnel
+        self.tunnels[session.sid] = tunnel
+        session.device = tun.name
+        session.remote_addr = conn.remote
+        session.user_agent = request.header("user-agent") or session.user_agent
+        self.store.mark_connected(session, now, tunnel_id=id(tunnel))
+        log.info(
+            "event=tunnel-up user=%r session=%s device=%s ipv4=%s ipv6=%s mtu=%d tls=%s remote=%s",
+            session.username,
+            session.sid,
+            tun.name,
+            plan.ipv4,
+            plan.ipv6,
+            plan.mtu,
+            tls.cipher_description(),
+            conn.remote,
+        )
+        tunnel.start(initial)
+
+    def _tunnel_closed(self, tunnel: Tunnel, reason: str, end_session: bool) -> None:
+        session = tunnel.session
+        if self.tunnels.get(session.sid) is tunnel:
+            del self.tunnels[session.sid]
+        cstp = tunnel.cstp
+        log.info(
+            "event=tunnel-down user=%r session=%s device=%s reason=%r rx_bytes=%d tx_bytes=%d",
+            session.username,
+            session.sid,
+            tunnel.tun.name,
+            reason,
+            cstp.rx_bytes,
+            cstp.tx_bytes,
+        )
+        if end_session:
+            self.store.invalidate(session)
+            self._release(session)
+        else:
+            # A replaced tunnel's late teardown must not disconnect its successor (ocserv #706); the
+            # store ignores a tunnel_id that is no longer the session's.
+            self.store.mark_disconnected(
+                session, time.monotonic(), self.config.cookie_timeout + _COOKIE_SLACK, tunnel_id=id(tunnel)
+            )
+
+    # Introspection --------------------------------------------------------------------------------
+
+    def stats_line(self) -> str:
+        sessions = self.store.sessions()
+        leases4 = self.pool4.in_use if self.pool4 is not None else 0
+        leases6 = self.pool6.in_use if self.pool6 is not None else 0
+        connected = sum(1 for s in sessions if s.connected)
+        tasks = len(asyncio.all_tasks())
+        return (
+            f"stats sessions={len(sessions)} connected={connected} leases4={leases4} "
+            f"leases6={leases6} tunnels={len(self.tunnels)} tasks={tasks}"
+        )
+
+
+def _previous_addresses(
+    request: Request,
+) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
+    """The ``X-CSTP-Address`` values a reconnecting client sends (one per family)."""
+    v4: ipaddress.IPv4Address | None = None
+    v6: ipaddress.IPv6Address | None = None
+    for name, value in request.headers:
+        if name != "x-cstp-address":
+            continue
+        try:
+            addr = ipaddress.ip_address(value.strip().split("/", 1)[0])
+        except ValueError:
+            continue
+        if isinstance(addr, ipaddress.IPv4Address):
+            v4 = addr
+        else:
+            v6 = addr
+    return v4, v6

@@ -1,0 +1,141 @@
+"""``ocgate serve``: process set-up around the gateway (logging, pid file, signals, daemonising).
+
+Flags and their meaning follow ``ocserv`` (ocserv-compatibility.md §1, §2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from ocgate._version import __version__
+from ocgate.config import Config, load_config
+from ocgate.daemon._gateway import Gateway
+from ocgate.errors import ConfigError
+
+__all__ = ["build_parser", "serve"]
+
+log = logging.getLogger("ocgate")
+
+DEFAULT_CONFIG = "/etc/ocserv/ocserv.conf"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocgate serve",
+        description=(
+            "Run the VPN gateway. Reads an ocserv.conf; the flags have ocserv's meaning. "
+            "Signals: SIGTERM/SIGINT stop (clients are told, TUN devices removed), SIGUSR2 logs a "
+            "statistics line."
+        ),
+    )
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file (%(default)s)")
+    parser.add_argument("-f", "--foreground", action="store_true", help="do not fork into the background")
+    parser.add_argument("-p", "--pid-file", help="write the process id here (overrides pid-file)")
+    parser.add_argument(
+        "-d", "--debug", type=int, metavar="LEVEL", help="log level 0-9999 (1 basic, 2 info, 3+ debug)"
+    )
+    parser.add_argument("-t", "--test-config", action="store_true", help="check the configuration and exit")
+    parser.add_argument("-e", "--log-stderr", action="store_true", help="log to standard error")
+    parser.add_argument("-s", "--syslog", action="store_true", help="log to syslog")
+    parser.add_argument("-v", "--version", action="version", version=f"ocgate {__version__}")
+    return parser
+
+
+def serve(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ocgate: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"ocgate: error: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
+        return 1
+    to_stderr = args.log_stderr or args.foreground or (args.debug is not None and not args.syslog)
+    _setup_logging(args.debug if args.debug is not None else config.log_level, to_stderr=to_stderr)
+    for warning in config.warnings:
+        log.warning("event=config-warning %s", warning)
+    try:
+        gateway = Gateway(config)
+    except ConfigError as exc:
+        log.error("event=config-error %s", exc)
+        print(f"ocgate: error: {exc}", file=sys.stderr)
+        return 1
+    if args.test_config:
+        print(f"ocgate: {args.config}: configuration is valid")
+        return 0
+    if not args.foreground:
+        _daemonize()
+    pid_file = args.pid_file or config.pid_file
+    return asyncio.run(_run(gateway, config, pid_file))
+
+
+async def _run(gateway: Gateway, config: Config, pid_file: str | None) -> int:
+    loop = asyncio.get_running_loop()
+    try:
+        await gateway.start()
+    except OSError as exc:
+        log.error("event=listen-failed port=%d reason=%r", config.tcp_port, exc.strerror)
+        return 1
+    if pid_file:
+        with open(pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR2, lambda: log.info("%s", gateway.stats_line()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("event=sighup reload-not-supported-yet"))
+    log.info("event=started version=%s pid=%d config=%s", __version__, os.getpid(), config.source)
+    try:
+        await stop.wait()
+    finally:
+        log.info("event=stopping")
+        await gateway.stop()
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except FileNotFoundError:
+                pass
+    log.info("event=stopped")
+    return 0
+
+
+def _setup_logging(level: int, *, to_stderr: bool) -> None:
+    py_level = logging.WARNING if level <= 0 else logging.INFO if level <= 2 else logging.DEBUG
+    handler: logging.Handler
+    if to_stderr or not os.path.exists("/dev/log"):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+        )
+    else:
+        handler = logging.handlers.SysLogHandler(
+            address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
+        )
+        handler.setFormatter(logging.Formatter("ocgate[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(py_level)
+    # Library internals (netlink message dumps, selector choice) only at ocserv's TLS-debug level 9.
+    for noisy in ("pyroute2", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level >= 9 else logging.WARNING)
+
+
+def _daemonize() -> None:
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)

@@ -1,0 +1,197 @@
+"""The packet pump of one tunnel: TUN device ⇄ CSTP core ⇄ TLS endpoint ⇄ TCP transport.
+
+Per packet, TUN → client: the TUN fd becomes readable, up to ``_BATCH`` packets are read, the CSTP core
+frames them, and each frame is encrypted as one TLS record (openconnect reads one frame per record) and
+written to the transport in one call. Client → TUN: decrypted bytes go to the CSTP core, which hands
+back every complete DATA packet of that read as one batch, written to the TUN fd.
+
+Back-pressure: when the TCP transport's buffer fills, asyncio calls ``pause_writing`` and the pump stops
+reading the TUN device (the kernel then drops at the TUN queue, as a congested link would) until
+``resume_writing``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ocgate.cstp import (
+    ByeReceived,
+    CstpConnection,
+    IdleTimeout,
+    PacketsReceived,
+    PeerDead,
+    ProtocolFailed,
+    SessionTimeout,
+)
+from ocgate.session import Session
+from ocgate.tls import TlsEndpoint, TlsFailure
+from ocgate.tun import TunDevice
+
+__all__ = ["Tunnel"]
+
+log = logging.getLogger("ocgate.tunnel")
+
+_BATCH = 64
+BYE_USER_LOGOUT = 0xB0
+
+
+class Tunnel:
+    """Moves packets for one session until either side ends it."""
+
+    def __init__(
+        self,
+        *,
+        session: Session,
+        tun: TunDevice,
+        cstp: CstpConnection,
+        tls: TlsEndpoint,
+        transport: asyncio.Transport,
+        on_closed: Callable[[Tunnel, str, bool], None],
+    ) -> None:
+        self.session = session
+        self.tun = tun
+        self.cstp = cstp
+        self._tls = tls
+        self._transport = transport
+        self._on_closed = on_closed
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._reading = False
+        self.closed = False
+
+    # Lifecycle ------------------------------------------------------------------------------------
+
+    def start(self, initial: bytes) -> None:
+        self._resume_tun()
+        if initial:
+            self.receive_cstp(initial)
+        else:
+            self._arm_timer()
+
+    def close(self, reason: str, *, end_session: bool = False, notify: bool = False) -> None:
+        """Stop the pump and remove the TUN device; ``notify`` sends the client a DISCONNECT first."""
+        if self.closed:
+            return
+        self.closed = True
+        if notify and not self._transport.is_closing():
+            self.cstp.send_disconnect(reason)
+            self._flush()
+        self._pause_tun()
+        if self._timer is not None:
+            self._timer.cancel()
+        self.tun.close()
+        if not self._transport.is_closing():
+            self._tls.shutdown()
+            self._transport.write(self._tls.data_to_send())
+            self._transport.close()
+        self._on_closed(self, reason, end_session)
+
+    # Back-pressure (called by the connection's pause_writing / resume_writing) -------------------
+
+    def pause_writing(self) -> None:
+        self._pause_tun()
+
+    def resume_writing(self) -> None:
+        if not self.closed:
+            self._resume_tun()
+
+    def _pause_tun(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self.tun.fd)
+            self._reading = False
+
+    def _resume_tun(self) -> None:
+        if not self._reading:
+            self._loop.add_reader(self.tun.fd, self._on_tun_readable)
+            self._reading = True
+
+    # Data path ------------------------------------------------------------------------------------
+
+    def _on_tun_readable(self) -> None:
+        read = self.tun.read
+        batch: list[bytes] = []
+        for _ in range(_BATCH):
+            packet = read()
+            if packet is None:
+                break
+            batch.append(packet)
+        if batch:
+            self.cstp.send_packets(batch)
+            self._flush()
+
+    def receive_cstp(self, data: bytes) -> None:
+        """Plaintext from the TLS endpoint, in tunnel mode."""
+        self.cstp.receive_data(data, self._loop.time())
+        self._process_events()
+
+    def _process_events(self) -> None:
+        while not self.closed:
+            event = self.cstp.next_event()
+            if event is None:
+                break
+            if isinstance(event, PacketsReceived):
+                write = self.tun.write
+                for packet in event.packets:
+                    write(packet)
+            else:
+                self._control_event(event)
+        if not self.closed:
+            self._flush()
+            self._arm_timer()
+
+    def _control_event(self, event: object) -> None:
+        sid = self.session.sid
+        if isinstance(event, ByeReceived):
+            logout = event.code == BYE_USER_LOGOUT
+            log.info("event=bye session=%s code=%s message=%r", sid, event.code, event.message)
+            self.close("client logout" if logout else "client disconnect", end_session=logout)
+        elif isinstance(event, PeerDead):
+            log.info("event=dpd-dead session=%s", sid)
+            self.close("dead peer detected")
+        elif isinstance(event, IdleTimeout):
+            log.info("event=idle-timeout session=%s", sid)
+            self.close("idle timeout", end_session=True, notify=True)
+        elif isinstance(event, SessionTimeout):
+            log.info("event=session-timeout session=%s", sid)
+            self.close("session timeout", end_session=True, notify=True)
+        elif isinstance(event, ProtocolFailed):
+            log.warning("event=bad-cstp session=%s reason=%r", sid, event.message)
+            self.close("protocol error")
+
+    def _flush(self) -> None:
+        frames = self.cstp.frames_to_send()
+        if not frames:
+            return
+        tls = self._tls
+        try:
+            for frame in frames:
+                tls.send(frame)
+        except TlsFailure as exc:
+            log.warning("event=tls-send-failed session=%s reason=%r", self.session.sid, str(exc))
+            self.close("TLS failure")
+            return
+        if not self._transport.is_closing():
+            self._transport.write(tls.data_to_send())
+
+    # Timers ---------------------------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        # Deadlines move later with every packet; re-arming per packet would cost a heap operation each
+        # time. A timer that fires early is harmless: handle_timer does nothing and we re-arm.
+        when = self.cstp.get_timer()
+        if self._timer is not None:
+            if when is not None and self._timer.when() <= when:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        self.cstp.handle_timer(self._loop.time())
+        self._process_events()

@@ -1,0 +1,121 @@
+"""The one error tree of ocgate.
+
+::
+
+    OcgateError
+    ├── ConfigError                 a config file is wrong: carries file, line, key and expected form
+    ├── AuthError
+    │   ├── AuthFailed              credentials refused (unknown, locked and wrong look the same)
+    │   └── InvalidCookie           a session cookie names no live session
+    ├── ResourceError               a pool or limit is exhausted (no address left, too many clients)
+    └── ProtocolError
+        ├── LocalProtocolError      we were asked to do something the protocol forbids
+        └── RemoteProtocolError     the peer sent something malformed
+            ├── BadHttpRequest      HTTP front door; carries ``status_hint``
+            ├── BadAuthXml          AggAuth XML body
+            └── BadFrame            CSTP framing; carries the disconnect reason
+
+Parsers of peer bytes (functions ending in ``_untrusted``) raise only their subsystem's decode error,
+never ``IndexError`` or ``struct.error``. The adapters map these errors to an HTTP status, a BYE frame or a
+closed connection at a single place each.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "AuthFailed",
+    "BadAuthXml",
+    "BadFrame",
+    "BadHttpRequest",
+    "ConfigError",
+    "InvalidCookie",
+    "LocalProtocolError",
+    "OcgateError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ResourceError",
+]
+
+
+class OcgateError(Exception):
+    """Root of every error ocgate raises on purpose."""
+
+
+class ConfigError(OcgateError):
+    """A configuration file (or a value in it) is invalid.
+
+    ``str()`` gives ``FILE:LINE: KEY: message (expected: FORM)``, the form an administrator needs to fix it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        expected: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.key = key
+        self.expected = expected
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
+        what = f"{self.key}: " if self.key else ""
+        form = f" (expected: {self.expected})" if self.expected else ""
+        return f"{where}{what}{self.message}{form}"
+
+
+class AuthError(OcgateError):
+    """Authentication did not succeed."""
+
+
+class AuthFailed(AuthError):
+    """Credentials were refused. The message is for the log, never for the client."""
+
+
+class InvalidCookie(AuthError):
+    """A session cookie is malformed, unknown or expired."""
+
+
+class ResourceError(OcgateError):
+    """A pool or a configured limit is exhausted."""
+
+
+class ProtocolError(OcgateError):
+    """A protocol rule was broken."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side was asked to break the protocol (a bug in the caller)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that break the protocol."""
+
+
+class BadHttpRequest(RemoteProtocolError):
+    """A malformed or over-limit HTTP request; ``status_hint`` is the status to answer with."""
+
+    def __init__(self, message: str, *, status_hint: int = 400) -> None:
+        super().__init__(message)
+        self.status_hint = status_hint
+
+
+class BadAuthXml(RemoteProtocolError):
+    """An AggAuth XML body that cannot be accepted (malformed, entities, too deep, too large)."""
+
+
+class BadFrame(RemoteProtocolError):
+    """A CSTP frame with a bad magic, length or reserved byte; ``reason`` goes into the log."""
+
+    def __init__(self, message: str, *, reason: str = "bad frame") -> None:
+        super().__init__(message)
+        self.reason = reason

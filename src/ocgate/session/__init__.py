@@ -1,0 +1,30 @@
+"""Sessions and address leases: who is logged in, with which cookie, holding which addresses.
+
+Pure (sans-IO): time is passed in as ``now`` and randomness through ``random_bytes``.
+"""
+
+from __future__ import annotations
+
+from ocgate.session._lease import Ipv4Pool, Ipv6Pool
+from ocgate.session._session import Session, SessionCookie, assign_leases, release_leases
+from ocgate.session._store import (
+    COOKIE_LENGTH,
+    MemorySessionStore,
+    SessionStore,
+    cookie_digest_untrusted,
+    parse_cookie_untrusted,
+)
+
+__all__ = [
+    "COOKIE_LENGTH",
+    "Ipv4Pool",
+    "Ipv6Pool",
+    "MemorySessionStore",
+    "Session",
+    "SessionCookie",
+    "SessionStore",
+    "assign_leases",
+    "cookie_digest_untrusted",
+    "parse_cookie_untrusted",
+    "release_leases",
+]

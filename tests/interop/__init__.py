@@ -1,0 +1,1 @@
+"""End-to-end tests: openconnect against the gateway in network namespaces (need root)."""
