@@ -1,6 +1,7 @@
 """``ocgate quickstart``: a working demo set-up in one directory (what ``make run`` starts).
 
-It writes a self-signed certificate, a password file with one demo user, and an ocserv.conf, then prints
+It writes a self-signed certificate, a password file with one demo user, and an ocserv.conf, then
+prints
 the openconnect command and the credentials (also written to ``CREDENTIALS.txt``). Running it again
 reuses what is there, so the certificate pin and the password stay the same.
 """
@@ -57,7 +58,7 @@ banner = "Welcome to the ocgate demo"
 def quickstart(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ocgate quickstart",
-        description="Write a demo ocserv.conf, certificate and user into DIR and print how to connect.",
+        description="Write a demo ocserv.conf, certificate and user, and print how to connect.",
     )
     parser.add_argument("--dir", default="run", help="where to write (%(default)s)")
     parser.add_argument("--port", type=int, default=443, help="TLS port (%(default)s)")
@@ -104,10 +105,11 @@ def _demo_password(directory: Path) -> str:
 
 
 def _write_certificate(cert_path: Path, key_path: Path) -> None:
-    # ECDSA P-256: small, fast, and it avoids the TLS 1.3 + RSA failure of older AnyConnect on iOS (#318).
+    # ECDSA P-256: small, fast, and it avoids the TLS 1.3 + RSA failure of older AnyConnect on iOS
+    # (#318).
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ocgate demo")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     host = socket.gethostname()
     certificate = (
         x509.CertificateBuilder()
@@ -119,7 +121,11 @@ def _write_certificate(cert_path: Path, key_path: Path) -> None:
         .not_valid_after(now + datetime.timedelta(days=825))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName(host), x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName(host),
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
             ),
             critical=False,
         )

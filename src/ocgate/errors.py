@@ -3,7 +3,8 @@
 ::
 
     OcgateError
-    ├── ConfigError                 a config file is wrong: carries file, line, key and expected form
+    ├── ConfigError                 a config file is wrong: carries file, line, key and expected
+    form
     ├── AuthError
     │   ├── AuthFailed              credentials refused (unknown, locked and wrong look the same)
     │   └── InvalidCookie           a session cookie names no live session
@@ -15,8 +16,10 @@
             ├── BadAuthXml          AggAuth XML body
             └── BadFrame            CSTP framing; carries the disconnect reason
 
-Parsers of peer bytes (functions ending in ``_untrusted``) raise only their subsystem's decode error,
-never ``IndexError`` or ``struct.error``. The adapters map these errors to an HTTP status, a BYE frame or a
+Parsers of peer bytes (functions ending in ``_untrusted``) raise only their subsystem's decode
+error,
+never ``IndexError`` or ``struct.error``. The adapters map these errors to an HTTP status, a BYE
+frame or a
 closed connection at a single place each.
 """
 
@@ -45,7 +48,8 @@ class OcgateError(Exception):
 class ConfigError(OcgateError):
     """A configuration file (or a value in it) is invalid.
 
-    ``str()`` gives ``FILE:LINE: KEY: message (expected: FORM)``, the form an administrator needs to fix it.
+    ``str()`` gives ``FILE:LINE: KEY: message (expected: FORM)``, the form an administrator needs to
+    fix it.
     """
 
     def __init__(

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -37,6 +37,7 @@ __all__ = [
     "SERVER_TUN6",
     "Server",
     "ServerKind",
+    "StartServer",
     "User",
     "render_config",
     "server_kind",
@@ -251,9 +252,14 @@ class Server:
     def assert_alive(self) -> None:
         assert self.proc.poll() is None, f"server died\n{self.describe()}"
 
+    @property
+    def supports_stats(self) -> bool:
+        """Whether SIGUSR2 logs the ``stats …`` line (ocgate only)."""
+        return self.kind is ServerKind.OCGATE
+
     def stats(self, timeout: float = 10) -> dict[str, int]:
         """Send SIGUSR2 and parse the one ``stats sessions=N …`` line it logs (ocgate only)."""
-        if self.kind is not ServerKind.OCGATE:
+        if not self.supports_stats:
             pytest.skip("USR2 statistics line is an ocgate feature")
         self.assert_alive()
         offset = self.log_size()
@@ -277,6 +283,10 @@ class Server:
                 self.proc.wait(5)
         self.pair.kill_in(self.pair.server)
         return self.proc.returncode
+
+
+StartServer = Callable[..., Server]
+"""The ``start_gateway`` fixture: ``(overrides=None, users=DEFAULT_USERS) -> Server``."""
 
 
 def _server_argv(kind: ServerKind, config_path: Path, pid_path: Path) -> list[str]:

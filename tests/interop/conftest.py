@@ -20,12 +20,18 @@ import pytest
 from ._certs import ServerCert, make_server_cert
 from ._netns import SERVER_ADDR, NetnsPair
 from ._openconnect import OpenConnectRunner
-from ._server import DEFAULT_USERS, Server, ServerKind, User, server_kind, start_server
+from ._server import (
+    DEFAULT_USERS,
+    Server,
+    ServerKind,
+    StartServer,
+    User,
+    server_kind,
+    start_server,
+)
 
 _DIAG_KEY = pytest.StashKey[list[tuple[str, Callable[[], str]]]]()
 _REQUIRED_TOOLS = ("ip", "openconnect", "ping", "iperf3")
-
-StartServer = Callable[..., Server]
 
 
 def _skip_reason() -> str | None:

@@ -7,16 +7,19 @@ import re
 import pytest
 
 from ._openconnect import OpenConnectRunner
-from ._server import Server
+from ._server import Server, ServerKind, server_kind
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
-# A refusal is logged on a line naming the user and saying it failed. ocserv 1.1.6 logs e.g.
-# "sec-mod: failed authentication for 'alice'"; ocgate is expected to log something comparable.
+# ocgate logs a refusal on one line naming the user and saying it failed (any of these words).
 _REFUSAL_WORDS = r"(fail|refus|reject|denied|invalid|locked|wrong|unknown|bad)"
 
 
-def _refusal_re(user: str) -> re.Pattern[str]:
+def _refusal_re(server: Server, user: str) -> re.Pattern[str]:
+    if server.kind is ServerKind.OCSERV:
+        # ocserv 1.1.6 at -d 3 names no user with the failure; it logs the ban points it adds:
+        # "main: added 10 points (total 10) for IP '198.18.0.2' to ban list".
+        return re.compile(r"added \d+ points .* to ban list")
     name = re.escape(user)
     return re.compile(rf"(?i)({_REFUSAL_WORDS}.*\b{name}\b|\b{name}\b.*{_REFUSAL_WORDS})")
 
@@ -45,20 +48,26 @@ def test_bad_credentials_are_refused(
     result = openconnect.authenticate(server, user=user, stdin=password + "\n", mode="--cookieonly")
     assert result.returncode != 0, result.describe()
     assert not result.stdout.strip(), f"a cookie was printed\n{result.describe()}"
-    server.wait_log(_refusal_re(user), since=offset, timeout=10)
+    server.wait_log(_refusal_re(server, user), since=offset, timeout=10)
     if password:
         assert password not in server.log_since(offset), "the password must never be logged"
     server.assert_alive()
 
 
+@pytest.mark.xfail(
+    server_kind() is ServerKind.OCSERV,
+    reason="ocserv 1.1.6 rejects the right password after a wrong one (ocserv #323, fixed in 1.4.2)",
+    strict=True,
+)
 def test_wrong_then_right_password_on_one_connection(
     server: Server, openconnect: OpenConnectRunner
 ) -> None:
     """The server re-offers the form after a wrong password; the right one then succeeds.
 
-    openconnect 9.01 with ``--passwd-on-stdin`` reads one stdin line per password prompt, also for the
-    retry form the server sends with the error, so two lines drive a wrong-then-right login on one TLS
-    connection (``--non-inter`` only stops it from prompting on the terminal).
+    openconnect 9.01 with ``--non-inter --passwd-on-stdin`` uses the first stdin line for the first
+    password form and reads the next line for the retry form the server sends with the error (it prints
+    "Password:" and does not give up), so two lines drive a wrong-then-right login on one TLS
+    connection.
     """
     offset = server.log_size()
     result = openconnect.authenticate(
@@ -66,6 +75,6 @@ def test_wrong_then_right_password_on_one_connection(
     )
     assert result.returncode == 0, result.describe()
     assert result.cookie, result.describe()
-    server.wait_log(_refusal_re("alice"), since=offset, timeout=10)
+    server.wait_log(_refusal_re(server, "alice"), since=offset, timeout=10)
     # One TLS connection: openconnect prints "Connected to" once per TCP connection.
     assert result.stderr.count("SSL negotiation with") == 1, result.describe()

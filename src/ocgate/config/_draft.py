@@ -61,8 +61,3 @@ class Draft:
         """The last recorded ``(line, value)`` of ``key`` (ocserv: the last line wins)."""
         values = self.all(key, kind)
         return values[-1] if values else None
-
-    def line_of(self, key: str) -> int | None:
-        """The line of the last occurrence of ``key``, if any."""
-        recorded = self.entries.get(key)
-        return recorded[-1][0] if recorded else None

@@ -1,6 +1,7 @@
 """The validated configuration: frozen values with ocserv's meanings and defaults.
 
-Field names are the ocserv key names with ``-`` turned into ``_``. Defaults are ocserv's built-in defaults
+Field names are the ocserv key names with ``-`` turned into ``_``. Defaults are ocserv's built-in
+defaults
 (``src/config.c``), not the values of its shipped sample config. Units are seconds unless stated.
 """
 
@@ -18,10 +19,12 @@ __all__ = ["AuthMethod", "Config", "ConfigWarning", "IPAddress", "IPNetwork"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthMethod:
-    """One ``auth``/``enable-auth`` entry, e.g. ``plain[passwd=/etc/ocserv/ocpasswd,otp=/etc/ocserv/otp]``.
+    """One ``auth``/``enable-auth`` entry, e.g.
+    ``plain[passwd=/etc/ocserv/ocpasswd,otp=/etc/ocserv/otp]``.
 
     :param name: the method (``plain``, ``certificate``, ``radius``, ``pam``, …).
-    :param params: the bracketed options; ``plain[FILE]`` (legacy form) is stored as ``{"passwd": FILE}``.
+    :param params: the bracketed options; ``plain[FILE]`` (legacy form) is stored as ``{"passwd":
+    FILE}``.
     """
 
     name: str
@@ -30,7 +33,7 @@ class AuthMethod:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigWarning:
-    """Something the administrator should know that does not stop the server (e.g. a key not yet implemented)."""
+    """A finding that does not stop the server (e.g. a key ocgate does not implement yet)."""
 
     file: str
     line: int
@@ -77,9 +80,9 @@ class Config:
     split_dns: tuple[str, ...] = ()
     default_domain: str | None = None
     route: tuple[IPNetwork, ...] = ()
-    """Split-include routes, normalised (host bits cleared). Empty with ``route_default`` = full tunnel."""
+    """Split-include routes, host bits cleared. Empty with ``route_default``: full tunnel."""
     route_default: bool = False
-    """``route = default`` (or ``0.0.0.0/0``, ``::/0``) was given: full tunnel, DNS forced through it."""
+    """``route = default`` (or ``0.0.0.0/0``, ``::/0``): full tunnel, DNS forced through it."""
     no_route: tuple[IPNetwork, ...] = ()
     tunnel_all_dns: bool = False
     mtu: int | None = None
@@ -108,7 +111,7 @@ class Config:
     log_level: int = 2
 
     warnings: tuple[ConfigWarning, ...] = ()
-    """Non-fatal findings (keys ocserv knows that ocgate does not implement yet, renamed keys, …)."""
+    """Non-fatal findings: keys ocserv knows that ocgate does not implement yet, renamed keys."""
 
     @property
     def passwd_file(self) -> str | None:

@@ -46,17 +46,13 @@ class AddressWithPrefix:
 class RouteValue:
     """One ``route``/``no-route`` line.
 
-    :param network: the normalised network, or ``None`` for a default route.
+    :param network: the normalised network, or ``None`` for a default route (``default``,
+        ``0.0.0.0/0``, ``::/0``).
     :param host_bits: the value as written if it had host bits set (for the warning), else ``None``.
     """
 
     network: IPNetwork | None
     host_bits: str | None = None
-
-    @property
-    def is_default(self) -> bool:
-        """True for ``default``, ``0.0.0.0/0`` and ``::/0``."""
-        return self.network is None
 
 
 def _ip(text: str) -> IPAddress | None:

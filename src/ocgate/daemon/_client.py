@@ -1,7 +1,8 @@
 """One client TCP connection: TLS, then the HTTP front door, then (after CONNECT) a tunnel.
 
 This adapter makes no protocol decisions: it feeds bytes to the TLS endpoint, plaintext to the front
-door or the tunnel, hands requests to the login dialog or the gateway's CONNECT handler, and writes what
+door or the tunnel, hands requests to the login dialog or the gateway's CONNECT handler, and writes
+what
 the cores produce. Every error a peer can cause is answered by the core that detected it and logged
 once here; nothing a peer sends raises out of ``data_received``.
 """
@@ -159,7 +160,7 @@ class ClientConnection(asyncio.Protocol):
         return self._transport is None or self._transport.is_closing()
 
     def take_over_for_tunnel(self) -> tuple[TlsEndpoint, asyncio.Transport, bytes]:
-        """After ``200 CONNECTED`` is sent: the TLS endpoint, transport and bytes that followed CONNECT."""
+        """After ``200 CONNECTED``: the TLS endpoint, the transport and the bytes after CONNECT."""
         assert self._transport is not None
         if self._timer is not None:
             self._timer.cancel()

@@ -1,8 +1,10 @@
 """The gateway: owner of the listeners, the session store, the address pools and the live tunnels.
 
-State ownership (docs/ARCHITECTURE.md): the session store owns cookies and session records; the pools
+State ownership (docs/ARCHITECTURE.md): the session store owns cookies and session records; the
+pools
 own which addresses are taken; a session holds its leases from its first CONNECT until it ends
-(logout, expiry, session timeout), so a cookie reconnect gets the same addresses; a tunnel owns its TUN
+(logout, expiry, session timeout), so a cookie reconnect gets the same addresses; a tunnel owns its
+TUN
 device and lives exactly as long as its TLS connection.
 """
 
@@ -40,7 +42,9 @@ class Gateway:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        policy = translate_priorities(config.tls_priorities, cisco_client_compat=config.cisco_client_compat)
+        policy = translate_priorities(
+            config.tls_priorities, cisco_client_compat=config.cisco_client_compat
+        )
         for warning in policy.warnings:
             log.warning("event=config-warning %s", warning)
         self.tls_context = build_server_context(
@@ -49,7 +53,9 @@ class Gateway:
         self.credentials = load_credentials(config.server_cert[0])
         passwd = config.passwd_file
         if passwd is None:
-            raise ConfigError("ocgate needs a plain[passwd=FILE] method", key="auth", file=config.source)
+            raise ConfigError(
+                "ocgate needs a plain[passwd=FILE] method", key="auth", file=config.source
+            )
         self._backend = PlainBackend(passwd)
         self.store = MemorySessionStore()
         self.pool4 = (
@@ -58,7 +64,9 @@ class Gateway:
             else None
         )
         self.pool6 = (
-            Ipv6Pool(config.ipv6_network, config.ipv6_subnet_prefix, predictable=config.predictable_ips)
+            Ipv6Pool(
+                config.ipv6_network, config.ipv6_subnet_prefix, predictable=config.predictable_ips
+            )
             if config.ipv6_network is not None
             else None
         )
@@ -133,7 +141,12 @@ class Gateway:
             return  # _tunnel_closed finishes the job.
         self.store.invalidate(session)
         self._release(session)
-        log.info("event=session-ended user=%r session=%s reason=%r", session.username, session.sid, reason)
+        log.info(
+            "event=session-ended user=%r session=%s reason=%r",
+            session.username,
+            session.sid,
+            reason,
+        )
 
     def _release(self, session: Session) -> None:
         if session.ipv4 is not None and self.pool4 is not None:
@@ -174,7 +187,12 @@ class Gateway:
             plan = self._plan(session, request, now)
             tun = await asyncio.to_thread(self._create_tun, plan)
         except (ResourceError, OSError, OcgateError) as exc:
-            log.error("event=connect-failed user=%r session=%s reason=%r", session.username, session.sid, str(exc))
+            log.error(
+                "event=connect-failed user=%r session=%s reason=%r",
+                session.username,
+                session.sid,
+                str(exc),
+            )
             self._refuse(conn, str(exc))
             return
         if conn.tunnel is not None or conn.closed_by_peer():
@@ -207,7 +225,11 @@ class Gateway:
         if session.ipv4 is None and ipv6 is None:
             raise ResourceError("no address family left to assign")
         mobile = is_mobile(headers)
-        idle = config.mobile_idle_timeout if mobile and config.mobile_idle_timeout else config.idle_timeout
+        idle = (
+            config.mobile_idle_timeout
+            if mobile and config.mobile_idle_timeout
+            else config.idle_timeout
+        )
         remaining = None
         if session.session_deadline is not None:
             remaining = max(0, int(session.session_deadline - now))
@@ -260,7 +282,12 @@ class Gateway:
             session_deadline=session.session_deadline,
         )
         tunnel = Tunnel(
-            session=session, tun=tun, cstp=cstp, tls=tls, transport=transport, on_closed=self._tunnel_closed
+            session=session,
+            tun=tun,
+            cstp=cstp,
+            tls=tls,
+            transport=transport,
+            on_closed=self._tunnel_closed,
         )
         conn.tunnel = tunnel
         self.tunnels[session.sid] = tunnel
@@ -302,7 +329,10 @@ class Gateway:
             # A replaced tunnel's late teardown must not disconnect its successor (ocserv #706); the
             # store ignores a tunnel_id that is no longer the session's.
             self.store.mark_disconnected(
-                session, time.monotonic(), self.config.cookie_timeout + _COOKIE_SLACK, tunnel_id=id(tunnel)
+                session,
+                time.monotonic(),
+                self.config.cookie_timeout + _COOKIE_SLACK,
+                tunnel_id=id(tunnel),
             )
 
     # Introspection --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -35,13 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
             "statistics line."
         ),
     )
-    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file (%(default)s)")
-    parser.add_argument("-f", "--foreground", action="store_true", help="do not fork into the background")
+    parser.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, help="configuration file (%(default)s)"
+    )
+    parser.add_argument(
+        "-f", "--foreground", action="store_true", help="do not fork into the background"
+    )
     parser.add_argument("-p", "--pid-file", help="write the process id here (overrides pid-file)")
     parser.add_argument(
-        "-d", "--debug", type=int, metavar="LEVEL", help="log level 0-9999 (1 basic, 2 info, 3+ debug)"
+        "-d",
+        "--debug",
+        type=int,
+        metavar="LEVEL",
+        help="log level 0-9999 (1 basic, 2 info, 3+ debug)",
     )
-    parser.add_argument("-t", "--test-config", action="store_true", help="check the configuration and exit")
+    parser.add_argument(
+        "-t", "--test-config", action="store_true", help="check the configuration and exit"
+    )
     parser.add_argument("-e", "--log-stderr", action="store_true", help="log to standard error")
     parser.add_argument("-s", "--syslog", action="store_true", help="log to syslog")
     parser.add_argument("-v", "--version", action="version", version=f"ocgate {__version__}")
@@ -85,13 +96,14 @@ async def _run(gateway: Gateway, config: Config, pid_file: str | None) -> int:
         log.error("event=listen-failed port=%d reason=%r", config.tcp_port, exc.strerror)
         return 1
     if pid_file:
-        with open(pid_file, "w") as f:
-            f.write(f"{os.getpid()}\n")
+        _write_pid_file(pid_file)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR2, lambda: log.info("%s", gateway.stats_line()))
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("event=sighup reload-not-supported-yet"))
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: log.info("event=sighup reload-not-supported-yet")
+    )
     log.info("event=started version=%s pid=%d config=%s", __version__, os.getpid(), config.source)
     try:
         await stop.wait()
@@ -99,12 +111,15 @@ async def _run(gateway: Gateway, config: Config, pid_file: str | None) -> int:
         log.info("event=stopping")
         await gateway.stop()
         if pid_file:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(pid_file)
-            except FileNotFoundError:
-                pass
     log.info("event=stopped")
     return 0
+
+
+def _write_pid_file(path: str) -> None:
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}\n")
 
 
 def _setup_logging(level: int, *, to_stderr: bool) -> None:
@@ -113,13 +128,17 @@ def _setup_logging(level: int, *, to_stderr: bool) -> None:
     if to_stderr or not os.path.exists("/dev/log"):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+            )
         )
     else:
         handler = logging.handlers.SysLogHandler(
             address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
         )
-        handler.setFormatter(logging.Formatter("ocgate[%(process)d]: %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("ocgate[%(process)d]: %(levelname)s %(name)s: %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(py_level)

@@ -1,11 +1,14 @@
 """The packet pump of one tunnel: TUN device ⇄ CSTP core ⇄ TLS endpoint ⇄ TCP transport.
 
-Per packet, TUN → client: the TUN fd becomes readable, up to ``_BATCH`` packets are read, the CSTP core
-frames them, and each frame is encrypted as one TLS record (openconnect reads one frame per record) and
+Per packet, TUN → client: the TUN fd becomes readable, up to ``_BATCH`` packets are read, the CSTP
+core
+frames them, and each frame is encrypted as one TLS record (openconnect reads one frame per record)
+and
 written to the transport in one call. Client → TUN: decrypted bytes go to the CSTP core, which hands
 back every complete DATA packet of that read as one batch, written to the TUN fd.
 
-Back-pressure: when the TCP transport's buffer fills, asyncio calls ``pause_writing`` and the pump stops
+Back-pressure: when the TCP transport's buffer fills, asyncio calls ``pause_writing`` and the pump
+stops
 reading the TUN device (the kernel then drops at the TUN queue, as a congested link would) until
 ``resume_writing``.
 """
@@ -71,7 +74,7 @@ class Tunnel:
             self._arm_timer()
 
     def close(self, reason: str, *, end_session: bool = False, notify: bool = False) -> None:
-        """Stop the pump and remove the TUN device; ``notify`` sends the client a DISCONNECT first."""
+        """Stop the pump and remove the TUN device; ``notify`` sends a DISCONNECT first."""
         if self.closed:
             return
         self.closed = True
@@ -118,7 +121,7 @@ class Tunnel:
                 break
             batch.append(packet)
         if batch:
-            self.cstp.send_packets(batch)
+            self.cstp.send_packets(batch, self._loop.time())
             self._flush()
 
     def receive_cstp(self, data: bytes) -> None:
@@ -178,7 +181,8 @@ class Tunnel:
     # Timers ---------------------------------------------------------------------------------------
 
     def _arm_timer(self) -> None:
-        # Deadlines move later with every packet; re-arming per packet would cost a heap operation each
+        # Deadlines move later with every packet; re-arming per packet would cost a heap operation
+        # each
         # time. A timer that fires early is harmless: handle_timer does nothing and we re-arm.
         when = self.cstp.get_timer()
         if self._timer is not None:

@@ -1,6 +1,7 @@
 """The reply to ``CONNECT /CSCOSSLC/tunnel``: tunnel parameters as ``X-CSTP-*`` headers.
 
-Order and spelling follow ocserv ``src/worker-vpn.c`` ``connect_handler`` (anyconnect-protocol.md §5.3).
+Order and spelling follow ocserv ``src/worker-vpn.c`` ``connect_handler`` (anyconnect-protocol.md
+§5.3).
 openconnect compares these names case-sensitively (``strcmp``), so they are written exactly as here.
 """
 
@@ -16,7 +17,8 @@ from ocgate.config import Config, IPNetwork
 __all__ = ["TunnelPlan", "client_wants_ipv6", "connect_headers", "is_mobile"]
 
 # Rekeying: ocgate refuses TLS renegotiation, so it asks for a new tunnel (a cookie reconnect) every
-# two days, ocserv's default period. "none" must never be sent: Cisco Secure Client 5.1 rejects it (#745).
+# two days, ocserv's default period. "none" must never be sent: Cisco Secure Client 5.1 rejects it
+# (#745).
 REKEY_TIME = 172800
 REKEY_METHOD = "new-tunnel"
 
@@ -38,7 +40,7 @@ class TunnelPlan:
 
 
 def is_mobile(headers: Mapping[str, str]) -> bool:
-    """Mobile platforms get ``mobile-dpd`` and ``mobile-idle-timeout`` (ocserv: by platform header)."""
+    """Mobile platforms get ``mobile-dpd`` and ``mobile-idle-timeout`` (ocserv does the same)."""
     platform = headers.get("x-anyconnect-identifier-platform", "").lower()
     return platform in {"apple-ios", "android"}
 

@@ -2,17 +2,23 @@
 
 Theory of operation (anyconnect-protocol.md §2.3, §3; ocserv ``src/worker-auth.c``):
 
-* ``GET``/``POST`` on ``/``, ``/auth``, ``/VPN`` (and, while unauthenticated, any other POST path) run the
-  AggAuth dialog. XML clients (``X-Aggregate-Auth: 1`` or an XML body) get ``config-auth`` documents; other
+* ``GET``/``POST`` on ``/``, ``/auth``, ``/VPN`` (and, while unauthenticated, any other POST path)
+  run the
+  AggAuth dialog. XML clients (``X-Aggregate-Auth: 1`` or an XML body) get ``config-auth``
+  documents; other
   clients get the old ``<auth id="main">`` layout and may POST urlencoded ``username=&password=``.
-* A failed login answers with the same form plus an error, on the same connection; the third failure on a
-  connection gets ``401`` and a close (ocserv allows three tries per TLS session). Unknown user, locked
+* A failed login answers with the same form plus an error, on the same connection; the third failure
+  on a
+  connection gets ``401`` and a close (ocserv allows three tries per TLS session). Unknown user,
+  locked
   user, empty and wrong password produce byte-identical replies; only the log says which it was.
-* Success creates a server-side session and returns its cookie both as ``Set-Cookie: webvpn=`` and as
+* Success creates a server-side session and returns its cookie both as ``Set-Cookie: webvpn=`` and
+  as
   ``<session-token>`` (openconnect prefers the latter, Cisco clients read only it).
 * A ``logout`` document or ``GET /logout`` with the cookie ends the session.
 
-The dialog does no I/O itself: the password check is an injected coroutine, so a slow backend (RADIUS,
+The dialog does no I/O itself: the password check is an injected coroutine, so a slow backend
+(RADIUS,
 later) never blocks the event loop, and time comes from an injected clock.
 """
 
@@ -63,7 +69,10 @@ DOWNLOADER_STUBS: dict[str, tuple[str, bytes]] = {
     "/1/Darwin_i386": ("text/html", b"<html></html>\n"),
     "/1/binaries/vpndownloader.sh": ("text/plain", b"#!/bin/sh\nexit 0\n"),
     "/VPNManifest.xml": ("text/xml", b'<?xml version="1.0" encoding="UTF-8"?>\n<vpn rev="1.0"/>\n'),
-    "/1/VPNManifest.xml": ("text/xml", b'<?xml version="1.0" encoding="UTF-8"?>\n<vpn rev="1.0"/>\n'),
+    "/1/VPNManifest.xml": (
+        "text/xml",
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<vpn rev="1.0"/>\n',
+    ),
     "/+CSCOT+/translation-table": ("text/xml", b""),
     "/+CSCOT+/oem-customization": ("text/xml", b""),
 }
@@ -107,7 +116,9 @@ class LoginDialog:
             return Response(404, "Not Found", (), b"", close=True)
         if request.method == "POST":
             return await self._post(request)
-        return Response(405, "Method Not Allowed", (("Allow", "GET, POST, CONNECT"),), b"", close=True)
+        return Response(
+            405, "Method Not Allowed", (("Allow", "GET, POST, CONNECT"),), b"", close=True
+        )
 
     async def _post(self, request: Request) -> Response:
         try:
@@ -169,7 +180,10 @@ class LoginDialog:
         sha1 = services.credentials.sha1_hex
         cookies = (
             ("Set-Cookie", f"webvpn={cookie}; Secure; HttpOnly"),
-            ("Set-Cookie", "webvpnc=; expires=Thu, 01 Jan 1970 22:00:00 GMT; path=/; Secure; HttpOnly"),
+            (
+                "Set-Cookie",
+                "webvpnc=; expires=Thu, 01 Jan 1970 22:00:00 GMT; path=/; Secure; HttpOnly",
+            ),
             ("Set-Cookie", f"webvpnc=bu:/&p:t&iu:1/&sh:{sha1}; path=/; Secure; HttpOnly"),
         )
         if _is_xml(request):

@@ -1,4 +1,4 @@
-"""TLS for the CSTP front door: OpenSSL policy from ocserv's ``tls-priorities``, memory-BIO endpoints."""
+"""TLS for the front door: policy from ocserv's ``tls-priorities``, memory-BIO endpoints."""
 
 from __future__ import annotations
 

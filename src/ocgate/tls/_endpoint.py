@@ -1,15 +1,20 @@
 """TLS server contexts and a transport-free TLS endpoint over OpenSSL memory BIOs.
 
-The endpoint takes ciphertext in and gives plaintext out (and the reverse) without touching a socket,
+The endpoint takes ciphertext in and gives plaintext out (and the reverse) without touching a
+socket,
 so the adapters stay thin and the CSTP rule "one frame per TLS record" is under our control: every
 :meth:`TlsEndpoint.send` call with less than 16 KiB becomes exactly one record.
 
-pyOpenSSL is used rather than the stdlib ``ssl`` module because the PSK-DTLS mode derives its key from
-the RFC 5705 exporter of this TLS session (:meth:`TlsEndpoint.export_keying_material`), which ``ssl`` lacks.
+pyOpenSSL is used rather than the stdlib ``ssl`` module because the PSK-DTLS mode derives its key
+from
+the RFC 5705 exporter of this TLS session (:meth:`TlsEndpoint.export_keying_material`), which
+``ssl`` lacks.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
@@ -33,24 +38,23 @@ class TlsFailure(RemoteProtocolError):
 
 @dataclass(frozen=True, slots=True)
 class ServerCredentials:
-    """What clients learn about the server certificate (for the ``complete`` message and pinning)."""
+    """What clients learn about the server certificate (``complete`` message, pinning)."""
 
     sha1_hex: str
-    """Upper-case hex SHA-1 of the leaf certificate (``<server-cert-hash>``, ``webvpnc`` ``sh:``)."""
+    """Upper-case hex SHA-1 of the leaf (``<server-cert-hash>``, ``webvpnc`` ``sh:``)."""
     pin_sha256: str
-    """``pin-sha256:<base64>`` of the leaf's SubjectPublicKeyInfo, as openconnect's ``--servercert`` takes."""
+    """``pin-sha256:<base64>`` of the leaf's SPKI, as openconnect's ``--servercert`` takes it."""
 
 
 def load_credentials(cert_file: str) -> ServerCredentials:
     """Read the leaf certificate of ``cert_file`` and compute its fingerprints."""
-    import base64
 
     with open(cert_file, "rb") as f:
         leaf = x509.load_pem_x509_certificates(f.read())[0]
     der = leaf.public_bytes(Encoding.DER)
     spki = leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return ServerCredentials(
-        sha1_hex=hashlib.sha1(der).hexdigest().upper(),  # noqa: S324 - the protocol names SHA-1
+        sha1_hex=hashlib.sha1(der).hexdigest().upper(),
         pin_sha256="pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode(),
     )
 
@@ -79,7 +83,9 @@ def build_server_context(
     if policy.tls13_ciphersuites:
         ctx.set_tls13_ciphersuites(policy.tls13_ciphersuites.encode())
     if _lib.SSL_CTX_set1_curves_list(ctx._context, policy.groups.encode()) != 1:
-        raise ConfigError(f"unsupported key-exchange groups {policy.groups!r}", key="tls-priorities")
+        raise ConfigError(
+            f"unsupported key-exchange groups {policy.groups!r}", key="tls-priorities"
+        )
     ffdhe = resources.files("ocgate.tls").joinpath("ffdhe2048.pem")
     with resources.as_file(ffdhe) as path:
         ctx.load_tmp_dh(str(path))
@@ -112,7 +118,8 @@ class TlsEndpoint:
     def receive_data(self, data: bytes) -> bytes:
         """Feed ciphertext; return the plaintext it completes (possibly empty).
 
-        :raises TlsFailure: the handshake failed or a record is bad; flush :meth:`data_to_send` (it may
+        :raises TlsFailure: the handshake failed or a record is bad; flush :meth:`data_to_send` (it
+        may
             hold an alert) and close.
         """
         conn = self._conn
@@ -160,10 +167,8 @@ class TlsEndpoint:
 
     def shutdown(self) -> None:
         """Queue a close_notify alert."""
-        try:
+        with contextlib.suppress(SSL.Error):
             self._conn.shutdown()
-        except SSL.Error:
-            pass
 
     def cipher_description(self) -> str:
         """GnuTLS-style session description, e.g. ``(TLS1.3)-(AES-256-GCM)``, for logs and occtl."""
@@ -171,6 +176,8 @@ class TlsEndpoint:
         name = self._conn.get_cipher_name() or "unknown"
         return f"({version})-({name})"
 
-    def export_keying_material(self, label: bytes, length: int, context: bytes | None = None) -> bytes:
+    def export_keying_material(
+        self, label: bytes, length: int, context: bytes | None = None
+    ) -> bytes:
         """RFC 5705 / RFC 8446 §7.5 exporter of this session (used for the PSK-DTLS key)."""
         return self._conn.export_keying_material(label, length, context)

@@ -1,21 +1,29 @@
 """Translate a GnuTLS priority string (ocserv's ``tls-priorities``) into an OpenSSL policy.
 
-ocserv hands ``tls-priorities`` to GnuTLS; ocgate terminates TLS with OpenSSL (through pyOpenSSL, for the
+ocserv hands ``tls-priorities`` to GnuTLS; ocgate terminates TLS with OpenSSL (through pyOpenSSL,
+for the
 RFC 5705 exporter the PSK-DTLS mode needs). This module maps the parts of the GnuTLS grammar that
-administrators actually write onto OpenSSL cipher lists, TLS 1.3 suites, groups and protocol versions.
+administrators actually write onto OpenSSL cipher lists, TLS 1.3 suites, groups and protocol
+versions.
 
 Theory of operation:
 
-* The keyword (``NORMAL``, ``PERFORMANCE``, ``SECURE128``, …) selects the default set, which is the server
-  preference of Cisco Secure Client 5.1: TLS 1.3 AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305; TLS 1.2
-  ECDHE-ECDSA/RSA-AES256-GCM-SHA384, then the AES-128-GCM twins, then DHE-RSA-GCM; groups X25519, P-256,
+* The keyword (``NORMAL``, ``PERFORMANCE``, ``SECURE128``, …) selects the default set, which is the
+  server
+  preference of Cisco Secure Client 5.1: TLS 1.3 AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305; TLS
+  1.2
+  ECDHE-ECDSA/RSA-AES256-GCM-SHA384, then the AES-128-GCM twins, then DHE-RSA-GCM; groups X25519,
+  P-256,
   P-384. ``SECURE192``/``SECURE256`` keep only 256-bit ciphers.
 * ``-NAME``/``!NAME`` remove and ``+NAME`` adds a cipher (``AES-256-GCM``, ``AES-128-GCM``,
-  ``CHACHA20-POLY1305``, ``AES-256-CBC``, ``AES-128-CBC``), key exchange (``ECDHE-RSA``, ``ECDHE-ECDSA``,
-  ``DHE-RSA``, ``RSA``), protocol version (``VERS-TLS1.2``, ``VERS-TLS1.3``; versions below 1.2 are never
+  ``CHACHA20-POLY1305``, ``AES-256-CBC``, ``AES-128-CBC``), key exchange (``ECDHE-RSA``,
+  ``ECDHE-ECDSA``,
+  ``DHE-RSA``, ``RSA``), protocol version (``VERS-TLS1.2``, ``VERS-TLS1.3``; versions below 1.2 are
+  never
   enabled) or group (``GROUP-X25519``, ``GROUP-SECP256R1``, ``GROUP-SECP384R1``, also ``CURVE-…``).
 * ``%SERVER_PRECEDENCE`` and ``%COMPAT`` match what ocgate always does; other ``%`` flags, MACs,
-  signature and compression names have no OpenSSL counterpart here and produce a warning, never an error.
+  signature and compression names have no OpenSSL counterpart here and produce a warning, never an
+  error.
 """
 
 from __future__ import annotations
@@ -67,7 +75,9 @@ _DEFAULT_KX = ("ECDHE-ECDSA", "ECDHE-RSA", "DHE-RSA")
 _DEFAULT_GROUPS = ("X25519", "SECP256R1", "SECP384R1")
 _ALL_CIPHERS = frozenset(c for c, _, _ in _TLS12_SUITES)
 _ALL_KX = frozenset(k for _, k, _ in _TLS12_SUITES)
-_IGNORED_FLAGS = frozenset({"%SERVER_PRECEDENCE", "%COMPAT", "%UNSAFE_RENEGOTIATION", "%SAFE_RENEGOTIATION"})
+_IGNORED_FLAGS = frozenset(
+    {"%SERVER_PRECEDENCE", "%COMPAT", "%UNSAFE_RENEGOTIATION", "%SAFE_RENEGOTIATION"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +97,12 @@ def translate_priorities(priorities: str | None, *, cisco_client_compat: bool = 
     """Build the policy for a ``tls-priorities`` value (``None`` = ocserv's default).
 
     ocserv's default is ``NORMAL:%SERVER_PRECEDENCE:%COMPAT``, with ``:-VERS-TLS1.3`` added when
-    ``cisco-client-compat`` is on and the administrator did not set ``tls-priorities`` (old AnyConnect on
+    ``cisco-client-compat`` is on and the administrator did not set ``tls-priorities`` (old
+    AnyConnect on
     iOS/macOS fails on TLS 1.3, ocserv #318).
 
-    :raises ConfigError: the string is empty, names no keyword, or leaves no usable protocol or cipher.
+    :raises ConfigError: the string is empty, names no keyword, or leaves no usable protocol or
+    cipher.
     """
     if priorities is None:
         priorities = "NORMAL:%SERVER_PRECEDENCE:%COMPAT"
@@ -140,7 +152,9 @@ def _apply(
         versions[name] = add
     elif name.startswith("VERS-"):
         if add and name not in {"VERS-ALL", "VERS-TLS-ALL"}:
-            warnings.append(f"tls-priorities: {element}: ocgate never enables versions below TLS 1.2")
+            warnings.append(
+                f"tls-priorities: {element}: ocgate never enables versions below TLS 1.2"
+            )
     elif name in _ALL_CIPHERS:
         _toggle(ciphers, name, add)
     elif name in _ALL_KX:
@@ -148,7 +162,7 @@ def _apply(
     elif name.startswith(("GROUP-", "CURVE-")) and name.split("-", 1)[1] in _GROUPS:
         _toggle(groups, name.split("-", 1)[1], add)
     elif not add:
-        pass  # Removing something we never enable (ARCFOUR-128, 3DES-CBC, MD5, SSL3.0 …) is a no-op.
+        pass  # Removing what is never enabled (ARCFOUR-128, 3DES-CBC, MD5 …) is a no-op.
     else:
         warnings.append(f"tls-priorities: {element} has no OpenSSL equivalent; ignored")
 

@@ -1,0 +1,56 @@
+"""Acceptance: a session cookie survives a detach and dies with a logout (BYE)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from ._netns import NetnsPair
+from ._openconnect import OpenConnectRunner
+from ._server import SERVER_TUN4, StartServer
+from ._traffic import ping
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
+
+# openconnect exit status when the server refuses the cookie ("401 Cookie is not acceptable").
+COOKIE_REJECTED = 2
+
+
+@pytest.mark.parametrize("detach", [signal.SIGHUP, signal.SIGKILL], ids=["sighup", "sigkill"])
+def test_cookie_reconnect_keeps_address_and_logout_kills_cookie(
+    netns_pair: NetnsPair,
+    start_gateway: StartServer,
+    openconnect: OpenConnectRunner,
+    detach: signal.Signals,
+) -> None:
+    # Random addresses: with predictable-ips a fresh login would get the same address anyway, so only
+    # an address kept by the session proves the reconnect resumed it.
+    server = start_gateway({"predictable-ips": "false"})
+    auth = openconnect.authenticate(server, user="alice", stdin="alicepass\n")
+    assert auth.returncode == 0, auth.describe()
+    cookie = auth.cookie
+    assert cookie, auth.describe()
+
+    first = openconnect.connect(server, cookie=cookie)
+    env_a = first.wait_env()
+    assert ping(netns_pair, netns_pair.client, SERVER_TUN4, count=1).received == 1
+
+    # SIGHUP: detach without BYE; SIGKILL: the client just vanishes. Either way the cookie lives on.
+    first.send_signal(detach)
+    first.wait(15)
+
+    second = openconnect.connect(server, cookie=cookie)
+    env_b = second.wait_env()
+    assert env_b["INTERNAL_IP4_ADDRESS"] == env_a["INTERNAL_IP4_ADDRESS"], second.describe()
+    assert env_b.get("INTERNAL_IP6_ADDRESS") == env_a.get("INTERNAL_IP6_ADDRESS"), second.describe()
+    result = ping(netns_pair, netns_pair.client, SERVER_TUN4, count=2)
+    assert result.received == 2, f"{result.output}\n{server.describe()}"
+
+    # SIGINT: BYE = logout. The cookie must be dead afterwards.
+    assert second.stop(signal.SIGINT) == 0, second.describe()
+    third = openconnect.connect(server, cookie=cookie)
+    status = third.wait(30)
+    assert status == COOKIE_REJECTED, f"a logged-out cookie was accepted\n{third.describe()}"
+    assert not third.env_file.exists()
+    server.assert_alive()

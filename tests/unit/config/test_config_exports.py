@@ -1,0 +1,22 @@
+"""The public surface of ocgate.config (STYLE rule 10)."""
+
+from __future__ import annotations
+
+import ocgate.config
+
+
+def test_all() -> None:
+    assert sorted(ocgate.config.__all__) == sorted(
+        [
+            "Config",
+            "AuthMethod",
+            "ConfigWarning",
+            "IPNetwork",
+            "IPAddress",
+            "load_config",
+            "parse_config",
+            "KNOWN_OCSERV_KEYS",
+        ]
+    )
+    for name in ocgate.config.__all__:
+        assert getattr(ocgate.config, name) is not None

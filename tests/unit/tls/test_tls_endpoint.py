@@ -1,0 +1,148 @@
+"""The memory-BIO TLS endpoint against an in-memory pyOpenSSL client (no sockets)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+
+from ocgate.errors import ConfigError
+from ocgate.tls import (
+    TlsEndpoint,
+    TlsFailure,
+    build_server_context,
+    load_credentials,
+    translate_priorities,
+)
+
+
+def _write_pair(tmp_path: Path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+def _pump(client: SSL.Connection, server: TlsEndpoint) -> bytes:
+    """Move bytes both ways until quiet; return the plaintext the server received."""
+    received = b""
+    for _ in range(20):
+        with contextlib.suppress(SSL.WantReadError):
+            client.do_handshake()
+        moved = False
+        try:
+            out = client.bio_read(65536)
+        except SSL.WantReadError:
+            out = b""
+        if out:
+            received += server.receive_data(out)
+            moved = True
+        back = server.data_to_send()
+        if back:
+            client.bio_write(back)
+            moved = True
+        if not moved:
+            break
+    return received
+
+
+def _client(version: int) -> SSL.Connection:
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(version)
+    ctx.set_max_proto_version(version)
+    conn = SSL.Connection(ctx, None)
+    conn.set_connect_state()
+    return conn
+
+
+@pytest.mark.parametrize("version", [SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION])
+def test_handshake_data_and_one_record_per_send(tmp_path: Path, version: int) -> None:
+    cert, key = _write_pair(tmp_path)
+    ctx = build_server_context(
+        cert_files=(cert,), key_files=(key,), policy=translate_priorities(None)
+    )
+    server = TlsEndpoint(ctx)
+    client = _client(version)
+    _pump(client, server)
+    assert server.handshake_complete
+    client.send(b"hello")
+    assert _pump(client, server) == b"hello"
+    # Two sends must be two records: openconnect reads one CSTP frame per record.
+    server.send(b"A" * 100)
+    server.send(b"B" * 100)
+    wire = server.data_to_send()
+    records = []
+    while wire:
+        length = int.from_bytes(wire[3:5], "big")
+        records.append(wire[: 5 + length])
+        wire = wire[5 + length :]
+    assert len(records) == 2
+    assert server.cipher_description().startswith("(TLS1.")
+    exported = server.export_keying_material(b"EXPORTER-openconnect-psk", 32)
+    assert exported == client.export_keying_material(b"EXPORTER-openconnect-psk", 32)
+
+
+def test_tls11_client_is_refused(tmp_path: Path) -> None:
+    cert, key = _write_pair(tmp_path)
+    ctx = build_server_context(
+        cert_files=(cert,), key_files=(key,), policy=translate_priorities(None)
+    )
+    server = TlsEndpoint(ctx)
+    client = _client(SSL.TLS1_1_VERSION)
+    with pytest.raises((TlsFailure, SSL.Error)):
+        _pump(client, server)
+
+
+def test_garbage_raises_tls_failure(tmp_path: Path) -> None:
+    cert, key = _write_pair(tmp_path)
+    ctx = build_server_context(
+        cert_files=(cert,), key_files=(key,), policy=translate_priorities(None)
+    )
+    with pytest.raises(TlsFailure):
+        TlsEndpoint(ctx).receive_data(b"GET / HTTP/1.1\r\n\r\n")
+
+
+def test_mismatched_key_is_a_config_error(tmp_path: Path) -> None:
+    cert, _ = _write_pair(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    _, key = _write_pair(other)
+    with pytest.raises(ConfigError, match="server-cert"):
+        build_server_context(
+            cert_files=(cert,), key_files=(key,), policy=translate_priorities(None)
+        )
+
+
+def test_credentials_pin_matches_openconnect_format(tmp_path: Path) -> None:
+    cert, _ = _write_pair(tmp_path)
+    creds = load_credentials(cert)
+    assert creds.pin_sha256.startswith("pin-sha256:")
+    assert len(creds.pin_sha256) == 11 + 44
+    assert len(creds.sha1_hex) == 40
+    assert creds.sha1_hex == creds.sha1_hex.upper()
