@@ -35,10 +35,10 @@ def pin_sha256(cert: x509.Certificate) -> str:
 
 
 def make_server_cert(directory: Path, host: str) -> ServerCert:
-    """Write an ECDSA P-256 self-signed certificate for ``host`` (an IP address) into ``directory``."""
+    """Write a self-signed ECDSA P-256 certificate for ``host`` (an IP) into ``directory``."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

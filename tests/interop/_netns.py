@@ -1,20 +1,20 @@
 """Two network namespaces joined by a veth pair, and ways to run things inside them.
 
-Theory of operation: the end-to-end tests never touch the host's interfaces, routes or DNS. Everything
-happens in two namespaces created here (names carry the pid, so parallel runs do not collide):
+Theory of operation: the end-to-end tests never touch the host's interfaces, routes or DNS.
+Everything happens in two namespaces created here (names carry the pid, so parallel runs do not
+collide):
 
     server ns  veth-s 198.18.0.1/30  <---- veth pair ---->  veth-c 198.18.0.2/30  client ns
 
 The veth pair is created *inside* the server namespace with its peer moved straight into the client
 namespace, so no interface ever appears in the host namespace. Each namespace gets its own
-``/etc/netns/NAME/resolv.conf`` (``ip netns exec`` bind-mounts it over ``/etc/resolv.conf``), which is
-removed again on teardown. Teardown kills the processes still running in the namespaces (they can only
-be ours) and deletes the namespaces, whatever happened before.
+``/etc/netns/NAME/resolv.conf`` (``ip netns exec`` bind-mounts it over ``/etc/resolv.conf``), which
+is removed again on teardown. Teardown kills the processes still running in the namespaces (they can
+only be ours) and deletes the namespaces, whatever happened before.
 
-Python sockets are opened inside a namespace with :func:`netns_socket`: a short-lived thread joins the
-namespace with ``setns(2)`` and creates the socket there; a socket stays in the namespace it was created
-in, so the caller can use it from any thread.
-"""
+Python sockets are opened inside a namespace with :func:`netns_socket`: a short-lived thread joins
+the namespace with ``setns(2)`` and creates the socket there; a socket stays in the namespace it was
+created in, so the caller can use it from any thread."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def run(
     )
     if check and proc.returncode != 0:
         raise RuntimeError(
-            f"{' '.join(argv)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            f"{' '.join(argv)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
 
@@ -133,6 +134,7 @@ class NetnsPair:
         """Create both namespaces, the veth pair and the per-namespace ``resolv.conf``."""
         tag = tag or str(os.getpid())
         pair = cls(server=f"ocgs{tag}", client=f"ocgc{tag}")
+        pair.destroy()  # A namespace of this name can only be a leftover of a crashed test run.
         try:
             pair._setup()
         except BaseException:
@@ -146,11 +148,15 @@ class NetnsPair:
             etc = _NETNS_ETC_DIR / ns
             etc.mkdir(parents=True, exist_ok=True)
             # A resolver nobody answers on: nothing in the namespaces may need the host's DNS.
-            (etc / "resolv.conf").write_text("# ocgate interop test namespace\nnameserver 127.0.0.1\n")
+            (etc / "resolv.conf").write_text(
+                "# ocgate interop test namespace\nnameserver 127.0.0.1\n"
+            )
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
         run(
-            ["ip", "-n", self.server, "link", "add", "veth-s", "type", "veth"]
-            + ["peer", "name", "veth-c", "netns", self.client]
+            [
+                *("ip", "-n", self.server, "link", "add", "veth-s", "type", "veth"),
+                *("peer", "name", "veth-c", "netns", self.client),
+            ]
         )
         for ns, dev, addr in (
             (self.server, "veth-s", self.server_addr),

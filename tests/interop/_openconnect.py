@@ -2,18 +2,17 @@
 
 Two ways to use it:
 
-* :meth:`OpenConnectRunner.authenticate` runs ``openconnect --authenticate`` (or ``--cookieonly``) to
-  completion and returns its exit status, output and the cookie;
+* :meth:`OpenConnectRunner.authenticate` runs ``openconnect --authenticate`` (or ``--cookieonly``)
+  to completion and returns its exit status, output and the cookie;
 * :meth:`OpenConnectRunner.connect` starts a tunnel in the background. openconnect calls the test
   vpnc-script (``vpnc-script-test`` next to this file), which configures the tun and then dumps its
-  environment to a file; :meth:`OpenConnect.wait_env` waits for that file, so "env file present" means
-  "tunnel up and configured".
+  environment to a file; :meth:`OpenConnect.wait_env` waits for that file, so "env file present"
+  means "tunnel up and configured".
 
-``ip netns exec`` execs the command, so the pid we hold *is* openconnect's and signals go straight to it:
-SIGINT/SIGTERM = BYE and exit 0 (logout, the cookie dies), SIGHUP = detach without BYE (the cookie stays
-valid), SIGKILL = vanish. Exit status 2 = cookie rejected. Every process is stopped by
-:meth:`OpenConnectRunner.close_all` at the end of the test.
-"""
+``ip netns exec`` execs the command, so the pid we hold *is* openconnect's and signals go straight
+to it: SIGINT/SIGTERM = BYE and exit 0 (logout, the cookie dies), SIGHUP = detach without BYE (the
+cookie stays valid), SIGKILL = vanish. Exit status 2 = cookie rejected. Every process is stopped by
+:meth:`OpenConnectRunner.close_all` at the end of the test."""
 
 from __future__ import annotations
 
@@ -32,7 +31,15 @@ from typing import Protocol
 
 from ._netns import NetnsPair
 
-__all__ = ["SCRIPT", "AuthResult", "Endpoint", "OpenConnect", "OpenConnectRunner", "parse_env0"]
+__all__ = [
+    "SCRIPT",
+    "AuthResult",
+    "Endpoint",
+    "OpenConnect",
+    "OpenConnectRunner",
+    "StaticEndpoint",
+    "parse_env0",
+]
 
 SCRIPT = Path(__file__).with_name("vpnc-script-test")
 OPENCONNECT = "openconnect"
@@ -121,7 +128,9 @@ class OpenConnect:
         deadline = time.monotonic() + timeout
         while not self.env_file.exists():
             if self.proc.poll() is not None:
-                raise AssertionError(f"openconnect exited before the tunnel came up\n{self.describe()}")
+                raise AssertionError(
+                    f"openconnect exited before the tunnel came up\n{self.describe()}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"tunnel not up after {timeout} s\n{self.describe()}")
             time.sleep(0.05)
@@ -137,7 +146,9 @@ class OpenConnect:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"openconnect still running after {timeout} s\n{self.describe()}") from None
+            raise AssertionError(
+                f"openconnect still running after {timeout} s\n{self.describe()}"
+            ) from None
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> int:
         """Send ``sig`` and wait for the exit status."""
@@ -187,7 +198,9 @@ class OpenConnectRunner:
                 full, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
             )
         except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"{shlex.join(argv)} did not finish in {timeout} s: {exc}") from None
+            raise AssertionError(
+                f"{shlex.join(argv)} did not finish in {timeout} s: {exc}"
+            ) from None
         result = AuthResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
         self.auth_runs.append(result)
         return result

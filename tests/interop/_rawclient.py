@@ -3,9 +3,8 @@
 openconnect only sends well-formed requests; this client sends what a hostile peer would (garbage,
 oversized headers and bodies, bad cookies, bad CSTP frames) and also performs the AggAuth XML dialog
 (init, auth-reply with the form's fields) to obtain a real cookie and CONNECT with it. Sockets are
-created inside the client namespace (:func:`netns_socket`). Every read has a timeout, so a server that
-neither answers nor closes makes a test fail instead of hang.
-"""
+created inside the client namespace (:func:`netns_socket`). Every read has a timeout, so a server
+that neither answers nor closes makes a test fail instead of hang."""
 
 from __future__ import annotations
 
@@ -77,7 +76,9 @@ class Outcome:
 
     @property
     def rejected(self) -> bool:
-        return (self.status is not None and self.status >= 400) or (self.status is None and self.closed)
+        return (self.status is not None and self.status >= 400) or (
+            self.status is None and self.closed
+        )
 
 
 @dataclass
@@ -107,7 +108,7 @@ class Conn:
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise TimeoutError("server neither answered nor closed") from None
         except _CLOSED_ERRORS:
             chunk = b""
@@ -134,7 +135,9 @@ class Conn:
         del self.buffer[:n]
         return data
 
-    def read_response(self, *, method: str = "GET", timeout: float | None = None) -> HttpResponse | None:
+    def read_response(
+        self, *, method: str = "GET", timeout: float | None = None
+    ) -> HttpResponse | None:
         """Read one HTTP response; None if the connection closed before a complete head."""
         deadline = time.monotonic() + (timeout or self.timeout)
         head = self.read_until(b"\r\n\r\n", deadline, limit=64 * 1024)
@@ -146,7 +149,8 @@ class Conn:
         if not version.startswith("HTTP/") or not code.isdigit():
             return HttpResponse(0, lines[0], (), b"")
         headers = tuple(
-            (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:] if line)
+            (k.strip(), v.strip())
+            for k, _, v in (line.partition(":") for line in lines[1:] if line)
         )
         response = HttpResponse(int(code), reason, headers, b"")
         status = int(code)
@@ -184,7 +188,7 @@ class Conn:
         return data
 
     def wait_closed(self, timeout: float = 10) -> bool:
-        """Discard whatever arrives until the peer closes; False if it is still open at the timeout."""
+        """Discard what arrives until the peer closes; False if still open at the timeout."""
         deadline = time.monotonic() + timeout
         try:
             while self._fill(deadline):
@@ -223,8 +227,10 @@ def _spki_pin(der: bytes) -> str:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    spki = x509.load_der_x509_certificate(der).public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    spki = (
+        x509.load_der_x509_certificate(der)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return "pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
@@ -243,7 +249,8 @@ def open_conn(
         sock = ctx.wrap_socket(sock, server_hostname=None)
         if pin is not None:
             der = sock.getpeercert(binary_form=True)
-            assert der is not None and _spki_pin(der) == pin, "server certificate pin mismatch"
+            assert der is not None
+            assert _spki_pin(der) == pin, "server certificate pin mismatch"
     return Conn(sock=sock, host=host, timeout=timeout)
 
 
@@ -265,7 +272,9 @@ def init_xml(url: str) -> bytes:
 
 
 def _auth_reply(form_auth: Element, opaque: Element | None, user: str, password: str) -> bytes:
-    root = Element("config-auth", {"client": "vpn", "type": "auth-reply", "aggregate-auth-version": "2"})
+    root = Element(
+        "config-auth", {"client": "vpn", "type": "auth-reply", "aggregate-auth-version": "2"}
+    )
     version = Element("version", {"who": "vpn"})
     version.text = "v9.01-3"
     device = Element("device-id")
@@ -335,7 +344,9 @@ def aggauth_login(
     raise LoginFailed(f"no success after {max_rounds} rounds")
 
 
-def connect_tunnel(conn: Conn, cookie: str, *, extra: Sequence[tuple[str, str]] = ()) -> HttpResponse | None:
+def connect_tunnel(
+    conn: Conn, cookie: str, *, extra: Sequence[tuple[str, str]] = ()
+) -> HttpResponse | None:
     """Send ``CONNECT /CSCOSSLC/tunnel`` as openconnect 9.01 does with ``--no-dtls``."""
     headers = [
         ("Cookie", f"webvpn={cookie}"),

@@ -1,13 +1,12 @@
 """Start the gateway under test inside the server namespace.
 
 The gateway is ``ocgate serve`` from the virtualenv that runs pytest. With the environment variable
-``OCG_TEST_SERVER=ocserv`` the real ``ocserv`` (Debian package) runs instead, with the same config file:
-that proves the tests themselves against the reference implementation. ocserv has no USR2 statistics
-line, so :meth:`Server.stats` skips the calling test there.
+``OCG_TEST_SERVER=ocserv`` the real ``ocserv`` (Debian package) runs instead, with the same config
+file: that proves the tests themselves against the reference implementation. ocserv has no USR2
+statistics line, so :meth:`Server.stats` skips the calling test there.
 
-The config is an ocserv.conf rendered from :data:`DEFAULT_OPTIONS`; a test overrides keys with a mapping
-``{key: value | [values] | None}`` (``None`` drops the key, a list repeats it).
-"""
+The config is an ocserv.conf rendered from :data:`DEFAULT_OPTIONS`; a test overrides keys with a
+mapping ``{key: value | [values] | None}`` (``None`` drops the key, a list repeats it)."""
 
 from __future__ import annotations
 
@@ -227,7 +226,9 @@ class Server:
         state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
         return f"--- {self.kind.value} ({state}) log tail {self.log_path} ---\n{self.log_tail()}"
 
-    def wait_log(self, pattern: str | re.Pattern[str], *, since: int = 0, timeout: float = 10) -> str:
+    def wait_log(
+        self, pattern: str | re.Pattern[str], *, since: int = 0, timeout: float = 10
+    ) -> str:
         """Wait until a log line after byte ``since`` matches ``pattern``; return the line."""
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
@@ -265,7 +266,9 @@ class Server:
         offset = self.log_size()
         os.kill(self.pid, signal.SIGUSR2)
         line = self.wait_log(STATS_RE, since=offset, timeout=timeout)
-        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", STATS_RE.search(line)[0])}  # type: ignore[index]
+        match = STATS_RE.search(line)
+        assert match is not None
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(0))}
 
     def tun_links(self) -> list[str]:
         """Server-side tun interfaces (named after ``device``)."""

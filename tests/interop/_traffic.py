@@ -37,16 +37,34 @@ def parse_ping(output: str) -> PingResult:
 
 
 def ping(
-    pair: NetnsPair, ns: str, addr: str, *, count: int = 3, interval: float = 0.2, deadline: int = 10
+    pair: NetnsPair,
+    ns: str,
+    addr: str,
+    *,
+    count: int = 3,
+    interval: float = 0.2,
+    deadline: int = 10,
 ) -> PingResult:
     """``ping -c count`` from namespace ``ns``; never raises on loss."""
-    argv = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "2", "-w", str(deadline), addr]
+    argv = [
+        "ping",
+        "-n",
+        "-c",
+        str(count),
+        "-i",
+        str(interval),
+        "-W",
+        "2",
+        "-w",
+        str(deadline),
+        addr,
+    ]
     proc = run(pair.exec_argv(ns, argv), check=False, timeout=deadline + 10)
     return parse_ping(proc.stdout + proc.stderr)
 
 
 class BackgroundPing:
-    """A continuous ping (``-i interval``) from namespace ``ns``, stopped with SIGINT for its summary."""
+    """A continuous ping from namespace ``ns``, stopped with SIGINT for its summary."""
 
     def __init__(self, pair: NetnsPair, ns: str, addr: str, log_path: Path, interval: float = 0.1):
         self.log_path = log_path
@@ -80,7 +98,7 @@ def iperf3(
     port: int = 5201,
     timeout: float = 60,
 ) -> float:
-    """Run one iperf3 test (server in the server ns, client in the client ns); return bits/s received."""
+    """Run one iperf3 test (server in the server ns, client in the client ns); return bit/s."""
     server_argv = ["iperf3", "-s", "-1", "-B", server_addr, "-p", str(port)]
     server = subprocess.Popen(
         pair.exec_argv(pair.server, server_argv),

@@ -1,8 +1,9 @@
 """Fixtures of the end-to-end tests: namespaces, certificate, gateway, openconnect.
 
-These tests need root (network namespaces, tun devices) and the system tools ``ip``, ``openconnect``,
-``ping`` and ``iperf3``; without them every test here is skipped. Set ``OCG_TEST_SERVER=ocserv`` to run
-them against the real ocserv instead of ocgate (see ``_server.py``).
+These tests need root (network namespaces, tun devices) and the system tools ``ip``,
+``openconnect``, ``ping`` and ``iperf3``; without them every test here is skipped. Set
+``OCG_TEST_SERVER=ocserv`` to run them against the real ocserv instead of ocgate (see
+``_server.py``).
 
 On failure, the tail of the server log and the output of every openconnect started by the test are
 attached to the report (sections "server log" and "openconnect").
@@ -70,7 +71,7 @@ def pytest_runtest_makereport(
 
 @pytest.fixture(scope="session")
 def netns_pair() -> Iterator[NetnsPair]:
-    """The server and client namespaces, joined by a veth pair (removed at the end of the session)."""
+    """The server and client namespaces joined by a veth pair (removed at session end)."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -93,7 +94,7 @@ def start_gateway(
     server_cert: ServerCert,
     tmp_path: Path,
 ) -> Iterator[StartServer]:
-    """Factory: ``start_gateway(overrides=None, users=DEFAULT_USERS) -> Server`` (stopped at teardown)."""
+    """Factory ``start_gateway(overrides=None, users=DEFAULT_USERS) -> Server``; stops them all."""
     servers: list[Server] = []
 
     def start(

@@ -60,7 +60,11 @@ def test_connect_disconnect_cycles_leak_nothing(
 
     def stats_idle() -> str | None:
         last.update(server.stats())
-        bad = {k: last.get(k) for k in ("tunnels", "connected", "leases4", "leases6") if last.get(k) != 0}
+        bad = {
+            k: last.get(k)
+            for k in ("tunnels", "connected", "leases4", "leases6")
+            if last.get(k) != 0
+        }
         if last.get("tasks") != baseline.get("tasks"):
             bad["tasks"] = last.get("tasks")
         return f"{bad} (stats {last}, baseline {baseline})" if bad else None

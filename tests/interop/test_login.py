@@ -25,7 +25,9 @@ def _refusal_re(server: Server, user: str) -> re.Pattern[str]:
 
 
 def test_good_password_gets_a_cookie(server: Server, openconnect: OpenConnectRunner) -> None:
-    result = openconnect.authenticate(server, user="alice", stdin="alicepass\n", mode="--cookieonly")
+    result = openconnect.authenticate(
+        server, user="alice", stdin="alicepass\n", mode="--cookieonly"
+    )
     assert result.returncode == 0, result.describe()
     assert result.cookie, result.describe()
     assert "alicepass" not in server.log_text(), "the password must never be logged"
@@ -56,7 +58,7 @@ def test_bad_credentials_are_refused(
 
 @pytest.mark.xfail(
     server_kind() is ServerKind.OCSERV,
-    reason="ocserv 1.1.6 rejects the right password after a wrong one (ocserv #323, fixed in 1.4.2)",
+    reason="ocserv 1.1.6 rejects the right password after a wrong one (#323, fixed in 1.4.2)",
     strict=True,
 )
 def test_wrong_then_right_password_on_one_connection(
@@ -64,10 +66,10 @@ def test_wrong_then_right_password_on_one_connection(
 ) -> None:
     """The server re-offers the form after a wrong password; the right one then succeeds.
 
-    openconnect 9.01 with ``--non-inter --passwd-on-stdin`` uses the first stdin line for the first
-    password form and reads the next line for the retry form the server sends with the error (it prints
-    "Password:" and does not give up), so two lines drive a wrong-then-right login on one TLS
-    connection.
+    openconnect 9.01 with ``--non-inter --passwd-on-stdin`` uses the first stdin line for the
+    first password form and reads the next line for the retry form the server sends with the error
+    (it prints "Password:" and does not give up), so two lines drive a wrong-then-right login on
+    one TLS connection.
     """
     offset = server.log_size()
     result = openconnect.authenticate(

@@ -1,4 +1,4 @@
-"""Acceptance: a CSTP tunnel (``--no-dtls``) carries real traffic and is configured as the config says."""
+"""Acceptance: a CSTP tunnel (``--no-dtls``) carries real traffic, configured as the config says."""
 
 from __future__ import annotations
 
@@ -27,11 +27,15 @@ def tunnel(server: Server, openconnect: OpenConnectRunner) -> Tunnel:
     return Tunnel(client, client.wait_env(timeout=30))
 
 
-def test_tunnel_carries_ping_v4_and_v6(netns_pair: NetnsPair, tunnel: Tunnel, server: Server) -> None:
+def test_tunnel_carries_ping_v4_and_v6(
+    netns_pair: NetnsPair, tunnel: Tunnel, server: Server
+) -> None:
     for addr in (SERVER_TUN4, SERVER_TUN6):
         result = ping(netns_pair, netns_pair.client, addr, count=5)
         assert result.transmitted == 5, result.output
-        assert result.received == 5, f"{result.output}\n{tunnel.client.describe()}\n{server.describe()}"
+        assert result.received == 5, (
+            f"{result.output}\n{tunnel.client.describe()}\n{server.describe()}"
+        )
     server.assert_alive()
 
 
