@@ -74,6 +74,7 @@ def serve(argv: Sequence[str] | None = None) -> int:
     for warning in config.warnings:
         log.warning("event=config-warning %s", warning)
     try:
+        _check_run_as(config)
         gateway = Gateway(config)
     except ConfigError as exc:
         log.error("event=config-error %s", exc)
@@ -115,6 +116,36 @@ async def _run(gateway: Gateway, config: Config, pid_file: str | None) -> int:
                 os.unlink(pid_file)
     log.info("event=stopped")
     return 0
+
+
+def _check_run_as(config: Config) -> None:
+    """``run-as-user``/``run-as-group`` must name existing accounts, as ocserv checks at start-up.
+
+    ocgate is one process that creates a TUN device and talks netlink for every tunnel, so it keeps
+    its privileges; the names are validated and the fact is logged rather than silently ignored.
+    """
+    import grp
+    import pwd
+
+    if config.run_as_user is not None:
+        try:
+            pwd.getpwnam(config.run_as_user)
+        except KeyError:
+            raise ConfigError(
+                f"no such user {config.run_as_user!r}", file=config.source, key="run-as-user"
+            ) from None
+    if config.run_as_group is not None:
+        try:
+            grp.getgrnam(config.run_as_group)
+        except KeyError:
+            raise ConfigError(
+                f"no such group {config.run_as_group!r}", file=config.source, key="run-as-group"
+            ) from None
+    if config.run_as_user is not None or config.run_as_group is not None:
+        log.warning(
+            "event=config-warning run-as-user/run-as-group: the gateway keeps its privileges "
+            "(one process creates TUN devices and configures them over netlink)"
+        )
 
 
 def _write_pid_file(path: str) -> None:
