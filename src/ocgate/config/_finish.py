@@ -193,6 +193,7 @@ def _finish_compat(draft: Draft, kwargs: Kwargs) -> None:
     svc_line, svc = _last_bool(draft, "cisco-svc-client-compat", False)
     match_line, match = _last_bool(draft, "match-tls-dtls-ciphers", False)
     legacy = _last_bool(draft, "dtls-legacy", True)[1] or cisco or svc
+    kwargs["dtls_legacy"] = legacy
     if match and legacy:
         raise draft.error(
             "match-tls-dtls-ciphers",

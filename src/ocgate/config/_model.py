@@ -68,6 +68,15 @@ class Config:
     """The GnuTLS priority string as written; ``ocgate.tls`` translates it."""
     cisco_client_compat: bool = False
 
+    # DTLS (§4.8).
+    udp_listen_host: str | None = None
+    dtls_legacy: bool = True
+    """Legacy (resumed) DTLS for Cisco clients; implied by ``cisco-client-compat``."""
+    dtls_psk: bool = True
+    match_tls_dtls_ciphers: bool = False
+    switch_to_tcp_timeout: int = 25
+    try_mtu_discovery: bool = False
+
     # Address pools (§4.6).
     ipv4_network: ipaddress.IPv4Network | None = None
     ipv6_network: ipaddress.IPv6Network | None = None
@@ -109,6 +118,13 @@ class Config:
     run_as_user: str | None = None
     run_as_group: str | None = None
     log_level: int = 2
+
+    # Operations (§4.10, §5).
+    use_occtl: bool = False
+    occtl_socket_file: str = "/var/run/occtl.socket"
+    connect_script: str | None = None
+    disconnect_script: str | None = None
+    host_update_script: str | None = None
 
     warnings: tuple[ConfigWarning, ...] = ()
     """Non-fatal findings: keys ocserv knows that ocgate does not implement yet, renamed keys."""

@@ -332,7 +332,36 @@ class TestCompat:
 
     def test_match_tls_dtls_ciphers_allowed_without_legacy(self, parse: Parse) -> None:
         config = parse("dtls-legacy = false\nmatch-tls-dtls-ciphers = true\n")
-        assert len(config.warnings) == 2  # Both keys are not implemented yet.
+        assert config.match_tls_dtls_ciphers is True
+        assert config.dtls_legacy is False
+        assert config.warnings == ()
+
+    def test_cisco_client_compat_implies_dtls_legacy(self, parse: Parse) -> None:
+        assert parse("dtls-legacy = false\ncisco-client-compat = true\n").dtls_legacy is True
+
+    def test_dtls_and_operations_keys(self, parse: Parse) -> None:
+        config = parse(
+            "udp-port = 4443\nudp-listen-host = 198.18.0.1\ndtls-psk = false\n"
+            "switch-to-tcp-timeout = 10\ntry-mtu-discovery = true\nuse-occtl = true\n"
+            "occtl-socket-file = /run/occtl.sock\nconnect-script = /bin/true\n"
+            "disconnect-script = /bin/true\nhost-update-script = /bin/true\n"
+        )
+        assert (config.udp_port, config.udp_listen_host, config.dtls_psk) == (
+            4443,
+            "198.18.0.1",
+            False,
+        )
+        assert (config.switch_to_tcp_timeout, config.try_mtu_discovery) == (10, True)
+        assert (config.use_occtl, config.occtl_socket_file) == (True, "/run/occtl.sock")
+        assert config.connect_script == config.disconnect_script == "/bin/true"
+        assert config.host_update_script == "/bin/true"
+        assert config.warnings == ()
+        defaults = parse("")
+        assert (defaults.dtls_legacy, defaults.dtls_psk, defaults.switch_to_tcp_timeout) == (
+            True,
+            True,
+            25,
+        )
 
     def test_cisco_svc_with_udp_443(self, parse: Parse) -> None:
         assert parse("udp-port = 443\ncisco-svc-client-compat = true\n").udp_port == 443
