@@ -51,6 +51,7 @@ class ClientConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._received_any = False
         self.remote = "?"
+        self.local = "?"
         self.tunnel: Tunnel | None = None
 
     # asyncio callbacks ----------------------------------------------------------------------------
@@ -60,6 +61,8 @@ class ClientConnection(asyncio.Protocol):
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if peer else "?"
+        sock = transport.get_extra_info("sockname")
+        self.local = str(sock[0]) if sock else "?"
         self._dialog = LoginDialog(self._gateway.login_services, remote_addr=self.remote)
         self._gateway.connection_opened(self)
         self._arm_timer()

@@ -12,17 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import logging
 import socket
 import time
+from collections.abc import Coroutine
 
 from ocgate.auth import AuthResult, PlainBackend
 from ocgate.config import Config
 from ocgate.cstp import CstpConnection, compute_mtu, parse_mtu_headers_untrusted
 from ocgate.daemon._client import ClientConnection
-from ocgate.daemon._tunnel import Tunnel
+from ocgate.daemon._scripts import run_script
+from ocgate.daemon._tunnel import Tunnel, TunnelMeta
 from ocgate.errors import ConfigError, InvalidCookie, OcgateError, ResourceError
-from ocgate.gateway import LoginServices, TunnelPlan, client_wants_ipv6, connect_headers, is_mobile
+from ocgate.gateway import (
+    LoginServices,
+    ScriptContext,
+    TunnelPlan,
+    client_wants_ipv6,
+    connect_headers,
+    is_mobile,
+    script_environment,
+)
 from ocgate.http import Request, Response
 from ocgate.session import Ipv4Pool, Ipv6Pool, MemorySessionStore, Session
 from ocgate.tls import build_server_context, load_credentials, translate_priorities
@@ -83,6 +94,8 @@ class Gateway:
         )
         self._servers: list[asyncio.Server] = []
         self._maintenance: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._ids = itertools.count(1)
 
     # Lifecycle ------------------------------------------------------------------------------------
 
@@ -195,10 +208,25 @@ class Gateway:
             )
             self._refuse(conn, str(exc))
             return
+        meta = TunnelMeta.from_request(
+            next(self._ids), request, conn.remote, conn.local, time.time()
+        )
+        if self.config.connect_script:
+            env = self._script_env("connect", session, plan, tun.name, meta)
+            if await run_script(self.config.connect_script, env) != 0:
+                tun.close()
+                log.warning(
+                    "event=connect-refused user=%r session=%s reason='connect-script failed'",
+                    session.username,
+                    session.sid,
+                )
+                self.end_session(session, "connect-script refused the session")
+                self._refuse(conn, "connect-script refused the session")
+                return
         if conn.tunnel is not None or conn.closed_by_peer():
             tun.close()
             return
-        self._start_tunnel(conn, session, request, plan, tun)
+        self._start_tunnel(conn, session, plan, tun, meta)
 
     def _refuse(self, conn: ClientConnection, reason: str) -> None:
         conn.respond(Response(503, "Service Unavailable", (("X-Reason", reason),), b"", close=True))
@@ -267,9 +295,9 @@ class Gateway:
         self,
         conn: ClientConnection,
         session: Session,
-        request: Request,
         plan: TunnelPlan,
         tun: TunDevice,
+        meta: TunnelMeta,
     ) -> None:
         conn.respond(Response(200, "CONNECTED", tuple(connect_headers(self.config, plan)), b""))
         tls, transport, initial = conn.take_over_for_tunnel()
@@ -288,12 +316,14 @@ class Gateway:
             tls=tls,
             transport=transport,
             on_closed=self._tunnel_closed,
+            plan=plan,
+            meta=meta,
         )
         conn.tunnel = tunnel
         self.tunnels[session.sid] = tunnel
         session.device = tun.name
         session.remote_addr = conn.remote
-        session.user_agent = request.header("user-agent") or session.user_agent
+        session.user_agent = meta.user_agent or session.user_agent
         self.store.mark_connected(session, now, tunnel_id=id(tunnel))
         log.info(
             "event=tunnel-up user=%r session=%s device=%s ipv4=%s ipv6=%s mtu=%d tls=%s remote=%s",
@@ -322,6 +352,12 @@ class Gateway:
             cstp.rx_bytes,
             cstp.tx_bytes,
         )
+        if self.config.disconnect_script:
+            env = self._script_env("disconnect", session, tunnel.plan, tunnel.tun.name, tunnel.meta)
+            env["STATS_BYTES_IN"] = str(tunnel.rx_bytes)
+            env["STATS_BYTES_OUT"] = str(tunnel.tx_bytes)
+            env["STATS_DURATION"] = str(int(time.time() - tunnel.meta.connected_at))
+            self._background(run_script(self.config.disconnect_script, env))
         if end_session:
             self.store.invalidate(session)
             self._release(session)
@@ -334,6 +370,33 @@ class Gateway:
                 self.config.cookie_timeout + _COOKIE_SLACK,
                 tunnel_id=id(tunnel),
             )
+
+    def _script_env(
+        self, reason: str, session: Session, plan: TunnelPlan, device: str, meta: TunnelMeta
+    ) -> dict[str, str]:
+        ctx = ScriptContext(
+            reason=reason,
+            tunnel_id=meta.id,
+            username=session.username,
+            groupname=session.group or "",
+            hostname=session.hostname or "",
+            device=device,
+            user_agent=meta.user_agent,
+            device_type=meta.device_type,
+            device_platform=meta.platform,
+            remote_ip=meta.remote_ip,
+            local_ip=meta.local_ip,
+            ipv4=plan.ipv4,
+            server_ipv4=self.pool4.server_address if self.pool4 is not None else None,
+            ipv6=plan.ipv6,
+            server_ipv6=self.pool6.server_address if self.pool6 is not None else None,
+        )
+        return script_environment(self.config, ctx)
+
+    def _background(self, coro: Coroutine[object, object, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # Introspection --------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ocgate.cstp import (
     ByeReceived,
@@ -28,16 +29,46 @@ from ocgate.cstp import (
     ProtocolFailed,
     SessionTimeout,
 )
+from ocgate.gateway import TunnelPlan
+from ocgate.http import Request
 from ocgate.session import Session
 from ocgate.tls import TlsEndpoint, TlsFailure
 from ocgate.tun import TunDevice
 
-__all__ = ["Tunnel"]
+__all__ = ["Tunnel", "TunnelMeta"]
 
 log = logging.getLogger("ocgate.tunnel")
 
 _BATCH = 64
 BYE_USER_LOGOUT = 0xB0
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelMeta:
+    """Facts about one tunnel that scripts, logs and occtl report."""
+
+    id: int
+    connected_at: float
+    """Wall-clock time (epoch seconds) of the CONNECT."""
+    remote_ip: str
+    local_ip: str
+    user_agent: str
+    device_type: str
+    platform: str
+
+    @classmethod
+    def from_request(
+        cls, tunnel_id: int, request: Request, remote_ip: str, local_ip: str, now_wall: float
+    ) -> TunnelMeta:
+        return cls(
+            id=tunnel_id,
+            connected_at=now_wall,
+            remote_ip=remote_ip,
+            local_ip=local_ip,
+            user_agent=request.header("user-agent") or "",
+            device_type=request.header("x-anyconnect-identifier-devicetype") or "",
+            platform=request.header("x-anyconnect-identifier-platform") or "",
+        )
 
 
 class Tunnel:
@@ -52,8 +83,12 @@ class Tunnel:
         tls: TlsEndpoint,
         transport: asyncio.Transport,
         on_closed: Callable[[Tunnel, str, bool], None],
+        plan: TunnelPlan,
+        meta: TunnelMeta,
     ) -> None:
         self.session = session
+        self.plan = plan
+        self.meta = meta
         self.tun = tun
         self.cstp = cstp
         self._tls = tls
@@ -63,6 +98,16 @@ class Tunnel:
         self._timer: asyncio.TimerHandle | None = None
         self._reading = False
         self.closed = False
+
+    @property
+    def rx_bytes(self) -> int:
+        """IP bytes received from the client."""
+        return self.cstp.rx_bytes
+
+    @property
+    def tx_bytes(self) -> int:
+        """IP bytes sent to the client."""
+        return self.cstp.tx_bytes
 
     # Lifecycle ------------------------------------------------------------------------------------
 

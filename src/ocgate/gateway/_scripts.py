@@ -1,0 +1,105 @@
+"""The environment of ``connect-script``, ``disconnect-script`` and ``host-update-script``.
+
+Variable names and value forms follow ocserv ``src/main-user.c`` (``call_script`` and
+``export_fw_info``): lists are space-separated with a trailing space, routes keep their configured
+form (IPv4 as ``net/dotted-mask``), ``IP_LOCAL``/``IP_REMOTE`` are the tunnel ends (the IPv6 ones
+when there is no IPv4), and the disconnect call adds ``STATS_BYTES_IN`` (from the client),
+``STATS_BYTES_OUT`` (to the client) and ``STATS_DURATION``. Newer ocserv versions add ``VHOST``,
+``USER_AGENT``, ``DEVICE_TYPE``, ``DEVICE_PLATFORM`` and ``REMOTE_HOSTNAME``; so does ocgate.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ocgate.config import Config, IPAddress, IPNetwork
+
+__all__ = ["ScriptContext", "script_environment"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScriptContext:
+    """What is known about a tunnel when a script runs."""
+
+    reason: str
+    """``connect``, ``disconnect`` or ``host-update``."""
+    tunnel_id: int
+    username: str
+    groupname: str
+    hostname: str
+    device: str
+    user_agent: str
+    device_type: str
+    device_platform: str
+    remote_ip: str
+    local_ip: str
+    ipv4: ipaddress.IPv4Address | None
+    server_ipv4: ipaddress.IPv4Address | None
+    ipv6: ipaddress.IPv6Network | None
+    server_ipv6: ipaddress.IPv6Address | None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    duration: int | None = None
+
+
+def _route_text(net: IPNetwork) -> str:
+    if isinstance(net, ipaddress.IPv4Network):
+        return f"{net.network_address}/{net.netmask}"
+    return str(net)
+
+
+def _spaced(items: Iterable[str]) -> str:
+    return "".join(f"{item} " for item in items)
+
+
+def _export_split(env: dict[str, str], name: str, values: list[str]) -> None:
+    """``NAME`` (all), ``NAME4`` and ``NAME6`` as ocserv's ``export_fw_info`` writes them."""
+    v4 = [v for v in values if ":" not in v]
+    v6 = [v for v in values if ":" in v]
+    for suffix, chosen in (("", values), ("4", v4), ("6", v6)):
+        if chosen:
+            env[f"{name}{suffix}"] = _spaced(chosen)
+
+
+def script_environment(config: Config, ctx: ScriptContext) -> dict[str, str]:
+    """The variables a script gets (to be added to a minimal base environment)."""
+    env: dict[str, str] = {
+        "REASON": ctx.reason,
+        "ID": str(ctx.tunnel_id),
+        "VHOST": "default",
+        "USERNAME": ctx.username,
+        "GROUPNAME": ctx.groupname,
+        "HOSTNAME": ctx.hostname,
+        "REMOTE_HOSTNAME": ctx.hostname,
+        "DEVICE": ctx.device,
+        "USER_AGENT": ctx.user_agent,
+        "DEVICE_TYPE": ctx.device_type,
+        "DEVICE_PLATFORM": ctx.device_platform,
+        "IP_REAL": ctx.remote_ip,
+        "IP_REAL_LOCAL": ctx.local_ip,
+    }
+    if ctx.ipv4 is not None and ctx.server_ipv4 is not None:
+        env["IP_LOCAL"] = str(ctx.server_ipv4)
+        env["IP_REMOTE"] = str(ctx.ipv4)
+    if ctx.ipv6 is not None and ctx.server_ipv6 is not None:
+        env["IPV6_LOCAL"] = str(ctx.server_ipv6)
+        env["IPV6_REMOTE"] = str(ctx.ipv6.network_address)
+        env["IPV6_PREFIX"] = str(ctx.ipv6.prefixlen)
+        env.setdefault("IP_LOCAL", env["IPV6_LOCAL"])
+        env.setdefault("IP_REMOTE", env["IPV6_REMOTE"])
+    routes = [] if config.route_default else [_route_text(r) for r in config.route]
+    _export_split(env, "OCSERV_ROUTES", routes)
+    _export_split(env, "OCSERV_NO_ROUTES", [_route_text(r) for r in config.no_route])
+    _export_split(env, "OCSERV_DNS", [_address_text(a) for a in config.dns])
+    if ctx.reason == "disconnect":
+        env["STATS_BYTES_IN"] = str(ctx.bytes_in)
+        env["STATS_BYTES_OUT"] = str(ctx.bytes_out)
+        if ctx.duration is not None:
+            env["STATS_DURATION"] = str(ctx.duration)
+    return env
+
+
+def _address_text(address: IPAddress) -> str:
+    return str(address)
