@@ -125,6 +125,8 @@ class Config:
     connect_script: str | None = None
     disconnect_script: str | None = None
     host_update_script: str | None = None
+    metrics_listen: str | None = None
+    """``HOST:PORT`` of the Prometheus endpoint (an ocgate extension; off when unset)."""
 
     warnings: tuple[ConfigWarning, ...] = ()
     """Non-fatal findings: keys ocserv knows that ocgate does not implement yet, renamed keys."""

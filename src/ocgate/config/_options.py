@@ -30,6 +30,7 @@ from ocgate.config._values import (
     parse_device,
     parse_domain,
     parse_existing_file,
+    parse_listen,
     parse_net_priority,
     parse_optional_uint,
     parse_path,
@@ -243,6 +244,8 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("use-utmp", _B, _G, default=True),
     _o("use-dbus", _B, _G, replaced_by="use-occtl"),
     _o("use-occtl", _B, _G, field="use_occtl", default=False),
+    # --- ocgate extensions (not ocserv keys). ---
+    _o("metrics-listen", _W, _G, parse=parse_listen, field="metrics_listen", reloadable=False),
     _o("try-mtu-discovery", _B, _G, field="try_mtu_discovery", default=False),
     _o("ping-leases", _B, _G, default=False),
     _o("restrict-user-to-routes", _B, _VU, default=False),

@@ -238,3 +238,13 @@ def parse_tls_priorities(value: str, ctx: ParseContext) -> str:
         if _TLS_MODIFIER.fullmatch(element) is None:
             raise ConfigError(f"bad element {element!r} in {value!r}", expected=_TLS_EXPECTED)
     return value
+
+
+def parse_listen(value: str, ctx: ParseContext) -> str:
+    """``HOST:PORT`` (``[::1]:9099`` for IPv6), e.g. for ``metrics-listen``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"not a listen address: {value!r}", expected="HOST:PORT, e.g. 127.0.0.1:9099"
+        )
+    return value

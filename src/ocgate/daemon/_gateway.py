@@ -35,6 +35,7 @@ from ocgate.gateway import (
     script_environment,
 )
 from ocgate.http import Request, Response
+from ocgate.metrics import GatewayMetrics, LiveState, parse_listen_address, serve_metrics
 from ocgate.session import Ipv4Pool, Ipv6Pool, MemorySessionStore, Session
 from ocgate.tls import build_server_context, load_credentials, translate_priorities
 from ocgate.tun import TunDevice, configure_tun, open_tun
@@ -83,6 +84,7 @@ class Gateway:
         )
         self.tunnels: dict[str, Tunnel] = {}
         self.connections: set[ClientConnection] = set()
+        self.metrics = GatewayMetrics(self._live_state)
         self.login_services = LoginServices(
             config=config,
             authenticate=self._authenticate,
@@ -91,6 +93,7 @@ class Gateway:
             clock=time.monotonic,
             count_connected=self._count_connected,
             end_session=self.end_session,
+            on_login=self._count_login,
         )
         self._servers: list[asyncio.Server] = []
         self._maintenance: asyncio.Task[None] | None = None
@@ -113,6 +116,10 @@ class Gateway:
         self._servers.append(server)
         for sock in server.sockets:
             log.info("event=listening proto=tcp address=%s", sock.getsockname()[:2])
+        if self.config.metrics_listen:
+            mhost, mport = parse_listen_address(self.config.metrics_listen)
+            self._servers.append(await serve_metrics(mhost, mport, self.metrics.render))
+            log.info("event=listening proto=metrics address=%s", (mhost, mport))
         self._maintenance = loop.create_task(self._maintain())
 
     async def stop(self) -> None:
@@ -214,6 +221,7 @@ class Gateway:
         if self.config.connect_script:
             env = self._script_env("connect", session, plan, tun.name, meta)
             if await run_script(self.config.connect_script, env) != 0:
+                self.metrics.script_failures.labels(script="connect").inc()
                 tun.close()
                 log.warning(
                     "event=connect-refused user=%r session=%s reason='connect-script failed'",
@@ -357,7 +365,8 @@ class Gateway:
             env["STATS_BYTES_IN"] = str(tunnel.rx_bytes)
             env["STATS_BYTES_OUT"] = str(tunnel.tx_bytes)
             env["STATS_DURATION"] = str(int(time.time() - tunnel.meta.connected_at))
-            self._background(run_script(self.config.disconnect_script, env))
+            self._background(self._disconnect_script(env))
+        self.metrics.tunnel_closed(tunnel.counters(), reason)
         if end_session:
             self.store.invalidate(session)
             self._release(session)
@@ -392,6 +401,21 @@ class Gateway:
             server_ipv6=self.pool6.server_address if self.pool6 is not None else None,
         )
         return script_environment(self.config, ctx)
+
+    async def _disconnect_script(self, env: dict[str, str]) -> None:
+        assert self.config.disconnect_script is not None
+        if await run_script(self.config.disconnect_script, env) != 0:
+            self.metrics.script_failures.labels(script="disconnect").inc()
+
+    def _count_login(self, result: str, reason: str) -> None:
+        self.metrics.logins.labels(result=result, reason=reason).inc()
+
+    def _live_state(self) -> LiveState:
+        sessions = self.store.sessions()
+        return LiveState(
+            tunnels=[t.counters() for t in self.tunnels.values()],
+            sessions_disconnected=sum(1 for s in sessions if not s.connected),
+        )
 
     def _background(self, coro: Coroutine[object, object, object]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

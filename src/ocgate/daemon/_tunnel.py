@@ -31,6 +31,7 @@ from ocgate.cstp import (
 )
 from ocgate.gateway import TunnelPlan
 from ocgate.http import Request
+from ocgate.metrics import TunnelCounters
 from ocgate.session import Session
 from ocgate.tls import TlsEndpoint, TlsFailure
 from ocgate.tun import TunDevice
@@ -108,6 +109,21 @@ class Tunnel:
     def tx_bytes(self) -> int:
         """IP bytes sent to the client."""
         return self.cstp.tx_bytes
+
+    @property
+    def transport(self) -> str:
+        """Where data to the client flows now: ``cstp`` (or ``dtls`` once DTLS is up)."""
+        return "cstp"
+
+    def counters(self) -> TunnelCounters:
+        cstp = self.cstp
+        return TunnelCounters(
+            transport=self.transport,
+            rx_bytes=cstp.rx_bytes,
+            tx_bytes=cstp.tx_bytes,
+            rx_packets=cstp.rx_packets,
+            tx_packets=cstp.tx_packets,
+        )
 
     # Lifecycle ------------------------------------------------------------------------------------
 

@@ -91,6 +91,8 @@ class LoginServices:
     """Number of live tunnels of a user (for ``max-same-clients``)."""
     end_session: Callable[[Session, str], None]
     """Ends a session for good: closes its tunnel, releases its leases, forgets its cookie."""
+    on_login: Callable[[str, str], None] = lambda result, reason: None
+    """Told ``(result, reason)`` of every login attempt (metrics)."""
 
 
 class LoginDialog:
@@ -152,9 +154,11 @@ class LoginDialog:
                 str(exc),
                 self._failures,
             )
+            services.on_login("failure", _reason_label(str(exc)))
             if self._failures >= MAX_TRIES:
                 return Response(401, "Authentication failed", (), b"", close=True)
             return self._form(request, error=_FAILED)
+        services.on_login("success", "password")
         return self._complete(request, result, group)
 
     def _complete(self, request: Request, result: AuthResult, group: str | None) -> Response:
@@ -229,6 +233,25 @@ class LoginDialog:
             return
         log.info("event=logout user=%r session=%s", session.username, session.sid)
         self._services.end_session(session, "user logout")
+
+
+_REASONS = (
+    "unknown user",
+    "locked",
+    "wrong password",
+    "empty password",
+    "no password set",
+    "group not allowed",
+    "max-same-clients",
+)
+
+
+def _reason_label(message: str) -> str:
+    """A bounded label for metrics: one of the backend's fixed reasons, else ``other``."""
+    for reason in _REASONS:
+        if message.startswith(reason):
+            return reason.replace(" ", "_").replace("-", "_")
+    return "other"
 
 
 def _is_xml(request: Request) -> bool:

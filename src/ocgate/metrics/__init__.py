@@ -1,0 +1,8 @@
+"""Prometheus metrics: the registry of the gateway and its scrape endpoint (``metrics-listen``)."""
+
+from __future__ import annotations
+
+from ocgate.metrics._http import parse_listen_address, serve_metrics
+from ocgate.metrics._registry import GatewayMetrics, LiveState, TunnelCounters
+
+__all__ = ["GatewayMetrics", "LiveState", "TunnelCounters", "parse_listen_address", "serve_metrics"]

@@ -1,0 +1,142 @@
+"""Prometheus metrics of the gateway.
+
+Counters are incremented where events happen (logins, handshakes, script failures, bans). Values
+that describe the present (sessions by state and transport, live byte counters of open tunnels) are
+read at scrape time from a snapshot callable, so nothing has to be kept in step by hand. Byte and
+packet counters add the totals of closed tunnels to the live counters of open ones, so they only
+ever grow.
+
+Names follow the Prometheus conventions (``ocgate_`` prefix, ``_total`` counters, base units).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+__all__ = ["GatewayMetrics", "LiveState", "TunnelCounters"]
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelCounters:
+    """Per-direction traffic of one tunnel (from the client = rx, to the client = tx)."""
+
+    transport: str
+    """``cstp`` or ``dtls``: where data currently flows."""
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """What the gateway looks like at scrape time."""
+
+    tunnels: Iterable[TunnelCounters]
+    sessions_disconnected: int
+    """Sessions whose cookie is still valid but that have no tunnel (waiting for a reconnect)."""
+    banned_addresses: int = 0
+
+
+@dataclass(slots=True)
+class _Closed:
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    tx_packets: int = 0
+    by_transport: dict[str, int] = field(default_factory=dict)
+
+
+class _LiveCollector(Collector):
+    def __init__(self, snapshot: Callable[[], LiveState], closed: _Closed) -> None:
+        self._snapshot = snapshot
+        self._closed = closed
+
+    def collect(self) -> Iterator[Metric]:
+        state = self._snapshot()
+        tunnels = list(state.tunnels)
+        sessions = GaugeMetricFamily(
+            "ocgate_sessions",
+            "Sessions by state and data transport",
+            labels=["state", "transport"],
+        )
+        for transport in ("cstp", "dtls"):
+            count = sum(1 for t in tunnels if t.transport == transport)
+            sessions.add_metric(["connected", transport], count)
+        sessions.add_metric(["disconnected", "none"], state.sessions_disconnected)
+        yield sessions
+        closed = self._closed
+        traffic = CounterMetricFamily(
+            "ocgate_tunnel_bytes", "IP bytes carried, by direction", labels=["direction"]
+        )
+        traffic.add_metric(["rx"], closed.rx_bytes + sum(t.rx_bytes for t in tunnels))
+        traffic.add_metric(["tx"], closed.tx_bytes + sum(t.tx_bytes for t in tunnels))
+        yield traffic
+        packets = CounterMetricFamily(
+            "ocgate_tunnel_packets", "IP packets carried, by direction", labels=["direction"]
+        )
+        packets.add_metric(["rx"], closed.rx_packets + sum(t.rx_packets for t in tunnels))
+        packets.add_metric(["tx"], closed.tx_packets + sum(t.tx_packets for t in tunnels))
+        yield packets
+        bans = GaugeMetricFamily("ocgate_banned_addresses", "Source addresses currently banned")
+        bans.add_metric([], state.banned_addresses)
+        yield bans
+
+
+class GatewayMetrics:
+    """The gateway's metrics registry; :meth:`render` gives the Prometheus text exposition."""
+
+    def __init__(self, snapshot: Callable[[], LiveState]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._closed = _Closed()
+        self.registry.register(_LiveCollector(snapshot, self._closed))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.logins = Counter(
+            "ocgate_logins",
+            "Login attempts by result and reason",
+            ["result", "reason"],
+            registry=self.registry,
+        )
+        self.dtls_handshakes = Counter(
+            "ocgate_dtls_handshakes",
+            "Completed DTLS handshakes by mode",
+            ["mode"],
+            registry=self.registry,
+        )
+        self.script_failures = Counter(
+            "ocgate_script_failures",
+            "Scripts that exited non-zero, were killed or could not run",
+            ["script"],
+            registry=self.registry,
+        )
+        self.bans = Counter(
+            "ocgate_bans",
+            "Source addresses banned after reaching max-ban-score",
+            registry=self.registry,
+        )
+        self.tunnels_closed = Counter(
+            "ocgate_tunnels_closed",
+            "Tunnels that ended, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def tunnel_closed(self, counters: TunnelCounters, reason: str) -> None:
+        """Fold a closed tunnel's traffic into the totals."""
+        closed = self._closed
+        closed.rx_bytes += counters.rx_bytes
+        closed.tx_bytes += counters.tx_bytes
+        closed.rx_packets += counters.rx_packets
+        closed.tx_packets += counters.tx_packets
+        self.tunnels_closed.labels(reason=reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
