@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import logging.handlers
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -55,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-e", "--log-stderr", action="store_true", help="log to standard error")
     parser.add_argument("-s", "--syslog", action="store_true", help="log to syslog")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: 'key=value' event lines (default); json: one JSON object per line",
+    )
     parser.add_argument("-v", "--version", action="version", version=f"ocgate {__version__}")
     return parser
 
@@ -70,7 +78,11 @@ def serve(argv: Sequence[str] | None = None) -> int:
         print(f"ocgate: error: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
         return 1
     to_stderr = args.log_stderr or args.foreground or (args.debug is not None and not args.syslog)
-    _setup_logging(args.debug if args.debug is not None else config.log_level, to_stderr=to_stderr)
+    _setup_logging(
+        args.debug if args.debug is not None else config.log_level,
+        to_stderr=to_stderr,
+        json_lines=args.log_format == "json",
+    )
     for warning in config.warnings:
         log.warning("event=config-warning %s", warning)
     try:
@@ -153,7 +165,28 @@ def _write_pid_file(path: str) -> None:
         f.write(f"{os.getpid()}\n")
 
 
-def _setup_logging(level: int, *, to_stderr: bool) -> None:
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line; ``key=value`` pairs of the message become fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        fields: dict[str, object] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        for key, value in _KV.findall(message):
+            fields[key] = value.strip("'\"")
+        fields["message"] = message
+        if record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        return json.dumps(fields, ensure_ascii=False)
+
+
+_KV = re.compile(r"(\w[\w-]*)=('[^']*'|\"[^\"]*\"|\S+)")
+
+
+def _setup_logging(level: int, *, to_stderr: bool, json_lines: bool = False) -> None:
     py_level = logging.WARNING if level <= 0 else logging.INFO if level <= 2 else logging.DEBUG
     handler: logging.Handler
     if to_stderr or not os.path.exists("/dev/log"):
@@ -170,6 +203,8 @@ def _setup_logging(level: int, *, to_stderr: bool) -> None:
         handler.setFormatter(
             logging.Formatter("ocgate[%(process)d]: %(levelname)s %(name)s: %(message)s")
         )
+    if json_lines:
+        handler.setFormatter(_JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(py_level)
