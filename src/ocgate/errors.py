@@ -14,7 +14,12 @@
         └── RemoteProtocolError     the peer sent something malformed
             ├── BadHttpRequest      HTTP front door; carries ``status_hint``
             ├── BadAuthXml          AggAuth XML body
-            └── BadFrame            CSTP framing; carries the disconnect reason
+            ├── BadControlMessage   control-socket (occtl) request or response line
+            ├── BadFrame            CSTP framing; carries the disconnect reason
+            ├── BadIpfix            IPFIX / nvzFlow message from a flow exporter
+            └── BadRecord           DTLS record, handshake message or HelloVerify cookie;
+                │                   carries the alert ``description``
+                └── BadRecordMac    a DTLS record failed its MAC / AEAD tag check
 
 Parsers of peer bytes (functions ending in ``_untrusted``) raise only their subsystem's decode
 error,
@@ -29,8 +34,12 @@ __all__ = [
     "AuthError",
     "AuthFailed",
     "BadAuthXml",
+    "BadControlMessage",
     "BadFrame",
     "BadHttpRequest",
+    "BadIpfix",
+    "BadRecord",
+    "BadRecordMac",
     "ConfigError",
     "InvalidCookie",
     "LocalProtocolError",
@@ -117,9 +126,37 @@ class BadAuthXml(RemoteProtocolError):
     """An AggAuth XML body that cannot be accepted (malformed, entities, too deep, too large)."""
 
 
+class BadControlMessage(RemoteProtocolError):
+    """A malformed, over-long or unknown control-socket (occtl) request or response line."""
+
+
 class BadFrame(RemoteProtocolError):
     """A CSTP frame with a bad magic, length or reserved byte; ``reason`` goes into the log."""
 
     def __init__(self, message: str, *, reason: str = "bad frame") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class BadIpfix(RemoteProtocolError):
+    """A malformed IPFIX message, set, template or record (RFC 7011 §9.1): discard the message."""
+
+
+class BadRecord(RemoteProtocolError):
+    """A DTLS datagram, record, handshake message or cookie that cannot be accepted.
+
+    ``description`` is the TLS alert description (RFC 5246 §7.2) a handshake in progress
+    answers with (``decode_error`` = 50 unless told otherwise); after the handshake such records
+    are dropped.
+    """
+
+    def __init__(self, message: str, *, description: int = 50) -> None:
+        super().__init__(message)
+        self.description = description
+
+
+class BadRecordMac(BadRecord):
+    """A DTLS record failed its MAC or AEAD tag check (alert ``bad_record_mac`` = 20)."""
+
+    def __init__(self, message: str = "bad record MAC") -> None:
+        super().__init__(message, description=20)
