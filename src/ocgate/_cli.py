@@ -17,6 +17,7 @@ ocgate {__version__}: an AnyConnect-protocol VPN gateway, drop-in for ocserv.
 commands:
   serve        run the gateway (ocserv's flags: -c CONFIG -f -p PIDFILE -d LEVEL -t)
   passwd       manage the password file (ocpasswd's flags: -c FILE -g GROUPS -d -l -u USER)
+  ctl          control a running gateway (occtl's commands: show users, disconnect user NAME, ...)
   quickstart   write a demo configuration, certificate and user, and print how to connect
 
 Run `ocgate COMMAND --help` for the options of each command.
@@ -35,6 +36,12 @@ def _passwd(argv: Sequence[str]) -> int:
     return passwd_main(list(argv))
 
 
+def _ctl(argv: Sequence[str]) -> int:
+    from ocgate.control import main as ctl_main
+
+    return ctl_main(list(argv))
+
+
 def _quickstart(argv: Sequence[str]) -> int:
     from ocgate._quickstart import quickstart
 
@@ -44,6 +51,7 @@ def _quickstart(argv: Sequence[str]) -> int:
 _COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "serve": _serve,
     "passwd": _passwd,
+    "ctl": _ctl,
     "quickstart": _quickstart,
 }
 
