@@ -11,17 +11,21 @@ device and lives exactly as long as its TLS connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import ipaddress
 import itertools
 import logging
+import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 
 from ocgate.auth import AuthResult, PlainBackend
-from ocgate.config import Config
+from ocgate.config import Config, load_config
 from ocgate.cstp import CstpConnection, compute_mtu, parse_mtu_headers_untrusted
 from ocgate.daemon._client import ClientConnection
+from ocgate.daemon._control import ControlService, ServerStats
 from ocgate.daemon._scripts import run_script
 from ocgate.daemon._tunnel import Tunnel, TunnelMeta
 from ocgate.errors import ConfigError, InvalidCookie, OcgateError, ResourceError
@@ -44,6 +48,21 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("ocgate")
 
+# Keys that only take effect at start-up (sockets, process); a reload keeps the running values.
+_STATIC_KEYS = (
+    "listen_host",
+    "tcp_port",
+    "udp_port",
+    "udp_listen_host",
+    "socket_file",
+    "occtl_socket_file",
+    "use_occtl",
+    "pid_file",
+    "run_as_user",
+    "run_as_group",
+    "metrics_listen",
+    "device",
+)
 _MAINTENANCE_PERIOD = 5.0
 _COOKIE_SLACK = 15  # ocserv keeps a cookie cookie-timeout + 15 s after its tunnel ends.
 _CONNECT_PATHS = frozenset({"/CSCOSSLC/tunnel", "CSCOSSLC/tunnel"})
@@ -53,56 +72,109 @@ class Gateway:
     """Everything shared between client connections."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
+        self.store = MemorySessionStore()
+        self.pool4: Ipv4Pool | None = None
+        self.pool6: Ipv6Pool | None = None
+        self._retired_pools: list[Ipv4Pool | Ipv6Pool] = []
+        self.tunnels: dict[str, Tunnel] = {}
+        self.connections: set[ClientConnection] = set()
+        self.metrics = GatewayMetrics(self._live_state)
+        self.stats = ServerStats(started=time.time(), last_reset=time.time())
+        self.control: ControlService | None = None
+        self._servers: list[asyncio.Server] = []
+        self._maintenance: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._ids = itertools.count(1)
+        self._load(config)
+
+    def _load(self, config: Config) -> None:
+        """Build everything that depends on the configuration (at start-up and on reload).
+
+        :raises ConfigError: the configuration cannot be served (bad certificate, no password file);
+            nothing has been changed then.
+        """
         policy = translate_priorities(
             config.tls_priorities, cisco_client_compat=config.cisco_client_compat
         )
-        for warning in policy.warnings:
-            log.warning("event=config-warning %s", warning)
-        self.tls_context = build_server_context(
+        tls_context = build_server_context(
             cert_files=config.server_cert, key_files=config.server_key, policy=policy
         )
-        self.credentials = load_credentials(config.server_cert[0])
+        credentials = load_credentials(config.server_cert[0])
         passwd = config.passwd_file
         if passwd is None:
             raise ConfigError(
                 "ocgate needs a plain[passwd=FILE] method", key="auth", file=config.source
             )
-        self._backend = PlainBackend(passwd)
-        self.store = MemorySessionStore()
-        self.pool4 = (
-            Ipv4Pool(config.ipv4_network, predictable=config.predictable_ips)
-            if config.ipv4_network is not None
-            else None
-        )
-        self.pool6 = (
-            Ipv6Pool(
-                config.ipv6_network, config.ipv6_subnet_prefix, predictable=config.predictable_ips
-            )
-            if config.ipv6_network is not None
-            else None
-        )
-        self.tunnels: dict[str, Tunnel] = {}
-        self.connections: set[ClientConnection] = set()
-        self.metrics = GatewayMetrics(self._live_state)
+        backend = PlainBackend(passwd)
+        for warning in policy.warnings:
+            log.warning("event=config-warning %s", warning)
+        self.config = config
+        self.tls_context = tls_context
+        self.credentials = credentials
+        self._backend = backend
+        self._load_pools(config)
         self.login_services = LoginServices(
             config=config,
             authenticate=self._authenticate,
             store=self.store,
-            credentials=self.credentials,
+            credentials=credentials,
             clock=time.monotonic,
             count_connected=self._count_connected,
             end_session=self.end_session,
             on_login=self._count_login,
         )
-        self._servers: list[asyncio.Server] = []
-        self._maintenance: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[object]] = set()
-        self._ids = itertools.count(1)
+
+    def _load_pools(self, config: Config) -> None:
+        """Keep a pool whose network is unchanged; retire a replaced one until its leases return."""
+        if self.pool4 is None or config.ipv4_network != self.pool4.network:
+            if self.pool4 is not None:
+                self._retired_pools.append(self.pool4)
+            self.pool4 = (
+                Ipv4Pool(config.ipv4_network, predictable=config.predictable_ips)
+                if config.ipv4_network is not None
+                else None
+            )
+        if self.pool6 is None or config.ipv6_network != self.pool6.network:
+            if self.pool6 is not None:
+                self._retired_pools.append(self.pool6)
+            self.pool6 = (
+                Ipv6Pool(
+                    config.ipv6_network,
+                    config.ipv6_subnet_prefix,
+                    predictable=config.predictable_ips,
+                )
+                if config.ipv6_network is not None
+                else None
+            )
+
+    def reload(self) -> bool:
+        """Re-read the configuration, password file and certificates (SIGHUP, ``ctl reload``).
+
+        New logins and tunnels see the new settings; running tunnels keep theirs. A broken
+        configuration leaves the running one in place and is reported.
+        """
+        source = self.config.source
+        try:
+            config = load_config(source)
+            for key in _STATIC_KEYS:
+                if getattr(config, key) != getattr(self.config, key):
+                    log.warning(
+                        "event=reload-ignored key=%s reason='needs a restart'",
+                        key.replace("_", "-"),
+                    )
+                    config = dataclasses.replace(config, **{key: getattr(self.config, key)})
+            self._load(config)
+        except (ConfigError, OSError) as exc:
+            log.error("event=reload-failed config=%s reason=%r", source, str(exc))
+            return False
+        for warning in config.warnings:
+            log.warning("event=config-warning %s", warning)
+        log.info("event=reloaded config=%s", source)
+        return True
 
     # Lifecycle ------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, request_stop: Callable[[], None] = lambda: None) -> None:
         loop = asyncio.get_running_loop()
         host = self.config.listen_host
         server = await loop.create_server(
@@ -120,6 +192,9 @@ class Gateway:
             mhost, mport = parse_listen_address(self.config.metrics_listen)
             self._servers.append(await serve_metrics(mhost, mport, self.metrics.render))
             log.info("event=listening proto=metrics address=%s", (mhost, mport))
+        if self.config.use_occtl:
+            self.control = ControlService(self, request_stop=request_stop)
+            await self.control.start(self.config.occtl_socket_file)
         self._maintenance = loop.create_task(self._maintain())
 
     async def stop(self) -> None:
@@ -132,6 +207,10 @@ class Gateway:
             conn.close()
         for server in self._servers:
             await server.wait_closed()
+        if self.control is not None:
+            await self.control.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.config.occtl_socket_file)
 
     async def _maintain(self) -> None:
         while True:
@@ -169,12 +248,16 @@ class Gateway:
         )
 
     def _release(self, session: Session) -> None:
-        if session.ipv4 is not None and self.pool4 is not None:
-            self.pool4.release(session.ipv4)
-            session.ipv4 = None
-        if session.ipv6 is not None and self.pool6 is not None:
-            self.pool6.release(session.ipv6)
-            session.ipv6 = None
+        pools = [p for p in (self.pool4, self.pool6, *self._retired_pools) if p is not None]
+        for lease in (session.ipv4, session.ipv6):
+            if lease is None:
+                continue
+            for pool in pools:
+                if pool.owns(lease):  # type: ignore[arg-type]
+                    pool.release(lease)  # type: ignore[arg-type]
+                    break
+        session.ipv4 = None
+        session.ipv6 = None
 
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
@@ -344,6 +427,9 @@ class Gateway:
             tls.cipher_description(),
             conn.remote,
         )
+        self.stats.tunnel_up(plan.mtu)
+        if self.control is not None:
+            self.control.publish("connect", tunnel)
         tunnel.start(initial)
 
     def _tunnel_closed(self, tunnel: Tunnel, reason: str, end_session: bool) -> None:
@@ -366,7 +452,12 @@ class Gateway:
             env["STATS_BYTES_OUT"] = str(tunnel.tx_bytes)
             env["STATS_DURATION"] = str(int(time.time() - tunnel.meta.connected_at))
             self._background(self._disconnect_script(env))
-        self.metrics.tunnel_closed(tunnel.counters(), reason)
+        counters = tunnel.counters()
+        self.metrics.tunnel_closed(counters, reason)
+        duration = time.time() - tunnel.meta.connected_at
+        self.stats.tunnel_down(duration, reason, counters.rx_bytes, counters.tx_bytes)
+        if self.control is not None:
+            self.control.publish("disconnect", tunnel, reason)
         if end_session:
             self.store.invalidate(session)
             self._release(session)
@@ -409,6 +500,8 @@ class Gateway:
 
     def _count_login(self, result: str, reason: str) -> None:
         self.metrics.logins.labels(result=result, reason=reason).inc()
+        if result != "success":
+            self.stats.login_failed()
 
     def _live_state(self) -> LiveState:
         sessions = self.store.sessions()

@@ -103,20 +103,18 @@ def serve(argv: Sequence[str] | None = None) -> int:
 
 async def _run(gateway: Gateway, config: Config, pid_file: str | None) -> int:
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
     try:
-        await gateway.start()
+        await gateway.start(request_stop=stop.set)
     except OSError as exc:
         log.error("event=listen-failed port=%d reason=%r", config.tcp_port, exc.strerror)
         return 1
     if pid_file:
         _write_pid_file(pid_file)
-    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR2, lambda: log.info("%s", gateway.stats_line()))
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: log.info("event=sighup reload-not-supported-yet")
-    )
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     log.info("event=started version=%s pid=%d config=%s", __version__, os.getpid(), config.source)
     try:
         await stop.wait()

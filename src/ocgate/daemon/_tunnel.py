@@ -115,6 +115,16 @@ class Tunnel:
         """Where data to the client flows now: ``cstp`` (or ``dtls`` once DTLS is up)."""
         return "cstp"
 
+    @property
+    def tls_description(self) -> str:
+        """GnuTLS-style description of the CSTP session, e.g. ``(TLS1.3)-(AES-256-GCM)``."""
+        return self._tls.cipher_description()
+
+    @property
+    def dtls_description(self) -> str:
+        """The DTLS cipher (``(DTLS1.2)-(PSK)-(AES-256-GCM)``), empty while data uses CSTP."""
+        return ""
+
     def counters(self) -> TunnelCounters:
         cstp = self.cstp
         return TunnelCounters(
