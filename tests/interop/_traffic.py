@@ -10,10 +10,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._netns import NetnsPair, run
 
-__all__ = ["BackgroundPing", "PingResult", "iperf3", "parse_ping", "ping"]
+__all__ = ["BackgroundPing", "PingResult", "iperf3", "iperf3_report", "parse_ping", "ping"]
 
 _SUMMARY_RE = re.compile(r"(\d+) packets transmitted, (\d+) (?:packets )?received")
 
@@ -44,11 +45,13 @@ def ping(
     count: int = 3,
     interval: float = 0.2,
     deadline: int = 10,
+    size: int | None = None,
 ) -> PingResult:
     """``ping -c count`` from namespace ``ns``; never raises on loss."""
     argv = [
         "ping",
         "-n",
+        *(["-s", str(size)] if size is not None else []),
         "-c",
         str(count),
         "-i",
@@ -99,6 +102,22 @@ def iperf3(
     timeout: float = 60,
 ) -> float:
     """Run one iperf3 test (server in the server ns, client in the client ns); return bit/s."""
+    report = iperf3_report(
+        pair, server_addr=server_addr, seconds=seconds, reverse=reverse, port=port, timeout=timeout
+    )
+    return float(report["end"]["sum_received"]["bits_per_second"])
+
+
+def iperf3_report(
+    pair: NetnsPair,
+    *,
+    server_addr: str,
+    seconds: int = 3,
+    reverse: bool = False,
+    port: int = 5201,
+    timeout: float = 60,
+) -> dict[str, Any]:
+    """Run one iperf3 test and return its whole ``--json`` report."""
     server_argv = ["iperf3", "-s", "-1", "-B", server_addr, "-p", str(port)]
     server = subprocess.Popen(
         pair.exec_argv(pair.server, server_argv),
@@ -120,8 +139,8 @@ def iperf3(
                 break
             time.sleep(0.2)
         assert proc.returncode == 0, f"iperf3 client failed:\n{proc.stdout}\n{proc.stderr}"
-        report = json.loads(proc.stdout)
-        return float(report["end"]["sum_received"]["bits_per_second"])
+        report: dict[str, Any] = json.loads(proc.stdout)
+        return report
     finally:
         if server.poll() is None:
             server.kill()

@@ -248,13 +248,16 @@ class Gateway:
         )
 
     def _release(self, session: Session) -> None:
-        pools = [p for p in (self.pool4, self.pool6, *self._retired_pools) if p is not None]
-        for lease in (session.ipv4, session.ipv6):
-            if lease is None:
-                continue
-            for pool in pools:
-                if pool.owns(lease):  # type: ignore[arg-type]
-                    pool.release(lease)  # type: ignore[arg-type]
+        # Leases go back to the pool of their own family that owns them (retired ones too).
+        if session.ipv4 is not None:
+            for pool4 in (self.pool4, *self._retired_pools):
+                if isinstance(pool4, Ipv4Pool) and pool4.owns(session.ipv4):
+                    pool4.release(session.ipv4)
+                    break
+        if session.ipv6 is not None:
+            for pool6 in (self.pool6, *self._retired_pools):
+                if isinstance(pool6, Ipv6Pool) and pool6.owns(session.ipv6):
+                    pool6.release(session.ipv6)
                     break
         session.ipv4 = None
         session.ipv6 = None
