@@ -70,7 +70,8 @@ def test_show_users_user_and_status(
     assert table.splitlines()[0].split()[:4] == ["id", "user", "vhost", "ip"]
     rows = {line.split()[1]: line for line in table.splitlines()[1:] if line.strip()}
     assert set(rows) == {"alice", "bob"}, table
-    assert ip_a in rows["alice"] and ip_b in rows["bob"], table
+    assert ip_a in rows["alice"], table
+    assert ip_b in rows["bob"], table
     assert "(no-dtls)" in rows["alice"], table  # transport: CSTP only (--no-dtls)
 
     users = json.loads(ctl(sock, "show", "users", json_output=True))
@@ -94,7 +95,8 @@ def test_show_users_user_and_status(
     assert re.search(r"Remote IP: 198\.18\.0\.2\b", detail), detail
     assert re.search(r"Device: vpns\d+", detail), detail
     assert re.search(r"State: connected", detail), detail
-    assert "10.20.0.0/255.255.0.0" in detail and "10.77.0.53" in detail, detail
+    assert "10.20.0.0/255.255.0.0" in detail, detail
+    assert "10.77.0.53" in detail, detail
 
     status = ctl(sock, "show", "status")
     assert re.search(r"Active sessions: 2\b", status), status
