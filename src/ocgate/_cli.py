@@ -17,8 +17,10 @@ ocgate {__version__}: an AnyConnect-protocol VPN gateway, drop-in for ocserv.
 commands:
   serve        run the gateway (ocserv's flags: -c CONFIG -f -p PIDFILE -d LEVEL -t)
   passwd       manage the password file (ocpasswd's flags: -c FILE -g GROUPS -d -l -u USER)
+  otp          manage the OTP users file (enroll USER, remove USER, verify USER CODE, list)
   ctl          control a running gateway (occtl's commands: show users, disconnect user NAME, ...)
   quickstart   write a demo configuration, certificate and user, and print how to connect
+  nvm          NVM telemetry collector: `nvm serve -c CONFIG`, `nvm query [filters]`
 
 Run `ocgate COMMAND --help` for the options of each command.
 """
@@ -36,6 +38,12 @@ def _passwd(argv: Sequence[str]) -> int:
     return passwd_main(list(argv))
 
 
+def _otp(argv: Sequence[str]) -> int:
+    from ocgate.otp import main as otp_main
+
+    return otp_main(list(argv))
+
+
 def _ctl(argv: Sequence[str]) -> int:
     from ocgate.control import main as ctl_main
 
@@ -48,11 +56,19 @@ def _quickstart(argv: Sequence[str]) -> int:
     return quickstart(argv)
 
 
+def _nvm(argv: Sequence[str]) -> int:
+    from ocgate.nvm._cli import main as nvm_main
+
+    return nvm_main(argv)
+
+
 _COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "serve": _serve,
     "passwd": _passwd,
+    "otp": _otp,
     "ctl": _ctl,
     "quickstart": _quickstart,
+    "nvm": _nvm,
 }
 
 

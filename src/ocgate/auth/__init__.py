@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from ocgate.auth._accounting import Counters, SessionAccounting, terminate_cause
 from ocgate.auth._base import AuthResult, PasswordBackend, select_group
 from ocgate.auth._plain import MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, PlainBackend
+from ocgate.auth._registry import (
+    OTP_WINDOW,
+    AuthBackends,
+    LoginContext,
+    PasswordOk,
+    build_accounting,
+    build_auth_backends,
+)
 
 __all__ = [
     "MAX_PASSWORD_BYTES",
     "MAX_USERNAME_BYTES",
+    "OTP_WINDOW",
+    "AuthBackends",
     "AuthResult",
+    "Counters",
+    "LoginContext",
     "PasswordBackend",
+    "PasswordOk",
     "PlainBackend",
+    "SessionAccounting",
+    "build_accounting",
+    "build_auth_backends",
     "select_group",
+    "terminate_cause",
 ]

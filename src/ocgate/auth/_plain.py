@@ -102,6 +102,16 @@ class PlainBackend:
         """
         return self._current().get(username)
 
+    def all_groups(self) -> tuple[str, ...]:
+        """Every group named in the current file, in first-seen order (``auto-select-group``).
+
+        :raises AuthFailed: if the file cannot be used.
+        """
+        seen: dict[str, None] = {}
+        for found in self._current().values():
+            seen.update(dict.fromkeys(found.groups))
+        return tuple(seen)
+
     def groups_of(self, username: str) -> tuple[str, ...]:
         """The groups the user may select, from the current file.
 

@@ -11,14 +11,30 @@ from __future__ import annotations
 from ocgate.config._load import load_config, parse_config
 from ocgate.config._model import AuthMethod, Config, ConfigWarning, IPAddress, IPNetwork
 from ocgate.config._options import KNOWN_OCSERV_KEYS
+from ocgate.config._peruser import (
+    PER_USER_KEYS,
+    UserConfig,
+    apply_layers,
+    check_name_component,
+    load_session_layers,
+    load_user_config_file,
+    parse_user_config,
+)
 
 __all__ = [
     "KNOWN_OCSERV_KEYS",
+    "PER_USER_KEYS",
     "AuthMethod",
     "Config",
     "ConfigWarning",
     "IPAddress",
     "IPNetwork",
+    "UserConfig",
+    "apply_layers",
+    "check_name_component",
     "load_config",
+    "load_session_layers",
+    "load_user_config_file",
     "parse_config",
+    "parse_user_config",
 ]

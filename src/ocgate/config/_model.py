@@ -11,6 +11,9 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ocgate.nvm._config import ListenAddress as NvmListen
+from ocgate.nvm._config import SinkAddress as NvmSink
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -54,6 +57,24 @@ class Config:
     # Authentication (ocserv-compatibility §4.1).
     auth: tuple[AuthMethod, ...]
     enable_auth: tuple[AuthMethod, ...] = ()
+    acct: AuthMethod | None = None
+    """``acct = radius[config=FILE]``: where accounting records go (``None``: none are sent)."""
+    stats_report_time: int | None = None
+    """Seconds between RADIUS Interim-Updates (``None``: Acct-Interim-Interval, else none)."""
+    crl: str | None = None
+    cert_user_oid: str | None = None
+    cert_group_oid: str | None = None
+
+    # Groups and per-user / per-group configuration (§4.5).
+    select_group: tuple[str, ...] = ()
+    """``select-group`` entries as written: ``name`` or ``name[Friendly label]``."""
+    default_select_group: str | None = None
+    auto_select_group: bool = False
+    config_per_user: str | None = None
+    config_per_group: str | None = None
+    default_user_config: str | None = None
+    default_group_config: str | None = None
+    append_routes: bool = False
 
     # Sockets (§4.6).
     listen_host: str | None = None
@@ -111,6 +132,14 @@ class Config:
     # Limits (§4.9).
     max_clients: int = 0
     max_same_clients: int = 0
+    rate_limit_ms: int = 0
+    max_ban_score: int = 80
+    """0 disables banning."""
+    ban_reset_time: int = 1200
+    ban_time: int = 300
+    ban_points_wrong_password: int = 10
+    ban_points_connection: int = 1
+    ban_points_kkdcp: int = 1
 
     # Process (§4.10).
     pid_file: str | None = None
@@ -127,6 +156,23 @@ class Config:
     host_update_script: str | None = None
     metrics_listen: str | None = None
     """``HOST:PORT`` of the Prometheus endpoint (an ocgate extension; off when unset)."""
+
+    # NVM collector (ocgate extension; checked across keys by ocgate.nvm._config.NvmSettings).
+    nvm_listen: tuple[NvmListen, ...] = ()
+    nvm_dtls_listen: tuple[NvmListen, ...] = ()
+    nvm_dtls_cert: str | None = None
+    nvm_dtls_key: str | None = None
+    nvm_dtls_ca: str | None = None
+    nvm_allow: tuple[IPNetwork, ...] = ()
+    nvm_store: str = "sqlite:////var/lib/ocgate/nvm.sqlite"
+    nvm_api_listen: str | None = None
+    nvm_api_token_file: str | None = None
+    nvm_retention_days: int = 30
+    nvm_syslog: tuple[NvmSink, ...] = ()
+    nvm_json_file: str | None = None
+    nvm_json_http: str | None = None
+    nvm_privacy: tuple[tuple[str, str], ...] = ()
+    """``nvm-privacy-*`` lines as ``(key, value)``, in file order."""
 
     warnings: tuple[ConfigWarning, ...] = ()
     """Non-fatal findings: keys ocserv knows that ocgate does not implement yet, renamed keys."""

@@ -42,6 +42,8 @@ from ocgate.config._values import (
     parse_uint,
     parse_word,
 )
+from ocgate.nvm import _config as _nvm
+from ocgate.nvm import _privacy as _nvm_privacy
 
 __all__ = ["KNOWN_OCSERV_KEYS", "OPTIONS", "Kind", "OptionSpec", "Scope"]
 
@@ -165,13 +167,22 @@ def _o(
 
 
 _G, _V, _VU, _U = Scope.GLOBAL, Scope.VHOST, Scope.VHOST_USER, Scope.USER
+
+
+def _nvm_o(
+    name: str, kind: Kind, *, parse: Parser | None = None, field: str, multi: bool = False
+) -> OptionSpec:
+    """An ``nvm-*`` collector key (ocgate extension): global, read once at start."""
+    return _o(name, kind, Scope.GLOBAL, parse=parse, field=field, multi=multi, reloadable=False)
+
+
 _B, _I, _S, _W, _P = Kind.BOOL, Kind.INTEGER, Kind.STRING, Kind.WORD, Kind.PATH
 
 _SPECS: tuple[OptionSpec, ...] = (
     # --- Read once at start (above the "reloaded on SIGHUP" line; ocserv perm_config). ---
     _o("auth", Kind.AUTH, _V, field="auth", multi=True, reloadable=False),
     _o("enable-auth", Kind.AUTH, _V, field="enable_auth", multi=True, reloadable=False),
-    _o("acct", _S, _V, reloadable=False),
+    _o("acct", Kind.AUTH, _V, field="acct", reloadable=False),
     _o("listen-host", _W, _G, field="listen_host", reloadable=False),
     _o("udp-listen-host", _W, _G, field="udp_listen_host", reloadable=False),
     _o("listen-netns", _W, _G, reloadable=False),
@@ -206,22 +217,22 @@ _SPECS: tuple[OptionSpec, ...] = (
     # --- Reloaded on SIGHUP. ---
     _o("listen-host-is-dyndns", _B, _V, default=False),
     _o("listen-proxy-proto", _B, _G, default=False),
-    _o("append-routes", _B, _V, default=False),
+    _o("append-routes", _B, _V, field="append_routes", default=False),
     _o("kkdcp", _S, _V, multi=True),
     _o("tunnel-all-dns", _B, _VU, field="tunnel_all_dns", default=False),
     _o("keepalive", _I, _VU, field="keepalive", default=32400),
     _o("switch-to-tcp-timeout", _I, _V, field="switch_to_tcp_timeout", default=25),
     _o("dpd", _I, _VU, field="dpd", default=90),
     _o("mobile-dpd", _I, _VU, field="mobile_dpd", default=1800),
-    _o("rate-limit-ms", _I, _G, default=0),
+    _o("rate-limit-ms", _I, _G, field="rate_limit_ms", default=0),
     _o("server-drain-ms", _I, _G, default=0),
     _o("ocsp-response", _P, _V),
     _o("user-profile", _P, _VU),
     _o("client-bypass-protocol", _B, _VU, default=False),
     _o("default-domain", _S, _V, field="default_domain"),
-    _o("crl", _P, _V),
-    _o("cert-user-oid", _W, _V),
-    _o("cert-group-oid", _W, _V),
+    _o("crl", Kind.FILE, _V, field="crl"),
+    _o("cert-user-oid", _W, _V, field="cert_user_oid"),
+    _o("cert-group-oid", _W, _V, field="cert_group_oid"),
     _o("connect-script", _P, _G, field="connect_script"),
     _o("host-update-script", _P, _G, field="host_update_script"),
     _o("disconnect-script", _P, _G, field="disconnect_script"),
@@ -246,6 +257,26 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("use-occtl", _B, _G, field="use_occtl", default=False),
     # --- ocgate extensions (not ocserv keys). ---
     _o("metrics-listen", _W, _G, parse=parse_listen, field="metrics_listen", reloadable=False),
+    # NVM collector (ocgate.nvm._config; all global and read once at start).
+    _nvm_o("nvm-listen", _S, parse=_nvm.parse_listen_url, field="nvm_listen", multi=True),
+    _nvm_o(
+        "nvm-dtls-listen", _S, parse=_nvm.parse_dtls_listen, field="nvm_dtls_listen", multi=True
+    ),
+    _nvm_o("nvm-dtls-cert", Kind.FILE, field="nvm_dtls_cert"),
+    _nvm_o("nvm-dtls-key", Kind.FILE, field="nvm_dtls_key"),
+    _nvm_o("nvm-dtls-ca", Kind.FILE, field="nvm_dtls_ca"),
+    _nvm_o("nvm-allow", Kind.NETWORK, parse=_nvm.parse_allow, field="nvm_allow", multi=True),
+    _nvm_o("nvm-store", _S, parse=_nvm.parse_store_url, field="nvm_store"),
+    _nvm_o("nvm-api-listen", _W, parse=parse_listen, field="nvm_api_listen"),
+    _nvm_o("nvm-api-token-file", _P, field="nvm_api_token_file"),
+    _nvm_o("nvm-retention-days", _I, parse=_nvm.parse_retention_days, field="nvm_retention_days"),
+    _nvm_o("nvm-syslog", _S, parse=_nvm.parse_syslog_url, field="nvm_syslog", multi=True),
+    _nvm_o("nvm-json-file", _P, field="nvm_json_file"),
+    _nvm_o("nvm-json-http", _S, parse=_nvm.parse_http_url, field="nvm_json_http"),
+    *(
+        _nvm_o(key, _S, parse=_nvm.privacy_parser(key), field="nvm_privacy", multi=True)
+        for key in sorted(_nvm_privacy.PRIVACY_KEYS)
+    ),
     _o("try-mtu-discovery", _B, _G, field="try_mtu_discovery", default=False),
     _o("ping-leases", _B, _G, default=False),
     _o("restrict-user-to-routes", _B, _VU, default=False),
@@ -257,7 +288,7 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("rx-data-per-sec", _I, _VU),
     _o("tx-data-per-sec", _I, _VU),
     _o("deny-roaming", _B, _VU, default=False),
-    _o("stats-report-time", _I, _VU),
+    _o("stats-report-time", _I, _VU, field="stats_report_time"),
     _o("rekey-time", _I, _V, default=172800),
     _o("rekey-method", Kind.CHOICE, _V, parse=parse_rekey_method, default="ssl"),
     _o("cookie-timeout", _I, _V, field="cookie_timeout", default=300),
@@ -267,13 +298,13 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("idle-timeout", _I, _VU, parse=parse_optional_uint, field="idle_timeout"),
     _o("mobile-idle-timeout", _I, _VU, parse=parse_optional_uint, field="mobile_idle_timeout"),
     _o("max-clients", _I, _G, field="max_clients", default=0),
-    _o("min-reauth-time", _I, _G, replaced_by="ban-time"),
-    _o("ban-time", _I, _G, default=300),
-    _o("ban-reset-time", _I, _G, default=1200),
-    _o("max-ban-score", _I, _G, default=80),
-    _o("ban-points-wrong-password", _I, _G, default=10),
-    _o("ban-points-connection", _I, _G, default=1),
-    _o("ban-points-kkdcp", _I, _G, default=1),
+    _o("min-reauth-time", _I, _G, field="ban_time", replaced_by="ban-time"),
+    _o("ban-time", _I, _G, field="ban_time", default=300),
+    _o("ban-reset-time", _I, _G, field="ban_reset_time", default=1200),
+    _o("max-ban-score", _I, _G, field="max_ban_score", default=80),
+    _o("ban-points-wrong-password", _I, _G, field="ban_points_wrong_password", default=10),
+    _o("ban-points-connection", _I, _G, field="ban_points_connection", default=1),
+    _o("ban-points-kkdcp", _I, _G, field="ban_points_kkdcp", default=1),
     _o("max-same-clients", _I, _VU, field="max_same_clients", default=0),
     _o("device", Kind.DEVICE, _G, field="device", default="vpns"),
     _o("cgroup", _S, _VU, deprecated="removed in ocserv 1.5.0; ignored"),
@@ -295,10 +326,10 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("included-http-headers", _S, _V, multi=True, raw=True),
     _o("route", Kind.ROUTE, _VU, implemented=True, multi=True),
     _o("no-route", Kind.ROUTE, _VU, parse=_net.parse_no_route, implemented=True, multi=True),
-    _o("default-select-group", _S, _V),
+    _o("default-select-group", _S, _V, field="default_select_group"),
     _o("select-group-by-url", _B, _V, default=False),
-    _o("auto-select-group", _B, _V, default=False),
-    _o("select-group", _S, _V, multi=True),
+    _o("auto-select-group", _B, _V, field="auto_select_group", default=False),
+    _o("select-group", _S, _V, field="select_group", multi=True),
     _o("dns", Kind.ADDRESS, _VU, field="dns", multi=True),
     _o("ipv4-dns", Kind.ADDRESS, _VU, field="dns", multi=True),
     _o("ipv6-dns", Kind.ADDRESS, _VU, field="dns", multi=True),
@@ -307,11 +338,11 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("ipv6-nbns", Kind.ADDRESS, _VU, multi=True),
     _o("route-add-cmd", _S, _G),
     _o("route-del-cmd", _S, _G),
-    _o("config-per-user", _P, _V),
-    _o("config-per-group", _P, _V),
+    _o("config-per-user", _P, _V, field="config_per_user"),
+    _o("config-per-group", _P, _V, field="config_per_group"),
     _o("expose-iroutes", _B, _V, default=False),
-    _o("default-user-config", _P, _V),
-    _o("default-group-config", _P, _V),
+    _o("default-user-config", _P, _V, field="default_user_config"),
+    _o("default-group-config", _P, _V, field="default_group_config"),
     _o("camouflage", _B, _V, default=False),
     _o("camouflage_secret", _S, _V),
     _o("camouflage_realm", _S, _V),

@@ -63,7 +63,19 @@ class ClientConnection(asyncio.Protocol):
         self.remote = str(peer[0]) if peer else "?"
         sock = transport.get_extra_info("sockname")
         self.local = str(sock[0]) if sock else "?"
-        self._dialog = LoginDialog(self._gateway.login_services, remote_addr=self.remote)
+        delay = self._gateway.admit(self.remote)
+        if delay is None:  # A banned address: closed at accept (ocserv-compatibility §4.9).
+            transport.abort()
+            return
+        if delay > 0:  # rate-limit-ms: serve this connection a little later.
+            transport.pause_reading()
+            self._loop.call_later(delay, transport.resume_reading)
+        self._dialog = LoginDialog(
+            self._gateway.login_services,
+            remote_addr=self.remote,
+            local_addr=self.local,
+            peer_chain=self._tls.peer_certificates,
+        )
         self._gateway.connection_opened(self)
         self._arm_timer()
 

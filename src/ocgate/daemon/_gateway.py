@@ -21,8 +21,11 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 
-from ocgate.auth import AuthResult, PlainBackend
+from ocgate.auth import SessionAccounting, build_accounting, build_auth_backends
+from ocgate.bans import BanPolicy, BanTable
+from ocgate.certauth import CertRequest, cert_request_mode, configure_client_cert_request
 from ocgate.config import Config, load_config
+from ocgate.control import BanInfo
 from ocgate.cstp import CstpConnection, compute_mtu, parse_mtu_headers_untrusted
 from ocgate.daemon._client import ClientConnection
 from ocgate.daemon._control import ControlService, ServerStats
@@ -30,8 +33,10 @@ from ocgate.daemon._scripts import run_script
 from ocgate.daemon._tunnel import Tunnel, TunnelMeta
 from ocgate.errors import ConfigError, InvalidCookie, OcgateError, ResourceError
 from ocgate.gateway import (
+    GroupMenu,
     LoginServices,
     ScriptContext,
+    SessionSettings,
     TunnelPlan,
     client_wants_ipv6,
     connect_headers,
@@ -40,6 +45,7 @@ from ocgate.gateway import (
 )
 from ocgate.http import Request, Response
 from ocgate.metrics import GatewayMetrics, LiveState, parse_listen_address, serve_metrics
+from ocgate.radius import AccountingSession, RadiusResult
 from ocgate.session import Ipv4Pool, Ipv6Pool, MemorySessionStore, Session
 from ocgate.tls import build_server_context, load_credentials, translate_priorities
 from ocgate.tun import TunDevice, configure_tun, open_tun
@@ -85,6 +91,9 @@ class Gateway:
         self._maintenance: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._ids = itertools.count(1)
+        self.bans = BanTable(BanPolicy())
+        self.accounting: SessionAccounting | None = None
+        self._next_accept = 0.0
         self._load(config)
 
     def _load(self, config: Config) -> None:
@@ -100,22 +109,32 @@ class Gateway:
             cert_files=config.server_cert, key_files=config.server_key, policy=policy
         )
         credentials = load_credentials(config.server_cert[0])
-        passwd = config.passwd_file
-        if passwd is None:
-            raise ConfigError(
-                "ocgate needs a plain[passwd=FILE] method", key="auth", file=config.source
+        backends = build_auth_backends(config)
+        accounting = build_accounting(config)
+        cert_mode = cert_request_mode(config)
+        if cert_mode is not CertRequest.IGNORE and config.ca_cert is not None:
+            configure_client_cert_request(
+                tls_context, required=cert_mode is CertRequest.REQUIRE, ca_file=config.ca_cert
             )
-        backend = PlainBackend(passwd)
         for warning in policy.warnings:
             log.warning("event=config-warning %s", warning)
         self.config = config
         self.tls_context = tls_context
         self.credentials = credentials
-        self._backend = backend
+        self.backends = backends
+        if accounting is not None and self.accounting is None:
+            self.accounting = SessionAccounting(
+                accounting, stats_report_time=config.stats_report_time
+            )
+        self.bans.policy = _ban_policy(config)
         self._load_pools(config)
+        wants_menu = config.select_group or config.default_select_group or config.auto_select_group
         self.login_services = LoginServices(
             config=config,
-            authenticate=self._authenticate,
+            backends=backends,
+            groups=GroupMenu(config, backends.file_groups()) if wants_menu else None,
+            is_banned=self.is_banned,
+            on_auth_failure=self._wrong_password,
             store=self.store,
             credentials=credentials,
             clock=time.monotonic,
@@ -221,13 +240,68 @@ class Gateway:
                 if tunnel is not None:  # Past its session-timeout while connected.
                     tunnel.close("session expired", end_session=True, notify=True)
                 else:
-                    self._release(session)
+                    self._release(session, "session expired")
+            self.bans.expire(time.monotonic())
+
+    # Bans (ocserv-compatibility §4.9) -------------------------------------------------------------
+
+    def is_banned(self, address: str) -> bool:
+        """Whether ``address`` is banned now (its connections and logins are refused)."""
+        return self.bans.is_banned(address, time.monotonic())
+
+    def admit(self, address: str) -> float | None:
+        """A new TCP connection from ``address``: ``None`` to close it (banned), else the delay in
+        seconds before serving it (``rate-limit-ms`` paces new connections)."""
+        now = time.monotonic()
+        if self.bans.is_banned(address, now):
+            log.info("event=connection-refused remote=%s reason='address is banned'", address)
+            return None
+        self._add_points(address, self.bans.policy.points_connection, "connection")
+        rate = self.config.rate_limit_ms / 1000
+        if rate <= 0:
+            return 0.0
+        slot = max(now, self._next_accept)
+        self._next_accept = slot + rate
+        return slot - now
+
+    def _add_points(self, address: str, points: int, why: str) -> None:
+        was_banned = self.bans.is_banned(address, time.monotonic())
+        if self.bans.add_points(address, points, time.monotonic()) and not was_banned:
+            log.warning(
+                "event=address-banned remote=%s reason=%s ban_time=%d",
+                address,
+                why,
+                self.bans.policy.ban_time,
+            )
+
+    def _wrong_password(self, address: str) -> None:
+        self._add_points(address, self.bans.policy.points_wrong_password, "wrong-password")
+
+    def unban(self, address: str) -> bool:
+        """Remove ``address`` from the ban list (``ocgate ctl unban ip``)."""
+        found = self.bans.unban(address)
+        if found:
+            log.info("event=address-unbanned remote=%s", address)
+        return found
+
+    def ban_entries(self) -> list[BanInfo]:
+        """Every scored or banned address (``show ip bans`` / ``show ip ban points``)."""
+        now, wall = time.monotonic(), time.time()
+        return [
+            BanInfo(
+                ip=entry.address,
+                score=entry.score,
+                expires=None if entry.banned_until is None else wall + entry.banned_until - now,
+            )
+            for entry in self.bans.entries(now)
+        ]
 
     # Sessions -------------------------------------------------------------------------------------
 
-    async def _authenticate(self, username: str, password: str) -> AuthResult:
-        # Hash checks take milliseconds of CPU; keep them off the event loop.
-        return await asyncio.to_thread(self._backend.authenticate, username, password)
+    def session_config(self, session: Session) -> Config:
+        """The session's effective configuration (per-user/group files, RADIUS)."""
+        settings = session.extra.get("settings")
+        return settings.config if isinstance(settings, SessionSettings) else self.config
 
     def _count_connected(self, username: str) -> int:
         return sum(1 for t in self.tunnels.values() if t.session.username == username)
@@ -239,7 +313,7 @@ class Gateway:
             tunnel.close(reason, end_session=True, notify=True)
             return  # _tunnel_closed finishes the job.
         self.store.invalidate(session)
-        self._release(session)
+        self._release(session, reason)
         log.info(
             "event=session-ended user=%r session=%s reason=%r",
             session.username,
@@ -247,7 +321,9 @@ class Gateway:
             reason,
         )
 
-    def _release(self, session: Session) -> None:
+    def _release(self, session: Session, reason: str = "session ended") -> None:
+        if self.accounting is not None:
+            self.accounting.session_ended(session.sid, reason)
         # Leases go back to the pool of their own family that owns them (retired ones too).
         if session.ipv4 is not None:
             for pool4 in (self.pool4, *self._retired_pools):
@@ -326,11 +402,10 @@ class Gateway:
         conn.respond(Response(503, "Service Unavailable", (("X-Reason", reason),), b"", close=True))
 
     def _plan(self, session: Session, request: Request, now: float) -> TunnelPlan:
-        config = self.config
+        config = self.session_config(session)
         headers = {name: value for name, value in reversed(request.headers)}
         prefer4, prefer6 = _previous_addresses(request)
-        if self.pool4 is not None and session.ipv4 is None:
-            session.ipv4 = self.pool4.allocate(session.username, prefer=prefer4)
+        self._lease_ipv4(session, prefer4)
         want6 = client_wants_ipv6(headers) and self.pool6 is not None
         if want6 and self.pool6 is not None and session.ipv6 is None:
             session.ipv6 = self.pool6.allocate(session.username, prefer=prefer6)
@@ -356,10 +431,17 @@ class Gateway:
         if session.session_deadline is not None:
             remaining = max(0, int(session.session_deadline - now))
         hostname = headers.get("x-cstp-hostname", "").split(".", 1)[0][:64] or None
+        settings = session.extra.get("settings")
+        if isinstance(settings, SessionSettings) and settings.hostname:
+            hostname = settings.hostname
         session.hostname = hostname
+        netmask = config.ipv4_network.netmask if config.ipv4_network is not None else None
+        off_pool = config.ipv4_network is not None and session.ipv4 not in config.ipv4_network
+        if session.ipv4 is not None and off_pool:
+            netmask = ipaddress.IPv4Address("255.255.255.255")  # A framed address off-pool.
         return TunnelPlan(
             ipv4=session.ipv4,
-            ipv4_netmask=config.ipv4_network.netmask if config.ipv4_network is not None else None,
+            ipv4_netmask=netmask,
             ipv6=ipv6,
             base_mtu=mtu.base_mtu,
             mtu=mtu.tunnel_mtu,
@@ -368,6 +450,33 @@ class Gateway:
             session_remaining=remaining,
             hostname=hostname,
         )
+
+    def _lease_ipv4(self, session: Session, prefer: ipaddress.IPv4Address | None) -> None:
+        """Give the session its IPv4 address: the explicit one (``explicit-ipv4``,
+        Framed-IP-Address) if it has one, else a pool lease (``prefer`` if free).
+
+        An explicit address inside the pool is leased from the pool; one outside it is assigned
+        directly (ocserv uses it as the lease), after checking no other session holds it.
+
+        :raises ResourceError: the explicit address is taken, or the pool is full.
+        """
+        if session.ipv4 is not None:
+            return
+        settings = session.extra.get("settings")
+        explicit = settings.explicit_ipv4 if isinstance(settings, SessionSettings) else None
+        pool = self.pool4
+        if explicit is None:
+            if pool is not None:
+                session.ipv4 = pool.allocate(session.username, prefer=prefer)
+            return
+        if pool is not None and pool.owns(explicit):
+            if explicit in pool:
+                raise ResourceError(f"explicit address {explicit} is in use")
+            session.ipv4 = pool.allocate(session.username, prefer=explicit)
+            return
+        if any(s.ipv4 == explicit for s in self.store.sessions() if s is not session):
+            raise ResourceError(f"explicit address {explicit} is in use")
+        session.ipv4 = explicit
 
     def _create_tun(self, plan: TunnelPlan) -> TunDevice:
         tun = open_tun(self.config.device)
@@ -393,13 +502,14 @@ class Gateway:
         tun: TunDevice,
         meta: TunnelMeta,
     ) -> None:
-        conn.respond(Response(200, "CONNECTED", tuple(connect_headers(self.config, plan)), b""))
+        config = self.session_config(session)
+        conn.respond(Response(200, "CONNECTED", tuple(connect_headers(config, plan)), b""))
         tls, transport, initial = conn.take_over_for_tunnel()
         now = time.monotonic()
         cstp = CstpConnection(
             now=now,
             dpd=plan.dpd,
-            keepalive=self.config.keepalive,
+            keepalive=config.keepalive,
             idle_timeout=plan.idle_timeout,
             session_deadline=session.session_deadline,
         )
@@ -433,7 +543,31 @@ class Gateway:
         self.stats.tunnel_up(plan.mtu)
         if self.control is not None:
             self.control.publish("connect", tunnel)
+        if self.accounting is not None:
+            self._accounting_up(session, tunnel, conn.local)
         tunnel.start(initial)
+
+    def _accounting_up(self, session: Session, tunnel: Tunnel, local: str) -> None:
+        assert self.accounting is not None
+        radius = session.extra.get("radius")
+        radius = radius if isinstance(radius, RadiusResult) else None
+        info = AccountingSession(
+            username=radius.username if radius is not None else session.username,
+            session_id=session.sid,
+            client_ip=session.remote_addr or "",
+            user_agent=session.user_agent,
+            framed_ipv4=session.ipv4,
+            framed_ipv6=session.ipv6.network_address if session.ipv6 is not None else None,
+            server_ip=local,
+            classes=radius.classes if radius is not None else (),
+        )
+
+        def live() -> tuple[int, int, int, int]:
+            c = tunnel.counters()
+            return (c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets)
+
+        interim = radius.interim_interval if radius is not None else None
+        self.accounting.tunnel_up(session.sid, info, live, interim_interval=interim)
 
     def _tunnel_closed(self, tunnel: Tunnel, reason: str, end_session: bool) -> None:
         session = tunnel.session
@@ -456,6 +590,11 @@ class Gateway:
             env["STATS_DURATION"] = str(int(time.time() - tunnel.meta.connected_at))
             self._background(self._disconnect_script(env))
         counters = tunnel.counters()
+        if self.accounting is not None:
+            self.accounting.tunnel_down(
+                session.sid,
+                (counters.rx_bytes, counters.tx_bytes, counters.rx_packets, counters.tx_packets),
+            )
         self.metrics.tunnel_closed(counters, reason)
         duration = time.time() - tunnel.meta.connected_at
         self.stats.tunnel_down(duration, reason, counters.rx_bytes, counters.tx_bytes)
@@ -463,7 +602,7 @@ class Gateway:
             self.control.publish("disconnect", tunnel, reason)
         if end_session:
             self.store.invalidate(session)
-            self._release(session)
+            self._release(session, reason)
         else:
             # A replaced tunnel's late teardown must not disconnect its successor (ocserv #706); the
             # store ignores a tunnel_id that is no longer the session's.
@@ -494,7 +633,7 @@ class Gateway:
             ipv6=plan.ipv6,
             server_ipv6=self.pool6.server_address if self.pool6 is not None else None,
         )
-        return script_environment(self.config, ctx)
+        return script_environment(self.session_config(session), ctx)
 
     async def _disconnect_script(self, env: dict[str, str]) -> None:
         assert self.config.disconnect_script is not None
@@ -530,6 +669,17 @@ class Gateway:
             f"stats sessions={len(sessions)} connected={connected} leases4={leases4} "
             f"leases6={leases6} tunnels={len(self.tunnels)} tasks={tasks}"
         )
+
+
+def _ban_policy(config: Config) -> BanPolicy:
+    return BanPolicy(
+        max_score=config.max_ban_score,
+        reset_time=config.ban_reset_time,
+        ban_time=config.ban_time,
+        points_wrong_password=config.ban_points_wrong_password,
+        points_connection=config.ban_points_connection,
+        points_kkdcp=config.ban_points_kkdcp,
+    )
 
 
 def _previous_addresses(

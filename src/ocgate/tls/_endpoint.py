@@ -176,6 +176,12 @@ class TlsEndpoint:
         name = self._conn.get_cipher_name() or "unknown"
         return f"({version})-({name})"
 
+    def peer_certificates(self) -> list[bytes]:
+        """The client's certificate chain (DER, leaf first; empty when it sent none)."""
+        from ocgate.certauth import peer_chain_der  # Late import: certauth builds on config.
+
+        return peer_chain_der(self._conn)
+
     def export_keying_material(
         self, label: bytes, length: int, context: bytes | None = None
     ) -> bytes:

@@ -7,10 +7,19 @@ def test_public_api() -> None:
     assert set(ocgate.auth.__all__) == {
         "MAX_PASSWORD_BYTES",
         "MAX_USERNAME_BYTES",
+        "OTP_WINDOW",
+        "AuthBackends",
         "AuthResult",
+        "Counters",
+        "LoginContext",
         "PasswordBackend",
+        "PasswordOk",
         "PlainBackend",
+        "SessionAccounting",
+        "build_accounting",
+        "build_auth_backends",
         "select_group",
+        "terminate_cause",
     }
     for name in ocgate.auth.__all__:
         assert hasattr(ocgate.auth, name)

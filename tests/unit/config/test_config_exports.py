@@ -16,6 +16,13 @@ def test_all() -> None:
             "load_config",
             "parse_config",
             "KNOWN_OCSERV_KEYS",
+            "PER_USER_KEYS",
+            "UserConfig",
+            "apply_layers",
+            "check_name_component",
+            "load_session_layers",
+            "load_user_config_file",
+            "parse_user_config",
         ]
     )
     for name in ocgate.config.__all__:

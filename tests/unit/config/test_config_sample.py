@@ -52,7 +52,6 @@ def test_sample_parses_with_only_warnings(tmp_path: Path) -> None:
     assert max(keys.values()) == 1  # One warning per key.
     assert keys.keys() >= {
         "isolate-workers",
-        "rate-limit-ms",
         "min-reauth-time",
         "camouflage_secret",
     }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ocgate.aggauth import LoginForm
-from ocgate.auth import AuthResult, PlainBackend
+from ocgate.auth import build_auth_backends
 from ocgate.config import parse_config
 from ocgate.gateway import LoginDialog, LoginServices
 from ocgate.http import Request, Response
@@ -47,16 +47,11 @@ def _post(body: bytes, *, xml: bool = True) -> Request:
 class Harness:
     def __init__(self, directory: Path, extra: str = "") -> None:
         self.config = parse_config(make_config_text(directory, extra), source="t.conf")
-        backend = PlainBackend(str(directory / "ocpasswd"))
         self.store = MemorySessionStore()
         self.ended: list[tuple[Session, str]] = []
-
-        async def authenticate(user: str, password: str) -> AuthResult:
-            return backend.authenticate(user, password)
-
         services = LoginServices(
             config=self.config,
-            authenticate=authenticate,
+            backends=build_auth_backends(self.config),
             store=self.store,
             credentials=ServerCredentials(sha1_hex="AB" * 20, pin_sha256="pin-sha256:x"),
             clock=lambda: 100.0,

@@ -1,0 +1,7 @@
+"""Ban scores per source address (``max-ban-score``, ``ban-time``, …; ocserv-compatibility §4.9)."""
+
+from __future__ import annotations
+
+from ocgate.bans._table import BanEntry, BanPolicy, BanTable, is_exempt
+
+__all__ = ["BanEntry", "BanPolicy", "BanTable", "is_exempt"]

@@ -1,0 +1,149 @@
+"""Per-address ban scores, as ocserv ``src/main-ban.c`` keeps them (ocserv-compatibility §4.9).
+
+Theory of operation (sans-IO: the caller passes ``now``, a monotonic time in seconds):
+
+* Every source address has a score. Events add points: a connection (``ban-points-connection``),
+  a wrong password or code (``ban-points-wrong-password``), a KDC-proxy request
+  (``ban-points-kkdcp``).
+* The score starts again from zero when ``ban-reset-time`` has passed since the entry's last
+  reset, so slow, occasional failures never add up to a ban.
+* When the score reaches ``max-ban-score`` the address is banned for ``ban-time`` seconds. When
+  the ban ends, the score is cleared as well (otherwise the next connection point would ban the
+  address again at once).
+* ``max-ban-score = 0`` disables banning (points are not even recorded).
+* Loopback addresses (``127.0.0.0/8``, ``::1``) are never banned. ocserv also exempts addresses
+  it considers local (``if_address_test_local``); ocgate exempts only loopback, so a neighbour on
+  the gateway's own LAN cannot guess passwords without limit.
+* Entries that carry no ban and no live score are dropped by :meth:`BanTable.expire`, so the
+  table stays small under a scan.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+__all__ = ["BanEntry", "BanPolicy", "BanTable", "is_exempt"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BanPolicy:
+    """The ban keys of ocserv.conf (defaults are ocserv's)."""
+
+    max_score: int = 80
+    reset_time: int = 1200
+    ban_time: int = 300
+    points_wrong_password: int = 10
+    points_connection: int = 1
+    points_kkdcp: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_score > 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BanEntry:
+    """One address as ``show ip bans`` reports it.
+
+    :param address: the source address (normalised text form).
+    :param score: the current score.
+    :param banned_until: when the ban ends (caller's clock), or ``None`` when not banned.
+    """
+
+    address: str
+    score: int
+    banned_until: float | None
+
+
+@dataclass(slots=True)
+class _Record:
+    score: int
+    last_reset: float
+    banned_until: float | None = None
+
+
+def _normalise(address: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def is_exempt(address: str) -> bool:
+    """Whether ``address`` is never banned (loopback, or not an IP address at all)."""
+    normal = _normalise(address)
+    return normal is None or ipaddress.ip_address(normal).is_loopback
+
+
+class BanTable:
+    """Scores and bans by source address.
+
+    :param policy: the ban settings.
+    """
+
+    def __init__(self, policy: BanPolicy) -> None:
+        self.policy = policy
+        self._records: dict[str, _Record] = {}
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _current(self, key: str, now: float) -> _Record | None:
+        record = self._records.get(key)
+        if record is None:
+            return None
+        if record.banned_until is not None and now >= record.banned_until:
+            record.banned_until = None
+            record.score = 0
+            record.last_reset = now
+        if now >= record.last_reset + self.policy.reset_time:
+            record.score = 0
+            record.last_reset = now
+        return record
+
+    def add_points(self, address: str, points: int, now: float) -> bool:
+        """Add ``points`` to ``address``; returns whether the address is banned afterwards."""
+        policy = self.policy
+        key = _normalise(address)
+        if key is None or not policy.enabled or points <= 0 or is_exempt(key):
+            return False
+        record = self._current(key, now)
+        if record is None:
+            record = self._records[key] = _Record(score=0, last_reset=now)
+        record.score += points
+        if record.banned_until is None and record.score >= policy.max_score:
+            record.banned_until = now + policy.ban_time
+        return record.banned_until is not None
+
+    def is_banned(self, address: str, now: float) -> bool:
+        """Whether connections and logins from ``address`` are refused at ``now``."""
+        key = _normalise(address)
+        if key is None or not self.policy.enabled:
+            return False
+        record = self._current(key, now)
+        return record is not None and record.banned_until is not None
+
+    def unban(self, address: str) -> bool:
+        """Forget ``address`` (score and ban); returns whether it was banned or scored."""
+        key = _normalise(address)
+        return key is not None and self._records.pop(key, None) is not None
+
+    def entries(self, now: float) -> list[BanEntry]:
+        """Every address with a score or a ban, highest score first."""
+        self.expire(now)
+        found = [
+            BanEntry(address=key, score=r.score, banned_until=r.banned_until)
+            for key, r in self._records.items()
+        ]
+        return sorted(found, key=lambda e: (-e.score, e.address))
+
+    def expire(self, now: float) -> None:
+        """Drop entries that have neither a ban nor a score any more."""
+        for key in list(self._records):
+            record = self._current(key, now)
+            if record is not None and record.banned_until is None and record.score == 0:
+                del self._records[key]

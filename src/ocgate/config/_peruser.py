@@ -1,0 +1,337 @@
+"""Per-user and per-group configuration files (``config-per-user``, ``config-per-group``,
+``default-user-config``, ``default-group-config``; ocserv ``src/sup-config/file.c``).
+
+Theory of operation:
+
+* A file has ocserv.conf syntax. Only the keys of :data:`PER_USER_KEYS` are allowed there (the
+  list of ocserv-compatibility §4.5); other keys are logged and skipped, as ocserv does. Values are
+  parsed with the same parsers as ocserv.conf, so a bad value is a :class:`ConfigError` naming the
+  file and the line, and the caller refuses that user's session.
+* The file is named after the user or the group. The name must be a single, safe path component
+  (:func:`check_name_component`): ocserv 1.5.1 fixed a path traversal there. The file is opened
+  relative to its directory with ``O_NOFOLLOW``, so a symbolic link cannot lead elsewhere.
+* :func:`load_session_layers` returns the group layer first, then the user layer; a directory
+  without a matching file falls back to ``default-group-config`` / ``default-user-config``; a
+  configured default file that is missing or broken refuses the session (ocserv 1.5.1).
+* :func:`apply_layers` folds the layers over the global :class:`Config` with
+  :func:`dataclasses.replace`: each value **replaces** the global one, except routes with
+  ``append-routes = true``, which are appended.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ocgate.config._lexer import Assignment, tokenize
+from ocgate.config._model import Config, ConfigWarning, IPNetwork
+from ocgate.config._net import RouteValue
+from ocgate.config._options import OPTIONS
+from ocgate.config._values import ParseContext
+from ocgate.errors import ConfigError
+
+__all__ = [
+    "MAX_USER_CONFIG_BYTES",
+    "PER_USER_KEYS",
+    "UserConfig",
+    "apply_layers",
+    "check_name_component",
+    "load_session_layers",
+    "load_user_config_file",
+    "parse_user_config",
+]
+
+MAX_USER_CONFIG_BYTES = 64 * 1024
+"""A per-user file larger than this is refused (they are a few lines long)."""
+
+PER_USER_KEYS = frozenset(
+    {
+        "no-udp", "restrict-user-to-routes", "restrict-user-to-ports", "tunnel-all-dns",
+        "deny-roaming", "route", "no-route", "iroute", "split-dns", "dns", "ipv4-dns",
+        "ipv6-dns", "nbns", "ipv4-nbns", "ipv6-nbns", "ipv4-network", "ipv4-netmask",
+        "ipv6-network", "ipv6-subnet-prefix", "explicit-ipv4", "explicit-ipv6", "hostname",
+        "rx-data-per-sec", "tx-data-per-sec", "stats-report-time", "session-timeout", "mtu",
+        "dpd", "mobile-dpd", "idle-timeout", "mobile-idle-timeout", "keepalive",
+        "max-same-clients", "net-priority", "user-profile", "client-bypass-protocol",
+    }
+)  # fmt: skip
+"""Keys ocserv accepts in per-user / per-group files (``src/sup-config/file.c``)."""
+
+# Keys ocgate applies, by the Config field they set (routes and DNS are handled apart).
+_SCALAR_FIELDS: Mapping[str, str] = {
+    "tunnel-all-dns": "tunnel_all_dns",
+    "stats-report-time": "stats_report_time",
+    "session-timeout": "session_timeout",
+    "mtu": "mtu",
+    "dpd": "dpd",
+    "mobile-dpd": "mobile_dpd",
+    "idle-timeout": "idle_timeout",
+    "mobile-idle-timeout": "mobile_idle_timeout",
+    "keepalive": "keepalive",
+    "max-same-clients": "max_same_clients",
+}
+_LIST_FIELDS: Mapping[str, str] = {
+    "dns": "dns",
+    "ipv4-dns": "dns",
+    "ipv6-dns": "dns",
+    "split-dns": "split_dns",
+}
+_ROUTE_KEYS = frozenset({"route", "no-route"})
+_OWN_KEYS = frozenset({"explicit-ipv4", "explicit-ipv6", "hostname"})
+_FORBIDDEN_NAMES = frozenset({"", ".", ".."})
+
+
+def check_name_component(name: str, what: str = "name") -> None:
+    """Refuse a user or group name that is not one safe path component.
+
+    :raises ConfigError: the name is empty, ``.``, ``..``, or contains ``/`` or a NUL.
+    """
+    if name in _FORBIDDEN_NAMES or "/" in name or "\0" in name:
+        raise ConfigError(
+            f"{what} {name!r} is not a single path component",
+            expected="a name without '/', not '.' or '..'",
+        )
+
+
+def _empty() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserConfig:
+    """One parsed per-user or per-group file.
+
+    :param source: the file it was read from.
+    :param values: ``Config`` field → value, for the keys the file sets.
+    :param routes: ``route`` lines (``None`` when the file has none); a default route is
+        ``RouteValue(None)``.
+    :param no_routes: ``no-route`` lines (``None`` when the file has none).
+    :param explicit_ipv4: ``explicit-ipv4``: the address this user always gets.
+    :param explicit_ipv6: ``explicit-ipv6``.
+    :param hostname: ``hostname``.
+    :param warnings: skipped keys, for the log.
+    """
+
+    source: str
+    values: Mapping[str, object] = field(default_factory=_empty)
+    routes: tuple[RouteValue, ...] | None = None
+    no_routes: tuple[RouteValue, ...] | None = None
+    explicit_ipv4: ipaddress.IPv4Address | None = None
+    explicit_ipv6: ipaddress.IPv6Address | None = None
+    hostname: str | None = None
+    warnings: tuple[ConfigWarning, ...] = ()
+
+
+def _located(exc: ConfigError, source: str, token: Assignment) -> ConfigError:
+    return ConfigError(
+        exc.message, file=source, line=token.line, key=token.key, expected=exc.expected
+    )
+
+
+class _Builder:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.values: dict[str, object] = {}
+        self.lists: dict[str, list[object]] = {}
+        self.routes: dict[str, list[RouteValue]] = {}
+        self.own: dict[str, object] = {}
+        self.warnings: list[ConfigWarning] = []
+
+    def warn(self, token: Assignment, message: str) -> None:
+        self.warnings.append(
+            ConfigWarning(file=self.source, line=token.line, key=token.key, message=message)
+        )
+
+    def add(self, token: Assignment, value: object) -> None:
+        key = token.key
+        if key in _SCALAR_FIELDS:
+            self.values[_SCALAR_FIELDS[key]] = value
+        elif key in _LIST_FIELDS:
+            self.lists.setdefault(_LIST_FIELDS[key], []).append(value)
+        elif key in _ROUTE_KEYS:
+            assert isinstance(value, RouteValue)
+            self.routes.setdefault(key, []).append(value)
+        elif key in _OWN_KEYS:
+            self.own[key] = value
+        else:
+            self.warn(token, "not applied per user by ocgate; ignored")
+
+    def build(self) -> UserConfig:
+        values = dict(self.values)
+        for name, items in self.lists.items():
+            values[name] = tuple(dict.fromkeys(items))
+        explicit4 = self.own.get("explicit-ipv4")
+        explicit6 = self.own.get("explicit-ipv6")
+        hostname = self.own.get("hostname")
+        routes = self.routes.get("route")
+        no_routes = self.routes.get("no-route")
+        return UserConfig(
+            source=self.source,
+            values=MappingProxyType(values),
+            routes=None if routes is None else tuple(routes),
+            no_routes=None if no_routes is None else tuple(no_routes),
+            explicit_ipv4=explicit4 if isinstance(explicit4, ipaddress.IPv4Address) else None,
+            explicit_ipv6=explicit6 if isinstance(explicit6, ipaddress.IPv6Address) else None,
+            hostname=hostname if isinstance(hostname, str) else None,
+            warnings=tuple(self.warnings),
+        )
+
+
+def parse_user_config(text: str, *, source: str, base_dir: str = "/") -> UserConfig:
+    """Parse the text of a per-user or per-group file.
+
+    :raises ConfigError: a malformed line or value (with file, line and key).
+    """
+    builder = _Builder(source)
+    ctx = ParseContext(base_dir=base_dir)
+    for token in tokenize(text, source=source):
+        if not isinstance(token, Assignment):
+            raise ConfigError(
+                "sections are not allowed here",
+                file=source,
+                line=token.line,
+                expected="key = value",
+            )
+        spec = OPTIONS.get(token.key)
+        if spec is None or token.key not in PER_USER_KEYS:
+            builder.warn(token, "not allowed in per-user/per-group files; ignored")
+            continue
+        if not token.value:
+            builder.warn(token, "empty value; ignored")
+            continue
+        try:
+            value = spec.parse(token.value, ctx)
+        except ConfigError as exc:
+            raise _located(exc, source, token) from None
+        if token.key in {"explicit-ipv4", "explicit-ipv6"}:
+            _check_family(token, value, source)
+        builder.add(token, value)
+    return builder.build()
+
+
+def _check_family(token: Assignment, value: object, source: str) -> None:
+    want = ipaddress.IPv4Address if token.key == "explicit-ipv4" else ipaddress.IPv6Address
+    if not isinstance(value, want):
+        raise ConfigError(
+            f"not an IPv{4 if want is ipaddress.IPv4Address else 6} address",
+            file=source,
+            line=token.line,
+            key=token.key,
+            expected="an address of that family",
+        )
+
+
+def _read_relative(directory: str, name: str) -> str | None:
+    """Read ``directory/name`` without following a symbolic link; ``None`` if it is missing."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as stream:
+            data = stream.read(MAX_USER_CONFIG_BYTES + 1)
+    finally:
+        os.close(dir_fd)
+    if len(data) > MAX_USER_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_USER_CONFIG_BYTES} bytes")
+    return data.decode("utf-8")
+
+
+def _load(path_for_messages: str, directory: str, name: str) -> UserConfig | None:
+    try:
+        text = _read_relative(directory, name)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, file=path_for_messages) from None
+    except OSError as exc:
+        reason = "a symbolic link" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
+        raise ConfigError(f"cannot read: {reason}", file=path_for_messages) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not UTF-8 text", file=path_for_messages) from None
+    if text is None:
+        return None
+    return parse_user_config(text, source=path_for_messages, base_dir=directory)
+
+
+def load_user_config_file(path: str) -> UserConfig:
+    """Read a ``default-user-config`` / ``default-group-config`` file.
+
+    :raises ConfigError: the file is missing, unreadable or invalid.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    found = _load(path, directory, name)
+    if found is None:
+        raise ConfigError("no such file", file=path)
+    return found
+
+
+def _layer(
+    directory: str | None, default: str | None, name: str | None, what: str
+) -> UserConfig | None:
+    if directory is not None and name is not None:
+        check_name_component(name, what)
+        found = _load(os.path.join(directory, name), directory, name)
+        if found is not None:
+            return found
+    if default is not None and (directory is None or name is not None):
+        return load_user_config_file(default)
+    return None
+
+
+def load_session_layers(config: Config, *, username: str, group: str | None) -> list[UserConfig]:
+    """The group file (or ``default-group-config``), then the user file (or
+    ``default-user-config``) that apply to a session.
+
+    :raises ConfigError: a bad user/group name, or a missing default or broken file.
+    """
+    layers: list[UserConfig] = []
+    group_layer = _layer(config.config_per_group, config.default_group_config, group, "group")
+    if group_layer is not None:
+        layers.append(group_layer)
+    user_layer = _layer(config.config_per_user, config.default_user_config, username, "user")
+    if user_layer is not None:
+        layers.append(user_layer)
+    return layers
+
+
+def _networks(routes: Sequence[RouteValue]) -> tuple[list[IPNetwork], bool]:
+    networks: list[IPNetwork] = []
+    default = False
+    for route in routes:
+        if route.network is None:
+            default = True
+        elif route.network not in networks:
+            networks.append(route.network)
+    return networks, default
+
+
+def _apply_routes(config: Config, layer: UserConfig, append: bool) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    if layer.routes is not None:
+        networks, default = _networks(layer.routes)
+        if default:
+            changes.update(route=(), route_default=True, tunnel_all_dns=True)
+        elif append and not config.route_default:
+            changes["route"] = tuple(dict.fromkeys((*config.route, *networks)))
+        elif not append:
+            changes.update(route=tuple(networks), route_default=False)
+    if layer.no_routes is not None:
+        networks, _ = _networks(layer.no_routes)
+        base = config.no_route if append else ()
+        changes["no_route"] = tuple(dict.fromkeys((*base, *networks)))
+    return changes
+
+
+def apply_layers(config: Config, layers: Sequence[UserConfig]) -> Config:
+    """``config`` with each layer's values applied in order (later layers win)."""
+    for layer in layers:
+        changes = dict(layer.values)
+        changes.update(_apply_routes(config, layer, config.append_routes))
+        if changes:
+            config = dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+    return config

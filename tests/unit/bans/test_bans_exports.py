@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+import ocgate.bans
+
+
+def test_public_api() -> None:
+    assert set(ocgate.bans.__all__) == {"BanEntry", "BanPolicy", "BanTable", "is_exempt"}
+    for name in ocgate.bans.__all__:
+        assert hasattr(ocgate.bans, name)
