@@ -33,6 +33,7 @@ _CONFIG = """\
 # ocgate demo configuration, written by `ocgate quickstart`. It is an ordinary ocserv.conf.
 auth = "plain[passwd={dir}/ocpasswd]"
 tcp-port = {port}
+udp-port = {port}
 server-cert = {dir}/server-cert.pem
 server-key = {dir}/server-key.pem
 socket-file = {dir}/ocgate.socket

@@ -105,7 +105,10 @@ def iperf3(
     report = iperf3_report(
         pair, server_addr=server_addr, seconds=seconds, reverse=reverse, port=port, timeout=timeout
     )
-    return float(report["end"]["sum_received"]["bits_per_second"])
+    end = report["end"]
+    if "sum_received" not in end:
+        raise AssertionError(f"iperf3 reported no result: {report.get('error', end)!r}")
+    return float(end["sum_received"]["bits_per_second"])
 
 
 def iperf3_report(
@@ -129,18 +132,20 @@ def iperf3_report(
         client_argv = ["iperf3", "-c", server_addr, "-p", str(port), "-t", str(seconds), "--json"]
         if reverse:
             client_argv.append("-R")
-        proc = None
         deadline = time.monotonic() + 10
         while True:  # The server needs a moment to bind; retry "connection refused".
             proc = run(pair.exec_argv(pair.client, client_argv), check=False, timeout=timeout)
-            if proc.returncode == 0 or time.monotonic() > deadline:
-                break
-            if "refused" not in proc.stdout + proc.stderr:
-                break
+            try:
+                report: dict[str, Any] = json.loads(proc.stdout)
+            except ValueError:
+                report = {"error": proc.stdout + proc.stderr}
+            error = str(report.get("error", ""))
+            if not error and proc.returncode == 0:
+                return report
+            # iperf3 --json may exit 0 and put "Connection refused" in its report.
+            if "refused" not in error or time.monotonic() > deadline:
+                raise AssertionError(f"iperf3 client failed ({proc.returncode}): {error}")
             time.sleep(0.2)
-        assert proc.returncode == 0, f"iperf3 client failed:\n{proc.stdout}\n{proc.stderr}"
-        report: dict[str, Any] = json.loads(proc.stdout)
-        return report
     finally:
         if server.poll() is None:
             server.kill()

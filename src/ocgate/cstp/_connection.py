@@ -306,6 +306,10 @@ class CstpConnection:
         self._out.append(encode_frame(PacketType.TERMINATE))
         self._close()
 
+    def note_activity(self, now: float) -> None:
+        """Traffic that counts for ``idle-timeout`` moved on another channel (DTLS)."""
+        self._last_activity = max(self._last_activity, now)
+
     def frames_to_send(self) -> list[bytes]:
         """Return and forget the queued frames. Write EACH element as exactly one TLS record."""
         out = self._out

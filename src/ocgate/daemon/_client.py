@@ -170,6 +170,13 @@ class ClientConnection(asyncio.Protocol):
         if response.close:
             self._close()
 
+    def tls_exporter(self, label: bytes, length: int) -> bytes:
+        """RFC 5705 keying material of this connection's TLS session (the PSK-DTLS key)."""
+        return self._tls.export_keying_material(label, length)
+
+    def tls_cipher_name(self) -> str:
+        return self._tls.cipher_name()
+
     def closed_by_peer(self) -> bool:
         """The transport is gone (the client left while its CONNECT was being prepared)."""
         return self._transport is None or self._transport.is_closing()

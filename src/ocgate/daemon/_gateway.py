@@ -26,11 +26,19 @@ from ocgate.bans import BanPolicy, BanTable
 from ocgate.certauth import CertRequest, cert_request_mode, configure_client_cert_request
 from ocgate.config import Config, load_config
 from ocgate.control import BanInfo
-from ocgate.cstp import CstpConnection, compute_mtu, parse_mtu_headers_untrusted
+from ocgate.cstp import (
+    CstpConnection,
+    compute_mtu,
+    dtls_packet_overhead,
+    parse_mtu_headers_untrusted,
+)
 from ocgate.daemon._client import ClientConnection
 from ocgate.daemon._control import ControlService, ServerStats
+from ocgate.daemon._dtls import DtlsChannel
 from ocgate.daemon._scripts import run_script
 from ocgate.daemon._tunnel import Tunnel, TunnelMeta
+from ocgate.daemon._udp import DtlsPort
+from ocgate.dtls import DtlsAssociation, DtlsOffer, LegacyMode, PskMode, negotiate_dtls
 from ocgate.errors import ConfigError, InvalidCookie, OcgateError, ResourceError
 from ocgate.gateway import (
     GroupMenu,
@@ -40,6 +48,7 @@ from ocgate.gateway import (
     TunnelPlan,
     client_wants_ipv6,
     connect_headers,
+    dtls_headers,
     is_mobile,
     script_environment,
 )
@@ -70,6 +79,7 @@ _STATIC_KEYS = (
     "device",
 )
 _MAINTENANCE_PERIOD = 5.0
+PSK_EXPORTER_LABEL = b"EXPORTER-openconnect-psk"  # anyconnect-protocol.md §9.3
 _COOKIE_SLACK = 15  # ocserv keeps a cookie cookie-timeout + 15 s after its tunnel ends.
 _CONNECT_PATHS = frozenset({"/CSCOSSLC/tunnel", "CSCOSSLC/tunnel"})
 
@@ -87,6 +97,7 @@ class Gateway:
         self.metrics = GatewayMetrics(self._live_state)
         self.stats = ServerStats(started=time.time(), last_reset=time.time())
         self.control: ControlService | None = None
+        self.dtls_port: DtlsPort | None = None
         self._servers: list[asyncio.Server] = []
         self._maintenance: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
@@ -211,6 +222,13 @@ class Gateway:
             mhost, mport = parse_listen_address(self.config.metrics_listen)
             self._servers.append(await serve_metrics(mhost, mport, self.metrics.render))
             log.info("event=listening proto=metrics address=%s", (mhost, mport))
+        if self.config.udp_port is not None:
+            # Listen before any CONNECT reply: openconnect gives up on DTLS for the whole session
+            # if its first ClientHello meets a closed port (anyconnect-protocol.md §9.1).
+            self.dtls_port = DtlsPort()
+            await self.dtls_port.start(
+                self.config.udp_listen_host or self.config.listen_host, self.config.udp_port
+            )
         if self.config.use_occtl:
             self.control = ControlService(self, request_stop=request_stop)
             await self.control.start(self.config.occtl_socket_file)
@@ -218,6 +236,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop accepting, tell every client, remove every TUN device."""
+        if self.dtls_port is not None:
+            self.dtls_port.close()
         for server in self._servers:
             server.close()
         if self._maintenance is not None:
@@ -366,7 +386,8 @@ class Gateway:
             self._refuse(conn, "maximum number of clients reached")
             return
         try:
-            plan = self._plan(session, request, now)
+            offer = self._dtls_offer(conn, request)
+            plan = self._plan(session, request, now, offer)
             tun = await asyncio.to_thread(self._create_tun, plan)
         except (ResourceError, OSError, OcgateError) as exc:
             log.error(
@@ -396,12 +417,29 @@ class Gateway:
         if conn.tunnel is not None or conn.closed_by_peer():
             tun.close()
             return
-        self._start_tunnel(conn, session, plan, tun, meta)
+        self._start_tunnel(conn, session, plan, tun, meta, offer)
 
     def _refuse(self, conn: ClientConnection, reason: str) -> None:
         conn.respond(Response(503, "Service Unavailable", (("X-Reason", reason),), b"", close=True))
 
-    def _plan(self, session: Session, request: Request, now: float) -> TunnelPlan:
+    def _dtls_offer(self, conn: ClientConnection, request: Request) -> DtlsOffer | None:
+        """The DTLS mode for this CONNECT (anyconnect-protocol.md §9), or None for CSTP only."""
+        if self.dtls_port is None:
+            return None
+        config = self.config
+        headers = {name: value for name, value in reversed(request.headers)}
+        return negotiate_dtls(
+            headers,
+            psk_enabled=config.dtls_psk,
+            legacy_enabled=config.dtls_legacy,
+            tls_cipher_hint=conn.tls_cipher_name() if config.match_tls_dtls_ciphers else None,
+            random_bytes=os.urandom,
+            psk=conn.tls_exporter(PSK_EXPORTER_LABEL, 32),
+        )
+
+    def _plan(
+        self, session: Session, request: Request, now: float, offer: DtlsOffer | None
+    ) -> TunnelPlan:
         config = self.session_config(session)
         headers = {name: value for name, value in reversed(request.headers)}
         prefer4, prefer6 = _previous_addresses(request)
@@ -412,11 +450,16 @@ class Gateway:
         base, proposed = parse_mtu_headers_untrusted(
             headers.get("x-cstp-base-mtu"), headers.get("x-cstp-mtu")
         )
+        overhead = None
+        if offer is not None:
+            record = DtlsAssociation(mode=offer.mode, now=now).record_overhead
+            overhead = dtls_packet_overhead(record_overhead=record)
         mtu = compute_mtu(
             link_mtu=config.mtu,
             client_base_mtu=base,
             client_mtu=proposed,
             ipv6_assigned=session.ipv6 is not None and want6,
+            dtls_overhead=overhead,
         )
         ipv6 = session.ipv6 if want6 and mtu.ipv6_ok else None
         if session.ipv4 is None and ipv6 is None:
@@ -439,16 +482,27 @@ class Gateway:
         off_pool = config.ipv4_network is not None and session.ipv4 not in config.ipv4_network
         if session.ipv4 is not None and off_pool:
             netmask = ipaddress.IPv4Address("255.255.255.255")  # A framed address off-pool.
+        dpd = (config.mobile_dpd or config.dpd) if mobile else config.dpd
+        dtls: tuple[tuple[str, str], ...] = ()
+        if offer is not None:
+            dtls = dtls_headers(
+                config,
+                dpd=dpd,
+                mtu=mtu.tunnel_mtu,
+                offer_headers=offer.headers,
+                legacy=isinstance(offer.mode, LegacyMode),
+            )
         return TunnelPlan(
             ipv4=session.ipv4,
             ipv4_netmask=netmask,
             ipv6=ipv6,
             base_mtu=mtu.base_mtu,
             mtu=mtu.tunnel_mtu,
-            dpd=(config.mobile_dpd or config.dpd) if mobile else config.dpd,
+            dpd=dpd,
             idle_timeout=idle,
             session_remaining=remaining,
             hostname=hostname,
+            dtls=dtls,
         )
 
     def _lease_ipv4(self, session: Session, prefer: ipaddress.IPv4Address | None) -> None:
@@ -501,6 +555,7 @@ class Gateway:
         plan: TunnelPlan,
         tun: TunDevice,
         meta: TunnelMeta,
+        offer: DtlsOffer | None,
     ) -> None:
         config = self.session_config(session)
         conn.respond(Response(200, "CONNECTED", tuple(connect_headers(config, plan)), b""))
@@ -525,6 +580,8 @@ class Gateway:
         )
         conn.tunnel = tunnel
         self.tunnels[session.sid] = tunnel
+        if offer is not None and self.dtls_port is not None:
+            self._attach_dtls(tunnel, offer, self.dtls_port)
         session.device = tun.name
         session.remote_addr = conn.remote
         session.user_agent = meta.user_agent or session.user_agent
@@ -569,19 +626,37 @@ class Gateway:
         interim = radius.interim_interval if radius is not None else None
         self.accounting.tunnel_up(session.sid, info, live, interim_interval=interim)
 
+    def _attach_dtls(self, tunnel: Tunnel, offer: DtlsOffer, port: DtlsPort) -> None:
+        mode = offer.mode
+        label = "psk" if isinstance(mode, PskMode) else "legacy"
+        channel = DtlsChannel(
+            mode=mode,
+            session_sid=tunnel.session.sid,
+            dpd=tunnel.plan.dpd,
+            switch_to_tcp_timeout=self.config.switch_to_tcp_timeout,
+            mtu=tunnel.plan.mtu,
+            on_packets=tunnel.write_packets,
+            on_established=lambda _: self.metrics.dtls_handshakes.labels(mode=label).inc(),
+            on_activity=tunnel.note_activity,
+            on_timer_change=tunnel.rearm_timer,
+        )
+        tunnel.attach_dtls(channel)
+        port.offer(mode.app_id if isinstance(mode, PskMode) else mode.session_id, channel)
+
     def _tunnel_closed(self, tunnel: Tunnel, reason: str, end_session: bool) -> None:
         session = tunnel.session
+        if tunnel.dtls is not None and self.dtls_port is not None:
+            self.dtls_port.forget(tunnel.dtls)
         if self.tunnels.get(session.sid) is tunnel:
             del self.tunnels[session.sid]
-        cstp = tunnel.cstp
         log.info(
             "event=tunnel-down user=%r session=%s device=%s reason=%r rx_bytes=%d tx_bytes=%d",
             session.username,
             session.sid,
             tunnel.tun.name,
             reason,
-            cstp.rx_bytes,
-            cstp.tx_bytes,
+            tunnel.rx_bytes,
+            tunnel.tx_bytes,
         )
         if self.config.disconnect_script:
             env = self._script_env("disconnect", session, tunnel.plan, tunnel.tun.name, tunnel.meta)

@@ -29,6 +29,7 @@ from ocgate.cstp import (
     ProtocolFailed,
     SessionTimeout,
 )
+from ocgate.daemon._dtls import DtlsChannel
 from ocgate.gateway import TunnelPlan
 from ocgate.http import Request
 from ocgate.metrics import TunnelCounters
@@ -99,21 +100,27 @@ class Tunnel:
         self._timer: asyncio.TimerHandle | None = None
         self._reading = False
         self.closed = False
+        self.dtls: DtlsChannel | None = None
 
     @property
     def rx_bytes(self) -> int:
-        """IP bytes received from the client."""
-        return self.cstp.rx_bytes
+        """IP bytes received from the client (both channels)."""
+        return self.counters().rx_bytes
 
     @property
     def tx_bytes(self) -> int:
-        """IP bytes sent to the client."""
-        return self.cstp.tx_bytes
+        """IP bytes sent to the client (both channels)."""
+        return self.counters().tx_bytes
 
     @property
     def transport(self) -> str:
-        """Where data to the client flows now: ``cstp`` (or ``dtls`` once DTLS is up)."""
-        return "cstp"
+        """Where data to the client flows now: ``dtls`` or ``cstp``."""
+        dtls = self.dtls
+        return "dtls" if dtls is not None and dtls.usable(self._loop.time()) else "cstp"
+
+    def attach_dtls(self, channel: DtlsChannel) -> None:
+        """Use ``channel`` for data once its handshake completes (set before :meth:`start`)."""
+        self.dtls = channel
 
     @property
     def tls_description(self) -> str:
@@ -122,17 +129,18 @@ class Tunnel:
 
     @property
     def dtls_description(self) -> str:
-        """The DTLS cipher (``(DTLS1.2)-(PSK)-(AES-256-GCM)``), empty while data uses CSTP."""
-        return ""
+        """The DTLS cipher (``(DTLS1.2)-(PSK)-(AES-256-GCM)``), empty while there is none."""
+        return self.dtls.cipher_description if self.dtls is not None else ""
 
     def counters(self) -> TunnelCounters:
-        cstp = self.cstp
+        """Traffic of both channels: IP bytes and packets from (rx) and to (tx) the client."""
+        cstp, dtls = self.cstp, self.dtls
         return TunnelCounters(
             transport=self.transport,
-            rx_bytes=cstp.rx_bytes,
-            tx_bytes=cstp.tx_bytes,
-            rx_packets=cstp.rx_packets,
-            tx_packets=cstp.tx_packets,
+            rx_bytes=cstp.rx_bytes + (dtls.rx_bytes if dtls else 0),
+            tx_bytes=cstp.tx_bytes + (dtls.tx_bytes if dtls else 0),
+            rx_packets=cstp.rx_packets + (dtls.rx_packets if dtls else 0),
+            tx_packets=cstp.tx_packets + (dtls.tx_packets if dtls else 0),
         )
 
     # Lifecycle ------------------------------------------------------------------------------------
@@ -155,6 +163,8 @@ class Tunnel:
         self._pause_tun()
         if self._timer is not None:
             self._timer.cancel()
+        if self.dtls is not None:
+            self.dtls.close()
         self.tun.close()
         if not self._transport.is_closing():
             self._tls.shutdown()
@@ -191,9 +201,25 @@ class Tunnel:
             if packet is None:
                 break
             batch.append(packet)
+        if not batch:
+            return
+        now = self._loop.time()
+        dtls = self.dtls
+        if dtls is not None and dtls.usable(now):
+            batch = dtls.send_packets(batch, now)  # What does not fit a record goes over CSTP.
         if batch:
-            self.cstp.send_packets(batch, self._loop.time())
+            self.cstp.send_packets(batch, now)
             self._flush()
+
+    def write_packets(self, packets: list[bytes]) -> None:
+        """Packets from the client (either channel) into the TUN device."""
+        write = self.tun.write
+        for packet in packets:
+            write(packet)
+
+    def note_activity(self, now: float) -> None:
+        """Idle-relevant traffic on the DTLS channel."""
+        self.cstp.note_activity(now)
 
     def receive_cstp(self, data: bytes) -> None:
         """Plaintext from the TLS endpoint, in tunnel mode."""
@@ -206,9 +232,7 @@ class Tunnel:
             if event is None:
                 break
             if isinstance(event, PacketsReceived):
-                write = self.tun.write
-                for packet in event.packets:
-                    write(packet)
+                self.write_packets(event.packets)
             else:
                 self._control_event(event)
         if not self.closed:
@@ -251,11 +275,20 @@ class Tunnel:
 
     # Timers ---------------------------------------------------------------------------------------
 
+    def rearm_timer(self) -> None:
+        """A deadline may have moved (a DTLS handshake step): re-arm the timer."""
+        if not self.closed:
+            self._arm_timer()
+
     def _arm_timer(self) -> None:
         # Deadlines move later with every packet; re-arming per packet would cost a heap operation
         # each
         # time. A timer that fires early is harmless: handle_timer does nothing and we re-arm.
         when = self.cstp.get_timer()
+        if self.dtls is not None:
+            dtls_when = self.dtls.get_timer()
+            if dtls_when is not None and (when is None or dtls_when < when):
+                when = dtls_when
         if self._timer is not None:
             if when is not None and self._timer.when() <= when:
                 return
@@ -268,5 +301,8 @@ class Tunnel:
         self._timer = None
         if self.closed:
             return
-        self.cstp.handle_timer(self._loop.time())
+        now = self._loop.time()
+        self.cstp.handle_timer(now)
+        if self.dtls is not None:
+            self.dtls.handle_timer(now)
         self._process_events()

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from ocgate.gateway._authflow import Accepted, LoginBackends, LoginFlow, Prompt, Step
-from ocgate.gateway._connect import TunnelPlan, client_wants_ipv6, connect_headers, is_mobile
+from ocgate.gateway._connect import (
+    TunnelPlan,
+    client_wants_ipv6,
+    connect_headers,
+    dtls_headers,
+    is_mobile,
+)
 from ocgate.gateway._groups import GroupEntry, GroupMenu, parse_group_entry
 from ocgate.gateway._login import DOWNLOADER_STUBS, LoginDialog, LoginServices
 from ocgate.gateway._scripts import ScriptContext, script_environment
@@ -25,6 +31,7 @@ __all__ = [
     "TunnelPlan",
     "client_wants_ipv6",
     "connect_headers",
+    "dtls_headers",
     "is_mobile",
     "parse_group_entry",
     "radius_overrides",

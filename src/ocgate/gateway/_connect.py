@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ocgate.config import Config, IPNetwork
 
-__all__ = ["TunnelPlan", "client_wants_ipv6", "connect_headers", "is_mobile"]
+__all__ = ["TunnelPlan", "client_wants_ipv6", "connect_headers", "dtls_headers", "is_mobile"]
 
 # Rekeying: ocgate refuses TLS renegotiation, so it asks for a new tunnel (a cookie reconnect) every
 # two days, ocserv's default period. "none" must never be sent: Cisco Secure Client 5.1 rejects it
@@ -37,6 +37,8 @@ class TunnelPlan:
     idle_timeout: int | None
     session_remaining: int | None
     hostname: str | None
+    dtls: tuple[tuple[str, str], ...] = ()
+    """The ``X-DTLS-*`` headers when the client gets DTLS (see :func:`dtls_headers`)."""
 
 
 def is_mobile(headers: Mapping[str, str]) -> bool:
@@ -98,11 +100,39 @@ def connect_headers(config: Config, plan: TunnelPlan) -> list[tuple[str, str]]:
     h.append(("X-CSTP-Keep", "true"))
     h.append(("X-CSTP-TCP-Keepalive", "true"))
     h.append(("X-CSTP-License", "accept"))
+    h.extend(plan.dtls)
     h.append(("X-CSTP-Base-MTU", str(plan.base_mtu)))
     h.append(("X-CSTP-MTU", str(plan.mtu)))
     if config.banner:
         h.append(("X-CSTP-Banner", urllib.parse.quote(config.banner, safe="")))
     return h
+
+
+def dtls_headers(
+    config: Config,
+    *,
+    dpd: int,
+    mtu: int,
+    offer_headers: tuple[tuple[str, str], ...],
+    legacy: bool,
+) -> tuple[tuple[str, str], ...]:
+    """The DTLS part of the reply: timers, the UDP port, the chosen mode and (legacy) the MTU.
+
+    ocserv sends the DTLS rekey time 10 s after the CSTP one; the method is advisory for
+    openconnect (``new-tunnel`` makes it do nothing for DTLS).
+    """
+    assert config.udp_port is not None
+    headers = [
+        ("X-DTLS-DPD", str(dpd)),
+        ("X-DTLS-Keepalive", str(config.keepalive)),
+        ("X-DTLS-Port", str(config.udp_port)),
+        ("X-DTLS-Rekey-Time", str(REKEY_TIME + 10)),
+        ("X-DTLS-Rekey-Method", REKEY_METHOD),
+        *offer_headers,
+    ]
+    if legacy:
+        headers.append(("X-DTLS-MTU", str(mtu)))
+    return tuple(headers)
 
 
 def _split_headers(config: Config, *, ipv6: bool) -> list[tuple[str, str]]:

@@ -170,6 +170,10 @@ class TlsEndpoint:
         with contextlib.suppress(SSL.Error):
             self._conn.shutdown()
 
+    def cipher_name(self) -> str:
+        """The OpenSSL name of the negotiated cipher (``ECDHE-RSA-AES256-GCM-SHA384``)."""
+        return self._conn.get_cipher_name() or ""
+
     def cipher_description(self) -> str:
         """GnuTLS-style session description, e.g. ``(TLS1.3)-(AES-256-GCM)``, for logs and occtl."""
         version = self._conn.get_protocol_version_name().replace("v", "")

@@ -1,0 +1,241 @@
+"""The DTLS side of one tunnel: two association slots, payload framing, DPD and fallback to CSTP.
+
+Theory of operation (anyconnect-protocol.md §8, §9.1, §9.4, §9.5):
+
+* Two slots: ``active`` carries data; a new ClientHello (first handshake, a new client address, a
+  client retrying after a failure) builds a ``pending`` association that replaces ``active`` only
+  when its handshake completes, so a stray or replayed hello never disturbs a working channel.
+* Each DTLS record holds one type byte and a payload: 0x00 DATA, 0x03 DPD-REQ (answered with 0x04
+  and the *whole* payload echoed, which the client's MTU probe relies on), 0x04 DPD-RESP, 0x07
+  KEEPALIVE. Anything else is counted and dropped.
+* Data goes to the client over DTLS while the channel is alive: something arrived within
+  ``switch-to-tcp-timeout`` seconds. Otherwise, and for packets too large for a record, it goes over
+  CSTP. After 2×dpd of silence the server sends a DPD-REQ; after 3×dpd the association is dropped
+  and a new handshake from the client can bring DTLS back without touching the tunnel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ocgate.cstp import counts_for_idle_untrusted
+from ocgate.dtls import (
+    Address,
+    AssociationClosed,
+    ClientHelloInfo,
+    DataReceived,
+    DtlsAssociation,
+    HandshakeCompleted,
+    HandshakeFailed,
+    LegacyMode,
+    PskMode,
+)
+
+__all__ = ["DtlsChannel"]
+
+log = logging.getLogger("ocgate.dtls")
+
+DATA, DPD_REQ, DPD_RESP, KEEPALIVE = 0x00, 0x03, 0x04, 0x07
+_DATA_PREFIX = bytes((DATA,))
+_DPD_REQUEST = bytes((DPD_REQ,))
+
+
+@dataclass(slots=True)
+class _Slot:
+    assoc: DtlsAssociation
+    addr: Address
+    transport: asyncio.DatagramTransport
+
+    def flush(self) -> None:
+        for datagram in self.assoc.datagrams_to_send():
+            self.transport.sendto(datagram, self.addr)
+
+
+class DtlsChannel:
+    """DTLS for one tunnel; the tunnel asks :meth:`usable` before sending data this way."""
+
+    def __init__(
+        self,
+        *,
+        mode: LegacyMode | PskMode,
+        session_sid: str,
+        dpd: int,
+        switch_to_tcp_timeout: int,
+        mtu: int,
+        on_packets: Callable[[list[bytes]], None],
+        on_established: Callable[[DtlsChannel], None],
+        on_activity: Callable[[float], None],
+        on_timer_change: Callable[[], None],
+    ) -> None:
+        self.mode = mode
+        self._sid = session_sid
+        self._dpd = dpd
+        self._switch_after = switch_to_tcp_timeout
+        self.mtu = mtu
+        self._on_packets = on_packets
+        self._on_established = on_established
+        self._on_activity = on_activity
+        self._on_timer_change = on_timer_change
+        self._active: _Slot | None = None
+        self._pending: _Slot | None = None
+        self._last_rx = 0.0
+        self._next_dpd = 0.0
+        self.rx_bytes = self.tx_bytes = self.rx_packets = self.tx_packets = 0
+        self.dropped = 0
+
+    @property
+    def cipher_description(self) -> str:
+        if self._active is None:
+            return ""
+        return self._active.assoc.cipher_description or ""
+
+    def usable(self, now: float) -> bool:
+        """Data to the client goes over DTLS: a channel is up and the client was heard lately."""
+        if self._active is None:
+            return False
+        return not self._switch_after or now - self._last_rx < self._switch_after
+
+    # From the UDP port ----------------------------------------------------------------------------
+
+    def client_hello(
+        self,
+        data: bytes,
+        info: ClientHelloInfo,
+        addr: Address,
+        transport: asyncio.DatagramTransport,
+        bind: Callable[[Address, DtlsChannel], None],
+    ) -> None:
+        """A ClientHello naming this session: a retransmission, or a new handshake."""
+        for slot in (self._pending, self._active):
+            if slot is not None and slot.addr == addr and slot.assoc.client_random == info.random:
+                self._feed(slot, data)
+                return
+        now = time.monotonic()
+        assoc = DtlsAssociation(mode=self.mode, now=now, mtu=self.mtu + 1)
+        self._pending = _Slot(assoc, addr, transport)
+        bind(addr, self)
+        self._feed(self._pending, data)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        for slot in (self._active, self._pending):
+            if slot is not None and slot.addr == addr:
+                self._feed(slot, data)
+                return
+        self.dropped += 1
+
+    def _feed(self, slot: _Slot, data: bytes) -> None:
+        now = time.monotonic()
+        slot.assoc.receive_datagram(data, now)
+        self._drain(slot, now)
+
+    def _drain(self, slot: _Slot, now: float) -> None:
+        while (event := slot.assoc.next_event()) is not None:
+            if isinstance(event, DataReceived):
+                if slot is self._active:
+                    self._payloads(slot, event.payloads, now)
+            elif isinstance(event, HandshakeCompleted):
+                self._promote(slot, now)
+            elif isinstance(event, (HandshakeFailed, AssociationClosed)):
+                self._lost(slot, event.reason)
+        slot.flush()
+        self._on_timer_change()
+
+    def _promote(self, slot: _Slot, now: float) -> None:
+        if slot is not self._pending:
+            return
+        self._active, self._pending = slot, None
+        self._last_rx = now
+        self._next_dpd = now + 2 * self._dpd
+        log.info(
+            "event=dtls-up session=%s cipher=%s remote=%s",
+            self._sid,
+            slot.assoc.cipher_description,
+            slot.addr[0],
+        )
+        self._on_established(self)
+
+    def _lost(self, slot: _Slot, reason: str) -> None:
+        if slot is self._active:
+            log.info("event=dtls-down session=%s reason=%r", self._sid, reason)
+            self._active = None
+        elif slot is self._pending:
+            log.info("event=dtls-handshake-failed session=%s reason=%r", self._sid, reason)
+            self._pending = None
+
+    def _payloads(self, slot: _Slot, payloads: Sequence[bytes], now: float) -> None:
+        self._last_rx = now
+        self._next_dpd = now + 2 * self._dpd
+        packets: list[bytes] = []
+        replies: list[bytes] = []
+        for payload in payloads:
+            kind = payload[0] if payload else -1
+            if kind == DATA:
+                packets.append(payload[1:])
+            elif kind == DPD_REQ:
+                replies.append(bytes((DPD_RESP,)) + payload[1:])
+            elif kind not in (DPD_RESP, KEEPALIVE):
+                self.dropped += 1
+        if replies:
+            slot.assoc.send_data(replies)
+        if packets:
+            self.rx_packets += len(packets)
+            self.rx_bytes += sum(len(p) for p in packets)
+            if any(counts_for_idle_untrusted(p) for p in packets):
+                self._on_activity(now)
+            self._on_packets(packets)
+
+    # To the client --------------------------------------------------------------------------------
+
+    def send_packets(self, packets: list[bytes], now: float) -> list[bytes]:
+        """Send what fits over DTLS; return the packets that must go over CSTP instead."""
+        slot = self._active
+        if slot is None:
+            return packets
+        mtu = self.mtu
+        fits = [p for p in packets if len(p) <= mtu]
+        slot.assoc.send_data([_DATA_PREFIX + p for p in fits])
+        slot.flush()
+        self.tx_packets += len(fits)
+        self.tx_bytes += sum(len(p) for p in fits)
+        if any(counts_for_idle_untrusted(p) for p in fits):
+            self._on_activity(now)
+        return [p for p in packets if len(p) > mtu] if len(fits) < len(packets) else []
+
+    # Timers ---------------------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        timers = [s.assoc.get_timer() for s in (self._active, self._pending) if s is not None]
+        if self._active is not None and self._dpd > 0:
+            timers.append(self._next_dpd)
+        due = [t for t in timers if t is not None]
+        return min(due) if due else None
+
+    def handle_timer(self, now: float) -> None:
+        for slot in (self._active, self._pending):
+            if slot is None:
+                continue
+            timer = slot.assoc.get_timer()
+            if timer is not None and now >= timer:
+                slot.assoc.handle_timer(now)
+                self._drain(slot, now)
+        active = self._active
+        if active is None or self._dpd <= 0 or now < self._next_dpd:
+            return
+        if now - self._last_rx >= 3 * self._dpd:
+            log.info("event=dtls-dead session=%s silent=%.0f", self._sid, now - self._last_rx)
+            self._active = None
+            return
+        active.assoc.send_data([_DPD_REQUEST])
+        active.flush()
+        self._next_dpd = now + self._dpd
+
+    def close(self) -> None:
+        """Say close_notify on the active association and forget both slots."""
+        if self._active is not None:
+            self._active.assoc.close()
+            self._active.flush()
+        self._active = self._pending = None
