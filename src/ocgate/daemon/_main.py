@@ -191,7 +191,8 @@ def _setup_logging(level: int, *, to_stderr: bool, json_lines: bool = False) -> 
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(
             logging.Formatter(
-                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+                "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+                "%Y-%m-%dT%H:%M:%S",
             )
         )
     else:
