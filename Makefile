@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-APT_PACKAGES := openconnect iperf3 gnutls-bin iproute2 nftables iputils-ping procps freeradius tshark libgnutls28-dev
+APT_PACKAGES := openconnect iperf3 gnutls-bin iproute2 nftables iputils-ping procps freeradius tshark libgnutls28-dev softflowd pmacct nfdump postgresql
 # make run: where the demo lives, which port, and (for tests) a network namespace to start it in.
 RUN_DIR ?= run
 PORT ?= 443

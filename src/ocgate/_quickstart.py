@@ -52,6 +52,11 @@ max-clients = 16
 max-same-clients = 4
 predictable-ips = true
 pre-login-banner = "ocgate demo gateway"
+# NVM telemetry: endpoints send nvzFlow to UDP 2055; flows land in SQLite, the API is local only.
+nvm-listen = udp://0.0.0.0:2055
+nvm-store = sqlite:///{dir}/nvm.sqlite
+nvm-api-listen = 127.0.0.1:8099
+nvm-api-token-file = {dir}/nvm-api-tokens
 banner = "Welcome to the ocgate demo"
 """
 
@@ -72,6 +77,7 @@ def quickstart(argv: Sequence[str] | None = None) -> int:
     if not (cert.exists() and key.exists()):
         _write_certificate(cert, key)
     password = _demo_password(directory)
+    token = _api_token(directory)
     (directory / "ocserv.conf").write_text(_CONFIG.format(dir=directory, port=args.port))
     pin = load_credentials(str(cert)).pin_sha256
     host = args.host or _guess_host()
@@ -82,6 +88,8 @@ def quickstart(argv: Sequence[str] | None = None) -> int:
         f"  Password: {password}\n"
         "Connect with:\n"
         f"openconnect --servercert {pin} --user {DEMO_USER} {url}\n"
+        "NVM telemetry: send nvzFlow to UDP port 2055; query the flows with\n"
+        f"  curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8099/api/v1/flows\n"
     )
     credentials = directory / "CREDENTIALS.txt"
     credentials.write_text(text)
@@ -103,6 +111,16 @@ def _demo_password(directory: Path) -> str:
     saved.write_text(password + "\n")
     os.chmod(saved, 0o600)
     return password
+
+
+def _api_token(directory: Path) -> str:
+    tokens = directory / "nvm-api-tokens"
+    if tokens.exists():
+        return tokens.read_text().split()[0]
+    token = secrets.token_urlsafe(24)
+    tokens.write_text(token + "\n")
+    os.chmod(tokens, 0o600)
+    return token
 
 
 def _write_certificate(cert_path: Path, key_path: Path) -> None:

@@ -16,10 +16,12 @@ import dataclasses
 import ipaddress
 import itertools
 import logging
+import math
 import os
 import socket
 import time
 from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING
 
 from ocgate.auth import SessionAccounting, build_accounting, build_auth_backends
 from ocgate.bans import BanPolicy, BanTable
@@ -58,6 +60,10 @@ from ocgate.radius import AccountingSession, RadiusResult
 from ocgate.session import Ipv4Pool, Ipv6Pool, MemorySessionStore, Session
 from ocgate.tls import build_server_context, load_credentials, translate_priorities
 from ocgate.tun import TunDevice, configure_tun, open_tun
+
+if TYPE_CHECKING:
+    from ocgate.nvm._collector import LeasePublisher
+    from ocgate.nvm._serve import NvmService
 
 __all__ = ["Gateway"]
 
@@ -98,6 +104,8 @@ class Gateway:
         self.stats = ServerStats(started=time.time(), last_reset=time.time())
         self.control: ControlService | None = None
         self.dtls_port: DtlsPort | None = None
+        self.nvm: NvmService | None = None
+        self.leases: LeasePublisher | None = None
         self._servers: list[asyncio.Server] = []
         self._maintenance: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
@@ -229,10 +237,26 @@ class Gateway:
             await self.dtls_port.start(
                 self.config.udp_listen_host or self.config.listen_host, self.config.udp_port
             )
+        await self._start_nvm()
         if self.config.use_occtl:
             self.control = ControlService(self, request_stop=request_stop)
             await self.control.start(self.config.occtl_socket_file)
         self._maintenance = loop.create_task(self._maintain())
+
+    async def _start_nvm(self) -> None:
+        """The NVM collector runs in this process when ``nvm-listen``/``nvm-dtls-listen`` is set.
+
+        Every tunnel's addresses are published to it as lease history, so a flow from a VPN
+        address is attributed to the user who held that address at the time.
+        """
+        from ocgate.nvm._collector import LeasePublisher
+        from ocgate.nvm._config import nvm_configured
+        from ocgate.nvm._serve import start_embedded_collector
+
+        if not nvm_configured(self.config):
+            return
+        self.leases = LeasePublisher()
+        self.nvm = await start_embedded_collector(self.config, lease_events=self.leases)
 
     async def stop(self) -> None:
         """Stop accepting, tell every client, remove every TUN device."""
@@ -246,6 +270,8 @@ class Gateway:
             conn.close()
         for server in self._servers:
             await server.wait_closed()
+        if self.nvm is not None:
+            await self.nvm.close()
         if self.control is not None:
             await self.control.close()
             with contextlib.suppress(FileNotFoundError):
@@ -597,6 +623,13 @@ class Gateway:
             tls.cipher_description(),
             conn.remote,
         )
+        if self.leases is not None:
+            # NVM flow times have whole-second precision: cover the whole second the tunnel
+            # came up in (and, below, the one it went down in).
+            started = float(math.floor(time.time()))
+            for address in (plan.ipv4, plan.ipv6.network_address if plan.ipv6 else None):
+                if address is not None:
+                    self.leases.lease_started(session.username, session.sid, str(address), started)
         self.stats.tunnel_up(plan.mtu)
         if self.control is not None:
             self.control.publish("connect", tunnel)
@@ -645,6 +678,8 @@ class Gateway:
 
     def _tunnel_closed(self, tunnel: Tunnel, reason: str, end_session: bool) -> None:
         session = tunnel.session
+        if self.leases is not None:
+            self.leases.lease_ended(session.username, session.sid, None, math.ceil(time.time()))
         if tunnel.dtls is not None and self.dtls_port is not None:
             self.dtls_port.forget(tunnel.dtls)
         if self.tunnels.get(session.sid) is tunnel:

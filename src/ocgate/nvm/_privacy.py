@@ -148,6 +148,7 @@ def _str_fields(cls: type[object]) -> tuple[str, ...]:
     )
 
 
+_FLOW_FIELDS: Final = frozenset(FlowRecord.__dataclass_fields__)
 _STRING_FIELDS: Final[Mapping[type[object], tuple[str, ...]]] = {
     cls: _str_fields(cls) for cls in (FlowRecord, EndpointRecord, InterfaceRecord)
 }
@@ -208,6 +209,7 @@ class PrivacyPolicy:
     drop_private_destinations: bool = False
     redact_patterns: tuple[re.Pattern[str], ...] = ()
     _active: tuple[tuple[str, Action], ...] = field(init=False, repr=False, compare=False)
+    _flow_fast: tuple[str, ...] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         active = tuple((name, act) for name, act in self.fields.items() if act is not Action.KEEP)
@@ -218,6 +220,12 @@ class PrivacyPolicy:
                 expected="a key file of at least 16 bytes",
             )
         object.__setattr__(self, "_active", active)
+        # A flow whose acted-on fields are all None and whose ``extra`` is empty comes out of
+        # _apply_typed unchanged (when nothing is redacted or dropped by destination): the
+        # names to check for that, or None when the shortcut does not apply.
+        names = tuple(name for name, _ in active if name in _FLOW_FIELDS)
+        simple = not self.redact_patterns and not self.drop_private_destinations
+        object.__setattr__(self, "_flow_fast", names if simple and "modules" not in names else None)
 
     @classmethod
     def default(cls) -> PrivacyPolicy:
@@ -276,6 +284,13 @@ class PrivacyPolicy:
 
     def apply(self, record: Normalised) -> Normalised | None:
         """The record as it may be stored, or ``None`` if it must not be stored at all."""
+        fast = self._flow_fast
+        if fast is not None and type(record) is FlowRecord and not record.extra:
+            for name in fast:
+                if getattr(record, name) is not None:
+                    break
+            else:
+                return record
         if isinstance(record, GenericRecord):
             return self._apply_generic(record)
         if (

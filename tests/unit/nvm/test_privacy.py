@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -279,3 +280,22 @@ def test_apply_never_leaks_dropped_or_hashed_values(text: str, action: Action, n
         assert out == (Module(pseudo(text), None),)
     else:
         assert out == pseudo(text)
+
+
+def test_flow_shortcut_matches_the_full_path() -> None:
+    # Plain flows (no acted-on value, empty extra) skip the per-field work; the result is the
+    # record itself, as the full path gives when nothing changes.
+    plain = FlowRecord(time_start=1.0, time_end=2.0, src_addr="10.0.0.1", dst_addr="10.0.0.2")
+    policy = PrivacyPolicy.default()
+    assert policy.apply(plain) is plain
+    assert policy._apply_typed(plain) == plain
+    args = dataclasses.replace(plain, process_args="--secret")
+    assert policy.apply(args) == dataclasses.replace(plain, process_args=None)
+    extra = dataclasses.replace(plain, extra={"nvzFlowProcessCommandLine": "x"})
+    assert policy.apply(extra) == plain
+    redacting = PrivacyPolicy(redact_patterns=(re.compile("10"),))
+    assert redacting.apply(plain) == dataclasses.replace(
+        plain, src_addr="[redacted].0.0.1", dst_addr="[redacted].0.0.2"
+    )
+    private = PrivacyPolicy(drop_private_destinations=True)
+    assert private.apply(plain) is None

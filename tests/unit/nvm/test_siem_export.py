@@ -1,0 +1,309 @@
+"""SIEM export: Cisco NVM keys; syslog over UDP and TCP; JSON lines file and HTTP; back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+
+from nvm_collector_lib import DATA_262, DATA_267, TEMPLATES, opened_store, wait_for
+
+from ocgate.nvm._collector import Collector
+from ocgate.nvm._config import NvmSettings, SinkAddress
+from ocgate.nvm._records import EndpointRecord, FlowRecord, GenericRecord, normalise
+from ocgate.nvm._siem import (
+    HttpJsonSink,
+    JsonFileSink,
+    Sink,
+    SyslogSink,
+    build_sinks,
+    format_kv,
+    record_keys,
+    syslog_message,
+)
+from ocgate.nvm.ipfix import ExporterKey, IpfixCollectorCore, RecordsDecoded
+
+A = ExporterKey("udp", "10.0.0.1", 50000)
+RFC5424 = re.compile(
+    rb"<134>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\S+) ocgate-nvm - (flow|sys) - (.*)"
+)
+
+
+def ona_records() -> tuple[FlowRecord, EndpointRecord]:
+    core = IpfixCollectorCore()
+    for message in (TEMPLATES, DATA_267, DATA_262):
+        core.receive_message(message, A, 0.0)
+    records = []
+    while (event := core.next_event()) is not None:
+        if isinstance(event, RecordsDecoded):
+            records += [normalise(r) for r in event.records]
+    flow, endpoint = records
+    assert isinstance(flow, FlowRecord)
+    assert isinstance(endpoint, EndpointRecord)
+    return flow, endpoint
+
+
+def test_flow_keys_are_the_cisco_collector_names() -> None:
+    flow, endpoint = ona_records()
+    line = format_kv(record_keys(flow) or [])
+    assert line.startswith("fv=nvzFlow_v3 udid=4ca7d9a79889dc4f18b4cd1b7e9f7e25d0c866a4 ")
+    for expected in (
+        'sa="192.168.0.10"',
+        'da="192.168.0.11"',
+        "sp=43879",
+        "dp=53",
+        "pr=17",
+        "fss=1491362773",
+        "fes=1491362773",
+        "fst='Wed Apr 05 03:26:13 2017'",
+        "fet='Wed Apr 05 03:26:13 2017'",
+        "ibc=100",
+        "obc=41",
+        "liuid='MYNVM\\dummy11'",
+        "liuidp='dummy11'",
+        "liuida='MYNVM'",
+        "liuat=2",
+        "pa='NT AUTHORITY\\NETWORK SERVICE'",
+        "pap='NETWORK SERVICE'",
+        "paa='NT AUTHORITY'",
+        "puat=1",
+        "pn='svchost.exe'",
+        'ph="740a46a0f5e0e8c933efd28c9901e54e42792619a8a3a6d11e1f0025a7324bc2"',
+        "ppn='services.exe'",
+        "ds=dummy.du",
+        'dh="Unknown"',
+        "iid=6",
+        "mnl='cryptsvc.dll dhcpcore.dll termsrv.dll",
+        "ocg_exporter=udp://10.0.0.1:50000",
+    ):
+        assert f" {expected}" in f" {line}", expected
+    assert "ocg_octets" not in line  # Absent values are left out.
+    # The Exabeam cisco-process-network parser's patterns match (nvm-ipfix.md §4).
+    assert re.search(r"\ssa=\"(\d{1,3}.\d{1,3}.\d{1,3}.\d{1,3})\"", line)
+    assert re.search(r"\spn='*(?=\w)([^']+)'*\s", line).group(1) == "svchost.exe"  # type: ignore[union-attr]
+    assert re.search(r"\sfet='*(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (\w+ \d+ \d\d:\d\d:\d\d \d+)", line)
+    assert re.search(r"\sudid=([^\s]+)\s", line)
+    system = format_kv(record_keys(endpoint) or [])
+    assert system == (
+        "fv=nvzFlow_v3 udid=4ca7d9a79889dc4f18b4cd1b7e9f7e25d0c866a4 vsn=STATION-102010 "
+        "osn='Mac OS X' osv=10.12.6 ose=Sierra sm=- st=x64 ocg_exporter=udp://10.0.0.1:50000"
+    )
+
+
+def test_quotes_inside_values_are_escaped_and_generic_records_are_skipped() -> None:
+    flow = FlowRecord(time_start=0, time_end=0, process_name='it\'s "odd".exe', dst_hostname='a"b')
+    line = format_kv(record_keys(flow) or [])
+    assert "pn='it\\'s \"odd\".exe'" in line
+    assert 'dh="a\\"b"' in line
+    generic = GenericRecord(time=0, exporter="udp://x:1", odid=0, template_id=300)
+    assert record_keys(generic) is None
+    assert syslog_message(generic, hostname="h", now=0) is None
+    message = syslog_message(flow, hostname="gw1", now=1_700_000_000.5)
+    assert message is not None
+    match = RFC5424.fullmatch(message)
+    assert match is not None
+    assert match.group(1) == b"gw1"
+    assert message.startswith(b"<134>1 2023-11-14T22:13:20.500Z gw1 ocgate-nvm - flow - fv=")
+
+
+class UdpCatcher(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self.datagrams.append(data)
+
+
+def test_syslog_over_udp_one_datagram_per_record() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        transport, catcher = await loop.create_datagram_endpoint(
+            UdpCatcher, local_addr=("127.0.0.1", 0)
+        )
+        port = transport.get_extra_info("sockname")[1]
+        flow, endpoint = ona_records()
+        sink = SyslogSink(SinkAddress("udp", "127.0.0.1", port), hostname="gw1")
+        sink.start()
+        sink.offer([flow, endpoint, GenericRecord(time=0, exporter="x", odid=0, template_id=9)])
+        await wait_for(lambda: len(catcher.datagrams) == 2)
+        await sink.stop()
+        transport.close()
+        first = RFC5424.fullmatch(catcher.datagrams[0])
+        second = RFC5424.fullmatch(catcher.datagrams[1])
+        assert first is not None
+        assert second is not None
+        assert (first.group(2), second.group(2)) == (b"flow", b"sys")
+        assert b" pn='svchost.exe' " in first.group(3)
+        assert sink.stats() | {"queued": 0} == {
+            "offered": 3,
+            "sent": 2,
+            "dropped": 0,
+            "skipped": 1,
+            "errors": 0,
+            "queued": 0,
+        }
+
+    asyncio.run(scenario())
+
+
+async def octet_counted(reader: asyncio.StreamReader) -> list[bytes]:
+    """RFC 6587 §3.4.1 frames: ``LEN SP MSG``."""
+    frames = []
+    while True:
+        try:
+            length = await reader.readuntil(b" ")
+        except asyncio.IncompleteReadError:
+            return frames
+        frames.append(await reader.readexactly(int(length)))
+
+
+def test_syslog_over_tcp_uses_octet_counting() -> None:
+    async def scenario() -> None:
+        received: list[bytes] = []
+        done = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            received.extend(await octet_counted(reader))
+            writer.close()
+            done.set()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        flow, endpoint = ona_records()
+        sink = SyslogSink(SinkAddress("tcp", "127.0.0.1", port), hostname="gw1")
+        sink.start()
+        sink.offer([flow] * 5 + [endpoint])
+        await sink.drain()
+        await sink.stop()  # Closes the connection: the server sees EOF.
+        await asyncio.wait_for(done.wait(), 5)
+        server.close()
+        assert len(received) == 6
+        assert all(RFC5424.fullmatch(frame) for frame in received)
+        assert b"liuid='MYNVM\\dummy11'" in received[0]
+
+    asyncio.run(scenario())
+
+
+def test_json_lines_file(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "nvm.jsonl"
+        flow, endpoint = ona_records()
+        sink = JsonFileSink(str(path))
+        sink.start()
+        sink.offer([flow, endpoint, flow])
+        await sink.drain()
+        await sink.stop()
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        assert len(lines) == 3
+        assert lines[0]["fv"] == "nvzFlow_v3"
+        assert (lines[0]["sa"], lines[0]["dp"], lines[0]["pn"]) == (
+            "192.168.0.10",
+            53,
+            "svchost.exe",
+        )
+        assert len(lines[0]["mnl"]) == 10
+        assert lines[1]["vsn"] == "STATION-102010"
+
+    asyncio.run(scenario())
+
+
+def test_json_over_http_posts_batches() -> None:
+    async def scenario() -> None:
+        bodies: list[bytes] = []
+        status = [b"200 OK", b"500 Boom"]
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"POST /ingest?src=ocgate HTTP/1.1\r\n")
+            assert b"Content-Type: application/x-ndjson" in head
+            length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            bodies.append(await reader.readexactly(length))
+            writer.write(
+                b"HTTP/1.1 " + status[(len(bodies) - 1) % 2] + b"\r\nContent-Length: 0\r\n\r\n"
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        flow, _ = ona_records()
+        sink = HttpJsonSink(f"http://127.0.0.1:{port}/ingest?src=ocgate", batch=3)
+        sink.start()
+        sink.offer([flow] * 3)
+        await wait_for(lambda: sink.sent == 3)
+        sink.offer([flow] * 3)  # The server answers 500: a failed batch is dropped and counted.
+        await wait_for(lambda: sink.errors == 1)
+        await sink.stop()
+        server.close()
+        assert [len(body.splitlines()) for body in bodies] == [3, 3]
+        assert json.loads(bodies[0].splitlines()[0])["pn"] == "svchost.exe"
+        assert (sink.sent, sink.dropped) == (3, 3)
+
+    asyncio.run(scenario())
+
+
+def test_build_sinks_from_settings(tmp_path: Path) -> None:
+    settings = NvmSettings(
+        syslog=(SinkAddress("udp", "127.0.0.1", 514), SinkAddress("tls", "siem", 6514)),
+        json_file=str(tmp_path / "x.jsonl"),
+        json_http="https://siem.example/ingest",
+    )
+    sinks = build_sinks(settings)
+    assert [type(s).__name__ for s in sinks] == [
+        "SyslogSink",
+        "SyslogSink",
+        "JsonFileSink",
+        "HttpJsonSink",
+    ]
+
+
+def test_stalled_sink_drops_and_counts_while_ingest_runs_at_full_speed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        # A TCP syslog server that accepts and never reads: the sink's writes stall.
+        stalled: list[asyncio.StreamWriter] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            stalled.append(writer)
+            await asyncio.sleep(3600)
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sink = SyslogSink(SinkAddress("tcp", "127.0.0.1", port), max_queue=1000, batch=100)
+        async with opened_store(tmp_path / "nvm.db") as store:
+            collector = Collector(store=store, sinks=[sink], linger=0.01)
+            await collector.start()
+            collector.receive_message(TEMPLATES, A, 0.0)
+            sent = 0
+            started = time.perf_counter()
+            for round_ in range(40):
+                for _ in range(500):
+                    collector.receive_message(DATA_267, A, 0.0)
+                    sent += 1
+                await asyncio.sleep(0)  # Let the writer and the sink run.
+                assert round_ < 5 or time.perf_counter() - started < 30
+            elapsed = time.perf_counter() - started
+            await collector.flush()
+            await wait_for(lambda: sink.dropped > 0)
+            stats = collector.stats()
+            assert stats.records_written == sent  # Ingest lost nothing.
+            assert sink.dropped > 0  # The SIEM did.
+            assert sink.offered == sent
+            assert sink.sent + sink.dropped + sink.queued <= sent
+            assert sent / elapsed > 2000  # Not paced by the stalled sink.
+            for task in collector._tasks:
+                task.cancel()
+            await asyncio.gather(*collector._tasks, return_exceptions=True)
+            collector._tasks.clear()
+            await collector.save_state()
+            await sink.stop()
+        server.close()
+        for writer in stalled:
+            writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_sink_base_is_abstract() -> None:
+    assert issubclass(SyslogSink, Sink)
