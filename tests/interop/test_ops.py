@@ -270,3 +270,50 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in scrape:\n{text}")
+
+
+def test_unban_ip_lifts_a_ban(
+    start_gateway: StartServer, openconnect: OpenConnectRunner, tmp_path: Path
+) -> None:
+    server, sock = _ops_server(
+        start_gateway,
+        tmp_path,
+        **{"max-ban-score": "50", "ban-points-wrong-password": "10", "ban-time": "600"},
+    )
+    for _ in range(5):
+        bad = openconnect.authenticate(server, user="alice", stdin="nope\n", mode="--cookieonly")
+        assert bad.returncode != 0, bad.describe()
+    server.wait_log(r"event=address-banned remote=198\.18\.0\.2", timeout=5)
+    bans = ctl(sock, "show", "ip", "bans")
+    assert "198.18.0.2" in bans, bans
+    assert re.search(r"IPs in ban list: 1\b", ctl(sock, "show", "status"))
+    refused = openconnect.authenticate(
+        server, user="alice", stdin="alicepass\n", mode="--cookieonly"
+    )
+    assert refused.returncode != 0, refused.describe()
+
+    ctl(sock, "unban", "ip", "198.18.0.2")
+    assert "198.18.0.2" not in ctl(sock, "show", "ip", "bans")
+    ok = openconnect.authenticate(server, user="alice", stdin="alicepass\n", mode="--cookieonly")
+    assert ok.returncode == 0, f"{ok.describe()}\n{server.describe()}"
+
+
+def test_stop_now_tells_clients_and_cleans_up(
+    netns_pair: NetnsPair,
+    start_gateway: StartServer,
+    openconnect: OpenConnectRunner,
+    tmp_path: Path,
+) -> None:
+    server, sock = _ops_server(start_gateway, tmp_path)
+    client = openconnect.connect(server, user="alice", password="alicepass")
+    client.wait_env()
+    pid_file = server.workdir / "server.pid"
+    assert pid_file.exists()
+    assert server.tun_links()
+    ctl(sock, "stop", "now")
+    assert server.proc.wait(timeout=20) == 0, server.describe()
+    client.wait(timeout=20)  # The client was told (DISCONNECT) and exits.
+    assert "Received server disconnect" in client.output(), client.describe()
+    assert not pid_file.exists()
+    assert not sock.exists()
+    assert server.tun_links() == []

@@ -42,6 +42,7 @@ log = logging.getLogger("ocgate.dtls")
 DATA, DPD_REQ, DPD_RESP, KEEPALIVE = 0x00, 0x03, 0x04, 0x07
 _DATA_PREFIX = bytes((DATA,))
 _DPD_REQUEST = bytes((DPD_REQ,))
+_MAX_DATA_MTU = 16384
 
 
 @dataclass(slots=True)
@@ -66,6 +67,7 @@ class DtlsChannel:
         dpd: int,
         switch_to_tcp_timeout: int,
         mtu: int,
+        mtu_discovery: bool = False,
         on_packets: Callable[[list[bytes]], None],
         on_established: Callable[[DtlsChannel], None],
         on_activity: Callable[[float], None],
@@ -76,6 +78,7 @@ class DtlsChannel:
         self._dpd = dpd
         self._switch_after = switch_to_tcp_timeout
         self.mtu = mtu
+        self._mtu_discovery = mtu_discovery
         self._on_packets = on_packets
         self._on_established = on_established
         self._on_activity = on_activity
@@ -176,6 +179,10 @@ class DtlsChannel:
             if kind == DATA:
                 packets.append(payload[1:])
             elif kind == DPD_REQ:
+                # try-mtu-discovery (ocserv): a probe larger than the data MTU made it through,
+                # so the path carries it; raise the MTU used for data records to match.
+                if self._mtu_discovery and self.mtu < len(payload) - 1 <= _MAX_DATA_MTU:
+                    self.mtu = len(payload) - 1
                 replies.append(bytes((DPD_RESP,)) + payload[1:])
             elif kind not in (DPD_RESP, KEEPALIVE):
                 self.dropped += 1

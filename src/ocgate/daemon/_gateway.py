@@ -100,7 +100,8 @@ class Gateway:
         self._retired_pools: list[Ipv4Pool | Ipv6Pool] = []
         self.tunnels: dict[str, Tunnel] = {}
         self.connections: set[ClientConnection] = set()
-        self.metrics = GatewayMetrics(self._live_state)
+        self.bans = BanTable(BanPolicy())
+        self.metrics = GatewayMetrics(self._live_state)  # Reads the state above at once.
         self.stats = ServerStats(started=time.time(), last_reset=time.time())
         self.control: ControlService | None = None
         self.dtls_port: DtlsPort | None = None
@@ -110,7 +111,6 @@ class Gateway:
         self._maintenance: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._ids = itertools.count(1)
-        self.bans = BanTable(BanPolicy())
         self.accounting: SessionAccounting | None = None
         self._next_accept = 0.0
         self._load(config)
@@ -313,6 +313,7 @@ class Gateway:
     def _add_points(self, address: str, points: int, why: str) -> None:
         was_banned = self.bans.is_banned(address, time.monotonic())
         if self.bans.add_points(address, points, time.monotonic()) and not was_banned:
+            self.metrics.bans.inc()
             log.warning(
                 "event=address-banned remote=%s reason=%s ban_time=%d",
                 address,
@@ -668,6 +669,7 @@ class Gateway:
             dpd=tunnel.plan.dpd,
             switch_to_tcp_timeout=self.config.switch_to_tcp_timeout,
             mtu=tunnel.plan.mtu,
+            mtu_discovery=self.config.try_mtu_discovery,
             on_packets=tunnel.write_packets,
             on_established=lambda _: self.metrics.dtls_handshakes.labels(mode=label).inc(),
             on_activity=tunnel.note_activity,
@@ -757,9 +759,11 @@ class Gateway:
 
     def _live_state(self) -> LiveState:
         sessions = self.store.sessions()
+        now = time.monotonic()
         return LiveState(
             tunnels=[t.counters() for t in self.tunnels.values()],
             sessions_disconnected=sum(1 for s in sessions if not s.connected),
+            banned_addresses=sum(1 for e in self.bans.entries(now) if e.banned_until is not None),
         )
 
     def _background(self, coro: Coroutine[object, object, object]) -> None:
