@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from ocgate._version import __version__
 from ocgate.config import Config, load_config
 from ocgate.daemon._gateway import Gateway
-from ocgate.errors import ConfigError
+from ocgate.errors import ConfigError, OcgateError
 
 __all__ = ["build_parser", "serve"]
 
@@ -104,17 +104,20 @@ def serve(argv: Sequence[str] | None = None) -> int:
 async def _run(gateway: Gateway, config: Config, pid_file: str | None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    try:
-        await gateway.start(request_stop=stop.set)
-    except OSError as exc:
-        log.error("event=listen-failed port=%d reason=%r", config.tcp_port, exc.strerror)
-        return 1
-    if pid_file:
-        _write_pid_file(pid_file)
+    # Handlers first: a signal that arrives while the listeners start must not kill the process
+    # (SIGUSR2 and SIGHUP would by default).
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR2, lambda: log.info("%s", gateway.stats_line()))
     loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+    try:
+        await gateway.start(request_stop=stop.set)
+    except (OSError, OcgateError) as exc:
+        log.error("event=start-failed reason=%r", str(exc))
+        await gateway.stop()
+        return 1
+    if pid_file:
+        _write_pid_file(pid_file)
     log.info("event=started version=%s pid=%d config=%s", __version__, os.getpid(), config.source)
     try:
         await stop.wait()
