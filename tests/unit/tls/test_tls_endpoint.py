@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
+import shutil
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
 from ocgate.errors import ConfigError
@@ -21,32 +17,16 @@ from ocgate.tls import (
     load_credentials,
     translate_priorities,
 )
+from tests.pki import make_pki
 
 
-def _write_pair(tmp_path: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_file), str(key_file)
+def _write_pair(directory: Path) -> tuple[str, str]:
+    """A server certificate and its key from the shared test PKI, as cert.pem / key.pem."""
+    pki = make_pki(directory / "pki")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    shutil.copyfile(pki.server.cert_path, cert)
+    shutil.copyfile(pki.server.key_path, key)
+    return str(cert), str(key)
 
 
 def _pump(client: SSL.Connection, server: TlsEndpoint) -> bytes:
