@@ -3,8 +3,7 @@
 ::
 
     OcgateError
-    ├── ConfigError                 a config file is wrong: carries file, line, key and expected
-    form
+    ├── ConfigError                 a config file is wrong: file, line, key, expected form
     ├── AuthError
     │   ├── AuthFailed              credentials refused (unknown, locked and wrong look the same)
     │   └── InvalidCookie           a session cookie names no live session
@@ -22,10 +21,8 @@
                 └── BadRecordMac    a DTLS record failed its MAC / AEAD tag check
 
 Parsers of peer bytes (functions ending in ``_untrusted``) raise only their subsystem's decode
-error,
-never ``IndexError`` or ``struct.error``. The adapters map these errors to an HTTP status, a BYE
-frame or a
-closed connection at a single place each.
+error, never ``IndexError`` or ``struct.error``. The adapters map these errors to an HTTP status,
+a BYE frame or a closed connection at a single place each.
 """
 
 from __future__ import annotations
