@@ -1,9 +1,8 @@
 """``ocgate quickstart``: a working demo set-up in one directory (what ``make run`` starts).
 
 It writes a self-signed certificate, a password file with one demo user, and an ocserv.conf, then
-prints
-the openconnect command and the credentials (also written to ``CREDENTIALS.txt``). Running it again
-reuses what is there, so the certificate pin and the password stay the same.
+prints the openconnect command and the credentials (also written to ``CREDENTIALS.txt``). Running it
+again reuses what is there, so the certificate pin and the password stay the same.
 """
 
 from __future__ import annotations

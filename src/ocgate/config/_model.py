@@ -1,8 +1,8 @@
 """The validated configuration: frozen values with ocserv's meanings and defaults.
 
 Field names are the ocserv key names with ``-`` turned into ``_``. Defaults are ocserv's built-in
-defaults
-(``src/config.c``), not the values of its shipped sample config. Units are seconds unless stated.
+defaults (``src/config.c``), not the values of its shipped sample config. Units are seconds unless
+stated.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ class AuthMethod:
     ``plain[passwd=/etc/ocserv/ocpasswd,otp=/etc/ocserv/otp]``.
 
     :param name: the method (``plain``, ``certificate``, ``radius``, ``pam``, …).
-    :param params: the bracketed options; ``plain[FILE]`` (legacy form) is stored as ``{"passwd":
-    FILE}``.
+    :param params: the bracketed options; the legacy form ``plain[FILE]`` is stored as
+        ``{"passwd": FILE}``.
     """
 
     name: str

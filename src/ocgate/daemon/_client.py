@@ -2,9 +2,8 @@
 
 This adapter makes no protocol decisions: it feeds bytes to the TLS endpoint, plaintext to the front
 door or the tunnel, hands requests to the login dialog or the gateway's CONNECT handler, and writes
-what
-the cores produce. Every error a peer can cause is answered by the core that detected it and logged
-once here; nothing a peer sends raises out of ``data_received``.
+what the cores produce. Every error a peer can cause is answered by the core that detected it and
+logged once here; nothing a peer sends raises out of ``data_received``.
 """
 
 from __future__ import annotations

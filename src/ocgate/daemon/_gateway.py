@@ -1,11 +1,9 @@
 """The gateway: owner of the listeners, the session store, the address pools and the live tunnels.
 
 State ownership (docs/ARCHITECTURE.md): the session store owns cookies and session records; the
-pools
-own which addresses are taken; a session holds its leases from its first CONNECT until it ends
+pools own which addresses are taken; a session holds its leases from its first CONNECT until it ends
 (logout, expiry, session timeout), so a cookie reconnect gets the same addresses; a tunnel owns its
-TUN
-device and lives exactly as long as its TLS connection.
+TUN device and lives exactly as long as its TLS connection.
 """
 
 from __future__ import annotations

@@ -1,16 +1,13 @@
 """The packet pump of one tunnel: TUN device ⇄ CSTP core ⇄ TLS endpoint ⇄ TCP transport.
 
 Per packet, TUN → client: the TUN fd becomes readable, up to ``_BATCH`` packets are read, the CSTP
-core
-frames them, and each frame is encrypted as one TLS record (openconnect reads one frame per record)
-and
-written to the transport in one call. Client → TUN: decrypted bytes go to the CSTP core, which hands
-back every complete DATA packet of that read as one batch, written to the TUN fd.
+core frames them, and each frame is encrypted as one TLS record (openconnect reads one frame per
+record) and written to the transport in one call. Client → TUN: decrypted bytes go to the CSTP core,
+which hands back every complete DATA packet of that read as one batch, written to the TUN fd.
 
 Back-pressure: when the TCP transport's buffer fills, asyncio calls ``pause_writing`` and the pump
-stops
-reading the TUN device (the kernel then drops at the TUN queue, as a congested link would) until
-``resume_writing``.
+stops reading the TUN device (the kernel then drops at the TUN queue, as a congested link would)
+until ``resume_writing``.
 """
 
 from __future__ import annotations

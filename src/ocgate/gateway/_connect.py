@@ -1,8 +1,8 @@
 """The reply to ``CONNECT /CSCOSSLC/tunnel``: tunnel parameters as ``X-CSTP-*`` headers.
 
 Order and spelling follow ocserv ``src/worker-vpn.c`` ``connect_handler`` (anyconnect-protocol.md
-§5.3).
-openconnect compares these names case-sensitively (``strcmp``), so they are written exactly as here.
+§5.3). openconnect compares these names case-sensitively (``strcmp``), so they are written exactly
+as here.
 """
 
 from __future__ import annotations

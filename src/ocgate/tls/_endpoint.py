@@ -1,8 +1,8 @@
 """TLS server contexts and a transport-free TLS endpoint over OpenSSL memory BIOs.
 
 The endpoint takes ciphertext in and gives plaintext out (and the reverse) without touching a
-socket, so the adapters stay thin and the CSTP rule "one frame per TLS record" is under our control: every
-:meth:`TlsEndpoint.send` call with less than 16 KiB becomes exactly one record.
+socket, so the adapters stay thin and the CSTP rule "one frame per TLS record" is under our control:
+every :meth:`TlsEndpoint.send` call with less than 16 KiB becomes exactly one record.
 
 pyOpenSSL is used rather than the stdlib ``ssl`` module because the PSK-DTLS mode derives its key
 from

@@ -1,9 +1,8 @@
 """Translate a GnuTLS priority string (ocserv's ``tls-priorities``) into an OpenSSL policy.
 
 ocserv hands ``tls-priorities`` to GnuTLS; ocgate terminates TLS with OpenSSL (through pyOpenSSL,
-for the
-RFC 5705 exporter the PSK-DTLS mode needs). This module maps the parts of the GnuTLS grammar that
-administrators actually write onto OpenSSL cipher lists, TLS 1.3 suites, groups and protocol
+for the RFC 5705 exporter the PSK-DTLS mode needs). This module maps the parts of the GnuTLS grammar
+that administrators actually write onto OpenSSL cipher lists, TLS 1.3 suites, groups and protocol
 versions.
 
 Theory of operation:
