@@ -1,3 +1,5 @@
 from ocgate._cli import main
 
-raise SystemExit(main())
+# Guarded: the NVM store's writer runs in a forkserver child, which imports the main module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -212,6 +212,8 @@ class Gateway:
 
     async def start(self, *, request_stop: Callable[[], None] = lambda: None) -> None:
         loop = asyncio.get_running_loop()
+        # The collector first: a client's flows may arrive as soon as its tunnel is up.
+        await self._start_nvm()
         host = self.config.listen_host
         server = await loop.create_server(
             lambda: ClientConnection(self),
@@ -235,7 +237,6 @@ class Gateway:
             await self.dtls_port.start(
                 self.config.udp_listen_host or self.config.listen_host, self.config.udp_port
             )
-        await self._start_nvm()
         if self.config.use_occtl:
             self.control = ControlService(self, request_stop=request_stop)
             await self.control.start(self.config.occtl_socket_file)

@@ -3,9 +3,9 @@
 The database runs in WAL mode with ``synchronous=NORMAL`` (a crash may lose the last
 transactions but never corrupts the file; readers never block the writer), with 16 KiB pages
 (set when the file is created: fewer, larger pages per write transaction measured faster).
-The one writer connection is owned by the engine's writer thread; readers get their own
-``query_only`` connections. ``:memory:`` is not supported (each connection would see its own
-database).
+The one writer connection is owned by the engine's writer, which runs in a child process;
+readers get their own ``query_only`` connections. ``:memory:`` is not supported (each
+connection would see its own database).
 
 Checkpoints (copying the WAL back into the database file) run in a separate thread as
 ``PASSIVE`` checkpoints, which never block the writer, instead of inside the writer's commits;
@@ -111,7 +111,8 @@ class SqliteStore(SqlStore):
     """The NVM store in a SQLite file (created if missing).
 
     :param path: database file; its directory must exist.
-    :param tuning: keyword arguments of :class:`~ocgate.nvm.store._engine.SqlStore`.
+    :param tuning: keyword arguments of :class:`~ocgate.nvm.store._engine.SqlStore`; the writer
+        runs in a child process unless ``writer_process=False``.
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class SqliteStore(SqlStore):
         queue_batches: int = 64,
         readers: int = 4,
         retention_chunk: int = 10000,
+        writer_process: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         super().__init__(
@@ -132,6 +134,7 @@ class SqliteStore(SqlStore):
             queue_batches=queue_batches,
             readers=readers,
             retention_chunk=retention_chunk,
+            writer_process=writer_process,
         )
 
         self._checkpointer: threading.Thread | None = None

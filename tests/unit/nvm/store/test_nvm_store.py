@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import signal
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +29,7 @@ from ocgate.nvm._records import (
     JsonValue,
     Module,
 )
-from ocgate.nvm.store import FlowFilter, SqliteStore, Store, _engine, open_store
+from ocgate.nvm.store import FlowFilter, SqliteStore, Store, _engine, _process, open_store
 from ocgate.nvm.store._base import decode_cursor, encode_cursor
 
 T10 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC).timestamp()
@@ -203,6 +206,8 @@ def test_keyed_queries_span_segments(
     # Segments of 4 ids whose time ranges overlap (flows arrive out of time order), so the
     # segment-by-segment scan of keyed filters must merge and stop at the right place.
     monkeypatch.setattr(_engine, "_SEG_BITS", 2)
+    runner.run(store.close())  # The writer (a child process) takes the segment size at open.
+    runner.run(store.open())
     rng = random.Random(7)
     times = [T10 + rng.randrange(25) for _ in range(90)]
     records = [
@@ -542,3 +547,61 @@ def test_cursor_decoders_raise_only_value_error(text: str) -> None:
 @given(st.floats(allow_nan=False), st.integers(-(2**63), 2**63 - 1))
 def test_cursor_round_trip(time_end: float, row_id: int) -> None:
     assert decode_cursor(encode_cursor(time_end, row_id)) == (time_end, row_id)
+
+
+def test_writer_runs_in_a_child_process_and_stops_on_close(
+    runner: asyncio.Runner, tmp_path: Path
+) -> None:
+    store = SqliteStore(tmp_path / "p.db", linger=0.001)
+    runner.run(store.open())
+    runner.run(store.migrate())
+    write(runner, store, [flow(T10)])
+    proc = store._writer
+    assert isinstance(proc, _process.WriterProcess)
+    child = proc._process
+    assert child is not None
+    assert child.pid != os.getpid()
+    assert child.is_alive()
+    pid = child.pid or 0
+    runner.run(store.close())
+    with pytest.raises(ProcessLookupError):  # Stopped and reaped.
+        os.kill(pid, 0)
+    assert store.rows_written == 1
+
+
+def test_writer_process_death_surfaces(runner: asyncio.Runner, tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "d.db", linger=0.001)
+    runner.run(store.open())
+    runner.run(store.migrate())
+    write(runner, store, [flow(T10)])
+    proc = store._writer
+    assert isinstance(proc, _process.WriterProcess)
+    assert proc._process is not None
+    os.kill(proc._process.pid or 0, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="writer"):
+        runner.run(asyncio.wait_for(_flush_until_dead(store), 10.0))
+    with pytest.raises(RuntimeError):
+        runner.run(store.write_batch([flow(T10)]))
+    runner.run(asyncio.wait_for(store.close(), 10.0))
+
+
+async def _flush_until_dead(store: Store) -> None:
+    for _ in range(200):  # The death is noticed asynchronously (end of file on its pipe).
+        await store.flush()
+        await asyncio.sleep(0.01)
+
+
+def test_writer_thread_mode_still_works(runner: asyncio.Runner, tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "t.db", linger=0.001, writer_process=False)
+    runner.run(store.open())
+    runner.run(store.migrate())
+    write(runner, store, [flow(T10)])
+    assert runner.run(store.query_flows(FlowFilter())).items[0].time_end == T10
+    runner.run(store.close())
+
+
+def test_open_fails_on_a_bad_path(runner: asyncio.Runner, tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "missing" / "x.db")
+    with pytest.raises(sqlite3.Error):
+        runner.run(store.open())
+    runner.run(store.close())
