@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import itertools
 import logging
 import math
@@ -28,9 +27,6 @@ from ocgate.config import Config, load_config
 from ocgate.control import BanInfo
 from ocgate.cstp import (
     CstpConnection,
-    compute_mtu,
-    dtls_packet_overhead,
-    parse_mtu_headers_untrusted,
 )
 from ocgate.daemon._client import ClientConnection
 from ocgate.daemon._control import ControlService, ServerStats
@@ -38,7 +34,7 @@ from ocgate.daemon._dtls import DtlsChannel
 from ocgate.daemon._scripts import run_script
 from ocgate.daemon._tunnel import Tunnel, TunnelMeta
 from ocgate.daemon._udp import DtlsPort
-from ocgate.dtls import DtlsAssociation, DtlsOffer, LegacyMode, PskMode, negotiate_dtls
+from ocgate.dtls import DtlsOffer, PskMode, negotiate_dtls
 from ocgate.errors import ConfigError, InvalidCookie, OcgateError, ResourceError
 from ocgate.gateway import (
     GroupMenu,
@@ -46,10 +42,8 @@ from ocgate.gateway import (
     ScriptContext,
     SessionSettings,
     TunnelPlan,
-    client_wants_ipv6,
     connect_headers,
-    dtls_headers,
-    is_mobile,
+    plan_tunnel,
     script_environment,
 )
 from ocgate.http import Request, Response
@@ -466,97 +460,16 @@ class Gateway:
     def _plan(
         self, session: Session, request: Request, now: float, offer: DtlsOffer | None
     ) -> TunnelPlan:
-        config = self.session_config(session)
-        headers = {name: value for name, value in reversed(request.headers)}
-        prefer4, prefer6 = _previous_addresses(request)
-        self._lease_ipv4(session, prefer4)
-        want6 = client_wants_ipv6(headers) and self.pool6 is not None
-        if want6 and self.pool6 is not None and session.ipv6 is None:
-            session.ipv6 = self.pool6.allocate(session.username, prefer=prefer6)
-        base, proposed = parse_mtu_headers_untrusted(
-            headers.get("x-cstp-base-mtu"), headers.get("x-cstp-mtu")
+        return plan_tunnel(
+            config=self.session_config(session),
+            session=session,
+            request=request,
+            now=now,
+            offer=offer,
+            pool4=self.pool4,
+            pool6=self.pool6,
+            sessions=self.store.sessions(),
         )
-        overhead = None
-        if offer is not None:
-            record = DtlsAssociation(mode=offer.mode, now=now).record_overhead
-            overhead = dtls_packet_overhead(record_overhead=record)
-        mtu = compute_mtu(
-            link_mtu=config.mtu,
-            client_base_mtu=base,
-            client_mtu=proposed,
-            ipv6_assigned=session.ipv6 is not None and want6,
-            dtls_overhead=overhead,
-        )
-        ipv6 = session.ipv6 if want6 and mtu.ipv6_ok else None
-        if session.ipv4 is None and ipv6 is None:
-            raise ResourceError("no address family left to assign")
-        mobile = is_mobile(headers)
-        idle = (
-            config.mobile_idle_timeout
-            if mobile and config.mobile_idle_timeout
-            else config.idle_timeout
-        )
-        remaining = None
-        if session.session_deadline is not None:
-            remaining = max(0, int(session.session_deadline - now))
-        hostname = headers.get("x-cstp-hostname", "").split(".", 1)[0][:64] or None
-        settings = session.extra.get("settings")
-        if isinstance(settings, SessionSettings) and settings.hostname:
-            hostname = settings.hostname
-        session.hostname = hostname
-        netmask = config.ipv4_network.netmask if config.ipv4_network is not None else None
-        off_pool = config.ipv4_network is not None and session.ipv4 not in config.ipv4_network
-        if session.ipv4 is not None and off_pool:
-            netmask = ipaddress.IPv4Address("255.255.255.255")  # A framed address off-pool.
-        dpd = (config.mobile_dpd or config.dpd) if mobile else config.dpd
-        dtls: tuple[tuple[str, str], ...] = ()
-        if offer is not None:
-            dtls = dtls_headers(
-                config,
-                dpd=dpd,
-                mtu=mtu.tunnel_mtu,
-                offer_headers=offer.headers,
-                legacy=isinstance(offer.mode, LegacyMode),
-            )
-        return TunnelPlan(
-            ipv4=session.ipv4,
-            ipv4_netmask=netmask,
-            ipv6=ipv6,
-            base_mtu=mtu.base_mtu,
-            mtu=mtu.tunnel_mtu,
-            dpd=dpd,
-            idle_timeout=idle,
-            session_remaining=remaining,
-            hostname=hostname,
-            dtls=dtls,
-        )
-
-    def _lease_ipv4(self, session: Session, prefer: ipaddress.IPv4Address | None) -> None:
-        """Give the session its IPv4 address: the explicit one (``explicit-ipv4``,
-        Framed-IP-Address) if it has one, else a pool lease (``prefer`` if free).
-
-        An explicit address inside the pool is leased from the pool; one outside it is assigned
-        directly (ocserv uses it as the lease), after checking no other session holds it.
-
-        :raises ResourceError: the explicit address is taken, or the pool is full.
-        """
-        if session.ipv4 is not None:
-            return
-        settings = session.extra.get("settings")
-        explicit = settings.explicit_ipv4 if isinstance(settings, SessionSettings) else None
-        pool = self.pool4
-        if explicit is None:
-            if pool is not None:
-                session.ipv4 = pool.allocate(session.username, prefer=prefer)
-            return
-        if pool is not None and pool.owns(explicit):
-            if explicit in pool:
-                raise ResourceError(f"explicit address {explicit} is in use")
-            session.ipv4 = pool.allocate(session.username, prefer=explicit)
-            return
-        if any(s.ipv4 == explicit for s in self.store.sessions() if s is not session):
-            raise ResourceError(f"explicit address {explicit} is in use")
-        session.ipv4 = explicit
 
     def _create_tun(self, plan: TunnelPlan) -> TunDevice:
         tun = open_tun(self.config.device)
@@ -793,23 +706,3 @@ def _ban_policy(config: Config) -> BanPolicy:
         points_connection=config.ban_points_connection,
         points_kkdcp=config.ban_points_kkdcp,
     )
-
-
-def _previous_addresses(
-    request: Request,
-) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
-    """The ``X-CSTP-Address`` values a reconnecting client sends (one per family)."""
-    v4: ipaddress.IPv4Address | None = None
-    v6: ipaddress.IPv6Address | None = None
-    for name, value in request.headers:
-        if name != "x-cstp-address":
-            continue
-        try:
-            addr = ipaddress.ip_address(value.strip().split("/", 1)[0])
-        except ValueError:
-            continue
-        if isinstance(addr, ipaddress.IPv4Address):
-            v4 = addr
-        else:
-            v6 = addr
-    return v4, v6

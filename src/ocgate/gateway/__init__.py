@@ -12,6 +12,7 @@ from ocgate.gateway._connect import (
 )
 from ocgate.gateway._groups import GroupEntry, GroupMenu, parse_group_entry
 from ocgate.gateway._login import DOWNLOADER_STUBS, LoginDialog, LoginServices
+from ocgate.gateway._plan import lease_ipv4, plan_tunnel, previous_addresses
 from ocgate.gateway._scripts import ScriptContext, script_environment
 from ocgate.gateway._settings import SessionSettings, radius_overrides, session_settings
 
@@ -33,7 +34,10 @@ __all__ = [
     "connect_headers",
     "dtls_headers",
     "is_mobile",
+    "lease_ipv4",
     "parse_group_entry",
+    "plan_tunnel",
+    "previous_addresses",
     "radius_overrides",
     "script_environment",
     "session_settings",
