@@ -7,6 +7,7 @@ from ocgate.auth._base import AuthResult, PasswordBackend, select_group
 from ocgate.auth._plain import MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES, PlainBackend
 from ocgate.auth._registry import (
     OTP_WINDOW,
+    AuthAlternatives,
     AuthBackends,
     LoginContext,
     PasswordOk,
@@ -18,6 +19,7 @@ __all__ = [
     "MAX_PASSWORD_BYTES",
     "MAX_USERNAME_BYTES",
     "OTP_WINDOW",
+    "AuthAlternatives",
     "AuthBackends",
     "AuthResult",
     "Counters",

@@ -76,7 +76,31 @@ class PasswordOk:
     otp_only: bool = False
 
 
-class AuthBackends:
+class AuthAlternatives:
+    """What the configured alternatives (``auth`` lines ANDed, ``enable-auth`` ORed) allow.
+
+    Subclasses set ``alternatives``: each a set of method names, one satisfied set is a login.
+    """
+
+    alternatives: tuple[frozenset[str], ...]
+
+    @property
+    def cert_alone(self) -> bool:
+        """A valid certificate alone is a login."""
+        return frozenset({"certificate"}) in self.alternatives
+
+    @property
+    def cert_and_password(self) -> bool:
+        """Some alternative needs a certificate and a password."""
+        return any("certificate" in a and len(a) > 1 for a in self.alternatives)
+
+    @property
+    def password_alone(self) -> bool:
+        """Some alternative needs only a password."""
+        return any("certificate" not in a for a in self.alternatives)
+
+
+class AuthBackends(AuthAlternatives):
     """The configured backends and the alternatives they form.
 
     :param alternatives: each a set of method names; one satisfied set is a login.
@@ -106,21 +130,6 @@ class AuthBackends:
         if self.radius is not None:
             return "radius"
         return "plain" if self.plain is not None else None
-
-    @property
-    def cert_alone(self) -> bool:
-        """A valid certificate alone is a login."""
-        return frozenset({"certificate"}) in self.alternatives
-
-    @property
-    def cert_and_password(self) -> bool:
-        """Some alternative needs a certificate and a password."""
-        return any("certificate" in a and len(a) > 1 for a in self.alternatives)
-
-    @property
-    def password_alone(self) -> bool:
-        """Some alternative needs only a password."""
-        return any("certificate" not in a for a in self.alternatives)
 
     @property
     def has_otp(self) -> bool:

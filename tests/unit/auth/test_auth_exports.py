@@ -8,6 +8,7 @@ def test_public_api() -> None:
         "MAX_PASSWORD_BYTES",
         "MAX_USERNAME_BYTES",
         "OTP_WINDOW",
+        "AuthAlternatives",
         "AuthBackends",
         "AuthResult",
         "Counters",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ocgate.aggauth import AuthReply
-from ocgate.auth import LoginContext, PasswordOk
+from ocgate.auth import AuthAlternatives, LoginContext, PasswordOk
 from ocgate.certauth import CertIdentity
 from ocgate.config import parse_config
 from ocgate.errors import AuthFailed
@@ -38,25 +38,13 @@ ALICE_CERT = CertIdentity(
 
 
 @dataclass
-class Fake:
+class Fake(AuthAlternatives):
     """Passwords: alice/alicepass (groups eng, ops); bob/bobpass → challenge 'Code?' → 42."""
 
     alternatives: tuple[frozenset[str], ...] = (frozenset({"plain"}),)
     otp_codes: dict[str, str] = field(default_factory=dict)
     cert: CertIdentity | None = None
     calls: list[str] = field(default_factory=list)
-
-    @property
-    def cert_alone(self) -> bool:
-        return frozenset({"certificate"}) in self.alternatives
-
-    @property
-    def cert_and_password(self) -> bool:
-        return any("certificate" in a and len(a) > 1 for a in self.alternatives)
-
-    @property
-    def password_alone(self) -> bool:
-        return any("certificate" not in a for a in self.alternatives)
 
     @property
     def has_otp(self) -> bool:
