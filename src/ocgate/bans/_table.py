@@ -16,14 +16,19 @@ Theory of operation (sans-IO: the caller passes ``now``, a monotonic time in sec
   the gateway's own LAN cannot guess passwords without limit.
 * Entries that carry no ban and no live score are dropped by :meth:`BanTable.expire`, so the
   table stays small under a scan.
+* :meth:`BanTable.snapshot` and :meth:`BanTable.restore` carry the table across a restart. The
+  table runs on a monotonic clock, which means nothing in another process, so a snapshot holds
+  wall-clock times (:class:`SavedBan`) and ``restore`` moves them back onto the new monotonic clock.
+  A wall clock stepped back in between cannot make a ban outlast ``ban-time`` from the restore.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["BanEntry", "BanPolicy", "BanTable", "is_exempt"]
+__all__ = ["BanEntry", "BanPolicy", "BanTable", "SavedBan", "is_exempt"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +58,22 @@ class BanEntry:
 
     address: str
     score: int
+    banned_until: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SavedBan:
+    """One address's score and ban with wall-clock times, to keep across a restart.
+
+    :param address: the source address (normalised text form).
+    :param score: the score.
+    :param last_reset: when the score last started from zero (wall-clock seconds).
+    :param banned_until: when the ban ends (wall-clock seconds), or ``None`` when not banned.
+    """
+
+    address: str
+    score: int
+    last_reset: float
     banned_until: float | None
 
 
@@ -147,3 +168,50 @@ class BanTable:
             record = self._current(key, now)
             if record is not None and record.banned_until is None and record.score == 0:
                 del self._records[key]
+
+    def snapshot(self, now_mono: float, now_wall: float) -> list[SavedBan]:
+        """Every live entry with its times moved to the wall clock; bans first, then by score.
+
+        :param now_mono: now on the table's (monotonic) clock.
+        :param now_wall: now on the wall clock (``time.time()``).
+        """
+        self.expire(now_mono)
+        shift = now_wall - now_mono
+        saved = [
+            SavedBan(
+                address=key,
+                score=r.score,
+                last_reset=r.last_reset + shift,
+                banned_until=None if r.banned_until is None else r.banned_until + shift,
+            )
+            for key, r in self._records.items()
+        ]
+        return sorted(saved, key=lambda e: (e.banned_until is None, -e.score, e.address))
+
+    def restore(self, entries: Iterable[SavedBan], now_mono: float, now_wall: float) -> None:
+        """Load a :meth:`snapshot` (taken by this process or an earlier one).
+
+        Entries whose ban and score have run out by now are dropped; an address that is already
+        in the table keeps its current record; exempt and malformed addresses are skipped. Times
+        ahead of now (a wall clock stepped back) are clamped: the score's window starts now at the
+        latest and a ban ends ``ban-time`` from now at the latest. Nothing is restored while
+        banning is disabled.
+
+        :param now_mono: now on the table's (monotonic) clock.
+        :param now_wall: now on the wall clock (``time.time()``).
+        """
+        if not self.policy.enabled:
+            return
+        shift = now_mono - now_wall
+        latest_ban = now_mono + self.policy.ban_time
+        for entry in entries:
+            key = _normalise(entry.address)
+            if key is None or is_exempt(key) or key in self._records or entry.score < 0:
+                continue
+            until = entry.banned_until
+            self._records[key] = _Record(
+                score=entry.score,
+                last_reset=min(entry.last_reset + shift, now_mono),
+                banned_until=None if until is None else min(until + shift, latest_ban),
+            )
+        self.expire(now_mono)

@@ -2,15 +2,23 @@
 
 :func:`load_config` reads a file; :func:`parse_config` parses text. Both return a frozen
 :class:`Config` or raise :class:`~ocgate.errors.ConfigError` naming the file, line, key and the
-expected form. Keys ocserv knows but ocgate does not implement yet are accepted, each with one
-:class:`ConfigWarning` in ``Config.warnings``. :data:`KNOWN_OCSERV_KEYS` lists every accepted key.
+expected form. :func:`load_collector_config` / :func:`parse_collector_config` read only the NVM
+collector's keys of the same file (``ocgate nvm serve``) into a :class:`CollectorConfig`. Keys
+ocserv knows but ocgate does not implement yet are accepted, each with one :class:`ConfigWarning`
+in ``Config.warnings``. :data:`KNOWN_OCSERV_KEYS` lists every accepted key.
 """
 
 from __future__ import annotations
 
-from ocgate.config._load import load_config, parse_config
+from ocgate.config._collector import CollectorConfig
+from ocgate.config._load import (
+    load_collector_config,
+    load_config,
+    parse_collector_config,
+    parse_config,
+)
 from ocgate.config._model import AuthMethod, Config, ConfigWarning, IPAddress, IPNetwork
-from ocgate.config._options import KNOWN_OCSERV_KEYS
+from ocgate.config._options import COLLECTOR_KEYS, KNOWN_OCSERV_KEYS
 from ocgate.config._peruser import (
     PER_USER_KEYS,
     UserConfig,
@@ -22,9 +30,11 @@ from ocgate.config._peruser import (
 )
 
 __all__ = [
+    "COLLECTOR_KEYS",
     "KNOWN_OCSERV_KEYS",
     "PER_USER_KEYS",
     "AuthMethod",
+    "CollectorConfig",
     "Config",
     "ConfigWarning",
     "IPAddress",
@@ -32,9 +42,11 @@ __all__ = [
     "UserConfig",
     "apply_layers",
     "check_name_component",
+    "load_collector_config",
     "load_config",
     "load_session_layers",
     "load_user_config_file",
+    "parse_collector_config",
     "parse_config",
     "parse_user_config",
 ]

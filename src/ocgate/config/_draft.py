@@ -7,11 +7,15 @@ the parser's output type, so the finishers need no casts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ocgate.config._model import ConfigWarning
 from ocgate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ocgate.config._options import OptionSpec
 
 __all__ = ["Draft", "Entry"]
 
@@ -47,6 +51,31 @@ class Draft:
     ) -> ConfigError:
         """Build (not raise) a located :class:`ConfigError`."""
         return ConfigError(message, file=self.source, line=line, key=key, expected=expected)
+
+    def fields(self, specs: Iterable[OptionSpec]) -> dict[str, Any]:
+        """The field values of the ``specs`` rows that name a ``field``, for ``Config(**…)``.
+
+        Repeated lines of a ``multi`` key are collected in file order (several keys may share one
+        field); otherwise the last line wins, as in ocserv. Keys without lines are left out.
+        """
+        collected: dict[str, list[Entry]] = {}
+        multi: set[str] = set()
+        for spec in specs:
+            entries = self.entries.get(spec.name)
+            if spec.field is None or not entries:
+                continue
+            collected.setdefault(spec.field, []).extend(entries)
+            if spec.multi:
+                multi.add(spec.field)
+        values: dict[str, Any] = {}
+        for name, entries in collected.items():
+            entries.sort(key=lambda entry: entry[0])
+            values[name] = tuple(v for _, v in entries) if name in multi else entries[-1][1]
+        return values
+
+    def lines(self) -> dict[str, int]:
+        """The last line of every recorded key (where a message about the key points)."""
+        return {key: entries[-1][0] for key, entries in self.entries.items() if entries}
 
     def all(self, key: str, kind: type[T]) -> list[tuple[int, T]]:
         """Every recorded ``(line, value)`` of ``key``, in file order."""

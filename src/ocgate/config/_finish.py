@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ocgate.config._auth import check_auth
+from ocgate.config._collector import collector_settings
 from ocgate.config._draft import Draft
 from ocgate.config._model import AuthMethod, Config, IPNetwork
 from ocgate.config._net import AddressWithPrefix, RouteValue
@@ -27,23 +28,6 @@ Kwargs = dict[str, Any]
 _DEFAULTS: dict[str, object] = {
     f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING
 }
-
-
-def _generic_fields(draft: Draft) -> Kwargs:
-    collected: dict[str, list[tuple[int, object]]] = {}
-    multi: set[str] = set()
-    for spec in OPTIONS.values():
-        entries = draft.entries.get(spec.name)
-        if spec.field is None or not entries:
-            continue
-        collected.setdefault(spec.field, []).extend(entries)
-        if spec.multi:
-            multi.add(spec.field)
-    kwargs: Kwargs = {}
-    for name, entries in collected.items():
-        entries.sort(key=lambda entry: entry[0])
-        kwargs[name] = tuple(v for _, v in entries) if name in multi else entries[-1][1]
-    return kwargs
 
 
 def _finish_auth(draft: Draft, kwargs: Kwargs) -> None:
@@ -211,6 +195,13 @@ def _finish_compat(draft: Draft, kwargs: Kwargs) -> None:
         )
 
 
+def _finish_collector(draft: Draft, kwargs: Kwargs) -> None:
+    # The embedded collector runs when a listener is set: check its keys and files now, with
+    # their lines, as ``ocgate nvm serve`` does, rather than fail when the gateway starts.
+    if draft.entries.get("nvm-listen") or draft.entries.get("nvm-dtls-listen"):
+        collector_settings(draft)
+
+
 _FINISHERS: tuple[Callable[[Draft, Kwargs], None], ...] = (
     _finish_auth,
     _finish_certificates,
@@ -219,6 +210,7 @@ _FINISHERS: tuple[Callable[[Draft, Kwargs], None], ...] = (
     _finish_routes,
     _finish_timers,
     _finish_compat,
+    _finish_collector,
 )
 
 
@@ -227,7 +219,7 @@ def build_config(draft: Draft) -> Config:
 
     :raises ConfigError: a fatal check failed; it names the key and, where there is one, the line.
     """
-    kwargs = _generic_fields(draft)
+    kwargs = draft.fields(OPTIONS.values())
     for finish in _FINISHERS:
         finish(draft, kwargs)
     warnings = tuple(sorted(draft.warnings, key=lambda warning: warning.line))

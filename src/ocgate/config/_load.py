@@ -6,22 +6,28 @@ know is an error (ocserv only warns, but a typo in a VPN gateway's configuration
 silently). The value is parsed and recorded; keys ocgate does not act on yet produce one warning
 each. ``[vhost:NAME]`` sections are skipped with one warning per section. Finally
 :func:`~ocgate.config._finish.build_config` applies the cross-key rules.
+
+:func:`load_collector_config` reads the same file for ``ocgate nvm serve``: only the collector keys
+are parsed, the other keys ocserv knows are skipped unread, and
+:func:`~ocgate.config._collector.build_collector_config` applies the collector's rules.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Collection
 
+from ocgate.config._collector import CollectorConfig, build_collector_config
 from ocgate.config._draft import Draft
 from ocgate.config._finish import build_config
 from ocgate.config._lexer import Assignment, SectionHeader, tokenize
 from ocgate.config._model import Config
-from ocgate.config._options import KNOWN_OCSERV_KEYS, OPTIONS, OptionSpec, Scope
+from ocgate.config._options import COLLECTOR_KEYS, KNOWN_OCSERV_KEYS, OPTIONS, OptionSpec, Scope
 from ocgate.config._values import ParseContext
 from ocgate.errors import ConfigError
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["load_collector_config", "load_config", "parse_collector_config", "parse_config"]
 
 NOT_IMPLEMENTED = "not implemented by ocgate yet; ignored"
 
@@ -48,10 +54,14 @@ def _unknown(draft: Draft, token: Assignment) -> ConfigError:
     )
 
 
-def _assign(draft: Draft, ctx: ParseContext, token: Assignment) -> None:
+def _assign(
+    draft: Draft, ctx: ParseContext, token: Assignment, only: Collection[str] | None
+) -> None:
     spec = OPTIONS.get(token.key)
     if spec is None:
         raise _unknown(draft, token)
+    if only is not None and spec.name not in only:
+        return  # Another program's key (the VPN's, for the collector): not ours to check.
     if spec.fatal is not None:
         raise draft.error(spec.name, token.line, f"this option was {spec.fatal}", "no such line")
     value = token.raw if spec.raw else token.value
@@ -82,14 +92,10 @@ def _enter_section(draft: Draft, header: SectionHeader) -> bool:
     return True
 
 
-def parse_config(text: str, *, source: str, base_dir: str | None = None) -> Config:
-    """Parse the text of an ocserv.conf.
-
-    :param text: the file's contents.
-    :param source: the file name, used in messages and stored as ``Config.source``.
-    :param base_dir: directory for relative file names; defaults to the directory of ``source``.
-    :raises ConfigError: the first problem found, with file, line, key and the expected form.
-    """
+def _read(
+    text: str, *, source: str, base_dir: str | None, only: Collection[str] | None = None
+) -> Draft:
+    """Record the lines of ``text`` (those of the keys in ``only``, when given)."""
     if base_dir is None:
         base_dir = os.path.dirname(os.path.abspath(source))
     ctx = ParseContext(base_dir=os.path.abspath(base_dir))
@@ -99,15 +105,14 @@ def parse_config(text: str, *, source: str, base_dir: str | None = None) -> Conf
         if isinstance(token, SectionHeader):
             skipping = _enter_section(draft, token)
         elif not skipping:
-            _assign(draft, ctx, token)
-    return build_config(draft)
+            _assign(draft, ctx, token, only)
+    return draft
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and parse an ocserv.conf; relative names in it are resolved against its directory.
+def _read_file(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """The file name and its text.
 
-    :param path: the configuration file.
-    :raises ConfigError: the file cannot be read, is not UTF-8, or is invalid.
+    :raises ConfigError: the file cannot be read or is not UTF-8.
     """
     source = os.fspath(path)
     try:
@@ -117,8 +122,53 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         message = f"cannot read the configuration file: {exc.strerror or exc}"
         raise ConfigError(message, file=source, expected="a readable file") from None
     try:
-        text = data.decode("utf-8")
+        return source, data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ConfigError("not UTF-8 text", file=source, line=line, expected="UTF-8") from None
-    return parse_config(text, source=source, base_dir=os.path.dirname(os.path.abspath(source)))
+
+
+def parse_config(text: str, *, source: str, base_dir: str | None = None) -> Config:
+    """Parse the text of an ocserv.conf.
+
+    :param text: the file's contents.
+    :param source: the file name, used in messages and stored as ``Config.source``.
+    :param base_dir: directory for relative file names; defaults to the directory of ``source``.
+    :raises ConfigError: the first problem found, with file, line, key and the expected form.
+    """
+    return build_config(_read(text, source=source, base_dir=base_dir))
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and parse an ocserv.conf; relative names in it are resolved against its directory.
+
+    :param path: the configuration file.
+    :raises ConfigError: the file cannot be read, is not UTF-8, or is invalid.
+    """
+    source, text = _read_file(path)
+    return parse_config(text, source=source)
+
+
+def parse_collector_config(
+    text: str, *, source: str, base_dir: str | None = None
+) -> CollectorConfig:
+    """Parse the collector keys of a file (``nvm-*``, ``metrics-listen``); skip the VPN's keys.
+
+    :param text: the file's contents: collector keys only, or a whole ocserv.conf.
+    :param source: the file name, used in messages.
+    :param base_dir: directory for relative file names; defaults to the directory of ``source``.
+    :raises ConfigError: an unknown key, a bad collector value, or a cross-key or file problem
+        (:mod:`ocgate.config._collector`), with file, line, key and the expected form.
+    """
+    draft = _read(text, source=source, base_dir=base_dir, only=COLLECTOR_KEYS)
+    return build_collector_config(draft)
+
+
+def load_collector_config(path: str | os.PathLike[str]) -> CollectorConfig:
+    """Read the collector keys of a file (what ``ocgate nvm serve -c FILE`` runs on).
+
+    :param path: the configuration file; relative names in it are resolved against its directory.
+    :raises ConfigError: as :func:`parse_collector_config`, or the file cannot be read.
+    """
+    source, text = _read_file(path)
+    return parse_collector_config(text, source=source)

@@ -147,6 +147,12 @@ class Config:
     run_as_user: str | None = None
     run_as_group: str | None = None
     log_level: int = 2
+    isolate_workers: bool = False
+    """Workers install a seccomp allow-list (ocserv ``isolate-workers``)."""
+    workers: int = 0
+    """Worker processes (ocgate ``workers``); 0 = ``auto``, one per core."""
+    session_store: str | None = None
+    """``sqlite:///PATH`` of the durable session store; ``None``: beside ``socket-file``."""
 
     # Operations (§4.10, §5).
     use_occtl: bool = False

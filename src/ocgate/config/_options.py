@@ -8,7 +8,9 @@ value with ``spec.parse`` and then acts on the row:
 * ``implemented`` without a ``field``: a finisher in ``_finish.py`` combines it with other keys;
 * not ``implemented``: the value is still checked, then ignored with one warning per key;
 * ``replaced_by``: an old name ocserv still accepts, warned about once;
-* ``deprecated``: accepted and ignored with that message; ``fatal``: refused with that message.
+* ``deprecated``: accepted and ignored with that message; ``fatal``: refused with that message;
+* ``collector``: a key of the NVM collector (the ``nvm-*`` keys and ``metrics-listen``), the only
+  keys ``ocgate nvm serve`` reads (:data:`COLLECTOR_KEYS`, :mod:`ocgate.config._collector`).
 
 Implementing a key later means editing its row (``implemented=True, field=...``) and adding the
 field to ``_model.Config``. Keys, kinds, scopes and reload behaviour follow ocserv 1.5
@@ -36,16 +38,18 @@ from ocgate.config._values import (
     parse_path,
     parse_port,
     parse_rekey_method,
+    parse_store_url,
     parse_string,
     parse_tls_priorities,
     parse_udp_port,
     parse_uint,
     parse_word,
+    parse_workers,
 )
 from ocgate.nvm import _config as _nvm
 from ocgate.nvm import _privacy as _nvm_privacy
 
-__all__ = ["KNOWN_OCSERV_KEYS", "OPTIONS", "Kind", "OptionSpec", "Scope"]
+__all__ = ["COLLECTOR_KEYS", "KNOWN_OCSERV_KEYS", "OPTIONS", "Kind", "OptionSpec", "Scope"]
 
 
 class Scope(enum.Enum):
@@ -116,6 +120,7 @@ class OptionSpec:
     :param replaced_by: for an old name, the key that replaced it.
     :param deprecated: message for a key accepted and ignored.
     :param fatal: message for a key that is refused.
+    :param collector: a key the standalone NVM collector reads (``ocgate nvm serve``).
     """
 
     name: str
@@ -131,6 +136,7 @@ class OptionSpec:
     replaced_by: str | None = None
     deprecated: str | None = None
     fatal: str | None = None
+    collector: bool = False
 
 
 def _o(
@@ -148,6 +154,7 @@ def _o(
     replaced_by: str | None = None,
     deprecated: str | None = None,
     fatal: str | None = None,
+    collector: bool = False,
 ) -> OptionSpec:
     return OptionSpec(
         name=name,
@@ -163,6 +170,7 @@ def _o(
         replaced_by=replaced_by,
         deprecated=deprecated,
         fatal=fatal,
+        collector=collector,
     )
 
 
@@ -173,7 +181,16 @@ def _nvm_o(
     name: str, kind: Kind, *, parse: Parser | None = None, field: str, multi: bool = False
 ) -> OptionSpec:
     """An ``nvm-*`` collector key (ocgate extension): global, read once at start."""
-    return _o(name, kind, Scope.GLOBAL, parse=parse, field=field, multi=multi, reloadable=False)
+    return _o(
+        name,
+        kind,
+        Scope.GLOBAL,
+        parse=parse,
+        field=field,
+        multi=multi,
+        reloadable=False,
+        collector=True,
+    )
 
 
 _B, _I, _S, _W, _P = Kind.BOOL, Kind.INTEGER, Kind.STRING, Kind.WORD, Kind.PATH
@@ -249,14 +266,24 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("compression-algo-priority", _S, _G, default="lz4:lzs"),
     _o("no-compress-limit", _I, _V, default=256),
     _o("use-seccomp", _B, _G, replaced_by="isolate-workers"),
-    _o("isolate-workers", _B, _G, default=False),
+    _o("isolate-workers", _B, _G, field="isolate_workers", default=False),
     _o("limit-worker-memory", _B, _G, default=True),
     _o("predictable-ips", _B, _V, field="predictable_ips", default=True),
     _o("use-utmp", _B, _G, default=True),
     _o("use-dbus", _B, _G, replaced_by="use-occtl"),
     _o("use-occtl", _B, _G, field="use_occtl", default=False),
     # --- ocgate extensions (not ocserv keys). ---
-    _o("metrics-listen", _W, _G, parse=parse_listen, field="metrics_listen", reloadable=False),
+    _o(
+        "metrics-listen",
+        _W,
+        _G,
+        parse=parse_listen,
+        field="metrics_listen",
+        reloadable=False,
+        collector=True,
+    ),
+    _o("workers", _W, _G, parse=parse_workers, field="workers", reloadable=False),
+    _o("session-store", _S, _G, parse=parse_store_url, field="session_store", reloadable=False),
     # NVM collector (ocgate.nvm._config; all global and read once at start).
     _nvm_o("nvm-listen", _S, parse=_nvm.parse_listen_url, field="nvm_listen", multi=True),
     _nvm_o(
@@ -372,3 +399,6 @@ OPTIONS: Mapping[str, OptionSpec] = _index(_SPECS)
 
 KNOWN_OCSERV_KEYS: frozenset[str] = frozenset(OPTIONS)
 """The names of every key ocserv 1.5 accepts in ocserv.conf or per-user/group files."""
+
+COLLECTOR_KEYS: frozenset[str] = frozenset(name for name, spec in OPTIONS.items() if spec.collector)
+"""The keys of the NVM collector: ``nvm-*`` and ``metrics-listen``."""

@@ -97,6 +97,23 @@ def parse_uint(value: str, ctx: ParseContext) -> int:
     return _integer(value, "an integer", f"an integer 0-{INT_MAX}")
 
 
+def parse_workers(value: str, ctx: ParseContext) -> int:
+    """``auto`` (one worker per core, returned as 0) or a count 1-256 (ocgate's ``workers``)."""
+    if value.strip().lower() == "auto":
+        return 0
+    number = _integer(value, "a worker count", "auto, or an integer 1-256")
+    if not 1 <= number <= 256:
+        raise ConfigError(f"{number} workers", expected="auto, or an integer 1-256")
+    return number
+
+
+def parse_store_url(value: str, ctx: ParseContext) -> str:
+    """``sqlite:///ABSOLUTE/PATH`` (ocgate's ``session-store``)."""
+    if not value.startswith("sqlite:///") or len(value) <= len("sqlite:///"):
+        raise ConfigError(f"unsupported store {value!r}", expected="sqlite:///ABSOLUTE/PATH")
+    return value
+
+
 def parse_optional_uint(value: str, ctx: ParseContext) -> int | None:
     """A non-negative integer where 0 means "unset" (``idle-timeout``, ``mtu`` …)."""
     number = _integer(value, "an integer", f"an integer 0-{INT_MAX} (0 = unset)")

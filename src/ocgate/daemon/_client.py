@@ -12,7 +12,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from ocgate.gateway import LoginDialog
 from ocgate.http import (
     ConnectionClosed,
     FrontDoor,
@@ -25,8 +24,8 @@ from ocgate.http import (
 from ocgate.tls import TlsEndpoint, TlsFailure
 
 if TYPE_CHECKING:
-    from ocgate.daemon._gateway import Gateway
     from ocgate.daemon._tunnel import Tunnel
+    from ocgate.daemon._worker import Worker
 
 __all__ = ["ClientConnection"]
 
@@ -36,8 +35,10 @@ log = logging.getLogger("ocgate.conn")
 class ClientConnection(asyncio.Protocol):
     """asyncio protocol for one TCP connection on the TLS port."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Worker) -> None:
         self._gateway = gateway
+        self.conn_id = gateway.next_conn_id()
+        self.asked_auth = False
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._tls = TlsEndpoint(gateway.tls_context)
@@ -45,7 +46,7 @@ class ClientConnection(asyncio.Protocol):
         self._door = FrontDoor(
             limits=HttpLimits(auth_timeout=float(config.auth_timeout)), now=self._loop.time()
         )
-        self._dialog: LoginDialog | None = None
+        self._admitted = False
         self._busy: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._received_any = False
@@ -62,21 +63,28 @@ class ClientConnection(asyncio.Protocol):
         self.remote = str(peer[0]) if peer else "?"
         sock = transport.get_extra_info("sockname")
         self.local = str(sock[0]) if sock else "?"
-        delay = self._gateway.admit(self.remote)
-        if delay is None:  # A banned address: closed at accept (ocserv-compatibility §4.9).
+        # Not a byte is read before the auth service has seen the address (bans, rate-limit-ms).
+        transport.pause_reading()
+        self._gateway.connection_opened(self)
+        self._busy = self._loop.create_task(self._admit(transport))
+
+    async def _admit(self, transport: asyncio.Transport) -> None:
+        verdict = await self._gateway.admit(self.remote)
+        self._busy = None
+        if verdict.refused:  # A banned address: closed at accept (ocserv-compatibility §4.9).
             transport.abort()
             return
-        if delay > 0:  # rate-limit-ms: serve this connection a little later.
-            transport.pause_reading()
-            self._loop.call_later(delay, transport.resume_reading)
-        self._dialog = LoginDialog(
-            self._gateway.login_services,
-            remote_addr=self.remote,
-            local_addr=self.local,
-            peer_chain=self._tls.peer_certificates,
-        )
-        self._gateway.connection_opened(self)
+        if verdict.delay > 0:  # rate-limit-ms: serve this connection a little later.
+            await asyncio.sleep(verdict.delay)
+        if transport.is_closing():
+            return
+        self._admitted = True
+        transport.resume_reading()
         self._arm_timer()
+
+    def peer_chain(self) -> list[bytes]:
+        """The client's certificate chain (DER, leaf first; empty if none)."""
+        return list(self._tls.peer_certificates())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
@@ -152,8 +160,7 @@ class ClientConnection(asyncio.Protocol):
             if request.method == "CONNECT":
                 await self._gateway.handle_connect(self, request)
             else:
-                assert self._dialog is not None
-                self.respond(await self._dialog.handle(request))
+                self.respond(await self._gateway.login(self, request))
         except Exception:
             log.exception("event=internal-error remote=%s", self.remote)
             self.respond(Response(500, "Internal Server Error", (), b"", close=True))

@@ -15,14 +15,15 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 
+from ocgate import ipc
 from ocgate._version import __version__
 from ocgate.config import Config, load_config
-from ocgate.daemon._gateway import Gateway
+from ocgate.daemon._supervisor import LogSetup, Supervisor
 from ocgate.errors import ConfigError, OcgateError
 
-__all__ = ["build_parser", "serve"]
+__all__ = ["build_parser", "serve", "setup_logging"]
 
 log = logging.getLogger("ocgate")
 
@@ -78,16 +79,17 @@ def serve(argv: Sequence[str] | None = None) -> int:
         print(f"ocgate: error: cannot read {args.config}: {exc.strerror}", file=sys.stderr)
         return 1
     to_stderr = args.log_stderr or args.foreground or (args.debug is not None and not args.syslog)
-    _setup_logging(
-        args.debug if args.debug is not None else config.log_level,
-        to_stderr=to_stderr,
-        json_lines=args.log_format == "json",
+    logs = LogSetup(
+        level=args.debug if args.debug is not None else config.log_level,
+        stderr=to_stderr,
+        json=args.log_format == "json",
     )
+    setup_logging(logs.level, to_stderr=logs.stderr, json_lines=logs.json)
     for warning in config.warnings:
         log.warning("event=config-warning %s", warning)
     try:
         _check_run_as(config)
-        gateway = Gateway(config)
+        check_serviceable(config)
     except ConfigError as exc:
         log.error("event=config-error %s", exc)
         print(f"ocgate: error: {exc}", file=sys.stderr)
@@ -98,23 +100,67 @@ def serve(argv: Sequence[str] | None = None) -> int:
     if not args.foreground:
         _daemonize()
     pid_file = args.pid_file or config.pid_file
-    return asyncio.run(_run(gateway, config, pid_file))
+    return asyncio.run(_run(config, logs, pid_file))
 
 
-async def _run(gateway: Gateway, config: Config, pid_file: str | None) -> int:
+def check_serviceable(config: Config) -> None:
+    """What the children would refuse at start, refused here with ``file:line`` (``-t`` too).
+
+    :raises ConfigError: a certificate, key, password file or RADIUS setting cannot be used.
+    """
+    from ocgate.auth import build_auth_backends
+    from ocgate.certauth import CertRequest, cert_request_mode, configure_client_cert_request
+    from ocgate.tls import build_server_context, load_credentials, translate_priorities
+
+    policy = translate_priorities(
+        config.tls_priorities, cisco_client_compat=config.cisco_client_compat
+    )
+    ctx = build_server_context(
+        cert_files=config.server_cert, key_files=config.server_key, policy=policy
+    )
+    mode = cert_request_mode(config)
+    if mode is not CertRequest.IGNORE and config.ca_cert is not None:
+        configure_client_cert_request(
+            ctx, required=mode is CertRequest.REQUIRE, ca_file=config.ca_cert
+        )
+    load_credentials(config.server_cert[0])
+    build_auth_backends(config)
+    for warning in policy.warnings:
+        log.warning("event=config-warning %s", warning)
+
+
+async def _run(config: Config, logs: LogSetup, pid_file: str | None) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    # Handlers first: a signal that arrives while the listeners start must not kill the process
+    notify = False
+
+    def stop_now() -> None:
+        nonlocal notify
+        notify = True
+        stop.set()
+
+    # Handlers first: a signal that arrives while the children start must not kill the process
     # (SIGUSR2 and SIGHUP would by default).
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR2, lambda: log.info("%s", gateway.stats_line()))
-    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+    supervisor = Supervisor(config, logs=logs, request_stop=stop_now)
+    tasks: set[asyncio.Task[object]] = set()
+
+    def spawn(coro: Coroutine[object, object, object]) -> None:
+        task = loop.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def stats() -> None:
+        log.info("%s", await supervisor.stats_line())
+
+    loop.add_signal_handler(signal.SIGUSR2, lambda: spawn(stats()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: spawn(supervisor.reload()))
     try:
-        await gateway.start(request_stop=stop.set)
-    except (OSError, OcgateError) as exc:
+        await supervisor.start()
+    except (OSError, OcgateError, ipc.RemoteFailure, ipc.ChannelClosed, TimeoutError) as exc:
         log.error("event=start-failed reason=%r", str(exc))
-        await gateway.stop()
+        await supervisor.stop()
         return 1
     if pid_file:
         _write_pid_file(pid_file)
@@ -123,7 +169,7 @@ async def _run(gateway: Gateway, config: Config, pid_file: str | None) -> int:
         await stop.wait()
     finally:
         log.info("event=stopping")
-        await gateway.stop()
+        await supervisor.stop(notify=notify)
         if pid_file:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pid_file)
@@ -134,8 +180,8 @@ async def _run(gateway: Gateway, config: Config, pid_file: str | None) -> int:
 def _check_run_as(config: Config) -> None:
     """``run-as-user``/``run-as-group`` must name existing accounts, as ocserv checks at start-up.
 
-    ocgate is one process that creates a TUN device and talks netlink for every tunnel, so it keeps
-    its privileges; the names are validated and the fact is logged rather than silently ignored.
+    Workers, the authentication service and the collector become this account (``nobody`` when
+    unset); the supervisor stays root.
     """
     import grp
     import pwd
@@ -154,11 +200,6 @@ def _check_run_as(config: Config) -> None:
             raise ConfigError(
                 f"no such group {config.run_as_group!r}", file=config.source, key="run-as-group"
             ) from None
-    if config.run_as_user is not None or config.run_as_group is not None:
-        log.warning(
-            "event=config-warning run-as-user/run-as-group: the gateway keeps its privileges "
-            "(one process creates TUN devices and configures them over netlink)"
-        )
 
 
 def _write_pid_file(path: str) -> None:
@@ -187,7 +228,7 @@ class _JsonFormatter(logging.Formatter):
 _KV = re.compile(r"(\w[\w-]*)=('[^']*'|\"[^\"]*\"|\S+)")
 
 
-def _setup_logging(level: int, *, to_stderr: bool, json_lines: bool = False) -> None:
+def setup_logging(level: int, *, to_stderr: bool, json_lines: bool = False) -> None:
     py_level = logging.WARNING if level <= 0 else logging.INFO if level <= 2 else logging.DEBUG
     handler: logging.Handler
     if to_stderr or not os.path.exists("/dev/log"):

@@ -1,14 +1,23 @@
-"""The DTLS port: one UDP socket per address family serves every session.
+"""The DTLS port of one worker: shared UDP sockets in, one connected UDP socket per association.
 
-Demultiplexing (anyconnect-protocol.md §9.4, ocserv ``src/main.c`` ``forward_udp_to_owner``):
+Demultiplexing across processes (anyconnect-protocol.md §9.4; ocserv ``src/main.c``
+``forward_udp_to_owner`` does the same job in its main process):
 
-* a datagram from an address that already has an association goes to that tunnel;
-* otherwise only a ClientHello is looked at: its session id (legacy mode) or App-ID (PSK mode, the
-  ClientHello session_id or extension 48018) names the session the CONNECT reply offered; unknown
-  ids, all-zero randoms and anything that is not a ClientHello are dropped without a reply;
-* in PSK mode a ClientHello without a valid cookie gets a stateless HelloVerifyRequest, which is
-  smaller than the hello that caused it, so the port cannot be used as an amplifier and keeps no
-  state for spoofed sources.
+* Every worker reads the shared, unconnected UDP socket(s) the supervisor bound. A datagram there
+  is only looked at if it is a ClientHello; anything else is dropped without a reply.
+* The Session-ID (legacy mode) or App-ID (PSK mode) that a CONNECT reply offered starts with two
+  bytes the offering worker chose: its worker index and the mode. So any worker can tell which
+  worker owns a hello, and answer a PSK hello without a valid cookie with a stateless
+  HelloVerifyRequest (the cookie key is shared by all workers), which is smaller than the hello, so
+  the port cannot be used as an amplifier and keeps no state for spoofed sources.
+* A hello that passes is *steered*: the worker hands it to the supervisor, which creates a UDP
+  socket bound to the DTLS port and connected to the client's address, and passes it with the hello
+  to the owning worker. The kernel delivers a connected socket's datagrams to it in preference to
+  the shared socket, so from then on that client's records reach the owner directly: no hop, no
+  lookup, whichever worker the first datagram hit.
+* The owner checks the id against the offers of its own tunnels; an unknown id, or an all-zero
+  random (ocserv #277), closes the steered socket at once. A tunnel holds at most two steered
+  sockets (its active and its pending association).
 """
 
 from __future__ import annotations
@@ -16,48 +25,70 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
-from ocgate.dtls import Address, CookieJar, PskMode, peek_client_hello_untrusted
+from ocgate.dtls import Address, CookieJar, peek_client_hello_untrusted
 from ocgate.errors import BadRecord
 
 if TYPE_CHECKING:
     from ocgate.daemon._dtls import DtlsChannel
 
-__all__ = ["DtlsPort"]
+__all__ = ["MODE_LEGACY", "MODE_PSK", "DtlsPort", "SteeredSocket", "bind_udp_socket", "tag_id"]
 
 log = logging.getLogger("ocgate.dtls")
 
 _HANDSHAKE = 22
 _ZERO_RANDOM = bytes(32)
+MODE_LEGACY = 1
+MODE_PSK = 2
+MAX_STEERED = 4096
+"""Steered sockets one worker keeps at most (two per tunnel are needed)."""
+
+Steer = Callable[[int, tuple[str, int], bytes], None]
+
+
+def tag_id(worker: int, mode: int, random_bytes: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """A ``random_bytes`` for :func:`ocgate.dtls.negotiate_dtls` whose ids name worker and mode."""
+
+    def make(n: int) -> bytes:
+        return bytes((worker & 0xFF, mode)) + random_bytes(n - 2)
+
+    return make
 
 
 class DtlsPort(asyncio.DatagramProtocol):
-    """Receives every DTLS datagram and hands it to the tunnel it belongs to."""
+    """Reads the shared UDP sockets, steers hellos, and owns this worker's steered sockets.
 
-    def __init__(self) -> None:
+    :param worker: this worker's index (the first byte of the ids it offers).
+    :param cookie_key: the HelloVerifyRequest key every worker shares.
+    :param steer: hands ``(owner, client address, hello)`` to the supervisor.
+    """
+
+    def __init__(self, *, worker: int, cookie_key: bytes, steer: Steer) -> None:
+        self._worker = worker
+        self._steer = steer
         self._by_id: dict[bytes, DtlsChannel] = {}
-        self._by_addr: dict[Address, DtlsChannel] = {}
-        self._cookies = CookieJar(random_bytes=os.urandom)
+        self._cookies = CookieJar(random_bytes=lambda _n: cookie_key)
         self._transports: list[asyncio.DatagramTransport] = []
+        self._steered: dict[Address, SteeredSocket] = {}
         self.dropped = 0
 
-    async def start(self, host: str | None, port: int) -> None:
+    async def adopt(self, sockets: list[socket.socket]) -> None:
+        """Read the shared sockets the supervisor bound."""
         loop = asyncio.get_running_loop()
-        families = [socket.AF_INET, socket.AF_INET6] if host is None else [0]
-        for family in families:
-            bind = host if host is not None else ("0.0.0.0" if family == socket.AF_INET else "::")
-            sock = _udp_socket(bind, port, family)
+        for sock in sockets:
+            sock.setblocking(False)
             transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
             self._transports.append(transport)
-            log.info("event=listening proto=udp address=%s", sock.getsockname()[:2])
 
     def close(self) -> None:
         for transport in self._transports:
             transport.close()
+        for steered in list(self._steered.values()):
+            steered.close()
 
     # Registration by the tunnels ------------------------------------------------------------------
 
@@ -65,49 +96,39 @@ class DtlsPort(asyncio.DatagramProtocol):
         """The CONNECT reply announced ``lookup_id`` (Session-ID or App-ID) for ``channel``."""
         self._by_id[lookup_id] = channel
 
-    def bind(self, addr: Address, channel: DtlsChannel) -> None:
-        self._by_addr[addr] = channel
-
     def forget(self, channel: DtlsChannel) -> None:
         for lookup_id in [k for k, v in self._by_id.items() if v is channel]:
             del self._by_id[lookup_id]
-        for addr in [k for k, v in self._by_addr.items() if v is channel]:
-            del self._by_addr[addr]
+        for steered in [s for s in self._steered.values() if s.channel is channel]:
+            steered.close()
 
-    # Datagrams ------------------------------------------------------------------------------------
+    # The shared sockets ---------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        addr = (str(addr[0]), int(addr[1]))
-        channel = self._by_addr.get(addr)
-        if channel is not None and (not data or data[0] != _HANDSHAKE):
-            channel.datagram_received(data, addr)
-            return
         if not data or data[0] != _HANDSHAKE:
             self.dropped += 1
             return
+        client = (str(addr[0]), int(addr[1]))
         try:
             info = peek_client_hello_untrusted(data)
         except BadRecord:
             info = None
-        if info is None:
-            if channel is not None:  # A handshake record of a handshake under way.
-                channel.datagram_received(data, addr)
-            else:
-                self.dropped += 1
-            return
-        target = self._by_id.get(info.lookup_id)
-        if target is None or info.random == _ZERO_RANDOM:  # ocserv #277
+        if info is None or len(info.session_id) < 2 or info.random == _ZERO_RANDOM:
             self.dropped += 1
             return
-        now = time.monotonic()
-        if isinstance(target.mode, PskMode):
+        lookup = info.session_id
+        if lookup[1] == MODE_PSK:
+            now = time.monotonic()
             try:
-                self._cookies.check(info, addr, now)
+                self._cookies.check(info, client, now)
             except BadRecord:
-                reply = self._cookies.hello_verify_request(info, addr, now)
-                self._transport_for(addr).sendto(reply, addr)
+                reply = self._cookies.hello_verify_request(info, client, now)
+                self._transport_for(client).sendto(reply, client)
                 return
-        target.client_hello(data, info, addr, self._transport_for(addr), self.bind)
+        elif lookup[1] != MODE_LEGACY:
+            self.dropped += 1
+            return
+        self._steer(lookup[0], client, data)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("event=udp-error reason=%r", exc)
@@ -119,17 +140,118 @@ class DtlsPort(asyncio.DatagramProtocol):
                 return transport
         return self._transports[0]
 
+    # Steered sockets ------------------------------------------------------------------------------
 
-def _udp_socket(host: str, port: int, family: int) -> socket.socket:
+    async def steered(self, client: Address, data: bytes, sock: socket.socket) -> None:
+        """The supervisor passed a hello for one of our ids and a socket connected to ``client``."""
+        try:
+            info = peek_client_hello_untrusted(data)
+        except BadRecord:
+            info = None
+        if info is None:
+            sock.close()
+            return
+        target = self._by_id.get(info.session_id)
+        if target is None or len(self._steered) >= MAX_STEERED:
+            self.dropped += 1
+            sock.close()
+            return
+        old = self._steered.pop(client, None)
+        if old is not None:
+            old.close()
+        for stale in [s for s in self._steered.values() if s.channel is target][1:]:
+            stale.close()
+        loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        steered = SteeredSocket(self, client, target)
+        transport, _ = await loop.create_datagram_endpoint(lambda: steered, sock=sock)
+        steered._transport = transport
+        self._steered[client] = steered
+        target.client_hello(
+            data, info, client, cast("asyncio.DatagramTransport", steered), _no_bind
+        )
+
+    def _steered_closed(self, steered: SteeredSocket) -> None:
+        if self._steered.get(steered.client) is steered:
+            del self._steered[steered.client]
+
+    def _rehello(self, steered: SteeredSocket, data: bytes) -> None:
+        """A ClientHello on a steered socket: a retransmission or a new handshake of that tunnel."""
+        try:
+            info = peek_client_hello_untrusted(data)
+        except BadRecord:
+            info = None
+        if info is None:
+            steered.channel.datagram_received(data, steered.client)
+            return
+        if self._by_id.get(info.session_id) is not steered.channel:
+            self.dropped += 1
+            return
+        sender = cast("asyncio.DatagramTransport", steered)
+        steered.channel.client_hello(data, info, steered.client, sender, _no_bind)
+
+
+class SteeredSocket(asyncio.DatagramProtocol):
+    """One UDP socket connected to one client: its datagrams all belong to ``channel``.
+
+    It also serves as the channel's sender (``sendto`` ignores the address: the socket is
+    connected).
+    """
+
+    def __init__(self, port: DtlsPort, client: Address, channel: DtlsChannel) -> None:
+        self._port = port
+        self.client = client
+        self.channel = channel
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        if data and data[0] == _HANDSHAKE and len(data) > 13 and data[13] == 1:  # ClientHello
+            self._port._rehello(self, data)
+            return
+        self.channel.datagram_received(data, self.client)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("event=udp-error remote=%s reason=%r", self.client[0], exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._port._steered_closed(self)
+
+    def sendto(self, data: bytes, addr: object = None) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.sendto(data)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._port._steered_closed(self)
+
+
+def _no_bind(_addr: Address, _channel: DtlsChannel) -> None:
+    """Steered sockets need no address map: the socket is the association's own."""
+
+
+def bind_udp_socket(
+    host: str, port: int, family: int, *, connect: Address | None = None
+) -> socket.socket:
+    """A UDP socket on the DTLS port (the supervisor binds: the port may be privileged)."""
     if family == 0:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        with contextlib.suppress(OSError):  # Best effort: the kernel caps it at rmem_max.
-            sock.setsockopt(socket.SOL_SOCKET, option, 4 << 20)
-    sock.bind((host, port))
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):  # Best effort: the kernel caps it at rmem_max.
+                sock.setsockopt(socket.SOL_SOCKET, option, 4 << 20)
+        sock.bind((host, port))
+        if connect is not None:
+            sock.connect(connect)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
     return sock

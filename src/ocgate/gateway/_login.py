@@ -287,6 +287,9 @@ class LoginDialog:
         session.extra["settings"] = settings
         if accepted.radius is not None:
             session.extra["radius"] = accepted.radius
+        save = getattr(services.store, "save", None)
+        if callable(save):  # A durable store keeps the settings for a reconnect after a restart.
+            save(session)
         log.info(
             "event=login user=%r group=%r remote=%s session=%s method=%s config=%s",
             accepted.username,

@@ -47,7 +47,7 @@ def plan_tunnel(
     headers = {name: value for name, value in reversed(request.headers)}
     prefer4, prefer6 = previous_addresses(request)
     lease_ipv4(session, pool4, sessions, prefer4)
-    want6 = client_wants_ipv6(headers) and pool6 is not None
+    want6 = client_wants_ipv6(headers) and (pool6 is not None or session.ipv6 is not None)
     if want6 and pool6 is not None and session.ipv6 is None:
         session.ipv6 = pool6.allocate(session.username, prefer=prefer6)
     base, proposed = parse_mtu_headers_untrusted(

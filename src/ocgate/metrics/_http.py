@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 
 import h11
 
-__all__ = ["parse_listen_address", "serve_metrics"]
+__all__ = ["answer_scrape", "parse_listen_address", "serve_metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _MAX_REQUEST = 8192
@@ -45,6 +46,16 @@ async def serve_metrics(host: str, port: int, render: Callable[[], bytes]) -> as
         writer.close()
 
     return await asyncio.start_server(handle, host, port, reuse_address=True)
+
+
+async def answer_scrape(sock: socket.socket, render: Callable[[], bytes]) -> None:
+    """Answer one scrape on an accepted connection (a worker serves the supervisor's socket)."""
+    with contextlib.suppress(OSError, TimeoutError, h11.RemoteProtocolError):
+        reader, writer = await asyncio.open_connection(sock=sock)
+        try:
+            await asyncio.wait_for(_answer(reader, writer, render), _DEADLINE)
+        finally:
+            writer.close()
 
 
 async def _answer(

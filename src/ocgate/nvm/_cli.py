@@ -1,7 +1,8 @@
 """``ocgate nvm``: run the collector alone, or list stored flows in the terminal.
 
-``ocgate nvm serve -c FILE [-f] [-d LEVEL]`` runs the collector of ``FILE``'s ``nvm-*`` keys
-(``-f``: foreground, the only mode; accepted for symmetry with ``ocgate serve``).
+``ocgate nvm serve -c FILE [-f] [-d LEVEL]`` runs the collector of ``FILE``'s ``nvm-*`` and
+``metrics-listen`` keys (``-f``: foreground, the only mode; accepted for symmetry with ``ocgate
+serve``). ``FILE`` may hold only those keys, or be a whole ocserv.conf whose VPN keys are skipped.
 
 ``ocgate nvm query [--store URL | -c FILE] [--user U] [--udid X] [--process P] [--host H]
 [--address A] [--since T] [--until T] [--limit N] [--json]`` prints the newest flows first. Times
@@ -53,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocgate nvm", description="NVM (nvzFlow) collector")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the collector alone")
-    serve.add_argument("-c", "--config", required=True, help="the ocgate/ocserv config file")
+    serve.add_argument(
+        "-c", "--config", required=True, help="collector-only or ocserv.conf-style config file"
+    )
     serve.add_argument("-f", "--foreground", action="store_true", help="(always foreground)")
     serve.add_argument("-d", "--debug", type=int, default=0, metavar="LEVEL")
     query = sub.add_parser("query", help="list stored flows, newest first")
@@ -87,10 +90,10 @@ def main(argv: Sequence[str]) -> int:
 def _store_url(args: argparse.Namespace) -> str:
     if args.store:
         return str(args.store)
-    from ocgate.config import load_config
+    from ocgate.config import load_collector_config
 
     if args.config:
-        return load_config(args.config).nvm_store
+        return load_collector_config(args.config).settings.store
     from ocgate.nvm._config import DEFAULT_STORE
 
     return DEFAULT_STORE

@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 The keys live in the ocserv.conf option table (``ocgate.config._options``, section "ocgate
 extensions") and land in flat ``Config.nvm_*`` fields; the parsers below check each value on its
-own. :meth:`NvmSettings.from_config` then applies the rules that involve several keys (a DTLS
-listener needs a certificate and key) and builds the privacy policy. This module is pure: it
-never opens a socket, and imports nothing from ``ocgate.config`` at run time (the option table
-imports it, so the reverse import would be circular).
+own. :class:`NvmSettings` applies the rules that involve several keys (a DTLS listener needs a
+certificate and key, the API needs a token file) and :meth:`NvmSettings.from_config` builds the
+privacy policy. ``ocgate.config._collector`` reads the same keys from a collector-only file
+(``ocgate nvm serve``) and checks the files they name, with the line of each key. This module is
+pure: it never opens a socket, and imports nothing from ``ocgate.config`` at run time (the option
+table imports it, so the reverse import would be circular).
 
 Keys (all optional; the collector runs when at least one listener is configured):
 
@@ -20,7 +22,9 @@ Keys (all optional; the collector runs when at least one listener is configured)
 * ``nvm-retention-days = 30``;
 * ``nvm-syslog = udp://siem:514`` / ``tcp://…`` / ``tls://…`` (repeatable),
   ``nvm-json-file = /var/log/ocgate/nvm.jsonl``, ``nvm-json-http = https://siem/ingest``;
-* the ``nvm-privacy-*`` keys of :mod:`ocgate.nvm._privacy`.
+* the ``nvm-privacy-*`` keys of :mod:`ocgate.nvm._privacy`;
+* ``metrics-listen = 127.0.0.1:9099``: Prometheus ``/metrics`` of the collector when it runs alone
+  (inside ``ocgate serve`` the gateway serves that key).
 """
 
 from __future__ import annotations
@@ -216,6 +220,8 @@ class NvmSettings:
     :param api_listen: ``HOST:PORT`` of the REST API (served by ``ocgate.nvm.api``).
     :param api_token_file: bearer token file of the REST API.
     :param privacy: the privacy policy.
+    :param metrics_listen: ``HOST:PORT`` of the collector's Prometheus endpoint (``ocgate nvm
+        serve`` only; the gateway serves ``metrics-listen`` itself).
     """
 
     listen: tuple[ListenAddress, ...] = ()
@@ -232,6 +238,7 @@ class NvmSettings:
     api_listen: str | None = None
     api_token_file: str | None = None
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy.default)
+    metrics_listen: str | None = None
 
     def __post_init__(self) -> None:
         if self.dtls_listen and not (self.dtls_cert and self.dtls_key):
@@ -240,12 +247,19 @@ class NvmSettings:
                 key="nvm-dtls-listen",
                 expected="nvm-dtls-cert and nvm-dtls-key lines",
             )
+        if self.api_listen and not self.api_token_file:
+            raise ConfigError(
+                "the API needs bearer tokens",
+                key="nvm-api-listen",
+                expected="an nvm-api-token-file line (one token per line in that file)",
+            )
 
     @classmethod
     def from_config(cls, config: Config) -> NvmSettings:
         """Build and cross-check the settings of a loaded ``Config``.
 
-        :raises ConfigError: missing DTLS certificate/key, bad privacy key file.
+        :raises ConfigError: missing DTLS certificate/key or API token file, bad privacy key
+            file.
         """
         try:
             return cls(

@@ -43,9 +43,10 @@ from typing import Final, cast
 
 from OpenSSL import SSL
 
-from ocgate.errors import BadIpfix, ConfigError
+from ocgate.errors import BadIpfix
 from ocgate.nvm._collector import Collector
 from ocgate.nvm._config import ListenAddress, NvmSettings
+from ocgate.nvm._credentials import load_dtls_credentials
 from ocgate.nvm.ipfix import ExporterKey, split_stream_untrusted
 
 __all__ = [
@@ -213,20 +214,14 @@ def make_dtls_context(
     """A DTLS ≥ 1.2 server context; mutual when ``ca`` is set.
 
     :param cookie_secret: returns the secrets cookies are made with (first) and checked against.
-    :raises ConfigError: unreadable certificate, key or CA.
+    :raises ConfigError: unreadable certificate, key or CA (``key`` names which).
     """
     ctx = SSL.Context(SSL.DTLS_SERVER_METHOD)
     ctx.set_min_proto_version(_DTLS1_2)
     ctx.set_options(SSL.OP_NO_TICKET)
-    try:
-        ctx.use_certificate_chain_file(cert)
-        ctx.use_privatekey_file(key)
-        ctx.check_privatekey()
-        if ca is not None:
-            ctx.load_verify_locations(ca)
-            ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
-    except (SSL.Error, OSError) as exc:
-        raise ConfigError(f"DTLS certificate setup failed: {exc}", key="nvm-dtls-cert") from None
+    load_dtls_credentials(ctx, cert, key, ca)
+    if ca is not None:
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
 
     def cookie(conn: SSL.Connection, secret: bytes) -> bytes:
         host, port = conn.get_app_data()

@@ -12,6 +12,11 @@ Embedding (what the gateway does)::
 
 With ``nvm-api-listen`` set, the REST/WebSocket API (``ocgate.nvm.api``, extra ``ocgate[api]``)
 runs in the same process on the collector's store and live hub.
+
+Alone (``ocgate nvm serve -c FILE``), the collector reads only the collector keys of ``FILE``
+(:func:`ocgate.config.load_collector_config`), serves ``metrics-listen`` itself, and reports any
+configuration error, found while loading or while starting, as one
+``file:line: key: problem (expected: …)`` line on stderr with exit status 1.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import sys
 from dataclasses import dataclass
 from typing import Protocol
 
-from ocgate.config import Config, load_config
+from ocgate.config import CollectorConfig, Config, load_collector_config
 from ocgate.errors import ConfigError
 from ocgate.nvm._collector import Collector, LeasePublisher
 from ocgate.nvm._config import NvmSettings
@@ -103,8 +108,13 @@ class NvmService:
     collector: Collector
     hub: FlowHub
     api: ApiHandle | None = None
+    metrics: asyncio.Server | None = None
 
     async def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            await self.metrics.wait_closed()
+            self.metrics = None
         if self.api is not None:
             self.hub.close()  # Open WebSocket streams end with code 1001.
             await self.api.close()
@@ -119,26 +129,47 @@ class ApiHandle(Protocol):
 async def start_service(
     settings: NvmSettings, *, lease_events: LeasePublisher | None = None
 ) -> NvmService:
-    """Collector, hub and (with ``nvm-api-listen``) the API, started in that order."""
+    """Collector, hub, then the API (``nvm-api-listen``) and metrics (``settings.metrics_listen``).
+
+    :raises ConfigError: a file the settings name is unusable, or the API extra is missing.
+    :raises OSError: a listener could not bind.
+    """
     hub = FlowHub()
     collector = await open_collector(settings, lease_events=lease_events, hub=hub)
     service = NvmService(collector=collector, hub=hub)
-    if settings.api_listen:
-        try:
+    try:
+        if settings.api_listen:
             service.api = await _start_api(settings, collector, hub)
-        except BaseException:
-            await service.close()
-            raise
+        if settings.metrics_listen:
+            service.metrics = await _start_metrics(settings.metrics_listen, collector)
+    except BaseException:
+        await service.close()
+        raise
     return service
+
+
+async def _start_metrics(listen: str, collector: Collector) -> asyncio.Server:
+    from ocgate.metrics import parse_listen_address, serve_metrics
+    from ocgate.nvm._metrics import CollectorMetrics
+
+    host, port = parse_listen_address(listen)
+    server = await serve_metrics(host, port, CollectorMetrics(collector.stats).render)
+    log.info("event=listening proto=metrics address=%s", (host, port))
+    return server
 
 
 async def _start_api(settings: NvmSettings, collector: Collector, hub: FlowHub) -> ApiHandle:
     from ocgate.metrics import parse_listen_address
-    from ocgate.nvm.api import create_app, load_tokens, serve_api
+    from ocgate.nvm._tokens import load_tokens
 
+    try:
+        from ocgate.nvm.api import create_app, serve_api
+    except ImportError as exc:
+        raise ConfigError(
+            str(exc), key="nvm-api-listen", expected="pip install 'ocgate[api]'"
+        ) from None
     assert settings.api_listen is not None
-    if settings.api_token_file is None:
-        raise ConfigError("the API needs bearer tokens", key="nvm-api-token-file")
+    assert settings.api_token_file is not None  # NvmSettings checks it.
     app = create_app(
         collector.store, hub, load_tokens(settings.api_token_file), stats=collector.exporter_stats
     )
@@ -179,20 +210,40 @@ async def _run(settings: NvmSettings) -> None:
         await service.close()
 
 
+def _check_standalone(config: CollectorConfig) -> None:
+    settings = config.settings
+    if not (settings.listen or settings.dtls_listen):
+        raise ConfigError(
+            "no collector listener is configured",
+            file=config.source,
+            key="nvm-listen",
+            expected="nvm-listen = udp://0.0.0.0:2055 or nvm-dtls-listen = dtls://0.0.0.0:4740",
+        )
+
+
 def run_standalone(config_path: str, *, debug: int = 0) -> int:
-    """``ocgate nvm serve``: run the collector alone until SIGINT/SIGTERM."""
+    """``ocgate nvm serve``: run the collector alone until SIGINT/SIGTERM.
+
+    :returns: 0 after a signal; 1, with one line on stderr, for a configuration error or a
+        listener that cannot bind.
+    """
     logging.basicConfig(
         level=logging.DEBUG if debug >= 3 else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    config: CollectorConfig | None = None
     try:
-        settings = NvmSettings.from_config(load_config(config_path))
+        config = load_collector_config(config_path)
+        _check_standalone(config)
+        for warning in config.warnings:
+            log.warning("event=config-warning %s", warning)
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run(config.settings))
     except ConfigError as exc:
-        print(f"ocgate nvm: {exc}", file=sys.stderr)
+        located = exc if config is None else config.locate(exc)
+        print(f"ocgate nvm: error: {located}", file=sys.stderr)
         return 1
-    if not (settings.listen or settings.dtls_listen):
-        print("ocgate nvm: no nvm-listen or nvm-dtls-listen in the configuration", file=sys.stderr)
+    except OSError as exc:
+        print(f"ocgate nvm: error: cannot start the collector: {exc}", file=sys.stderr)
         return 1
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(settings))
     return 0

@@ -52,6 +52,10 @@ class Session:
     """When the cookie expires while no tunnel uses it; ``None`` while connected."""
     session_deadline: float | None = None
     """``created + session-timeout``: absolute, spans reconnects (ocserv #599)."""
+    cookie_timeout: float = 0.0
+    """The ``cookie_timeout`` given when the session was created (0 if unknown).
+    :class:`~ocgate.session.SqliteSessionStore` keeps it to re-arm the cookie of a session whose
+    tunnel was up when the gateway stopped."""
     ipv4: IPv4Address | None = None
     ipv6: IPv6Network | None = None
     connected: bool = False

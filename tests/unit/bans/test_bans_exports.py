@@ -4,6 +4,12 @@ import ocgate.bans
 
 
 def test_public_api() -> None:
-    assert set(ocgate.bans.__all__) == {"BanEntry", "BanPolicy", "BanTable", "is_exempt"}
+    assert set(ocgate.bans.__all__) == {
+        "BanEntry",
+        "BanPolicy",
+        "BanTable",
+        "SavedBan",
+        "is_exempt",
+    }
     for name in ocgate.bans.__all__:
         assert hasattr(ocgate.bans, name)

@@ -9,12 +9,16 @@ def test_all() -> None:
     assert sorted(ocgate.config.__all__) == sorted(
         [
             "Config",
+            "CollectorConfig",
             "AuthMethod",
             "ConfigWarning",
             "IPNetwork",
             "IPAddress",
             "load_config",
             "parse_config",
+            "load_collector_config",
+            "parse_collector_config",
+            "COLLECTOR_KEYS",
             "KNOWN_OCSERV_KEYS",
             "PER_USER_KEYS",
             "UserConfig",

@@ -51,7 +51,6 @@ def test_sample_parses_with_only_warnings(tmp_path: Path) -> None:
     keys = Counter(w.key for w in config.warnings)
     assert max(keys.values()) == 1  # One warning per key.
     assert keys.keys() >= {
-        "isolate-workers",
         "min-reauth-time",
         "camouflage_secret",
     }

@@ -52,8 +52,8 @@ def test_net_priority_forms(parse: Parse, value: str) -> None:
 
 
 def test_unimplemented_values_are_still_checked(parse: Parse) -> None:
-    config = parse("isolate-workers = maybe\nuse-utmp = true\nproxy-url = http://p\n")
-    assert [w.key for w in config.warnings] == ["isolate-workers", "use-utmp", "proxy-url"]
+    config = parse("listen-proxy-proto = maybe\nuse-utmp = true\nproxy-url = http://p\n")
+    assert [w.key for w in config.warnings] == ["listen-proxy-proto", "use-utmp", "proxy-url"]
 
 
 @pytest.mark.parametrize(
@@ -304,9 +304,9 @@ BRIEF_KEYS = [
 ]
 
 
-# ocgate's own keys (not ocserv's): the Prometheus endpoint and the NVM collector.
+# ocgate's own keys (not ocserv's): the Prometheus endpoint, processes, store and the collector.
 def _is_extension(key: str) -> bool:
-    return key == "metrics-listen" or key.startswith("nvm-")
+    return key in {"metrics-listen", "workers", "session-store"} or key.startswith("nvm-")
 
 
 def test_table_covers_ocserv_keys() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,9 @@ from ocgate.nvm._config import (
 from ocgate.nvm._privacy import Action
 from ocgate.nvm.ipfix import ExporterKey
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from pki import make_pki
+
 
 def config_text(tmp_path: Path, extra: str) -> str:
     cert = tmp_path / "c.pem"
@@ -39,16 +43,21 @@ def config_text(tmp_path: Path, extra: str) -> str:
 def test_nvm_keys_land_in_config_and_settings(tmp_path: Path) -> None:
     key = tmp_path / "hmac.key"
     key.write_text("0123456789abcdef0123")
+    tokens = tmp_path / "api.tokens"
+    tokens.write_text("0123456789abcdef0123\n")
+    tokens.chmod(0o600)
+    pki = make_pki(tmp_path / "pki")
     text = config_text(
         tmp_path,
         "nvm-listen = udp://0.0.0.0:2055\n"
         "nvm-listen = tcp://[::1]\n"
         "nvm-dtls-listen = dtls://0.0.0.0\n"
-        f"nvm-dtls-cert = {tmp_path / 'c.pem'}\n"
-        f"nvm-dtls-key = {tmp_path / 'c.pem'}\n"
+        f"nvm-dtls-cert = {pki.server.cert_path}\n"
+        f"nvm-dtls-key = {pki.server.key_path}\n"
         "nvm-allow = 10.8.0.0/16\nnvm-allow = 2001:db8::1\n"
         "nvm-store = sqlite://nvm.sqlite\n"
         "nvm-api-listen = 127.0.0.1:8443\n"
+        "nvm-api-token-file = api.tokens\n"
         "nvm-retention-days = 7\n"
         "nvm-syslog = udp://siem\nnvm-syslog = tls://siem:1514\n"
         "nvm-json-file = nvm.jsonl\n"
@@ -110,11 +119,13 @@ def test_bad_values_name_file_line_and_key(tmp_path: Path, line: str, message: s
 
 
 def test_dtls_listener_needs_certificate_and_key(tmp_path: Path) -> None:
-    config = parse_config(
-        config_text(tmp_path, "nvm-dtls-listen = dtls://127.0.0.1\n"), source="x.conf"
-    )
+    with pytest.raises(ConfigError, match="certificate and a key") as info:
+        parse_config(
+            config_text(tmp_path, "nvm-dtls-listen = dtls://127.0.0.1\n"), source="x.conf"
+        )
+    assert (info.value.file, info.value.line, info.value.key) == ("x.conf", 4, "nvm-dtls-listen")
     with pytest.raises(ConfigError, match="certificate and a key"):
-        NvmSettings.from_config(config)
+        NvmSettings(dtls_listen=(ListenAddress("dtls", "127.0.0.1", 4740),))
 
 
 def test_url_parsers_directly() -> None:

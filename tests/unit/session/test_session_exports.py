@@ -12,6 +12,7 @@ def test_exports() -> None:
         "Session",
         "SessionCookie",
         "SessionStore",
+        "SqliteSessionStore",
         "assign_leases",
         "cookie_digest_untrusted",
         "parse_cookie_untrusted",

@@ -3,7 +3,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -18,6 +22,7 @@ from ocgate.session import (
     Session,
     SessionCookie,
     SessionStore,
+    SqliteSessionStore,
     assign_leases,
     cookie_digest_untrusted,
     parse_cookie_untrusted,
@@ -27,8 +32,47 @@ from ocgate.session import (
 COOKIE_TIMEOUT = 300.0
 
 
-def make_store(seed: int = 0) -> MemorySessionStore:
+StoreFactory = Callable[..., MemorySessionStore]
+
+
+def memory_store(seed: int = 0) -> MemorySessionStore:
     return MemorySessionStore(random_bytes=random.Random(seed).randbytes)
+
+
+def assert_written_through(store: SqliteSessionStore) -> None:
+    """The file holds exactly the store's sessions, in the same state."""
+    with closing(sqlite3.connect(store.path)) as db:
+        rows = db.execute(
+            "SELECT sid, connected, tunnel_id, expires_at, session_deadline FROM sessions"
+        ).fetchall()
+    assert {sid: (bool(c), t, e, d) for sid, c, t, e, d in rows} == {
+        s.sid: (s.connected, s.tunnel_id, s.expires_at, s.session_deadline)
+        for s in store.sessions()
+    }
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Build stores of one implementation; a SQLite store is checked against its file after."""
+    durable: list[SqliteSessionStore] = []
+
+    def factory(
+        seed: int = 0, *, random_bytes: Callable[[int], bytes] | None = None
+    ) -> MemorySessionStore:
+        source = random_bytes or random.Random(seed).randbytes
+        if request.param == "memory":
+            return MemorySessionStore(random_bytes=source)
+        path = tmp_path / f"store{len(durable)}.sqlite"
+        store = SqliteSessionStore(path, now=0.0, random_bytes=source)
+        durable.append(store)
+        return store
+
+    yield factory
+    for store in durable:
+        try:
+            assert_written_through(store)
+        finally:
+            store.close()
 
 
 def create(
@@ -57,7 +101,7 @@ def mutate(cookie: str, i: int = 0) -> str:
 # --- cookie format ----------------------------------------------------------------------------
 
 
-def test_cookie_format_like_ocserv() -> None:
+def test_cookie_format_like_ocserv(make_store: StoreFactory) -> None:
     store = make_store()
     cookie, session = create(store)
     assert isinstance(cookie, str)
@@ -70,7 +114,7 @@ def test_cookie_format_like_ocserv() -> None:
     assert cookie_digest_untrusted(str(cookie)) == session.token_digest
 
 
-def test_cookie_comes_from_random_bytes() -> None:
+def test_cookie_comes_from_random_bytes(make_store: StoreFactory) -> None:
     c1, _ = create(make_store(5))
     c2, _ = create(make_store(5))
     c3, _ = create(make_store(6))
@@ -93,7 +137,7 @@ def test_cookie_comes_from_random_bytes() -> None:
         "A" * 10000,
     ],
 )
-def test_malformed_cookies_rejected(bad: str) -> None:
+def test_malformed_cookies_rejected(bad: str, make_store: StoreFactory) -> None:
     with pytest.raises(InvalidCookie):
         parse_cookie_untrusted(bad)
     with pytest.raises(InvalidCookie):
@@ -124,7 +168,7 @@ def test_fuzz_parse_cookie_untrusted(text: str) -> None:
 
 @given(st.text(max_size=60))
 def test_fuzz_lookup_raises_only_invalid_cookie(text: str) -> None:
-    store = make_store()
+    store = memory_store()
     create(store)
     with pytest.raises(InvalidCookie):
         store.lookup(text, 1000.0)
@@ -133,7 +177,7 @@ def test_fuzz_lookup_raises_only_invalid_cookie(text: str) -> None:
 # --- lookup -----------------------------------------------------------------------------------
 
 
-def test_lookup_finds_session_and_mutated_cookie_fails() -> None:
+def test_lookup_finds_session_and_mutated_cookie_fails(make_store: StoreFactory) -> None:
     store = make_store()
     cookie, session = create(store)
     other_cookie, other = create(store, user="bob")
@@ -144,7 +188,7 @@ def test_lookup_finds_session_and_mutated_cookie_fails() -> None:
             store.lookup(mutate(cookie, i), 1000.0)
 
 
-def test_session_fields() -> None:
+def test_session_fields(make_store: StoreFactory) -> None:
     store = make_store()
     _, s = create(store, now=50.0, session_timeout=3600)
     assert s.username == "alice"
@@ -165,24 +209,24 @@ def test_session_fields() -> None:
     assert "sessions=1" in repr(store)
 
 
-def test_sids_unique_even_with_colliding_randomness() -> None:
+def test_sids_unique_even_with_colliding_randomness(make_store: StoreFactory) -> None:
     # The same 4 bytes come back for the sid twice; the store must draw again.
     stream = iter([b"\x01" * 32, b"sid1", b"\x02" * 32, b"sid1", b"sid2"])
-    store = MemorySessionStore(random_bytes=lambda n: next(stream))
+    store = make_store(random_bytes=lambda n: next(stream))
     _, a = create(store)
     _, b = create(store)
     assert a.sid != b.sid
 
 
-def test_token_collision_draws_again() -> None:
+def test_token_collision_draws_again(make_store: StoreFactory) -> None:
     stream = iter([b"\x01" * 32, b"sid1", b"\x01" * 32, b"\x02" * 32, b"sid2"])
-    store = MemorySessionStore(random_bytes=lambda n: next(stream))
+    store = make_store(random_bytes=lambda n: next(stream))
     c1, _ = create(store)
     c2, _ = create(store)
     assert c1 != c2
 
 
-def test_by_sid_unknown() -> None:
+def test_by_sid_unknown(make_store: StoreFactory) -> None:
     with pytest.raises(KeyError):
         make_store().by_sid("nope")
 
@@ -190,7 +234,7 @@ def test_by_sid_unknown() -> None:
 # --- lifetime ---------------------------------------------------------------------------------
 
 
-def test_cookie_expires_only_while_disconnected() -> None:
+def test_cookie_expires_only_while_disconnected(make_store: StoreFactory) -> None:
     store = make_store()
     cookie, s = create(store, now=0.0)
     assert store.lookup(cookie, COOKIE_TIMEOUT - 1) is s
@@ -214,7 +258,7 @@ def test_cookie_expires_only_while_disconnected() -> None:
         store.lookup(cookie, 10_300.0)
 
 
-def test_stale_tunnel_does_not_disconnect_successor() -> None:
+def test_stale_tunnel_does_not_disconnect_successor(make_store: StoreFactory) -> None:
     store = make_store()
     _, s = create(store)
     store.mark_connected(s, 1.0, tunnel_id=1)
@@ -226,7 +270,7 @@ def test_stale_tunnel_does_not_disconnect_successor() -> None:
     assert not s.connected
 
 
-def test_session_deadline_spans_reconnects() -> None:
+def test_session_deadline_spans_reconnects(make_store: StoreFactory) -> None:
     store = make_store()
     cookie, s = create(store, now=0.0, session_timeout=1000)
     store.mark_connected(s, 1.0)
@@ -243,12 +287,12 @@ def test_session_deadline_spans_reconnects() -> None:
 
 
 @pytest.mark.parametrize("timeout", [None, 0])
-def test_no_session_timeout(timeout: float | None) -> None:
+def test_no_session_timeout(timeout: float | None, make_store: StoreFactory) -> None:
     _, s = create(make_store(), session_timeout=timeout)
     assert s.session_deadline is None
 
 
-def test_invalidate() -> None:
+def test_invalidate(make_store: StoreFactory) -> None:
     store = make_store()
     cookie, s = create(store)
     keep_cookie, keep = create(store, user="bob")
@@ -262,7 +306,7 @@ def test_invalidate() -> None:
     assert store.lookup(keep_cookie, 1000.0) is keep
 
 
-def test_expire_returns_only_expired() -> None:
+def test_expire_returns_only_expired(make_store: StoreFactory) -> None:
     store = make_store()
     _, old = create(store, now=0.0)
     _, new = create(store, now=200.0)
@@ -281,7 +325,7 @@ def pools() -> tuple[Ipv4Pool, Ipv6Pool]:
     )
 
 
-def test_leases_kept_across_reconnect_and_released_on_expiry() -> None:
+def test_leases_kept_across_reconnect_and_released_on_expiry(make_store: StoreFactory) -> None:
     v4, v6 = pools()
     store = make_store()
     cookie, s = create(store, now=0.0)
@@ -304,7 +348,7 @@ def test_leases_kept_across_reconnect_and_released_on_expiry() -> None:
     assert (v4.in_use, v6.in_use) == (0, 0)
 
 
-def test_assign_leases_prefers_previous_addresses() -> None:
+def test_assign_leases_prefers_previous_addresses(make_store: StoreFactory) -> None:
     v4, v6 = pools()
     _, s = create(make_store())
     assign_leases(s, v4, v6, IPv4Address("10.10.0.99"), IPv6Network("fd00:10:0:99::/64"))
@@ -312,7 +356,7 @@ def test_assign_leases_prefers_previous_addresses() -> None:
     assert s.ipv6 == IPv6Network("fd00:10:0:99::/64")
 
 
-def test_assign_leases_single_stack() -> None:
+def test_assign_leases_single_stack(make_store: StoreFactory) -> None:
     v4, v6 = pools()
     _, s = create(make_store())
     assign_leases(s, v4, None)
@@ -326,7 +370,7 @@ def test_assign_leases_single_stack() -> None:
     assert s.ipv4 is None
 
 
-def test_assign_leases_rolls_back_ipv4_when_ipv6_exhausted() -> None:
+def test_assign_leases_rolls_back_ipv4_when_ipv6_exhausted(make_store: StoreFactory) -> None:
     v4 = Ipv4Pool(IPv4Network("10.10.0.0/24"), predictable=True)
     v6 = Ipv6Pool(IPv6Network("fd00::/126"), predictable=True)
     store = make_store()
@@ -343,7 +387,7 @@ def test_assign_leases_rolls_back_ipv4_when_ipv6_exhausted() -> None:
 # --- secrets stay out of repr -----------------------------------------------------------------
 
 
-def test_repr_never_shows_cookie_or_digest() -> None:
+def test_repr_never_shows_cookie_or_digest(make_store: StoreFactory) -> None:
     store = make_store()
     cookie, s = create(store)
     raw = parse_cookie_untrusted(cookie)
@@ -359,7 +403,7 @@ def test_repr_never_shows_cookie_or_digest() -> None:
     assert cookie == str(cookie)
 
 
-def test_session_equality_is_identity() -> None:
+def test_session_equality_is_identity(make_store: StoreFactory) -> None:
     store = make_store()
     _, a = create(store)
     assert a == a

@@ -1,0 +1,524 @@
+"""The authentication service ("sec-mod"): credentials, sessions, cookies, leases and bans.
+
+It is the only process that reads the password and OTP files, talks RADIUS, holds the session store
+and hands out addresses. Workers reach it over one typed channel each
+(:mod:`ocgate.ipc`): they forward the pre-tunnel HTTP requests of a connection to its login dialog
+(which lives here, so the verdict and the cookie never depend on a worker's word), claim a session
+by cookie at CONNECT and report tunnels up and down. Hashing and OTP file updates run in a thread
+pool and RADIUS does asynchronous I/O, so a slow check never holds up another login, and workers
+never wait on it for data-path work.
+
+Session times here are wall-clock seconds: the store is durable (SQLite) and a restarted gateway
+must read them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ocgate import ipc
+from ocgate.auth import SessionAccounting, build_accounting, build_auth_backends
+from ocgate.bans import BanPolicy, BanTable
+from ocgate.config import Config
+from ocgate.control import BanInfo, SessionInfo
+from ocgate.daemon._store import open_session_store
+from ocgate.errors import InvalidCookie, OcgateError, ResourceError
+from ocgate.gateway import GroupMenu, LoginDialog, LoginServices, SessionSettings, lease_ipv4
+from ocgate.http import Response
+from ocgate.ipc import messages as m
+from ocgate.metrics import GatewayMetrics, LiveState
+from ocgate.radius import AccountingSession, RadiusResult
+from ocgate.session import Ipv4Pool, Ipv6Pool, Session, SessionStore
+from ocgate.tls import load_credentials
+
+__all__ = ["AuthService"]
+
+log = logging.getLogger("ocgate.secmod")
+
+_MAINTENANCE_PERIOD = 5.0
+_COOKIE_SLACK = 15  # ocserv keeps a cookie cookie-timeout + 15 s after its tunnel ends.
+MAX_DIALOGS_PER_WORKER = 4096
+"""Login dialogs a worker may hold open here (one per pre-tunnel TLS connection)."""
+
+
+@dataclass(slots=True)
+class _Owner:
+    worker: int
+    tunnel_id: int
+    local: str
+
+
+class AuthService:
+    """The state and the request handlers of the authentication service."""
+
+    def __init__(self, config: Config, *, store_path: str) -> None:
+        self.store: SessionStore = open_session_store(store_path, now=time.time())
+        self.pool4: Ipv4Pool | None = None
+        self.pool6: Ipv6Pool | None = None
+        self._retired: list[Ipv4Pool | Ipv6Pool] = []
+        self.bans = BanTable(BanPolicy())
+        self.workers: dict[int, ipc.Channel] = {}
+        self.owners: dict[str, _Owner] = {}
+        self.counters: dict[str, tuple[int, int, int, int]] = {}
+        self.dialogs: dict[tuple[int, int], LoginDialog] = {}
+        self.metrics = GatewayMetrics(self._live_state)
+        self.accounting: SessionAccounting | None = None
+        self.auth_failures = 0
+        self._next_accept = 0.0
+        self._maintenance: asyncio.Task[None] | None = None
+        self.load(config)
+        self._restore_leases()
+
+    # Configuration --------------------------------------------------------------------------------
+
+    def load(self, config: Config) -> None:
+        """Build everything that depends on the configuration (start and reload).
+
+        :raises ConfigError: a file cannot be used; nothing has changed then.
+        """
+        backends = build_auth_backends(config)
+        accounting = build_accounting(config)
+        credentials = load_credentials(config.server_cert[0])
+        self.config = config
+        if accounting is not None and self.accounting is None:
+            self.accounting = SessionAccounting(
+                accounting, stats_report_time=config.stats_report_time
+            )
+        self.bans.policy = _ban_policy(config)
+        self._load_pools(config)
+        wants_menu = config.select_group or config.default_select_group or config.auto_select_group
+        self.login_services = LoginServices(
+            config=config,
+            backends=backends,
+            groups=GroupMenu(config, backends.file_groups()) if wants_menu else None,
+            is_banned=self.is_banned,
+            on_auth_failure=self._wrong_password,
+            store=self.store,
+            credentials=credentials,
+            clock=time.time,
+            count_connected=self._count_connected,
+            end_session=self.end_session,
+            on_login=self._count_login,
+        )
+
+    def _load_pools(self, config: Config) -> None:
+        if self.pool4 is None or config.ipv4_network != self.pool4.network:
+            if self.pool4 is not None:
+                self._retired.append(self.pool4)
+            self.pool4 = (
+                Ipv4Pool(config.ipv4_network, predictable=config.predictable_ips)
+                if config.ipv4_network is not None
+                else None
+            )
+        if self.pool6 is None or config.ipv6_network != self.pool6.network:
+            if self.pool6 is not None:
+                self._retired.append(self.pool6)
+            self.pool6 = (
+                Ipv6Pool(
+                    config.ipv6_network,
+                    config.ipv6_subnet_prefix,
+                    predictable=config.predictable_ips,
+                )
+                if config.ipv6_network is not None
+                else None
+            )
+
+    def _restore_leases(self) -> None:
+        """Sessions read back from the durable store keep their addresses."""
+        load_bans = getattr(self.store, "load_bans", None)
+        if callable(load_bans):
+            self.bans.restore(load_bans(), time.monotonic(), time.time())
+        restore = getattr(self.store, "restore_leases", None)
+        if restore is None:
+            return
+        for session in restore(self.pool4, self.pool6):
+            log.warning("event=lease-lost session=%s user=%r", session.sid, session.username)
+        count = len(self.store.sessions())
+        if count:
+            log.info("event=sessions-restored count=%d", count)
+
+    def start(self) -> None:
+        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def close(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        self._save_bans()
+        if self.accounting is not None:
+            await self.accounting.close()
+        closer = getattr(self.store, "close", None)
+        if callable(closer):
+            closer()
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(_MAINTENANCE_PERIOD)
+            for session in self.store.expire(time.time()):
+                log.info("event=session-expired user=%r session=%s", session.username, session.sid)
+                owner = self.owners.pop(session.sid, None)
+                if owner is not None:
+                    self._tell(owner.worker, m.CloseSession(
+                        sid=session.sid, reason="session expired", notify=True
+                    ))  # fmt: skip
+                self._release(session, "session expired")
+            self.bans.expire(time.monotonic())
+            self._save_bans()
+
+    def _save_bans(self) -> None:
+        save = getattr(self.store, "save_bans", None)
+        if callable(save):
+            with contextlib.suppress(OSError):
+                save(self.bans.snapshot(time.monotonic(), time.time()))
+
+    # Bans -----------------------------------------------------------------------------------------
+
+    def is_banned(self, address: str) -> bool:
+        return self.bans.is_banned(address, time.monotonic())
+
+    def admit(self, address: str) -> m.Admitted:
+        now = time.monotonic()
+        if self.bans.is_banned(address, now):
+            log.info("event=connection-refused remote=%s reason='address is banned'", address)
+            return m.Admitted(refused=True)
+        self._add_points(address, self.bans.policy.points_connection, "connection")
+        rate = self.config.rate_limit_ms / 1000
+        if rate <= 0:
+            return m.Admitted()
+        slot = max(now, self._next_accept)
+        self._next_accept = slot + rate
+        return m.Admitted(delay=slot - now)
+
+    def _add_points(self, address: str, points: int, why: str) -> None:
+        now = time.monotonic()
+        was_banned = self.bans.is_banned(address, now)
+        if self.bans.add_points(address, points, now) and not was_banned:
+            self.metrics.bans.inc()
+            log.warning(
+                "event=address-banned remote=%s reason=%s ban_time=%d",
+                address,
+                why,
+                self.bans.policy.ban_time,
+            )
+            self._save_bans()
+
+    def _wrong_password(self, address: str) -> None:
+        self._add_points(address, self.bans.policy.points_wrong_password, "wrong-password")
+
+    def ban_entries(self) -> list[BanInfo]:
+        now, wall = time.monotonic(), time.time()
+        return [
+            BanInfo(
+                ip=entry.address,
+                score=entry.score,
+                expires=None if entry.banned_until is None else wall + entry.banned_until - now,
+            )
+            for entry in self.bans.entries(now)
+        ]
+
+    # Sessions -------------------------------------------------------------------------------------
+
+    def _count_connected(self, username: str) -> int:
+        return sum(1 for s in self.store.sessions() if s.connected and s.username == username)
+
+    def _count_login(self, result: str, reason: str) -> None:
+        self.metrics.logins.labels(result=result, reason=reason).inc()
+        if result != "success":
+            self.auth_failures += 1
+
+    def end_session(self, session: Session, reason: str) -> None:
+        """End ``session`` for good: its tunnel (on whichever worker), cookie and leases."""
+        owner = self.owners.get(session.sid)
+        if owner is not None and owner.worker in self.workers:
+            self._tell(owner.worker, m.CloseSession(
+                sid=session.sid, reason=reason, end_session=True, notify=True
+            ))  # fmt: skip
+            return  # The worker's TunnelDown finishes the job.
+        self.owners.pop(session.sid, None)
+        self.store.invalidate(session)
+        self._release(session, reason)
+        log.info(
+            "event=session-ended user=%r session=%s reason=%r",
+            session.username,
+            session.sid,
+            reason,
+        )
+
+    def _release(self, session: Session, reason: str) -> None:
+        if self.accounting is not None:
+            self.accounting.session_ended(session.sid, reason)
+        self.counters.pop(session.sid, None)
+        if session.ipv4 is not None:
+            for pool4 in (self.pool4, *self._retired):
+                if isinstance(pool4, Ipv4Pool) and pool4.owns(session.ipv4):
+                    pool4.release(session.ipv4)
+                    break
+        if session.ipv6 is not None:
+            for pool6 in (self.pool6, *self._retired):
+                if isinstance(pool6, Ipv6Pool) and pool6.owns(session.ipv6):
+                    pool6.release(session.ipv6)
+                    break
+        session.ipv4 = None
+        session.ipv6 = None
+
+    def _session_config(self, session: Session) -> Config:
+        settings = session.extra.get("settings")
+        return settings.config if isinstance(settings, SessionSettings) else self.config
+
+    def claim(self, worker: int, msg: m.ClaimSession) -> m.SessionGranted:
+        """CONNECT: find the session, take it from an older tunnel, lease its addresses.
+
+        :raises InvalidCookie: the cookie names no live session.
+        :raises ResourceError: no address can be given.
+        """
+        session = self.store.lookup(msg.cookie, time.time())
+        old = self.owners.get(session.sid)
+        if old is not None and (old.worker, old.tunnel_id) != (worker, msg.tunnel_id):
+            # A reconnect replaces the older tunnel; the session and its leases carry over.
+            self._tell(
+                old.worker, m.CloseSession(sid=session.sid, reason="replaced by a reconnect")
+            )
+        config = self._session_config(session)
+        limit = self.config.max_clients
+        connected = sum(1 for s in self.store.sessions() if s.connected and s is not session)
+        if limit and connected >= limit:
+            raise ResourceError("maximum number of clients reached")
+        prefer4 = _ipv4(msg.prefer4)
+        prefer6 = _ipv6(msg.prefer6)
+        lease_ipv4(session, self.pool4, self.store.sessions(), prefer4)
+        if msg.want6 and self.pool6 is not None and session.ipv6 is None:
+            session.ipv6 = self.pool6.allocate(session.username, prefer=prefer6)
+        if session.ipv4 is None and session.ipv6 is None:
+            raise ResourceError("no address family left to assign")
+        del config
+        self._save(session)
+        return m.SessionGranted(payload=pickle.dumps(session))
+
+    def _save(self, session: Session) -> None:
+        save = getattr(self.store, "save", None)
+        if callable(save):
+            save(session)
+
+    def tunnel_up(self, worker: int, msg: m.TunnelUp) -> None:
+        try:
+            session = self.store.by_sid(msg.sid)
+        except KeyError:
+            return
+        self.owners[msg.sid] = _Owner(worker=worker, tunnel_id=msg.tunnel_id, local=msg.local)
+        session.device = msg.device
+        session.remote_addr = msg.remote
+        session.user_agent = msg.user_agent or session.user_agent
+        if msg.hostname is not None:
+            session.hostname = msg.hostname
+        self.store.mark_connected(session, time.time(), tunnel_id=msg.tunnel_id)
+        self._save(session)
+        if self.accounting is not None:
+            self._accounting_up(session, msg.local)
+
+    def _accounting_up(self, session: Session, local: str) -> None:
+        assert self.accounting is not None
+        radius = session.extra.get("radius")
+        radius = radius if isinstance(radius, RadiusResult) else None
+        info = AccountingSession(
+            username=radius.username if radius is not None else session.username,
+            session_id=session.sid,
+            client_ip=session.remote_addr or "",
+            user_agent=session.user_agent,
+            framed_ipv4=session.ipv4,
+            framed_ipv6=session.ipv6.network_address if session.ipv6 is not None else None,
+            server_ip=local,
+            classes=radius.classes if radius is not None else (),
+        )
+        sid = session.sid
+
+        def live() -> tuple[int, int, int, int]:
+            return self.counters.get(sid, (0, 0, 0, 0))
+
+        interim = radius.interim_interval if radius is not None else None
+        self.accounting.tunnel_up(sid, info, live, interim_interval=interim)
+
+    def tunnel_down(self, worker: int, msg: m.TunnelDown) -> None:
+        owner = self.owners.get(msg.sid)
+        if owner is not None and (owner.worker, owner.tunnel_id) == (worker, msg.tunnel_id):
+            del self.owners[msg.sid]
+        self.counters.pop(msg.sid, None)
+        counters = (msg.rx_bytes, msg.tx_bytes, msg.rx_packets, msg.tx_packets)
+        if self.accounting is not None:
+            self.accounting.tunnel_down(msg.sid, counters)
+        try:
+            session = self.store.by_sid(msg.sid)
+        except KeyError:
+            return
+        if msg.end_session:
+            self.store.invalidate(session)
+            self._release(session, msg.reason)
+            return
+        # A replaced tunnel's late teardown must not disconnect its successor (ocserv #706).
+        self.store.mark_disconnected(
+            session,
+            time.time(),
+            self.config.cookie_timeout + _COOKIE_SLACK,
+            tunnel_id=msg.tunnel_id,
+        )
+
+    def worker_gone(self, worker: int) -> None:
+        """A worker died: its tunnels are down, their sessions wait for a cookie reconnect."""
+        self.workers.pop(worker, None)
+        for key in [k for k in self.dialogs if k[0] == worker]:
+            del self.dialogs[key]
+        for sid, owner in list(self.owners.items()):
+            if owner.worker == worker:
+                self.tunnel_down(worker, m.TunnelDown(
+                    sid=sid, tunnel_id=owner.tunnel_id, reason="worker exited", end_session=False
+                ))  # fmt: skip
+
+    def _live_state(self) -> LiveState:
+        now = time.monotonic()
+        return LiveState(
+            tunnels=[],
+            sessions_disconnected=sum(1 for s in self.store.sessions() if not s.connected),
+            banned_addresses=sum(1 for e in self.bans.entries(now) if e.banned_until is not None),
+        )
+
+    # Snapshots ------------------------------------------------------------------------------------
+
+    def sessions_reply(self) -> m.Sessions:
+        sessions = [
+            SessionInfo(
+                session_id=s.sid,
+                created=s.created,
+                expires=s.expires_at or 0.0,
+                state="authenticated",
+                username=s.username,
+                groupname=s.group or "",
+                user_agent=s.user_agent or "",
+                remote_ip=s.remote_addr or "",
+                in_use=s.connected,
+                activated=True,
+            )
+            for s in self.store.sessions()
+        ]
+        leases4 = self.pool4.in_use if self.pool4 is not None else 0
+        leases6 = self.pool6.in_use if self.pool6 is not None else 0
+        stats = {
+            "auth_failures": float(self.auth_failures),
+            "leases4": float(leases4),
+            "leases6": float(leases6),
+            "tasks": float(len(asyncio.all_tasks())),
+        }
+        return m.Sessions(sessions=sessions, bans=self.ban_entries(), stats=stats)
+
+    # Channel plumbing -----------------------------------------------------------------------------
+
+    def _tell(self, worker: int, message: ipc.messages.Message) -> None:
+        channel = self.workers.get(worker)
+        if channel is not None:
+            with contextlib.suppress(ipc.ChannelClosed):
+                channel.send(message)
+
+    def worker_handler(self, worker: int) -> Callable[..., object]:
+        """The handler of the channel to worker ``worker``."""
+
+        async def handle(msg: object, fds: list[int]) -> ipc.messages.Message | None:
+            for fd in fds:
+                os.close(fd)  # Workers send no descriptors.
+            return await self._from_worker(worker, msg)
+
+        return handle
+
+    async def _from_worker(self, worker: int, msg: object) -> ipc.messages.Message | None:
+        if isinstance(msg, m.Admit):
+            return self.admit(msg.address)
+        if isinstance(msg, m.LoginRequest):
+            return await self._login(worker, msg)
+        if isinstance(msg, m.ConnectionGone):
+            self.dialogs.pop((worker, msg.conn), None)
+            return None
+        if isinstance(msg, m.ClaimSession):
+            try:
+                return self.claim(worker, msg)
+            except (InvalidCookie, ResourceError, OcgateError) as exc:
+                return m.Failed(message=str(exc))
+        if isinstance(msg, m.TunnelUp):
+            self.tunnel_up(worker, msg)
+            return m.Ok()
+        if isinstance(msg, m.TunnelDown):
+            self.tunnel_down(worker, msg)
+            return m.Ok()
+        if isinstance(msg, m.CountersUpdate):
+            for c in msg.tunnels:
+                owner = self.owners.get(c.sid)
+                if owner is not None and owner.worker == worker:
+                    self.counters[c.sid] = (c.rx_bytes, c.tx_bytes, c.rx_packets, c.tx_packets)
+            return None
+        if isinstance(msg, m.EndSession):
+            try:
+                session = self.store.by_sid(msg.sid)
+            except KeyError:
+                return m.Ok(found=False)
+            self.owners.pop(msg.sid, None)
+            self.store.invalidate(session)
+            self._release(session, msg.reason)
+            return m.Ok()
+        return m.Failed(message=f"unexpected {type(msg).__name__}")
+
+    async def _login(self, worker: int, msg: m.LoginRequest) -> m.LoginResponse:
+        key = (worker, msg.conn)
+        dialog = self.dialogs.get(key)
+        if dialog is None:
+            if sum(1 for k in self.dialogs if k[0] == worker) >= MAX_DIALOGS_PER_WORKER:
+                return _response(Response(503, "Service Unavailable", (), b"", close=True))
+            chain = tuple(msg.peer_chain)
+            dialog = LoginDialog(
+                self.login_services,
+                remote_addr=msg.remote,
+                local_addr=msg.local,
+                peer_chain=lambda: chain,
+            )
+            self.dialogs[key] = dialog
+        response = await dialog.handle(msg.request)
+        if response.close:
+            self.dialogs.pop(key, None)
+        return _response(response)
+
+
+def _response(response: Response) -> m.LoginResponse:
+    return m.LoginResponse(
+        status=response.status,
+        reason=response.reason,
+        headers=[(k, v) for k, v in response.headers],
+        body=response.body,
+        close=response.close,
+    )
+
+
+def _ipv4(text: str | None) -> ipaddress.IPv4Address | None:
+    try:
+        return ipaddress.IPv4Address(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _ipv6(text: str | None) -> ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.IPv6Address(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _ban_policy(config: Config) -> BanPolicy:
+    return BanPolicy(
+        max_score=config.max_ban_score,
+        reset_time=config.ban_reset_time,
+        ban_time=config.ban_time,
+        points_wrong_password=config.ban_points_wrong_password,
+        points_connection=config.ban_points_connection,
+        points_kkdcp=config.ban_points_kkdcp,
+    )

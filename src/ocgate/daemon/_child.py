@@ -1,0 +1,436 @@
+"""The entry point of every child process: ``python -m ocgate.daemon._child ROLE ...``.
+
+The supervisor starts each child with a fresh interpreter (nothing of its own memory is inherited)
+and the descriptors named on its command line: the channel to the supervisor; for a worker also
+the channel to the authentication service and the shared UDP sockets. The first message on the
+channel is
+:class:`~ocgate.ipc.messages.Configure` with the pickled :class:`ChildSetup` (and, for a worker,
+the certificate, key and CA as memory files). The child sets itself up with the privileges it
+started with (reading the TLS key, binding collector ports), then gives them up
+(:mod:`ocgate.sandbox`), and only then answers ``Ok`` and starts serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from OpenSSL import SSL
+
+from ocgate import ipc
+from ocgate.config import Config
+from ocgate.daemon._setup import ChildSetup
+from ocgate.ipc import messages as m
+
+__all__ = ["main"]
+
+log = logging.getLogger("ocgate")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ocgate-child")
+    parser.add_argument("role", choices=("worker", "auth", "nvm"))
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--generation", type=int, default=0)
+    parser.add_argument("--channel", type=int, required=True)
+    parser.add_argument("--auth", type=int, default=-1)
+    parser.add_argument("--udp", default="")
+    args = parser.parse_args(argv)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)  # The supervisor decides; its death ends the channel.
+    udp = [int(fd) for fd in args.udp.split(",") if fd]
+    try:
+        return asyncio.run(
+            _run(args.role, args.index, args.generation, args.channel, args.auth, udp)
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _run(
+    role: str, index: int, generation: int, channel_fd: int, auth_fd: int, udp: list[int]
+) -> int:
+    from ocgate.sandbox import set_role
+
+    set_role(f"worker {index}" if role == "worker" else ("sec-mod" if role == "auth" else "nvm"))
+    first: asyncio.Future[tuple[m.Configure, list[int]]] = (
+        asyncio.get_running_loop().create_future()
+    )
+    done = asyncio.Event()
+    runner: _Role | None = None
+
+    async def handle(msg: object, fds: list[int]) -> ipc.messages.Message | None:
+        if runner is None:
+            if isinstance(msg, m.Configure) and not first.done():
+                first.set_result((msg, fds))
+                return await ready
+            for fd in fds:
+                os.close(fd)
+            return m.Failed(message="not configured yet")
+        if isinstance(msg, m.Stop):
+            await runner.stop(notify=msg.notify)
+            done.set()
+            return m.Ok()
+        return await runner.handle(msg, fds)
+
+    ready: asyncio.Future[ipc.messages.Message] = asyncio.get_running_loop().create_future()
+    accepts = {"worker": m.WORKER_ACCEPTS, "auth": m.AUTH_ACCEPTS, "nvm": m.NVM_ACCEPTS}[role]
+    supervisor = ipc.Channel(
+        socket.socket(fileno=channel_fd),
+        accepts=accepts,
+        handler=handle,
+        on_closed=done.set,
+        name="supervisor",
+    )
+    configure, fds = await first
+    setup: ChildSetup = pickle.loads(configure.payload)  # From the supervisor: trusted.
+    from ocgate.daemon._main import setup_logging
+
+    setup_logging(setup.log_level, to_stderr=setup.log_stderr, json_lines=setup.log_json)
+    try:
+        if role == "worker":
+            runner = await _WorkerRole.create(
+                index, generation, setup, fds, supervisor, auth_fd, udp
+            )
+        elif role == "auth":
+            runner = await _AuthRole.create(setup, supervisor)
+        else:
+            runner = await _NvmRole.create(setup, supervisor)
+    except Exception as exc:
+        log.exception("event=child-start-failed role=%s", role)
+        ready.set_result(m.Failed(message=f"{type(exc).__name__}: {exc}"[:4000]))
+        await asyncio.sleep(0.2)
+        return 1
+    ready.set_result(m.Ok())
+    await done.wait()
+    with contextlib.suppress(Exception):
+        await runner.stop(notify=False)
+    supervisor.close()
+    return 0
+
+
+_CAP_CHOWN = 0
+_CAP_FOWNER = 3
+
+# Imported before giving up root: the interpreter's own library may not be readable afterwards
+# (a Python under /root), and these load lazily on first use.
+_PRELOAD = (
+    "concurrent.futures.thread",
+    "encodings.idna",
+    "ocgate.certauth",
+    "ocgate.metrics._http",
+    "ocgate.dtls",
+    "ocgate.daemon._scripts",
+    "json",
+    "hmac",
+    "secrets",
+)
+
+
+def _drop(setup: ChildSetup, *, keep_caps: Sequence[int] = (), profile: str | None = None) -> None:
+    """Give up root (when running as root) and confine this process."""
+    import importlib
+
+    for name in _PRELOAD:
+        importlib.import_module(name)
+    from ocgate.sandbox import (
+        Account,
+        drop_privileges,
+        install_seccomp,
+        sandbox_report,
+        set_no_new_privs,
+        set_not_dumpable,
+    )
+
+    if os.geteuid() == 0 and isinstance(setup.account, Account):
+        drop_privileges(setup.account, keep_caps=keep_caps)
+    set_not_dumpable()
+    set_no_new_privs()
+    if profile is not None:
+        install_seccomp(profile)
+    log.info("event=sandboxed %s", " ".join(f"{k}={v}" for k, v in sandbox_report().items()))
+
+
+class _Role:
+    async def handle(self, msg: object, fds: list[int]) -> ipc.messages.Message | None:
+        raise NotImplementedError
+
+    async def stop(self, *, notify: bool) -> None:
+        raise NotImplementedError
+
+
+def worker_tls(config: Config, fds: list[int]) -> SSL.Context:
+    """The TLS context from the certificate, key and CA the supervisor passed as memory files."""
+    from ocgate.certauth import CertRequest, cert_request_mode, configure_client_cert_request
+    from ocgate.tls import build_server_context, translate_priorities
+
+    paths = [f"/proc/self/fd/{fd}" for fd in fds]
+    config = dataclasses.replace(
+        config,
+        server_cert=(paths[0],),
+        server_key=(paths[1],),
+        ca_cert=paths[2] if len(paths) > 2 else None,
+    )
+    policy = translate_priorities(
+        config.tls_priorities, cisco_client_compat=config.cisco_client_compat
+    )
+    ctx = build_server_context(
+        cert_files=config.server_cert, key_files=config.server_key, policy=policy
+    )
+    mode = cert_request_mode(config)
+    if mode is not CertRequest.IGNORE and config.ca_cert is not None:
+        configure_client_cert_request(
+            ctx, required=mode is CertRequest.REQUIRE, ca_file=config.ca_cert
+        )
+    for warning in policy.warnings:
+        log.debug("event=config-warning %s", warning)
+    return ctx
+
+
+class _WorkerRole(_Role):
+    def __init__(self, worker: object, auth: ipc.Channel) -> None:
+        from ocgate.daemon._worker import Worker
+
+        assert isinstance(worker, Worker)
+        self.worker = worker
+        self.auth = auth
+
+    @classmethod
+    async def create(
+        cls,
+        index: int,
+        generation: int,
+        setup: ChildSetup,
+        fds: list[int],
+        supervisor: ipc.Channel,
+        auth_fd: int,
+        udp: list[int],
+    ) -> _WorkerRole:
+        from ocgate.daemon._worker import Worker
+
+        try:
+            tls = worker_tls(setup.config, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        _drop(setup, profile="worker" if setup.config.isolate_workers else None)
+        role: _WorkerRole | None = None
+
+        async def from_auth(msg: object, got: list[int]) -> ipc.messages.Message | None:
+            for fd in got:
+                os.close(fd)
+            if role is not None and isinstance(msg, m.CloseSession):
+                role.worker.close_session(msg)
+            return None
+
+        auth = ipc.Channel(
+            socket.socket(fileno=auth_fd),
+            accepts=m.WORKER_ACCEPTS,
+            handler=from_auth,
+            on_closed=lambda: os._exit(3),  # Without the auth service a worker serves nobody.
+            name="sec-mod",
+        )
+        worker = Worker(
+            index=index,
+            generation=generation,
+            config=setup.config,
+            tls_context=tls,
+            supervisor=supervisor,
+            auth=auth,
+            cookie_key=setup.cookie_key,
+        )
+        udp_socks = [socket.socket(fileno=fd) for fd in udp]
+        await worker.start(udp_socks)
+        role = cls(worker, auth)
+        log.info("event=worker-ready index=%d pid=%d", index, os.getpid())
+        return role
+
+    async def handle(self, msg: object, fds: list[int]) -> ipc.messages.Message | None:
+        worker = self.worker
+        if isinstance(msg, m.NewConnection):
+            for fd in fds:
+                worker.adopt_connection(fd)
+            return None
+        if isinstance(msg, m.MetricsConnection):
+            for fd in fds:
+                asyncio.get_running_loop().create_task(_serve_scrape(worker.supervisor, fd))
+            return None
+        if isinstance(msg, m.Steered):
+            if worker.dtls_port is None or len(fds) != 1:
+                for fd in fds:
+                    os.close(fd)
+                return None
+            await worker.dtls_port.steered(
+                (msg.host, msg.port), msg.data, socket.socket(fileno=fds[0])
+            )
+            return None
+        for fd in fds:
+            os.close(fd)
+        if isinstance(msg, m.UsersQuery):
+            return worker.users()
+        if isinstance(msg, m.CloseTunnels):
+            return m.Ok(found=worker.close_tunnels(msg.ids, terminate=msg.terminate))
+        if isinstance(msg, m.CollectMetrics):
+            from ocgate.metrics import samples_of
+
+            return samples_of(worker.metrics.registry)
+        if isinstance(msg, m.Configure):
+            return m.Failed(message="reload needs the memory files")
+        return m.Failed(message=f"unexpected {type(msg).__name__}")
+
+    async def stop(self, *, notify: bool) -> None:
+        for conn in list(self.worker.connections):
+            if conn.tunnel is not None:
+                conn.tunnel.close("server shutting down", notify=notify)
+        await self.worker.stop()
+        await asyncio.sleep(0.05)  # Let the TunnelDown reports reach the auth service.
+
+
+async def _serve_scrape(supervisor: ipc.Channel, fd: int) -> None:
+    from ocgate.metrics._http import answer_scrape
+
+    sock = socket.socket(fileno=fd)
+    try:
+        reply: m.ScrapeText = await supervisor.call(m.Scrape(), timeout=10.0)
+        text = reply.text.encode()
+    except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+        text = b"# the supervisor did not answer\n"
+    await answer_scrape(sock, lambda: text)
+
+
+class _AuthRole(_Role):
+    def __init__(self, service: object, supervisor: ipc.Channel) -> None:
+        from ocgate.daemon._auth import AuthService
+
+        assert isinstance(service, AuthService)
+        self.service = service
+        self.supervisor = supervisor
+
+    @classmethod
+    async def create(cls, setup: ChildSetup, supervisor: ipc.Channel) -> _AuthRole:
+        from ocgate.daemon._auth import AuthService
+        from ocgate.sandbox import AUTH_CAPS
+
+        # The OTP users file is rewritten in place of a root-owned one: keep its owner and mode.
+        _drop(setup, keep_caps=(*AUTH_CAPS, _CAP_CHOWN, _CAP_FOWNER))
+        service = AuthService(setup.config, store_path=setup.store_path)
+        service.start()
+        log.info(
+            "event=sec-mod-ready pid=%d sessions=%d", os.getpid(), len(service.store.sessions())
+        )
+        return cls(service, supervisor)
+
+    async def handle(self, msg: object, fds: list[int]) -> ipc.messages.Message | None:
+        service = self.service
+        if isinstance(msg, m.AttachWorker):
+            if len(fds) != 1:
+                for fd in fds:
+                    os.close(fd)
+                return m.Failed(message="no channel")
+            index = msg.index
+            old = service.workers.pop(index, None)
+            if old is not None:
+                old.close()
+                service.worker_gone(index)
+            channel = ipc.Channel(
+                socket.socket(fileno=fds[0]),
+                accepts=m.AUTH_ACCEPTS,
+                handler=service.worker_handler(index),  # type: ignore[arg-type]
+                name=f"worker {index}",
+            )
+            channel._on_closed = lambda: _worker_channel_closed(service, index, channel)
+            service.workers[index] = channel
+            return m.Ok()
+        for fd in fds:
+            os.close(fd)
+        if isinstance(msg, m.SessionsQuery):
+            return service.sessions_reply()
+        if isinstance(msg, m.Unban):
+            found = service.bans.unban(msg.address)
+            if found:
+                log.info("event=address-unbanned remote=%s", msg.address)
+            return m.Ok(found=found)
+        if isinstance(msg, m.TerminateSession):
+            for session in service.store.sessions():
+                if session.sid == msg.sid or session.sid.startswith(msg.sid):
+                    service.end_session(session, "admin terminate")
+                    return m.Ok()
+            return m.Ok(found=False)
+        if isinstance(msg, m.CollectMetrics):
+            from ocgate.metrics import samples_of
+
+            return samples_of(service.metrics.registry)
+        if isinstance(msg, m.Configure):
+            setup: ChildSetup = pickle.loads(msg.payload)
+            try:
+                service.load(setup.config)
+            except Exception as exc:
+                log.error("event=reload-failed role=sec-mod reason=%r", str(exc))
+                return m.Failed(message=str(exc)[:4000])
+            return m.Ok()
+        return m.Failed(message=f"unexpected {type(msg).__name__}")
+
+    async def stop(self, *, notify: bool) -> None:
+        await self.service.close()
+
+
+def _worker_channel_closed(service: object, index: int, channel: ipc.Channel) -> None:
+    from ocgate.daemon._auth import AuthService
+
+    assert isinstance(service, AuthService)
+    if service.workers.get(index) is channel:
+        service.worker_gone(index)
+
+
+class _NvmRole(_Role):
+    def __init__(self, service: object, leases: object) -> None:
+        self.service = service
+        self.leases = leases
+
+    @classmethod
+    async def create(cls, setup: ChildSetup, supervisor: ipc.Channel) -> _NvmRole:
+        from ocgate.nvm._collector import LeasePublisher
+        from ocgate.nvm._serve import start_embedded_collector
+        from ocgate.sandbox import CAP_DAC_READ_SEARCH, CAP_NET_BIND_SERVICE
+
+        _drop(setup, keep_caps=(CAP_NET_BIND_SERVICE, CAP_DAC_READ_SEARCH))
+        leases = LeasePublisher()
+        service = await start_embedded_collector(setup.config, lease_events=leases)
+        return cls(service, leases)
+
+    async def handle(self, msg: object, fds: list[int]) -> ipc.messages.Message | None:
+        from ocgate.nvm._collector import LeasePublisher
+
+        for fd in fds:
+            os.close(fd)
+        leases = self.leases
+        assert isinstance(leases, LeasePublisher)
+        if isinstance(msg, m.LeaseEvent):
+            if msg.kind == "start" and msg.address is not None:
+                leases.lease_started(msg.username, msg.session_id, msg.address, msg.when)
+            elif msg.kind == "end":
+                leases.lease_ended(msg.username, msg.session_id, msg.address, msg.when)
+            return None
+        if isinstance(msg, m.CollectMetrics):
+            return m.Metrics()
+        if isinstance(msg, m.Configure):
+            return m.Ok()
+        return m.Failed(message=f"unexpected {type(msg).__name__}")
+
+    async def stop(self, *, notify: bool) -> None:
+        close = getattr(self.service, "close", None)
+        if close is not None:
+            await close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,643 @@
+"""The supervisor: the one process that stays root, and never reads a byte a client sent.
+
+It reads the configuration, binds the listening sockets, starts the authentication service
+("sec-mod"), the workers and the NVM collector as fresh interpreters (:mod:`ocgate.daemon._child`),
+restarts any that dies, and does for them what needs privileges:
+
+* accepts TCP connections (without reading them) and passes each to the worker with the fewest
+  tunnels, ties going round-robin (``SCM_RIGHTS``);
+* creates and configures TUN devices over netlink and passes their descriptors;
+* binds a UDP socket connected to a DTLS client when a worker steers a hello to its owner;
+* runs the connect and disconnect scripts;
+* serves the occtl socket, gathering snapshots from the workers and the auth service;
+* handles SIGHUP (reload everywhere), SIGTERM/SIGINT (stop; sessions stay in the store), SIGUSR2.
+
+Everything a child asks is a typed message validated on arrival (:mod:`ocgate.ipc.messages`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import os
+import pickle
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+
+from ocgate import ipc
+from ocgate.config import Config, load_config
+from ocgate.control import StatusInfo, UserInfo
+from ocgate.daemon._scripts import run_script
+from ocgate.daemon._setup import ChildSetup
+from ocgate.daemon._store import session_store_path
+from ocgate.daemon._udp import bind_udp_socket
+from ocgate.daemon._worker import TUNNEL_IDS_PER_WORKER, server_addresses
+from ocgate.errors import ConfigError
+from ocgate.ipc import messages as m
+from ocgate.ipc._channel import Handler, Outgoing
+from ocgate.metrics import parse_listen_address, render_merged
+from ocgate.tun import TunDevice, configure_tun, open_tun
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("ocgate")
+
+_STATIC_KEYS = (
+    "listen_host", "tcp_port", "udp_port", "udp_listen_host", "socket_file", "occtl_socket_file",
+    "use_occtl", "pid_file", "run_as_user", "run_as_group", "metrics_listen", "device", "workers",
+    "session_store", "isolate_workers",
+)  # fmt: skip
+_RESTART_DELAY = 0.5
+_STEERS_PER_SECOND = 2000
+
+
+@dataclass(slots=True, eq=False)
+class Child:
+    role: str
+    index: int
+    generation: int
+    proc: asyncio.subprocess.Process | None = None
+    channel: ipc.Channel | None = None
+    ready: bool = False
+    tunnels: int = 0
+    handed: int = 0
+    users: list[UserInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LogSetup:
+    level: int
+    stderr: bool
+    json: bool
+
+
+class Supervisor:
+    """Starts, watches and serves the other processes."""
+
+    def __init__(self, config: Config, *, logs: LogSetup, request_stop: Callable[[], None]) -> None:
+        from ocgate.sandbox import resolve_account
+
+        self.config = config
+        self.logs = logs
+        self.request_stop = request_stop
+        self.account = resolve_account(config.run_as_user or "nobody", config.run_as_group)
+        self.cookie_key = secrets.token_bytes(32)
+        count = config.workers or os.cpu_count() or 1
+        self.workers = [Child("worker", i, 0) for i in range(count)]
+        self.auth = Child("auth", 0, 0)
+        self.nvm: Child | None = None
+        self.stopping = False
+        self._generations = 0
+        self._tcp: list[socket.socket] = []
+        self._udp: list[socket.socket] = []
+        self._metrics_sock: socket.socket | None = None
+        self._rr = 0
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._steer_budget = float(_STEERS_PER_SECOND)
+        self._steer_time = time.monotonic()
+        self.control: object = None
+        self.started = time.time()
+        self.server4, self.server6 = server_addresses(config)
+
+    # Start and stop -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        self._bind()
+        from ocgate.nvm._config import nvm_configured
+
+        await self._spawn(self.auth)
+        if nvm_configured(config):
+            self.nvm = Child("nvm", 0, 0)
+            self._prepare_nvm_store()
+            await self._spawn(self.nvm)
+        await asyncio.gather(*(self._spawn(w) for w in self.workers))
+        loop = asyncio.get_running_loop()
+        for sock in self._tcp:
+            sock.listen(1024)
+            loop.add_reader(sock.fileno(), self._accept, sock)
+        if self._metrics_sock is not None:
+            loop.add_reader(self._metrics_sock.fileno(), self._accept_metrics)
+        if config.use_occtl:
+            from ocgate.daemon._control import ControlService
+
+            self.control = ControlService(self, request_stop=self.request_stop)
+            await self.control.start(config.occtl_socket_file)
+
+    def _bind(self) -> None:
+        config = self.config
+        hosts = [config.listen_host] if config.listen_host else ["0.0.0.0", "::"]
+        for host in hosts:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((host, config.tcp_port))  # listen() once the workers are ready.
+            sock.setblocking(False)
+            self._tcp.append(sock)
+            log.info("event=listening proto=tcp address=%s", sock.getsockname()[:2])
+        if config.udp_port is not None:
+            # Bound before any CONNECT reply: openconnect gives up on DTLS for the whole session
+            # if its first ClientHello meets a closed port (anyconnect-protocol.md §9.1).
+            uhost = config.udp_listen_host or config.listen_host
+            for host in [uhost] if uhost else ["0.0.0.0", "::"]:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                sock = bind_udp_socket(host, config.udp_port, family)
+                self._udp.append(sock)
+                log.info("event=listening proto=udp address=%s", sock.getsockname()[:2])
+        if config.metrics_listen:
+            mhost, mport = parse_listen_address(config.metrics_listen)
+            family = socket.AF_INET6 if ":" in mhost else socket.AF_INET
+            msock = socket.socket(family, socket.SOCK_STREAM)
+            msock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            msock.bind((mhost, mport))
+            msock.listen(64)
+            msock.setblocking(False)
+            self._metrics_sock = msock
+            log.info("event=listening proto=metrics address=%s", (mhost, mport))
+
+    def _prepare_nvm_store(self) -> None:
+        """The collector runs as run-as-user: its SQLite directory must be its own."""
+        url = self.config.nvm_store
+        if url.startswith(("postgresql://", "postgres://")):
+            return
+        path = url.removeprefix("sqlite://")
+        directory = os.path.dirname(path) or "."
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if os.geteuid() != 0:
+            return
+        for name in (directory, path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(name, self.account.uid, self.account.gid)
+
+    async def stop(self, *, notify: bool = False) -> None:
+        """Stop accepting, stop the workers (their tunnels end), then the others."""
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        for sock in self._tcp:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(sock.fileno())
+            sock.close()
+        if self._metrics_sock is not None:
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(self._metrics_sock.fileno())
+            self._metrics_sock.close()
+        if self.control is not None:
+            await self.control.close()  # type: ignore[attr-defined]
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.config.occtl_socket_file)
+        await asyncio.gather(*(self._stop_child(w, notify) for w in self.workers))
+        if self.nvm is not None:
+            await self._stop_child(self.nvm, False)
+        await self._stop_child(self.auth, False)
+        for sock in self._udp:
+            sock.close()
+
+    async def _stop_child(self, child: Child, notify: bool) -> None:
+        if child.channel is not None and not child.channel.closed:
+            with contextlib.suppress(ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+                await child.channel.call(m.Stop(notify=notify), timeout=10.0)
+        if child.proc is not None and child.proc.returncode is None:
+            try:
+                await asyncio.wait_for(child.proc.wait(), 5.0)
+            except TimeoutError:
+                child.proc.kill()
+                await child.proc.wait()
+
+    # Children -------------------------------------------------------------------------------------
+
+    def _setup(self, child: Child) -> ChildSetup:
+        return ChildSetup(
+            config=self.config,
+            log_level=self.logs.level,
+            log_stderr=self.logs.stderr,
+            log_json=self.logs.json,
+            account=self.account,
+            cookie_key=self.cookie_key,
+            store_path=session_store_path(self.config) if child.role == "auth" else "",
+        )
+
+    def _tls_files(self) -> list[int]:
+        """The certificate, key and CA as memory files a worker can read after dropping root."""
+        config = self.config
+        paths = [config.server_cert[0], config.server_key[0]]
+        if config.ca_cert is not None:
+            paths.append(config.ca_cert)
+        fds = []
+        for path in paths:
+            with open(path, "rb") as f:
+                data = f.read()
+            fd = os.memfd_create("ocgate-tls", os.MFD_CLOEXEC)
+            os.write(fd, data)
+            fds.append(fd)
+        return fds
+
+    async def _spawn(self, child: Child) -> None:
+        """Start ``child`` and wait until it is configured and confined."""
+        self._generations += 1
+        child.generation = self._generations
+        child.ready = False
+        child.tunnels = 0
+        child.users = []
+        sup_end, child_end = ipc.socket_pair()
+        keep = [child_end.fileno()]
+        argv = [sys.executable, "-m", "ocgate.daemon._child", child.role,
+                "--channel", str(child_end.fileno())]  # fmt: skip
+        worker_auth: socket.socket | None = None
+        if child.role == "worker":
+            argv += ["--index", str(child.index), "--generation", str(child.generation)]
+            auth_end, worker_auth = ipc.socket_pair()
+            keep.append(worker_auth.fileno())
+            argv += ["--auth", str(worker_auth.fileno())]
+            udp_fds = [sock.fileno() for sock in self._udp]
+            keep += udp_fds
+            if udp_fds:
+                argv += ["--udp", ",".join(str(fd) for fd in udp_fds)]
+            assert self.auth.channel is not None
+            try:
+                await self.auth.channel.call(
+                    m.AttachWorker(index=child.index, generation=child.generation),
+                    [auth_end.fileno()],
+                )
+            finally:
+                auth_end.close()
+        child.proc = await asyncio.create_subprocess_exec(
+            *argv, pass_fds=keep, stdin=asyncio.subprocess.DEVNULL
+        )
+        child_end.close()
+        if worker_auth is not None:
+            worker_auth.close()
+        accepts = {
+            "worker": m.SUPERVISOR_FROM_WORKER,
+            "auth": m.SUPERVISOR_FROM_AUTH,
+            "nvm": m.SUPERVISOR_FROM_NVM,
+        }[child.role]
+        channel = ipc.Channel(
+            sup_end,
+            accepts=accepts,
+            handler=self._handler(child),
+            name=f"{child.role} {child.index}",
+        )
+        child.channel = channel
+        self._background(self._watch(child, child.proc, channel))
+        fds = self._tls_files() if child.role == "worker" else []
+        try:
+            await channel.call(
+                m.Configure(payload=pickle.dumps(self._setup(child))), fds, timeout=60.0
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
+        child.ready = True
+        log.info(
+            "event=child-started role=%s index=%d generation=%d pid=%d",
+            child.role,
+            child.index,
+            child.generation,
+            child.proc.pid,
+        )
+
+    async def _watch(
+        self, child: Child, proc: asyncio.subprocess.Process, channel: ipc.Channel
+    ) -> None:
+        status = await proc.wait()
+        channel.close()
+        if self.stopping or child.proc is not proc:
+            return
+        child.ready = False
+        log.error(
+            "event=child-exited role=%s index=%d pid=%d status=%d", child.role, child.index,
+            proc.pid, status,
+        )  # fmt: skip
+        await asyncio.sleep(_RESTART_DELAY)
+        if self.stopping:
+            return
+        try:
+            if child is self.auth:
+                await self._spawn(child)
+                for worker in self.workers:  # Their channels to the old auth service are gone.
+                    if worker.proc is not None and worker.proc.returncode is None:
+                        worker.proc.kill()
+            else:
+                await self._spawn(child)
+        except Exception:
+            log.exception("event=child-restart-failed role=%s index=%d", child.role, child.index)
+            self.request_stop()
+
+    # Accepting ------------------------------------------------------------------------------------
+
+    def _pick_worker(self) -> Child | None:
+        ready = [w for w in self.workers if w.ready and w.channel is not None]
+        if not ready:
+            return None
+        self._rr += 1
+        return min(ready, key=lambda w: (w.tunnels, w.handed, (w.index - self._rr) % len(ready)))
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(64):
+            try:
+                conn, _addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("event=accept-failed reason=%r", exc.strerror)
+                return
+            worker = self._pick_worker()
+            try:
+                if worker is None or worker.channel is None:
+                    continue
+                worker.handed += 1
+                with contextlib.suppress(ipc.ChannelClosed, ValueError):
+                    worker.channel.send(m.NewConnection(), [conn.fileno()])
+            finally:
+                conn.close()
+
+    def _accept_metrics(self) -> None:
+        assert self._metrics_sock is not None
+        try:
+            conn, _addr = self._metrics_sock.accept()
+        except OSError:
+            return
+        try:
+            worker = self._pick_worker()
+            if worker is not None and worker.channel is not None:
+                with contextlib.suppress(ipc.ChannelClosed):
+                    worker.channel.send(m.MetricsConnection(), [conn.fileno()])
+        finally:
+            conn.close()
+
+    # Requests from the children -------------------------------------------------------------------
+
+    def _handler(self, child: Child) -> Handler:
+        async def handle(msg: object, fds: list[int]) -> Outgoing:
+            for fd in fds:
+                os.close(fd)  # Children send no descriptors up.
+            if child.role != "worker":
+                return m.Failed(message="not allowed")
+            return await self._from_worker(child, msg)
+
+        return handle
+
+    async def _from_worker(self, child: Child, msg: object) -> Outgoing:
+        if isinstance(msg, m.OpenTun):
+            return await self._open_tun(msg)
+        if isinstance(msg, m.RunScript):
+            path = (
+                self.config.connect_script
+                if msg.kind == "connect"
+                else self.config.disconnect_script
+            )
+            if not path:
+                return m.ScriptDone(status=0)
+            return m.ScriptDone(status=await run_script(path, msg.env))
+        if isinstance(msg, m.SteerDatagram):
+            self._steer(msg)
+            return None
+        if isinstance(msg, m.TunnelEvent):
+            self._tunnel_event(child, msg)
+            return None
+        if isinstance(msg, m.Scrape):
+            return m.ScrapeText(text=(await self.scrape()).decode())
+        return m.Failed(message=f"unexpected {type(msg).__name__}")
+
+    async def _open_tun(self, msg: m.OpenTun) -> Outgoing:
+        try:
+            peer4 = ipaddress.IPv4Address(msg.peer4) if msg.peer4 else None
+            peer6 = ipaddress.IPv6Network(msg.peer6) if msg.peer6 else None
+        except ValueError as exc:
+            return m.Failed(message=f"bad address: {exc}")
+        for address in (peer4, peer6.network_address if peer6 else None):
+            if address is not None and (address.is_loopback or address.is_multicast
+                                        or address.is_unspecified):  # fmt: skip
+                return m.Failed(message=f"refused peer address {address}")
+        try:
+            tun = await asyncio.to_thread(self._create_tun, msg.mtu, peer4, peer6)
+        except OSError as exc:
+            return m.Failed(message=f"cannot create a TUN device: {exc}")
+        return m.TunOpened(name=tun.name), [tun.fd]
+
+    def _create_tun(
+        self, mtu: int, peer4: ipaddress.IPv4Address | None, peer6: ipaddress.IPv6Network | None
+    ) -> TunDevice:
+        tun = open_tun(self.config.device)
+        try:
+            configure_tun(
+                tun.name,
+                mtu=mtu,
+                local4=self.server4 if peer4 is not None else None,
+                peer4=peer4,
+                local6=self.server6 if peer6 is not None else None,
+                peer6=peer6,
+            )
+        except BaseException:
+            tun.close()
+            raise
+        return tun
+
+    def _steer(self, msg: m.SteerDatagram) -> None:
+        now = time.monotonic()
+        self._steer_budget = min(
+            float(_STEERS_PER_SECOND),
+            self._steer_budget + (now - self._steer_time) * _STEERS_PER_SECOND,
+        )
+        self._steer_time = now
+        if self._steer_budget < 1 or msg.owner >= len(self.workers):
+            return
+        self._steer_budget -= 1
+        owner = self.workers[msg.owner]
+        if owner.channel is None or not owner.ready:
+            return
+        config = self.config
+        family = socket.AF_INET6 if ":" in msg.host else socket.AF_INET
+        listen = config.udp_listen_host or config.listen_host
+        host = listen if listen else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+        try:
+            ipaddress.ip_address(msg.host)
+            assert config.udp_port is not None
+            sock = bind_udp_socket(host, config.udp_port, family, connect=(msg.host, msg.port))
+        except (OSError, ValueError, AssertionError) as exc:
+            log.debug("event=steer-failed remote=%s reason=%r", msg.host, str(exc))
+            return
+        try:
+            with contextlib.suppress(ipc.ChannelClosed):
+                owner.channel.send(m.Steered(host=msg.host, port=msg.port, data=msg.data),
+                                   [sock.fileno()])  # fmt: skip
+        finally:
+            sock.close()
+
+    def _tunnel_event(self, child: Child, msg: m.TunnelEvent) -> None:
+        user = msg.user
+        if msg.kind == "connect":
+            child.tunnels += 1
+        else:
+            child.tunnels = max(0, child.tunnels - 1)
+        if self.control is not None:
+            self.control.publish_info(msg.kind, user, msg.reason)  # type: ignore[attr-defined]
+        nvm = self.nvm
+        if nvm is not None and nvm.channel is not None:
+            import math
+
+            with contextlib.suppress(ipc.ChannelClosed):
+                if msg.kind == "connect":
+                    # NVM flow times have whole-second precision: cover the whole second.
+                    start = float(math.floor(user.connected_at))
+                    for address in (user.ipv4, user.ipv6):
+                        if address:
+                            event = m.LeaseEvent(
+                                kind="start",
+                                username=user.username,
+                                session_id=user.session_id,
+                                address=address,
+                                when=start,
+                            )
+                            nvm.channel.send(event)
+                else:
+                    nvm.channel.send(m.LeaseEvent(kind="end", username=user.username,
+                        session_id=user.session_id, address=None,
+                        when=float(math.ceil(time.time()))))  # fmt: skip
+
+    # Snapshots for occtl, metrics and SIGUSR2 -----------------------------------------------------
+
+    async def gather(self) -> tuple[list[m.Users], m.Sessions]:
+        async def users(worker: Child) -> m.Users:
+            if worker.channel is None or not worker.ready:
+                return m.Users()
+            try:
+                reply: m.Users = await worker.channel.call(m.UsersQuery(), timeout=5.0)
+            except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+                return m.Users()
+            return reply
+
+        async def sessions() -> m.Sessions:
+            if self.auth.channel is None:
+                return m.Sessions()
+            try:
+                reply: m.Sessions = await self.auth.channel.call(m.SessionsQuery(), timeout=5.0)
+            except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+                return m.Sessions()
+            return reply
+
+        parts = await asyncio.gather(*(users(w) for w in self.workers))
+        return list(parts), await sessions()
+
+    async def scrape(self) -> bytes:
+        async def collect(child: Child) -> m.Metrics:
+            if child.channel is None or not child.ready:
+                return m.Metrics()
+            try:
+                reply: m.Metrics = await child.channel.call(m.CollectMetrics(), timeout=5.0)
+            except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+                return m.Metrics()
+            return reply
+
+        children = [self.auth, *self.workers] + ([self.nvm] if self.nvm else [])
+        parts = await asyncio.gather(*(collect(c) for c in children))
+        return render_merged(parts)
+
+    async def stats_line(self) -> str:
+        workers, auth = await self.gather()
+        connected = sum(1 for s in auth.sessions if s.in_use)
+        tunnels = sum(int(w.stats.get("tunnels", 0)) for w in workers)
+        tasks = sum(int(w.stats.get("tasks", 0)) for w in workers) + int(auth.stats.get("tasks", 0))
+        return (
+            f"stats sessions={len(auth.sessions)} connected={connected} "
+            f"leases4={int(auth.stats.get('leases4', 0))} "
+            f"leases6={int(auth.stats.get('leases6', 0))} "
+            f"tunnels={tunnels} tasks={tasks}"
+        )
+
+    # Actions --------------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the configuration and hand it to every process; running tunnels stay."""
+        source = self.config.source
+        try:
+            config = load_config(source)
+            for key in _STATIC_KEYS:
+                if getattr(config, key) != getattr(self.config, key):
+                    log.warning("event=reload-ignored key=%s reason='needs a restart'",
+                                key.replace("_", "-"))  # fmt: skip
+                    config = dataclasses.replace(config, **{key: getattr(self.config, key)})
+            old, self.config = self.config, config
+            fds = self._tls_files()
+        except (ConfigError, OSError) as exc:
+            log.error("event=reload-failed config=%s reason=%r", source, str(exc))
+            return False
+        try:
+            for child in [self.auth, *self.workers]:
+                if child.channel is None:
+                    continue
+                payload = pickle.dumps(self._setup(child))
+                try:
+                    await child.channel.call(m.Configure(payload=payload),
+                                             fds if child.role == "worker" else [])  # fmt: skip
+                except ipc.RemoteFailure as exc:
+                    log.error("event=reload-failed role=%s reason=%r", child.role, str(exc))
+                    if child is self.auth:
+                        self.config = old
+                        return False
+                except (ipc.ChannelClosed, TimeoutError):
+                    pass
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.server4, self.server6 = server_addresses(self.config)
+        for warning in config.warnings:
+            log.warning("event=config-warning %s", warning)
+        log.info("event=reloaded config=%s", source)
+        return True
+
+    def close_tunnels(self, ids: list[int], *, terminate: bool) -> None:
+        for worker in self.workers:
+            mine = [i for i in ids if i // TUNNEL_IDS_PER_WORKER == worker.generation]
+            if mine and worker.channel is not None:
+                with contextlib.suppress(ipc.ChannelClosed):
+                    worker.channel.send(m.CloseTunnels(ids=mine, terminate=terminate))
+
+    def tell_auth(self, message: m.Message) -> None:
+        if self.auth.channel is not None:
+            with contextlib.suppress(ipc.ChannelClosed):
+                self.auth.channel.send(message)
+
+    def status(self, workers: list[m.Users], auth: m.Sessions) -> StatusInfo:
+        def total(key: str) -> float:
+            return sum(w.stats.get(key, 0) for w in workers)
+
+        handled = int(total("sessions_handled"))
+        mins = [w.stats["min_mtu"] for w in workers if w.stats.get("min_mtu")]
+        return StatusInfo(
+            server_pid=os.getpid(),
+            sec_mod_pid=self.auth.proc.pid if self.auth.proc is not None else 0,
+            up_since=self.started,
+            active_sessions=int(total("tunnels")),
+            total_sessions=int(total("sessions_total")),
+            total_auth_failures=int(auth.stats.get("auth_failures", 0)),
+            ips_in_ban_list=sum(1 for b in auth.bans if b.expires is not None),
+            last_stats_reset=self.started,
+            sessions_handled=handled,
+            timed_out=int(total("timed_out")),
+            timed_out_idle=int(total("timed_out_idle")),
+            closed_due_to_error=int(total("closed_due_to_error")),
+            auth_failures=int(auth.stats.get("auth_failures", 0)),
+            avg_session_time=int(total("session_time_total") / handled) if handled else 0,
+            max_session_time=int(
+                max((w.stats.get("session_time_max", 0) for w in workers), default=0)
+            ),
+            min_mtu=int(min(mins)) if mins else 0,
+            max_mtu=int(max((w.stats.get("max_mtu", 0) for w in workers), default=0)),
+            rx=int(total("rx") + total("live_rx")),
+            tx=int(total("tx") + total("live_tx")),
+        )
+
+    def _background(self, coro: Coroutine[object, object, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,612 @@
+"""A worker: TLS, HTTP, CSTP and DTLS for the clients the supervisor hands it.
+
+A worker runs as ``run-as-user`` with no capabilities, ``no_new_privs`` and (``isolate-workers``)
+a seccomp allow-list, before it reads a single client byte. What it cannot do itself it asks for
+over its two channels (:mod:`ocgate.ipc`):
+
+* the **authentication service** decides logins (the worker forwards each pre-tunnel request to
+  that connection's login dialog there), hands out the session and its leases at CONNECT, and
+  hears about tunnels going up and down;
+* the **supervisor** creates TUN devices (the descriptor comes back over the channel), runs
+  connect/disconnect scripts, steers DTLS hellos to the worker that owns them, and gathers
+  ``occtl`` snapshots and metrics.
+
+State owned here: the client connections, the tunnels (each with its TUN descriptor, CSTP core
+and DTLS channel) and this worker's steered UDP sockets. A worker that dies takes its tunnels with
+it (the kernel removes their TUN devices as the descriptors close) and nothing else: the sessions
+live in the authentication service, and the clients come back with their cookies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import logging
+import os
+import pickle
+import socket
+import time
+from collections.abc import Coroutine
+from typing import Literal
+
+from OpenSSL import SSL
+
+from ocgate import ipc
+from ocgate.config import Config
+from ocgate.control import UserInfo
+from ocgate.cstp import CstpConnection
+from ocgate.daemon._client import ClientConnection
+from ocgate.daemon._dtls import DtlsChannel
+from ocgate.daemon._tunnel import Tunnel, TunnelMeta
+from ocgate.daemon._udp import MODE_LEGACY, MODE_PSK, DtlsPort, tag_id
+from ocgate.dtls import DtlsOffer, PskMode, negotiate_dtls
+from ocgate.errors import OcgateError, ResourceError
+from ocgate.gateway import (
+    ScriptContext,
+    SessionSettings,
+    TunnelPlan,
+    client_wants_ipv6,
+    connect_headers,
+    plan_tunnel,
+    previous_addresses,
+    script_environment,
+)
+from ocgate.http import Request, Response
+from ocgate.ipc import messages as m
+from ocgate.metrics import GatewayMetrics, LiveState
+from ocgate.session import Session
+from ocgate.tun import TunDevice
+
+__all__ = ["Worker", "server_addresses"]
+
+log = logging.getLogger("ocgate")
+
+PSK_EXPORTER_LABEL = b"EXPORTER-openconnect-psk"  # anyconnect-protocol.md §9.3
+_CONNECT_PATHS = frozenset({"/CSCOSSLC/tunnel", "CSCOSSLC/tunnel"})
+_COUNTERS_PERIOD = 5.0
+TUNNEL_IDS_PER_WORKER = 1_000_000
+
+
+def server_addresses(
+    config: Config,
+) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
+    """The gateway's own tunnel addresses: the first host of each pool (ocserv's rule)."""
+    from ocgate.session import Ipv4Pool, Ipv6Pool
+
+    v4 = (
+        Ipv4Pool(config.ipv4_network, predictable=True).server_address
+        if config.ipv4_network
+        else None
+    )
+    v6 = (
+        Ipv6Pool(config.ipv6_network, config.ipv6_subnet_prefix, predictable=True).server_address
+        if config.ipv6_network
+        else None
+    )
+    return v4, v6
+
+
+class Worker:
+    """Everything one worker process shares between its client connections."""
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        generation: int,
+        config: Config,
+        tls_context: SSL.Context,
+        supervisor: ipc.Channel,
+        auth: ipc.Channel,
+        cookie_key: bytes,
+    ) -> None:
+        self.index = index
+        self.config = config
+        self.tls_context = tls_context
+        self.supervisor = supervisor
+        self.auth = auth
+        self.tunnels: dict[str, Tunnel] = {}
+        self.connections: set[ClientConnection] = set()
+        self.metrics = GatewayMetrics(self._live_state)
+        self.dtls_port: DtlsPort | None = None
+        self._cookie_key = cookie_key
+        self._conn_ids = itertools.count(1)
+        self._ids = itertools.count(generation * TUNNEL_IDS_PER_WORKER + 1)
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._counters_task: asyncio.Task[None] | None = None
+        self.stats: dict[str, float] = {
+            "sessions_total": 0, "sessions_handled": 0, "timed_out": 0, "timed_out_idle": 0,
+            "closed_due_to_error": 0, "session_time_total": 0.0, "session_time_max": 0.0,
+            "min_mtu": 0, "max_mtu": 0, "rx": 0, "tx": 0,
+        }  # fmt: skip
+        self.server4, self.server6 = server_addresses(config)
+
+    def next_conn_id(self) -> int:
+        return next(self._conn_ids)
+
+    def reconfigure(self, config: Config, tls_context: SSL.Context) -> None:
+        """A reload: new connections and tunnels see it; running tunnels keep their settings."""
+        self.config = config
+        self.tls_context = tls_context
+        self.server4, self.server6 = server_addresses(config)
+
+    async def start(self, udp_sockets: list[socket.socket]) -> None:
+        if udp_sockets:
+            self.dtls_port = DtlsPort(
+                worker=self.index, cookie_key=self._cookie_key, steer=self._steer
+            )
+            await self.dtls_port.adopt(udp_sockets)
+        self._counters_task = asyncio.get_running_loop().create_task(self._report_counters())
+
+    async def stop(self) -> None:
+        """Tell every client, remove every TUN device."""
+        if self._counters_task is not None:
+            self._counters_task.cancel()
+        for conn in list(self.connections):
+            conn.close()
+        if self.dtls_port is not None:
+            self.dtls_port.close()
+        await asyncio.sleep(0)
+
+    def adopt_connection(self, fd: int) -> None:
+        """A TCP connection the supervisor accepted."""
+        sock = socket.socket(fileno=fd)
+        loop = asyncio.get_running_loop()
+        self._background(loop.connect_accepted_socket(lambda: ClientConnection(self), sock))
+
+    # Calls into the other processes ---------------------------------------------------------------
+
+    async def admit(self, address: str) -> m.Admitted:
+        try:
+            reply: m.Admitted = await self.auth.call(m.Admit(address=address[:64]))
+        except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+            return m.Admitted(refused=True)
+        return reply
+
+    async def login(self, conn: ClientConnection, request: Request) -> Response:
+        """A pre-tunnel request: answered by the connection's login dialog in the auth service."""
+        conn.asked_auth = True
+        try:
+            reply: m.LoginResponse = await self.auth.call(
+                m.LoginRequest(
+                    conn=conn.conn_id,
+                    request=request,
+                    remote=conn.remote[:64],
+                    local=conn.local[:64],
+                    peer_chain=list(conn.peer_chain()[:16]),
+                ),
+                timeout=120.0,
+            )
+        except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError) as exc:
+            log.error("event=login-unavailable remote=%s reason=%r", conn.remote, str(exc))
+            return Response(503, "Service Unavailable", (), b"", close=True)
+        return Response(reply.status, reply.reason, tuple(reply.headers), reply.body, reply.close)
+
+    def connection_opened(self, conn: ClientConnection) -> None:
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        if conn.asked_auth and conn.tunnel is None:
+            self._tell_auth(m.ConnectionGone(conn=conn.conn_id))
+
+    def _tell_auth(self, message: m.Message) -> None:
+        with contextlib.suppress(ipc.ChannelClosed):
+            self.auth.send(message)
+
+    def _tell_supervisor(self, message: m.Message) -> None:
+        with contextlib.suppress(ipc.ChannelClosed):
+            self.supervisor.send(message)
+
+    def _steer(self, owner: int, client: tuple[str, int], data: bytes) -> None:
+        self._tell_supervisor(
+            m.SteerDatagram(owner=owner, host=client[0], port=client[1], data=data)
+        )
+
+    # CONNECT --------------------------------------------------------------------------------------
+
+    def session_config(self, session: Session) -> Config:
+        settings = session.extra.get("settings")
+        return settings.config if isinstance(settings, SessionSettings) else self.config
+
+    async def handle_connect(self, conn: ClientConnection, request: Request) -> None:
+        """Claim the session, create the TUN device, run the connect-script, switch to CSTP."""
+        if request.target.split("?", 1)[0] not in _CONNECT_PATHS:
+            conn.respond(Response(404, "Not Found", (), b"", close=True))
+            return
+        headers = {name: value for name, value in reversed(request.headers)}
+        prefer4, prefer6 = previous_addresses(request)
+        tunnel_id = next(self._ids)
+        try:
+            granted: m.SessionGranted = await self.auth.call(
+                m.ClaimSession(
+                    cookie=request.cookies().get("webvpn", "")[:64],
+                    tunnel_id=tunnel_id,
+                    prefer4=str(prefer4) if prefer4 else None,
+                    prefer6=str(prefer6) if prefer6 else None,
+                    want6=client_wants_ipv6(headers),
+                )
+            )
+        except ipc.RemoteFailure as exc:
+            reason = str(exc)
+            log.warning("event=connect-refused remote=%s reason=%r", conn.remote, reason)
+            if "cookie" in reason or "expired" in reason:
+                conn.respond(Response(401, "Cookie is not acceptable", (), b"", close=True))
+            else:
+                self._refuse(conn, reason)
+            return
+        except (ipc.ChannelClosed, TimeoutError) as exc:
+            self._refuse(conn, f"authentication service unavailable: {exc}")
+            return
+        session: Session = pickle.loads(granted.payload)  # From the auth service: trusted.
+        try:
+            offer = self._dtls_offer(conn, request)
+            plan = self._plan(session, request, offer)
+            tun = await self._open_tun(plan)
+        except (ResourceError, OSError, OcgateError, ipc.RemoteFailure, TimeoutError) as exc:
+            log.error(
+                "event=connect-failed user=%r session=%s reason=%r",
+                session.username,
+                session.sid,
+                str(exc),
+            )
+            self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
+                                         reason="connect failed", end_session=False))  # fmt: skip
+            self._refuse(conn, str(exc))
+            return
+        meta = TunnelMeta.from_request(tunnel_id, request, conn.remote, conn.local, time.time())
+        if self.config.connect_script:
+            env = self._script_env("connect", session, plan, tun.name, meta)
+            if await self._run_script("connect", env) != 0:
+                tun.close()
+                log.warning(
+                    "event=connect-refused user=%r session=%s reason='connect-script failed'",
+                    session.username,
+                    session.sid,
+                )
+                with contextlib.suppress(ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+                    await self.auth.call(
+                        m.EndSession(sid=session.sid, reason="connect-script refused the session")
+                    )
+                self._refuse(conn, "connect-script refused the session")
+                return
+        if conn.tunnel is not None or conn.closed_by_peer():
+            tun.close()
+            self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
+                                         reason="client left", end_session=False))  # fmt: skip
+            return
+        self._start_tunnel(conn, session, plan, tun, meta, offer)
+
+    def _refuse(self, conn: ClientConnection, reason: str) -> None:
+        conn.respond(Response(503, "Service Unavailable", (("X-Reason", reason[:200]),), b"",
+                              close=True))  # fmt: skip
+
+    def _dtls_offer(self, conn: ClientConnection, request: Request) -> DtlsOffer | None:
+        """The DTLS mode for this CONNECT (anyconnect-protocol.md §9), or None for CSTP only."""
+        if self.dtls_port is None:
+            return None
+        config = self.config
+        headers = {name: value for name, value in reversed(request.headers)}
+        psk = conn.tls_exporter(PSK_EXPORTER_LABEL, 32)
+        offer = negotiate_dtls(
+            headers,
+            psk_enabled=config.dtls_psk,
+            legacy_enabled=config.dtls_legacy,
+            tls_cipher_hint=conn.tls_cipher_name() if config.match_tls_dtls_ciphers else None,
+            random_bytes=tag_id(self.index, MODE_PSK, os.urandom),
+            psk=psk,
+        )
+        if offer is not None and not isinstance(offer.mode, PskMode):
+            # The legacy Session-ID names the mode for the other workers' steering.
+            offer = negotiate_dtls(
+                headers,
+                psk_enabled=config.dtls_psk,
+                legacy_enabled=config.dtls_legacy,
+                tls_cipher_hint=conn.tls_cipher_name() if config.match_tls_dtls_ciphers else None,
+                random_bytes=tag_id(self.index, MODE_LEGACY, os.urandom),
+                psk=psk,
+            )
+        return offer
+
+    def _plan(self, session: Session, request: Request, offer: DtlsOffer | None) -> TunnelPlan:
+        return plan_tunnel(
+            config=self.session_config(session),
+            session=session,
+            request=request,
+            now=time.time(),
+            offer=offer,
+            pool4=None,
+            pool6=None,
+            sessions=(),
+        )
+
+    async def _open_tun(self, plan: TunnelPlan) -> TunDevice:
+        reply, fds = await self.supervisor.call_fds(
+            m.OpenTun(
+                mtu=plan.mtu,
+                peer4=str(plan.ipv4) if plan.ipv4 is not None else None,
+                peer6=str(plan.ipv6) if plan.ipv6 is not None else None,
+            )
+        )
+        if len(fds) != 1 or not isinstance(reply, m.TunOpened):
+            for fd in fds:
+                os.close(fd)
+            raise ResourceError("the supervisor sent no TUN device")
+        os.set_blocking(fds[0], False)
+        return TunDevice(fds[0], reply.name)
+
+    async def _run_script(self, kind: Literal["connect", "disconnect"], env: dict[str, str]) -> int:
+        try:
+            reply: m.ScriptDone = await self.supervisor.call(
+                m.RunScript(kind=kind, env=env),
+                timeout=60.0,
+            )
+        except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+            return 127
+        if reply.status != 0:
+            self.metrics.script_failures.labels(script=kind).inc()
+        return reply.status
+
+    def _start_tunnel(
+        self,
+        conn: ClientConnection,
+        session: Session,
+        plan: TunnelPlan,
+        tun: TunDevice,
+        meta: TunnelMeta,
+        offer: DtlsOffer | None,
+    ) -> None:
+        config = self.session_config(session)
+        old = self.tunnels.get(session.sid)
+        if old is not None:
+            old.close("replaced by a reconnect")  # The session and its leases carry over.
+        conn.respond(Response(200, "CONNECTED", tuple(connect_headers(config, plan)), b""))
+        tls, transport, initial = conn.take_over_for_tunnel()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = None
+        if session.session_deadline is not None:
+            deadline = now + (session.session_deadline - time.time())
+        cstp = CstpConnection(
+            now=now,
+            dpd=plan.dpd,
+            keepalive=config.keepalive,
+            idle_timeout=plan.idle_timeout,
+            session_deadline=deadline,
+        )
+        tunnel = Tunnel(
+            session=session,
+            tun=tun,
+            cstp=cstp,
+            tls=tls,
+            transport=transport,
+            on_closed=self._tunnel_closed,
+            plan=plan,
+            meta=meta,
+        )
+        conn.tunnel = tunnel
+        self.tunnels[session.sid] = tunnel
+        if offer is not None and self.dtls_port is not None:
+            self._attach_dtls(tunnel, offer, self.dtls_port)
+        session.device = tun.name
+        session.remote_addr = conn.remote
+        log.info(
+            "event=tunnel-up user=%r session=%s device=%s ipv4=%s ipv6=%s mtu=%d tls=%s remote=%s",
+            session.username,
+            session.sid,
+            tun.name,
+            plan.ipv4,
+            plan.ipv6,
+            plan.mtu,
+            tls.cipher_description(),
+            conn.remote,
+        )
+        self._tell_auth(
+            m.TunnelUp(
+                sid=session.sid,
+                tunnel_id=meta.id,
+                device=tun.name,
+                remote=conn.remote[:64],
+                local=conn.local[:64],
+                user_agent=meta.user_agent[:4096],
+                hostname=plan.hostname,
+            )
+        )
+        stats = self.stats
+        stats["sessions_total"] += 1
+        stats["min_mtu"] = plan.mtu if not stats["min_mtu"] else min(stats["min_mtu"], plan.mtu)
+        stats["max_mtu"] = max(stats["max_mtu"], plan.mtu)
+        self._tell_supervisor(m.TunnelEvent(kind="connect", user=self.user_info(tunnel)))
+        tunnel.start(initial)
+
+    def _attach_dtls(self, tunnel: Tunnel, offer: DtlsOffer, port: DtlsPort) -> None:
+        mode = offer.mode
+        label = "psk" if isinstance(mode, PskMode) else "legacy"
+        channel = DtlsChannel(
+            mode=mode,
+            session_sid=tunnel.session.sid,
+            dpd=tunnel.plan.dpd,
+            switch_to_tcp_timeout=self.config.switch_to_tcp_timeout,
+            mtu=tunnel.plan.mtu,
+            mtu_discovery=self.config.try_mtu_discovery,
+            on_packets=tunnel.write_packets,
+            on_established=lambda _: self.metrics.dtls_handshakes.labels(mode=label).inc(),
+            on_activity=tunnel.note_activity,
+            on_timer_change=tunnel.rearm_timer,
+        )
+        tunnel.attach_dtls(channel)
+        port.offer(mode.app_id if isinstance(mode, PskMode) else mode.session_id, channel)
+
+    def _tunnel_closed(self, tunnel: Tunnel, reason: str, end_session: bool) -> None:
+        session = tunnel.session
+        if tunnel.dtls is not None and self.dtls_port is not None:
+            self.dtls_port.forget(tunnel.dtls)
+        if self.tunnels.get(session.sid) is tunnel:
+            del self.tunnels[session.sid]
+        counters = tunnel.counters()
+        log.info(
+            "event=tunnel-down user=%r session=%s device=%s reason=%r rx_bytes=%d tx_bytes=%d",
+            session.username,
+            session.sid,
+            tunnel.tun.name,
+            reason,
+            counters.rx_bytes,
+            counters.tx_bytes,
+        )
+        duration = time.time() - tunnel.meta.connected_at
+        if self.config.disconnect_script:
+            env = self._script_env("disconnect", session, tunnel.plan, tunnel.tun.name, tunnel.meta)
+            env["STATS_BYTES_IN"] = str(counters.rx_bytes)
+            env["STATS_BYTES_OUT"] = str(counters.tx_bytes)
+            env["STATS_DURATION"] = str(int(duration))
+            self._background(self._run_script("disconnect", env))
+        self._tell_auth(
+            m.TunnelDown(
+                sid=session.sid,
+                tunnel_id=tunnel.meta.id,
+                reason=reason[:4096],
+                end_session=end_session,
+                rx_bytes=counters.rx_bytes,
+                tx_bytes=counters.tx_bytes,
+                rx_packets=counters.rx_packets,
+                tx_packets=counters.tx_packets,
+            )
+        )
+        self.metrics.tunnel_closed(counters, reason)
+        self._count_down(duration, reason, counters.rx_bytes, counters.tx_bytes)
+        self._tell_supervisor(
+            m.TunnelEvent(kind="disconnect", user=self.user_info(tunnel), reason=reason[:4096])
+        )
+
+    def _count_down(self, duration: float, reason: str, rx: int, tx: int) -> None:
+        stats = self.stats
+        stats["sessions_handled"] += 1
+        stats["session_time_total"] += duration
+        stats["session_time_max"] = max(stats["session_time_max"], duration)
+        stats["rx"] += rx
+        stats["tx"] += tx
+        if reason in {"session timeout", "session expired"}:
+            stats["timed_out"] += 1
+        elif reason == "idle timeout":
+            stats["timed_out_idle"] += 1
+        elif reason in {"protocol error", "TLS failure", "dead peer detected"}:
+            stats["closed_due_to_error"] += 1
+
+    def _script_env(
+        self, reason: str, session: Session, plan: TunnelPlan, device: str, meta: TunnelMeta
+    ) -> dict[str, str]:
+        ctx = ScriptContext(
+            reason=reason,
+            tunnel_id=meta.id,
+            username=session.username,
+            groupname=session.group or "",
+            hostname=session.hostname or "",
+            device=device,
+            user_agent=meta.user_agent,
+            device_type=meta.device_type,
+            device_platform=meta.platform,
+            remote_ip=meta.remote_ip,
+            local_ip=meta.local_ip,
+            ipv4=plan.ipv4,
+            server_ipv4=self.server4,
+            ipv6=plan.ipv6,
+            server_ipv6=self.server6,
+        )
+        return script_environment(self.session_config(session), ctx)
+
+    def _background(self, coro: Coroutine[object, object, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _report_counters(self) -> None:
+        """Live byte counters to the auth service (RADIUS interim accounting)."""
+        while True:
+            await asyncio.sleep(_COUNTERS_PERIOD)
+            if not self.tunnels:
+                continue
+            rows = []
+            for sid, tunnel in self.tunnels.items():
+                c = tunnel.counters()
+                rows.append(m.TunnelCounters(sid, c.rx_bytes, c.tx_bytes, c.rx_packets,
+                                             c.tx_packets))  # fmt: skip
+            self._tell_auth(m.CountersUpdate(tunnels=rows))
+
+    # Requests from the supervisor and the auth service --------------------------------------------
+
+    def close_session(self, msg: m.CloseSession) -> None:
+        tunnel = self.tunnels.get(msg.sid)
+        if tunnel is not None:
+            tunnel.close(msg.reason, end_session=msg.end_session, notify=msg.notify)
+        elif msg.end_session:
+            self._tell_auth(m.TunnelDown(sid=msg.sid, tunnel_id=0, reason=msg.reason,
+                                         end_session=True))  # fmt: skip
+
+    def close_tunnels(self, ids: list[int], *, terminate: bool) -> bool:
+        found = False
+        for tunnel in list(self.tunnels.values()):
+            if tunnel.meta.id in ids:
+                found = True
+                if terminate:
+                    log.info("event=admin-terminate session=%s", tunnel.session.sid)
+                    tunnel.close("admin terminate", end_session=True, notify=True)
+                else:
+                    log.info("event=admin-disconnect session=%s", tunnel.session.sid)
+                    tunnel.close("admin disconnect")
+        return found
+
+    def users(self) -> m.Users:
+        tunnels = sorted(self.tunnels.values(), key=lambda t: t.meta.id)
+        stats = dict(self.stats)
+        stats["tunnels"] = len(self.tunnels)
+        stats["tasks"] = len(asyncio.all_tasks())
+        for t in self.tunnels.values():
+            c = t.counters()
+            stats["live_rx"] = stats.get("live_rx", 0) + c.rx_bytes
+            stats["live_tx"] = stats.get("live_tx", 0) + c.tx_bytes
+        return m.Users(users=[self.user_info(t) for t in tunnels], stats=stats)
+
+    def user_info(self, tunnel: Tunnel) -> UserInfo:
+        config = self.session_config(tunnel.session)
+        session, plan, meta = tunnel.session, tunnel.plan, tunnel.meta
+        counters = tunnel.counters()
+        return UserInfo(
+            id=meta.id,
+            username=session.username,
+            groupname=session.group or "",
+            device=tunnel.tun.name,
+            mtu=plan.mtu,
+            remote_ip=meta.remote_ip,
+            local_device_ip=meta.local_ip,
+            ipv4=str(plan.ipv4) if plan.ipv4 else "",
+            ptp_ipv4=str(self.server4) if self.server4 is not None and plan.ipv4 else "",
+            ipv6=str(plan.ipv6.network_address) if plan.ipv6 else "",
+            ptp_ipv6=str(self.server6) if self.server6 is not None and plan.ipv6 else "",
+            user_agent=meta.user_agent,
+            rx=counters.rx_bytes,
+            tx=counters.tx_bytes,
+            dpd=plan.dpd,
+            keepalive=config.keepalive,
+            hostname=session.hostname or "",
+            connected_at=meta.connected_at,
+            session_started_at=session.created,
+            session_id=session.sid,
+            tls_ciphersuite=tunnel.tls_description,
+            dtls_cipher=tunnel.dtls_description,
+            dns=tuple(str(a) for a in config.dns),
+            split_dns=config.split_dns,
+            routes=() if config.route_default else tuple(_route_text(r) for r in config.route),
+            no_routes=tuple(_route_text(r) for r in config.no_route),
+        )
+
+    def _live_state(self) -> LiveState:
+        return LiveState(tunnels=[t.counters() for t in self.tunnels.values()],
+                         sessions_disconnected=0)  # fmt: skip
+
+
+def _route_text(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    if isinstance(net, ipaddress.IPv4Network):
+        return f"{net.network_address}/{net.netmask}"
+    return str(net)

@@ -1,0 +1,331 @@
+"""Every message that crosses a process boundary, and who may send it.
+
+Each class is a msgspec Struct, tagged with its class name. A receiving end decodes with the union
+of what it accepts (``*_ACCEPTS`` below), so a message from a less privileged process is
+type-checked and size-bounded before any handler sees it. Three rules keep the privileged side
+small:
+
+* Upstream (worker → auth service, worker → supervisor, auth service → supervisor) carries only
+  plain typed fields, never pickles.
+* Downstream (supervisor → child, auth service → worker) may carry ``payload`` pickles (the whole
+  configuration, a session with its settings): the receiver is the less privileged process.
+* Descriptors travel beside a message as ``SCM_RIGHTS`` (a TUN device, an accepted TCP connection,
+  a connected UDP socket), never inside it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from ocgate.control import BanInfo, SessionInfo, UserInfo
+from ocgate.http import Request
+
+__all__ = [
+    "AUTH_ACCEPTS",
+    "NVM_ACCEPTS",
+    "SUPERVISOR_FROM_AUTH",
+    "SUPERVISOR_FROM_NVM",
+    "SUPERVISOR_FROM_WORKER",
+    "WORKER_ACCEPTS",
+    "Failed",
+    "Message",
+    "Reply",
+]
+
+Host = Annotated[str, msgspec.Meta(max_length=64)]
+Name = Annotated[str, msgspec.Meta(max_length=256)]
+Text = Annotated[str, msgspec.Meta(max_length=4096)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Datagram = Annotated[bytes, msgspec.Meta(max_length=65535)]
+
+
+class Message(msgspec.Struct, tag=True, kw_only=True):
+    """Base of every message; ``rid`` > 0 marks a request, a reply echoes it."""
+
+    rid: int = 0
+
+
+class Reply(Message):
+    """Base of every answer to a request."""
+
+
+class Ok(Reply):
+    found: bool = True
+
+
+class Failed(Reply):
+    message: Text = ""
+
+
+# Set-up and life cycle (supervisor → every child) ------------------------------------------------
+
+
+class Configure(Message):
+    """The configuration (pickled ``ChildSetup``), at start and on every reload."""
+
+    payload: bytes
+
+
+class Stop(Message):
+    """Leave: close tunnels (``notify``: tell the clients, who then exit) and exit."""
+
+    notify: bool = False
+
+
+class AttachWorker(Message):
+    """To the auth service: the descriptor beside it is the channel to worker ``index``."""
+
+    index: Count
+    generation: Count
+
+
+class NewConnection(Message):
+    """To a worker: the TCP connection beside it, accepted by the supervisor."""
+
+
+class MetricsConnection(Message):
+    """To worker 0: a scrape connection on ``metrics-listen``, beside it."""
+
+
+class Steered(Message):
+    """To a worker: a ClientHello for one of its tunnels and a UDP socket to its sender."""
+
+    host: Host
+    port: Port
+    data: Datagram
+
+
+class CollectMetrics(Message):
+    """Ask a child for its counters."""
+
+
+class Sample(msgspec.Struct, array_like=True):
+    name: Name
+    labels: dict[Name, Name]
+    value: float
+    kind: Literal["counter", "gauge"] = "counter"
+
+
+class Metrics(Reply):
+    samples: list[Sample] = []
+    help: dict[Name, Text] = {}
+
+
+class UsersQuery(Message):
+    """Ask a worker for the tunnels it serves."""
+
+
+class Users(Reply):
+    users: list[UserInfo] = []
+    stats: dict[Name, float] = {}
+
+
+class CloseTunnels(Message):
+    """Disconnect (or terminate) these tunnel ids."""
+
+    ids: list[int]
+    terminate: bool = False
+
+
+class CloseSession(Message):
+    """To a worker, from the auth service: end the tunnel of ``sid`` (replaced, expired, ended)."""
+
+    sid: Name
+    reason: Text
+    end_session: bool = False
+    notify: bool = False
+
+
+# Worker → supervisor -----------------------------------------------------------------------------
+
+
+class OpenTun(Message):
+    """Create and configure a TUN device; the reply carries its descriptor."""
+
+    mtu: Annotated[int, msgspec.Meta(ge=576, le=65535)]
+    peer4: Host | None = None
+    peer6: Host | None = None
+
+
+class TunOpened(Reply):
+    name: Name
+
+
+class RunScript(Message):
+    kind: Literal["connect", "disconnect"]
+    env: dict[
+        Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")],
+        Annotated[str, msgspec.Meta(max_length=65536)],
+    ]
+
+
+class ScriptDone(Reply):
+    status: int
+
+
+class SteerDatagram(Message):
+    """A ClientHello for another worker's tunnel (by the id's worker byte)."""
+
+    owner: Count
+    host: Host
+    port: Port
+    data: Datagram
+
+
+class TunnelEvent(Message):
+    """A tunnel came up or went down (``show events``, NVM lease history, statistics)."""
+
+    kind: Literal["connect", "disconnect"]
+    user: UserInfo
+    reason: Text = ""
+
+
+class Scrape(Message):
+    """From worker 0: the metrics of every process, rendered."""
+
+
+class ScrapeText(Reply):
+    text: str
+
+
+# Worker → auth service ---------------------------------------------------------------------------
+
+
+class Admit(Message):
+    """A new TCP connection from ``address``."""
+
+    address: Host
+
+
+class Admitted(Reply):
+    delay: float = 0.0
+    refused: bool = False
+
+
+class LoginRequest(Message):
+    """A pre-tunnel HTTP request of connection ``conn`` (GET/POST), for its login dialog."""
+
+    conn: Count
+    request: Request
+    remote: Host
+    local: Host
+    peer_chain: Annotated[list[bytes], msgspec.Meta(max_length=16)] = []
+
+
+class LoginResponse(Reply):
+    status: int
+    reason: Name
+    headers: list[tuple[Name, Text]]
+    body: bytes
+    close: bool
+
+
+class ConnectionGone(Message):
+    conn: Count
+
+
+class ClaimSession(Message):
+    """CONNECT: the session of ``cookie``, with its leases (``X-CSTP-Address`` as a preference)."""
+
+    cookie: Annotated[str, msgspec.Meta(max_length=64)]
+    tunnel_id: Count
+    prefer4: Host | None = None
+    prefer6: Host | None = None
+    want6: bool = True
+
+
+class SessionGranted(Reply):
+    payload: bytes
+    """The pickled :class:`~ocgate.session.Session`, settings included."""
+
+
+class TunnelUp(Message):
+    sid: Name
+    tunnel_id: Count
+    device: Name
+    remote: Host
+    local: Host
+    user_agent: Text
+    hostname: Name | None = None
+
+
+class TunnelDown(Message):
+    sid: Name
+    tunnel_id: Count
+    reason: Text
+    end_session: bool
+    rx_bytes: Count = 0
+    tx_bytes: Count = 0
+    rx_packets: Count = 0
+    tx_packets: Count = 0
+
+
+class TunnelCounters(msgspec.Struct, array_like=True):
+    sid: Name
+    rx_bytes: Count
+    tx_bytes: Count
+    rx_packets: Count
+    tx_packets: Count
+
+
+class CountersUpdate(Message):
+    tunnels: list[TunnelCounters]
+
+
+class EndSession(Message):
+    sid: Name
+    reason: Text
+
+
+# Supervisor → auth service -----------------------------------------------------------------------
+
+
+class SessionsQuery(Message):
+    pass
+
+
+class Sessions(Reply):
+    sessions: list[SessionInfo] = []
+    bans: list[BanInfo] = []
+    stats: dict[Name, float] = {}
+
+
+class Unban(Message):
+    address: Host
+
+
+class TerminateSession(Message):
+    sid: Name
+
+
+# Supervisor → NVM --------------------------------------------------------------------------------
+
+
+class LeaseEvent(Message):
+    kind: Literal["start", "end"]
+    username: Text
+    session_id: Name
+    address: Host | None
+    when: float
+
+
+SUPERVISOR_FROM_WORKER = (
+    Ok | Failed | Metrics | Users
+    | OpenTun | RunScript | SteerDatagram | TunnelEvent | Scrape
+)  # fmt: skip
+SUPERVISOR_FROM_AUTH = Ok | Failed | Metrics | Sessions
+SUPERVISOR_FROM_NVM = Ok | Failed | Metrics
+WORKER_ACCEPTS = (
+    Ok | Failed | Configure | Stop | NewConnection | MetricsConnection | Steered | CollectMetrics
+    | UsersQuery | CloseTunnels | CloseSession | TunOpened | ScriptDone | ScrapeText | Admitted
+    | LoginResponse | SessionGranted
+)  # fmt: skip
+AUTH_ACCEPTS = (
+    Configure | Stop | AttachWorker | CollectMetrics | SessionsQuery | Unban | TerminateSession
+    | Admit | LoginRequest | ConnectionGone | ClaimSession | TunnelUp | TunnelDown
+    | CountersUpdate | EndSession | Ok | Failed
+)  # fmt: skip
+NVM_ACCEPTS = Configure | Stop | CollectMetrics | LeaseEvent | Ok | Failed

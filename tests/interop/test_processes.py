@@ -1,0 +1,201 @@
+"""Acceptance of the process-architecture issue: roles, confinement, spreading, crashes, restarts.
+
+The gateway under test is the real ``ocgate serve``: a root supervisor with a sec-mod, workers and
+(optionally) a collector as child processes. Everything is observed from outside, as an
+administrator would: ``/proc/PID/status``, ``ps``, ``ocgate ctl``, and real openconnect clients.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ._netns import NetnsPair, run
+from ._openconnect import OpenConnect, OpenConnectRunner
+from ._server import SERVER_TUN4, Server, ServerKind, StartServer
+from ._traffic import parse_ping
+from .test_ops import ctl, wait_for
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
+
+NOBODY = 65534
+TUNNEL_IDS_PER_WORKER = 1_000_000
+
+
+@pytest.fixture(autouse=True)
+def _ocgate_only(kind: ServerKind) -> None:
+    if kind is not ServerKind.OCGATE:
+        pytest.skip("observes ocgate's own process roles")
+
+
+def _children(server: Server) -> dict[int, dict[str, str]]:
+    """Every child of the supervisor: pid → /proc/PID/status fields (plus its ps title)."""
+    out = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(server.pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    result: dict[int, dict[str, str]] = {}
+    for line in out.splitlines():
+        pid_text, _, title = line.strip().partition(" ")
+        status = Path(f"/proc/{pid_text}/status").read_text()
+        fields = dict(re.findall(r"^(\w+):\s*(.*)$", status, re.M))
+        fields["title"] = title
+        result[int(pid_text)] = fields
+    return result
+
+
+def _start(start_gateway: StartServer, tmp_path: Path, **extra: str) -> tuple[Server, Path]:
+    sock = tmp_path / "occtl.sock"
+    overrides = {"use-occtl": "true", "occtl-socket-file": str(sock), "workers": "2", **extra}
+    return start_gateway(overrides), sock
+
+
+def _ping_via(pair: NetnsPair, ifname: str, count: int = 3) -> int:
+    argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2", "-I", ifname, SERVER_TUN4]
+    proc = run(pair.exec_argv(pair.client, argv), check=False, timeout=30)
+    return parse_ping(proc.stdout + proc.stderr).received
+
+
+def _ifname(client: OpenConnect) -> str:
+    return client.argv[client.argv.index("--interface") + 1]
+
+
+def _users(sock: Path) -> list[dict[str, object]]:
+    users = json.loads(ctl(sock, "show", "users", json_output=True))
+    assert isinstance(users, list)
+    return users
+
+
+def test_roles_run_confined(
+    start_gateway: StartServer, openconnect: OpenConnectRunner, tmp_path: Path
+) -> None:
+    server, _sock = _start(
+        start_gateway, tmp_path, **{"run-as-user": "nobody", "isolate-workers": "true"}
+    )
+    passwd = server.workdir / "ocpasswd"
+    passwd.chmod(0o600)
+    want = ["ocgate: sec-mod", "ocgate: worker 0", "ocgate: worker 1"]
+    server.wait_log("event=started")
+    wait_for(lambda: sorted(f["title"] for f in _children(server).values()) == want,
+             what=f"children titled {want}")  # fmt: skip
+    children = _children(server)
+    supervisor = Path(f"/proc/{server.pid}/status").read_text()
+    assert re.search(r"^Uid:\s+0\s", supervisor, re.M), "the supervisor stays root"
+    for pid, fields in children.items():
+        assert fields["Uid"].split() == [str(NOBODY)] * 4, (pid, fields["title"])
+        assert fields["Gid"].split()[0] != "0", (pid, fields["title"])
+        assert fields["NoNewPrivs"] == "1", (pid, fields["title"])
+        if fields["title"].startswith("ocgate: worker"):
+            assert fields["Seccomp"] == "2", fields["title"]
+            # No capability at all: neither the root-owned 0600 password file nor TUNSETIFF.
+            assert int(fields["CapEff"], 16) == 0
+            assert int(fields["CapPrm"], 16) == 0
+            assert int(fields["CapBnd"], 16) == 0
+    mode = passwd.stat()
+    assert mode.st_uid == 0
+    assert stat.S_IMODE(mode.st_mode) == 0o600
+    # And the confined gateway serves: a login and a tunnel.
+    client = openconnect.connect(server, user="alice", password="alicepass", dtls=True)
+    client.wait_env()
+    assert _ping_via(server.pair, _ifname(client)) >= 2
+
+
+def test_four_clients_spread_over_the_workers(
+    start_gateway: StartServer, openconnect: OpenConnectRunner, tmp_path: Path
+) -> None:
+    server, sock = _start(start_gateway, tmp_path)
+    clients = [
+        openconnect.connect(server, user=user, password=f"{user}pass", dtls=True)
+        for user in ("alice", "bob", "alice", "bob")
+    ]
+    addresses = [c.wait_env()["INTERNAL_IP4_ADDRESS"] for c in clients]
+    for client in clients:
+        assert _ping_via(server.pair, _ifname(client)) >= 2, client.describe()
+    users = _users(sock)
+    assert len(users) == 4
+    assert sorted(str(u["IPv4"]) for u in users) == sorted(addresses)
+    generations = {int(str(u["ID"])) // TUNNEL_IDS_PER_WORKER for u in users}
+    assert len(generations) >= 2, f"all tunnels on one worker: {users}"
+
+
+def _worker_pids(server: Server) -> dict[int, int]:
+    """generation → pid, from the supervisor's log."""
+    found = re.findall(
+        r"event=child-started role=worker index=\d+ generation=(\d+) pid=(\d+)", server.log_text()
+    )
+    return {int(g): int(p) for g, p in found}
+
+
+def test_a_killed_worker_costs_only_its_clients_a_reconnect(
+    start_gateway: StartServer, openconnect: OpenConnectRunner, tmp_path: Path
+) -> None:
+    server, sock = _start(start_gateway, tmp_path)
+    alice = openconnect.connect(server, user="alice", password="alicepass", dtls=True)
+    bob = openconnect.connect(server, user="bob", password="bobpass", dtls=True)
+    env_a, env_b = alice.wait_env(), bob.wait_env()
+    users = {str(u["Username"]): u for u in _users(sock)}
+    gen_a = int(str(users["alice"]["ID"])) // TUNNEL_IDS_PER_WORKER
+    gen_b = int(str(users["bob"]["ID"])) // TUNNEL_IDS_PER_WORKER
+    assert gen_a != gen_b, users
+    links_before = len(server.tun_links())
+    os.kill(_worker_pids(server)[gen_a], signal.SIGKILL)
+    # Bob's tunnel does not notice.
+    assert _ping_via(server.pair, _ifname(bob), count=10) == 10
+
+    # Alice's client comes back by itself with its cookie: same addresses, no password.
+    def alice_back() -> bool:
+        now = {str(u["Username"]): u for u in _users(sock)}
+        return "alice" in now and int(str(now["alice"]["ID"])) // TUNNEL_IDS_PER_WORKER != gen_a
+
+    wait_for(alice_back, timeout=60, what="alice's reconnect")
+    now = {str(u["Username"]): u for u in _users(sock)}
+    assert now["alice"]["IPv4"] == env_a["INTERNAL_IP4_ADDRESS"]
+    assert str(now["alice"]["IPv6"]).split("/")[0] == env_a["INTERNAL_IP6_ADDRESS"].split("/")[0]
+    assert now["bob"]["IPv4"] == env_b["INTERNAL_IP4_ADDRESS"]
+    assert alice.proc.poll() is None
+    assert bob.proc.poll() is None
+    assert _ping_via(server.pair, _ifname(alice)) >= 2
+    # No TUN device leaked: the dead worker's went with its descriptors.
+    wait_for(lambda: len(server.tun_links()) == links_before, what="tun devices back to 2")
+    stats = server.stats()
+    assert stats["leases4"] == 2, stats
+    assert stats["tunnels"] == 2, stats
+
+
+def test_a_restart_keeps_sessions(
+    start_gateway: StartServer, openconnect: OpenConnectRunner, tmp_path: Path
+) -> None:
+    store = tmp_path / "state" / "sessions.sqlite"
+    extra = {"session-store": f"sqlite://{store}", "cookie-timeout": "30"}
+    server, _sock = _start(start_gateway, tmp_path, **extra)
+    auth = openconnect.authenticate(server, user="alice", stdin="alicepass\n")
+    first = openconnect.connect(server, cookie=auth.cookie)
+    env = first.wait_env()
+    first.kill()  # No BYE: a client that loses the gateway, not one that logs out.
+    server.stop()
+    second, _ = _start(start_gateway, tmp_path, **extra)
+    again = openconnect.connect(second, cookie=auth.cookie)
+    env2 = again.wait_env()
+    assert env2["INTERNAL_IP4_ADDRESS"] == env["INTERNAL_IP4_ADDRESS"]
+    assert env2["INTERNAL_IP6_ADDRESS"] == env["INTERNAL_IP6_ADDRESS"]
+    again.stop()
+    # A cookie that expired while the gateway was down is refused.
+    second.stop()
+    time.sleep(0.5)
+    third, _ = _start(start_gateway, tmp_path, **{**extra, "cookie-timeout": "1"})
+    stale = openconnect.authenticate(third, user="bob", stdin="bobpass\n")
+    third.stop()
+    time.sleep(3)  # Past its cookie-timeout: it never had a tunnel.
+    fourth, _ = _start(start_gateway, tmp_path, **{**extra, "cookie-timeout": "1"})
+    refused = openconnect.connect(fourth, cookie=stale.cookie)
+    assert refused.wait(timeout=30) != 0, refused.describe()
