@@ -120,9 +120,7 @@ def test_bad_values_name_file_line_and_key(tmp_path: Path, line: str, message: s
 
 def test_dtls_listener_needs_certificate_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="certificate and a key") as info:
-        parse_config(
-            config_text(tmp_path, "nvm-dtls-listen = dtls://127.0.0.1\n"), source="x.conf"
-        )
+        parse_config(config_text(tmp_path, "nvm-dtls-listen = dtls://127.0.0.1\n"), source="x.conf")
     assert (info.value.file, info.value.line, info.value.key) == ("x.conf", 4, "nvm-dtls-listen")
     with pytest.raises(ConfigError, match="certificate and a key"):
         NvmSettings(dtls_listen=(ListenAddress("dtls", "127.0.0.1", 4740),))
