@@ -94,7 +94,7 @@ def _locate_in(draft: Draft, error: ConfigError) -> ConfigError:
                 file=draft.source,
                 line=line,
                 key=key,
-                expected=f"a {_KEY_FILE} line naming a key file of at least 16 bytes",
+                expected=f"an {_KEY_FILE} line naming a key file of at least 16 bytes",
             )
     return locate(error, draft.source, lines)
 

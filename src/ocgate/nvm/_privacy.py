@@ -190,7 +190,11 @@ def _read_key_file(path: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read key file: {exc.strerror}", key=_KEY_FILE) from None
+        raise ConfigError(
+            f"cannot read key file: {exc.strerror}",
+            key=_KEY_FILE,
+            expected="a readable file of at least 16 bytes",
+        ) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ocgate.config import CollectorConfig, Config, load_collector_config
-from ocgate.errors import ConfigError
+from ocgate.errors import ConfigError, OcgateError
 from ocgate.nvm._collector import Collector, LeasePublisher
 from ocgate.nvm._config import NvmSettings
 from ocgate.nvm._hub import FlowHub
@@ -50,15 +50,35 @@ __all__ = [
 log = logging.getLogger("ocgate.nvm")
 
 
+_STORE_FORM = "a writable SQLite path or a reachable PostgreSQL database"
+
+
 async def open_nvm_store(url: str) -> Store:
-    """Open and migrate the store at ``url`` (creating a SQLite file's directory)."""
+    """Open and migrate the store at ``url`` (creating a SQLite file's directory).
+
+    :raises ConfigError: (key ``nvm-store``) the directory cannot be made or the database cannot
+        be opened or reached.
+    """
+    where = url.split("@")[-1]  # Never the password of a PostgreSQL URL.
     if not url.startswith(("postgresql://", "postgres://")):
         path = url.removeprefix("sqlite://")
         directory = os.path.dirname(path)
         if directory:
-            os.makedirs(directory, exist_ok=True)
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:
+                message = f"cannot create {directory}: {exc.strerror or exc}"
+                raise ConfigError(message, key="nvm-store", expected=_STORE_FORM) from None
     store = open_store(url)
-    await store.open()
+    try:
+        await store.open()
+    except OcgateError:
+        raise
+    except Exception as exc:  # sqlite3.Error, psycopg.Error: the drivers share no base class.
+        with contextlib.suppress(Exception):
+            await store.close()
+        message = f"cannot open the NVM store {where}: {exc}".splitlines()[0]
+        raise ConfigError(message, key="nvm-store", expected=_STORE_FORM) from None
     try:
         await store.migrate()
     except BaseException:
