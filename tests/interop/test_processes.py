@@ -7,12 +7,14 @@ administrator would: ``/proc/PID/status``, ``ps``, ``ocgate ctl``, and real open
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -199,3 +201,48 @@ def test_a_restart_keeps_sessions(
     fourth, _ = _start(start_gateway, tmp_path, **{**extra, "cookie-timeout": "1"})
     refused = openconnect.connect(fourth, cookie=stale.cookie)
     assert refused.wait(timeout=30) != 0, refused.describe()
+
+
+def test_a_slow_password_check_does_not_delay_tunnels(
+    start_gateway: StartServer, openconnect: OpenConnectRunner, tmp_path: Path
+) -> None:
+    from passlib.hash import sha512_crypt
+
+    from ._rawclient import LoginFailed, aggauth_login, open_conn
+    from ._traffic import BackgroundPing
+
+    server, _sock = _start(start_gateway, tmp_path)
+    # A well-formed SHA-512-crypt entry whose 8,000,000 rounds take seconds of CPU to check
+    # (the digest is simply wrong, so the check runs to the end and fails).
+    slow = sha512_crypt.using(rounds=1000, salt="slowslow").hash("x")
+    slow = slow.replace("rounds=1000$", "rounds=8000000$")
+    with (server.workdir / "ocpasswd").open("a") as f:
+        f.write(f"slow:*:{slow}\n")
+    client = openconnect.connect(server, user="alice", password="alicepass")
+    client.wait_env()
+    pinger = BackgroundPing(
+        server.pair, server.pair.client, SERVER_TUN4, tmp_path / "ping.log", interval=0.05
+    )
+    took: list[float] = []
+
+    def slow_login() -> None:
+        started = time.monotonic()
+        conn = open_conn(server.pair.client, server.host, server.port, timeout=60)
+        with contextlib.suppress(LoginFailed):
+            aggauth_login(conn, server.url, "slow", ["wrong"])
+        took.append(time.monotonic() - started)
+        conn.close()
+
+    threads = [threading.Thread(target=slow_login) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    result = pinger.stop()
+    assert min(took) >= 2.0, f"the slow hash was not slow: {took}"
+    assert result.transmitted >= 40, result.output
+    assert result.lost == 0, result.output
+    summary = re.search(r"= [\d.]+/[\d.]+/([\d.]+)/", result.output)
+    assert summary is not None, result.output
+    rtt_max = float(summary.group(1))
+    assert rtt_max < 100, f"CSTP traffic waited on the hash: max RTT {rtt_max} ms"

@@ -31,7 +31,7 @@ from ocgate.config import Config
 from ocgate.control import BanInfo, SessionInfo
 from ocgate.daemon._store import open_session_store
 from ocgate.errors import InvalidCookie, OcgateError, ResourceError
-from ocgate.gateway import GroupMenu, LoginDialog, LoginServices, SessionSettings, lease_ipv4
+from ocgate.gateway import GroupMenu, LoginDialog, LoginServices, lease_ipv4
 from ocgate.http import Response
 from ocgate.ipc import messages as m
 from ocgate.metrics import GatewayMetrics, LiveState
@@ -268,10 +268,6 @@ class AuthService:
         session.ipv4 = None
         session.ipv6 = None
 
-    def _session_config(self, session: Session) -> Config:
-        settings = session.extra.get("settings")
-        return settings.config if isinstance(settings, SessionSettings) else self.config
-
     def claim(self, worker: int, msg: m.ClaimSession) -> m.SessionGranted:
         """CONNECT: find the session, take it from an older tunnel, lease its addresses.
 
@@ -285,7 +281,6 @@ class AuthService:
             self._tell(
                 old.worker, m.CloseSession(sid=session.sid, reason="replaced by a reconnect")
             )
-        config = self._session_config(session)
         limit = self.config.max_clients
         connected = sum(1 for s in self.store.sessions() if s.connected and s is not session)
         if limit and connected >= limit:
@@ -297,7 +292,6 @@ class AuthService:
             session.ipv6 = self.pool6.allocate(session.username, prefer=prefer6)
         if session.ipv4 is None and session.ipv6 is None:
             raise ResourceError("no address family left to assign")
-        del config
         self._save(session)
         return m.SessionGranted(payload=pickle.dumps(session))
 

@@ -395,17 +395,21 @@ class _NvmRole(_Role):
     def __init__(self, service: object, leases: object) -> None:
         self.service = service
         self.leases = leases
+        self.metrics: object = None
 
     @classmethod
     async def create(cls, setup: ChildSetup, supervisor: ipc.Channel) -> _NvmRole:
         from ocgate.nvm._collector import LeasePublisher
+        from ocgate.nvm._metrics import CollectorMetrics
         from ocgate.nvm._serve import start_embedded_collector
         from ocgate.sandbox import CAP_DAC_READ_SEARCH, CAP_NET_BIND_SERVICE
 
         _drop(setup, keep_caps=(CAP_NET_BIND_SERVICE, CAP_DAC_READ_SEARCH))
         leases = LeasePublisher()
         service = await start_embedded_collector(setup.config, lease_events=leases)
-        return cls(service, leases)
+        role = cls(service, leases)
+        role.metrics = CollectorMetrics(service.collector.stats)
+        return role
 
     async def handle(self, msg: object, fds: list[int]) -> ipc.messages.Message | None:
         from ocgate.nvm._collector import LeasePublisher
@@ -421,6 +425,11 @@ class _NvmRole(_Role):
                 leases.lease_ended(msg.username, msg.session_id, msg.address, msg.when)
             return None
         if isinstance(msg, m.CollectMetrics):
+            from ocgate.metrics import samples_of
+            from ocgate.nvm._metrics import CollectorMetrics
+
+            if isinstance(self.metrics, CollectorMetrics):
+                return samples_of(self.metrics.registry)
             return m.Metrics()
         if isinstance(msg, m.Configure):
             return m.Ok()

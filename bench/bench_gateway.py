@@ -1,0 +1,391 @@
+"""Gateway benchmark, side by side with Debian's ocserv, in network namespaces (needs root).
+
+    .venv/bin/python bench/bench_gateway.py                      # every server, every scenario
+    .venv/bin/python bench/bench_gateway.py --servers ocgate-1,ocgate-auto --tunnels 300
+
+Servers: ``ocgate-1`` (``workers = 1``), ``ocgate-auto`` (one worker per core) and ``ocserv``
+(installed with apt when missing). Each one gets the same ocserv.conf (the interop tests'
+defaults, a /16 pool and no client limits) and is measured in turn:
+
+* ``throughput``: four openconnect 9.01 clients with DTLS, four iperf3 streams at once through
+  their four tunnels (client → server, then server → client), summed;
+* ``logins``: 16 threads doing full logins + CONNECT (AggAuth over TLS, ``200 CONNECTED``, close)
+  for a fixed time: completed tunnels per second;
+* ``setup``: N tunnels (default 1,000) opened 50 at a time and kept open: median and p99 time from
+  TCP connect to ``200 CONNECTED``; then the memory of the whole server (PSS summed over every
+  process of its tree, from ``/proc/PID/smaps_rollup``) with all of them open;
+* ``flood`` (ocgate only): iperf3 through one DTLS tunnel with and without a UDP flood (garbage and
+  valid IPFIX) at the NVM collector port: the ratio shows whether the collector steals the tunnel's
+  CPU.
+
+Figures depend on the machine (2 cores here, client and server on the same cores): compare the
+servers within one run, not across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.interop._certs import make_server_cert  # noqa: E402
+from tests.interop._netns import SERVER_ADDR, NetnsPair, netns_socket  # noqa: E402
+from tests.interop._openconnect import OpenConnectRunner  # noqa: E402
+from tests.interop._rawclient import aggauth_login, connect_tunnel, open_conn  # noqa: E402
+from tests.interop._server import (  # noqa: E402
+    SERVER_TUN4,
+    Server,
+    ServerKind,
+    User,
+    start_server,
+)
+
+USERS = (User("alice", "alicepass"), User("bob", "bobpass"))
+BASE = {
+    "ipv4-network": "10.77.0.0/16",
+    "max-clients": "0",
+    "max-same-clients": "0",
+    "udp-port": "443",
+    "cookie-timeout": "30",
+    "route": None,
+    "no-route": None,
+    "dns": None,
+    "split-dns": None,
+}
+
+
+def servers_wanted(spec: str) -> list[tuple[str, ServerKind, dict[str, str | None]]]:
+    table: dict[str, tuple[ServerKind, dict[str, str | None]]] = {
+        "ocgate-1": (ServerKind.OCGATE, {"workers": "1"}),
+        "ocgate-auto": (ServerKind.OCGATE, {"workers": "auto"}),
+        "ocserv": (ServerKind.OCSERV, {}),
+    }
+    return [(name, *table[name]) for name in spec.split(",") if name]
+
+
+def ensure_ocserv() -> None:
+    if shutil.which("ocserv") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "ocserv"], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))  # fmt: skip
+        # The package starts a system-wide ocserv where systemd runs; the benchmark wants none.
+        subprocess.run(["systemctl", "disable", "--now", "ocserv"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+# Throughput -------------------------------------------------------------------------------------
+
+
+def throughput(pair: NetnsPair, server: Server, workdir: Path, seconds: int) -> dict[str, float]:
+    runner = OpenConnectRunner(pair, workdir / "oc")
+    try:
+        clients = [
+            runner.connect(server, user=u, password=p, dtls=True, routes=())
+            for u, p in (("alice", "alicepass"), ("bob", "bobpass")) * 2
+        ]
+        addrs = [c.wait_env()["INTERNAL_IP4_ADDRESS"] for c in clients]
+        time.sleep(2)  # DTLS up
+        result = {}
+        for label, reverse in (("up", False), ("down", True)):
+            result[label] = _iperf_parallel(pair, addrs, seconds, reverse)
+        return result
+    finally:
+        runner.close_all()
+        pair.kill_in(pair.client)
+
+
+def _iperf_parallel(pair: NetnsPair, addrs: list[str], seconds: int, reverse: bool) -> float:
+    servers = [
+        subprocess.Popen(pair.exec_argv(pair.server, ["iperf3", "-s", "-1", "-B", SERVER_TUN4,
+                                                      "-p", str(5201 + i)]),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i in range(len(addrs))
+    ]  # fmt: skip
+    time.sleep(0.5)
+    clients = []
+    for i, addr in enumerate(addrs):
+        argv = ["iperf3", "-c", SERVER_TUN4, "-B", addr, "-p", str(5201 + i), "-t", str(seconds),
+                "-J", *(["-R"] if reverse else [])]  # fmt: skip
+        proc = subprocess.Popen(
+            pair.exec_argv(pair.client, argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        clients.append(proc)
+    total = 0.0
+    for proc in clients:
+        out, _ = proc.communicate(timeout=seconds + 30)
+        with contextlib.suppress(ValueError, KeyError):
+            report = json.loads(out)
+            total += report["end"]["sum_received"]["bits_per_second"]
+    for proc in servers:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        proc.kill()
+    return total / 1e6
+
+
+# Logins -----------------------------------------------------------------------------------------
+
+
+def _one_login(pair: NetnsPair, url: str, user: str, password: str, close: bool = True) -> object:
+    conn = open_conn(pair.client, SERVER_ADDR, 443, timeout=30)
+    cookie = aggauth_login(conn, url, user, [password])
+    conn.close()
+    conn = open_conn(pair.client, SERVER_ADDR, 443, timeout=30)
+    response = connect_tunnel(conn, cookie)
+    if response is None or response.status != 200:
+        raise RuntimeError(f"CONNECT answered {response and response.status}")
+    if close:
+        conn.close()
+        return None
+    return conn
+
+
+def logins(pair: NetnsPair, server: Server, seconds: float, threads: int = 16) -> float:
+    done = [0]
+    errors: list[str] = []
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def loop(n: int) -> None:
+        user, password = ("alice", "alicepass") if n % 2 else ("bob", "bobpass")
+        while time.monotonic() < stop:
+            try:
+                _one_login(pair, server.url, user, password)
+            except Exception as exc:
+                errors.append(str(exc))
+                time.sleep(0.05)
+                continue
+            with lock:
+                done[0] += 1
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    elapsed = time.monotonic() - started
+    if errors:
+        print(f"    ({len(errors)} failed logins, e.g. {errors[0][:100]})")
+    return done[0] / elapsed
+
+
+# Setup latency and memory -----------------------------------------------------------------------
+
+
+def setup(pair: NetnsPair, server: Server, tunnels: int, parallel: int = 50) -> dict[str, float]:
+    latencies: list[float] = []
+    conns: list[object] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    per_thread = tunnels // parallel
+
+    def loop(n: int) -> None:
+        user, password = ("alice", "alicepass") if n % 2 else ("bob", "bobpass")
+        for _ in range(per_thread):
+            started = time.monotonic()
+            try:
+                conn = _one_login(pair, server.url, user, password, close=False)
+            except Exception as exc:
+                errors.append(str(exc))
+                continue
+            with lock:
+                latencies.append(time.monotonic() - started)
+                conns.append(conn)
+
+    workers = [threading.Thread(target=loop, args=(n,)) for n in range(parallel)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    time.sleep(2)
+    pss = pss_tree(server.pid)
+    procs = len(_tree(server.pid))
+    for conn in conns:
+        with contextlib.suppress(Exception):
+            conn.close()  # type: ignore[attr-defined]
+    if errors:
+        print(f"    ({len(errors)} failed tunnels, e.g. {errors[0][:100]})")
+    latencies.sort()
+    return {
+        "opened": len(latencies),
+        "median_s": statistics.median(latencies) if latencies else 0.0,
+        "p99_s": latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0,
+        "pss_mb": pss / 1024,
+        "processes": procs,
+    }
+
+
+def _tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def pss_tree(pid: int) -> int:
+    """PSS in KiB summed over ``pid`` and all its descendants."""
+    total = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total
+
+
+# Flood ------------------------------------------------------------------------------------------
+
+
+def flood(pair: NetnsPair, server: Server, workdir: Path, seconds: int) -> dict[str, float]:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_nvm_ingest import make_messages, template_message
+
+    runner = OpenConnectRunner(pair, workdir / "oc-flood")
+    try:
+        client = runner.connect(server, user="alice", password="alicepass", dtls=True, routes=())
+        addr = client.wait_env()["INTERNAL_IP4_ADDRESS"]
+        time.sleep(2)
+        quiet = _iperf_parallel(pair, [addr], seconds, False)
+        stop = threading.Event()
+        sent = [0]
+        now = time.time()
+        packets = [template_message(now), *make_messages(now)[:200]]
+
+        def blast() -> None:
+            sock = netns_socket(pair.client, socket.AF_INET, socket.SOCK_DGRAM)
+            garbage = os.urandom(1200)
+            deadline = time.monotonic() + seconds + 10
+            while not stop.is_set() and time.monotonic() < deadline:
+                for payload in (*packets, garbage):
+                    with contextlib.suppress(OSError):
+                        sock.sendto(payload, (SERVER_ADDR, 2055))
+                        sent[0] += 1
+            sock.close()
+
+        blaster = threading.Thread(target=blast)
+        blaster.start()
+        time.sleep(1)
+        flooded = _iperf_parallel(pair, [addr], seconds, False)
+        stop.set()
+        blaster.join()
+        return {"quiet": quiet, "flooded": flooded, "ratio": flooded / quiet if quiet else 0.0,
+                "datagrams": sent[0]}  # fmt: skip
+    finally:
+        runner.close_all()
+        pair.kill_in(pair.client)
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    pair: NetnsPair
+    tmp: Path
+    cert: object
+    name: str
+    kind: ServerKind
+    overrides: dict[str, str | None]
+    row: dict[str, object]
+
+
+def _run_one(ctx: _Ctx, label: str, fn: Callable[[Server, Path], object]) -> None:
+    """Start a fresh server, run one scenario against it, stop it."""
+    workdir = ctx.tmp / f"{ctx.name}-{label}"
+    server = start_server(
+        pair=ctx.pair,
+        workdir=workdir,
+        cert=ctx.cert,  # type: ignore[arg-type]
+        overrides=ctx.overrides,
+        users=USERS,
+        kind=ctx.kind,
+    )
+    server.wait_ready()
+    try:
+        ctx.row[label] = fn(server, workdir)
+        print(f"   {label}: {ctx.row[label]}", flush=True)
+    finally:
+        server.stop()
+        ctx.pair.kill_in(ctx.pair.server)
+
+
+# Main -------------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--servers", default="ocgate-1,ocgate-auto,ocserv")
+    parser.add_argument("--scenarios", default="throughput,logins,setup,flood")
+    parser.add_argument("--tunnels", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (network namespaces, TUN devices)", file=sys.stderr)
+        return 2
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    scenarios = set(args.scenarios.split(","))
+    servers = servers_wanted(args.servers)
+    if any(kind is ServerKind.OCSERV for _, kind, _ in servers):
+        ensure_ocserv()
+    results: dict[str, dict[str, object]] = {}
+    pair = NetnsPair.create("bench")
+    tmp = Path(tempfile.mkdtemp(prefix="ocgate-bench-"))
+    try:
+        cert = make_server_cert(tmp / "pki", SERVER_ADDR)
+        for name, kind, extra in servers:
+            print(f"== {name}", flush=True)
+            overrides: dict[str, str | None] = {**BASE, **extra}
+            if kind is ServerKind.OCGATE and "flood" in scenarios:
+                overrides["nvm-listen"] = "udp://0.0.0.0:2055"
+                overrides["nvm-store"] = f"sqlite:///{tmp}/{name}-nvm.sqlite"
+            row: dict[str, object] = {}
+            results[name] = row
+
+            def run(label: str, fn: Callable[[Server, Path], object], *, ctx: _Ctx) -> None:
+                _run_one(ctx, label, fn)
+
+            ctx = _Ctx(pair, tmp, cert, name, kind, overrides, row)
+            if "throughput" in scenarios:
+                run("throughput", lambda s, w: throughput(pair, s, w, args.seconds), ctx=ctx)
+            if "logins" in scenarios:
+                run(
+                    "logins_per_s",
+                    lambda s, w: round(logins(pair, s, 2 * args.seconds), 1),
+                    ctx=ctx,
+                )
+            if "setup" in scenarios:
+                run("setup", lambda s, w: setup(pair, s, args.tunnels), ctx=ctx)
+            if "flood" in scenarios and kind is ServerKind.OCGATE:
+                run("flood", lambda s, w: flood(pair, s, w, args.seconds), ctx=ctx)
+    finally:
+        pair.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("\n" + json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
