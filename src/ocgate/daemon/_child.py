@@ -403,8 +403,11 @@ class _NvmRole(_Role):
         from ocgate.nvm._metrics import CollectorMetrics
         from ocgate.nvm._serve import start_embedded_collector
         from ocgate.sandbox import CAP_DAC_READ_SEARCH, CAP_NET_BIND_SERVICE
+        from ocgate.sandbox._caps import keep_across_exec
 
         _drop(setup, keep_caps=(CAP_NET_BIND_SERVICE, CAP_DAC_READ_SEARCH))
+        # The SQLite writer is a fresh interpreter (forkserver): it must read the same files.
+        keep_across_exec([CAP_DAC_READ_SEARCH])
         leases = LeasePublisher()
         service = await start_embedded_collector(setup.config, lease_events=leases)
         role = cls(service, leases)

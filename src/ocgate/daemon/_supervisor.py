@@ -270,7 +270,10 @@ class Supervisor:
             finally:
                 auth_end.close()
         child.proc = await asyncio.create_subprocess_exec(
-            *argv, pass_fds=keep, stdin=asyncio.subprocess.DEVNULL
+            *argv,
+            pass_fds=keep,
+            stdin=asyncio.subprocess.DEVNULL,
+            cwd="/",  # Paths in the configuration are absolute; run-as-user may not enter ours.
         )
         child_end.close()
         if worker_auth is not None:

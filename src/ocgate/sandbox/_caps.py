@@ -32,6 +32,7 @@ __all__ = [
     "cap_mask",
     "clear_ambient",
     "drop_bounding_set",
+    "keep_across_exec",
 ]
 
 # <linux/capability.h>
@@ -81,3 +82,24 @@ def drop_bounding_set(keep: int) -> None:
 def clear_ambient() -> None:
     """Empty the ambient set, which would otherwise be re-granted across ``execve``."""
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def keep_across_exec(caps: Iterable[int]) -> None:
+    """Let ``caps`` (already permitted) survive ``execve`` as ambient capabilities.
+
+    For a role that starts helper interpreters of its own after dropping root (the NVM collector's
+    SQLite writer): they get exactly these capabilities, never more than the role holds.
+    """
+    from ocgate.sandbox._libc import capget, capset
+
+    mask = cap_mask(caps)
+    sets = capget()
+    if mask & ~sets.permitted:
+        raise ValueError("only permitted capabilities can be kept across exec")
+    capset(type(sets)(effective=sets.effective, permitted=sets.permitted,
+                      inheritable=sets.inheritable | mask))  # fmt: skip
+    for cap in caps:
+        prctl(PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, cap)
+
+
+_PR_CAP_AMBIENT_RAISE = 2
