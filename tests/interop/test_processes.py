@@ -246,3 +246,31 @@ def test_a_slow_password_check_does_not_delay_tunnels(
     assert summary is not None, result.output
     rtt_max = float(summary.group(1))
     assert rtt_max < 100, f"CSTP traffic waited on the hash: max RTT {rtt_max} ms"
+
+
+def test_a_reload_reaches_the_workers(
+    start_gateway: StartServer, openconnect: OpenConnectRunner, tmp_path: Path
+) -> None:
+    from ._certs import make_server_cert
+    from ._netns import SERVER_ADDR
+    from ._openconnect import StaticEndpoint
+
+    first = make_server_cert(tmp_path / "first", SERVER_ADDR)
+    second = make_server_cert(tmp_path / "second", SERVER_ADDR)
+    server, sock = _start(
+        start_gateway,
+        tmp_path,
+        **{"server-cert": str(first.cert_path), "server-key": str(first.key_path)},
+    )
+    old = openconnect.connect(StaticEndpoint(server.url, first.pin), user="alice",
+                              password="alicepass")  # fmt: skip
+    old.wait_env()
+    # The same files get a new certificate; the workers (no longer root) must pick it up.
+    first.cert_path.write_bytes(second.cert_path.read_bytes())
+    first.key_path.write_bytes(second.key_path.read_bytes())
+    ctl(sock, "reload")
+    new = openconnect.connect(StaticEndpoint(server.url, second.pin), user="bob",
+                              password="bobpass")  # fmt: skip
+    new.wait_env()
+    assert old.proc.poll() is None, "a reload must keep running tunnels"
+    assert _ping_via(server.pair, _ifname(old)) >= 2

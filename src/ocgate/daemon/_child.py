@@ -273,6 +273,17 @@ class _WorkerRole(_Role):
                 (msg.host, msg.port), msg.data, socket.socket(fileno=fds[0])
             )
             return None
+        if isinstance(msg, m.Configure):
+            setup: ChildSetup = pickle.loads(msg.payload)
+            try:
+                worker.reconfigure(setup.config, worker_tls(setup.config, fds))
+            except Exception as exc:
+                log.error("event=reload-failed role=worker reason=%r", str(exc))
+                return m.Failed(message=str(exc)[:4000])
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            return m.Ok()
         for fd in fds:
             os.close(fd)
         if isinstance(msg, m.UsersQuery):
@@ -283,8 +294,6 @@ class _WorkerRole(_Role):
             from ocgate.metrics import samples_of
 
             return samples_of(worker.metrics.registry)
-        if isinstance(msg, m.Configure):
-            return m.Failed(message="reload needs the memory files")
         return m.Failed(message=f"unexpected {type(msg).__name__}")
 
     async def stop(self, *, notify: bool) -> None:
