@@ -63,6 +63,7 @@ BASE = {
     "max-same-clients": "0",
     "udp-port": "443",
     "cookie-timeout": "30",
+    "max-ban-score": "0",  # Thousands of connections from one client address are the point here.
     "route": None,
     "no-route": None,
     "dns": None,

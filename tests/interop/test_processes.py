@@ -150,9 +150,28 @@ def test_a_killed_worker_costs_only_its_clients_a_reconnect(
     gen_b = int(str(users["bob"]["ID"])) // TUNNEL_IDS_PER_WORKER
     assert gen_a != gen_b, users
     links_before = len(server.tun_links())
+    # iperf3 through Bob's tunnel while Alice's worker is killed: Bob's transfer does not notice.
+    pair = server.pair
+    iperf_server = subprocess.Popen(
+        pair.exec_argv(pair.server, ["iperf3", "-s", "-1", "-B", SERVER_TUN4, "-p", "5301"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    iperf_client = subprocess.Popen(
+        pair.exec_argv(pair.client, ["iperf3", "-c", SERVER_TUN4, "-p", "5301", "-t", "4",
+                                     "-B", env_b["INTERNAL_IP4_ADDRESS"], "-J"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1)
     os.kill(_worker_pids(server)[gen_a], signal.SIGKILL)
-    # Bob's tunnel does not notice.
-    assert _ping_via(server.pair, _ifname(bob), count=10) == 10
+    out, _ = iperf_client.communicate(timeout=60)
+    iperf_server.wait(10)
+    report = json.loads(out)
+    assert "error" not in report, report.get("error")
+    assert report["end"]["sum_received"]["bytes"] > 0
+    assert _ping_via(server.pair, _ifname(bob), count=5) == 5
 
     # Alice's client comes back by itself with its cookie: same addresses, no password.
     def alice_back() -> bool:
