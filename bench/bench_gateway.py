@@ -174,6 +174,7 @@ def logins(pair: NetnsPair, server: Server, seconds: float, threads: int = 16) -
             with lock:
                 done[0] += 1
 
+    before = _cpu_by_process(server.pid)
     started = time.monotonic()
     workers = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
     for t in workers:
@@ -181,9 +182,25 @@ def logins(pair: NetnsPair, server: Server, seconds: float, threads: int = 16) -
     for t in workers:
         t.join()
     elapsed = time.monotonic() - started
+    after = _cpu_by_process(server.pid)
+    busy = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
+    print(f"    server CPU seconds by process: {busy}")
     if errors:
         print(f"    ({len(errors)} failed logins, e.g. {errors[0][:100]})")
     return done[0] / elapsed
+
+
+def _cpu_by_process(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each process of the server's tree, by its title."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for p in _tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            title = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].decode()[:40]
+            key = title if title not in out else f"{title} ({p})"
+            out[key] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
 
 
 # Setup latency and memory -----------------------------------------------------------------------
@@ -359,9 +376,11 @@ def main() -> int:
         for name, kind, extra in servers:
             print(f"== {name}", flush=True)
             overrides: dict[str, str | None] = {**BASE, **extra}
-            if kind is ServerKind.OCGATE and "flood" in scenarios:
-                overrides["nvm-listen"] = "udp://0.0.0.0:2055"
-                overrides["nvm-store"] = f"sqlite:///{tmp}/{name}-nvm.sqlite"
+            flood_overrides: dict[str, str | None] = {
+                **overrides,
+                "nvm-listen": "udp://0.0.0.0:2055",
+                "nvm-store": f"sqlite:///{tmp}/{name}-nvm.sqlite",
+            }
             row: dict[str, object] = {}
             results[name] = row
 
@@ -369,6 +388,7 @@ def main() -> int:
                 _run_one(ctx, label, fn)
 
             ctx = _Ctx(pair, tmp, cert, name, kind, overrides, row)
+            flood_ctx = _Ctx(pair, tmp, cert, name, kind, flood_overrides, row)
             if "throughput" in scenarios:
                 run("throughput", lambda s, w: throughput(pair, s, w, args.seconds), ctx=ctx)
             if "logins" in scenarios:
@@ -380,7 +400,7 @@ def main() -> int:
             if "setup" in scenarios:
                 run("setup", lambda s, w: setup(pair, s, args.tunnels), ctx=ctx)
             if "flood" in scenarios and kind is ServerKind.OCGATE:
-                run("flood", lambda s, w: flood(pair, s, w, args.seconds), ctx=ctx)
+                run("flood", lambda s, w: flood(pair, s, w, args.seconds), ctx=flood_ctx)
     finally:
         pair.destroy()
         shutil.rmtree(tmp, ignore_errors=True)

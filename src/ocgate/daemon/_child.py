@@ -125,6 +125,7 @@ _CAP_FOWNER = 3
 # (a Python under /root), and these load lazily on first use.
 _PRELOAD = (
     "concurrent.futures.thread",
+    "ctypes.util",
     "encodings.idna",
     "ocgate.certauth",
     "ocgate.metrics._http",
@@ -142,6 +143,8 @@ def _drop(setup: ChildSetup, *, keep_caps: Sequence[int] = (), profile: str | No
 
     for name in _PRELOAD:
         importlib.import_module(name)
+    if profile is not None:
+        importlib.import_module("ocgate.sandbox._filter")  # libseccomp through ctypes
     from ocgate.sandbox import (
         Account,
         drop_privileges,

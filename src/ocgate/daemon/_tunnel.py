@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -162,7 +163,11 @@ class Tunnel:
             self._timer.cancel()
         if self.dtls is not None:
             self.dtls.close()
-        self.tun.close()
+        # Closing the last descriptor unregisters the device, which waits for RCU grace periods
+        # (tens of milliseconds): never on the event loop, which serves every other client.
+        fd = self.tun.detach()
+        if fd >= 0:
+            self._loop.run_in_executor(None, os.close, fd)
         if not self._transport.is_closing():
             self._tls.shutdown()
             self._transport.write(self._tls.data_to_send())
