@@ -89,7 +89,7 @@ def serve(argv: Sequence[str] | None = None) -> int:
         log.warning("event=config-warning %s", warning)
     try:
         _check_run_as(config)
-        check_serviceable(config)
+        _check_in_child(config)
     except ConfigError as exc:
         log.error("event=config-error %s", exc)
         print(f"ocgate: error: {exc}", file=sys.stderr)
@@ -101,6 +101,35 @@ def serve(argv: Sequence[str] | None = None) -> int:
         _daemonize()
     pid_file = args.pid_file or config.pid_file
     return asyncio.run(_run(config, logs, pid_file))
+
+
+def _check_in_child(config: Config) -> None:
+    """:func:`check_serviceable` in a forked child, so the supervisor never loads the TLS and
+    authentication stacks it does not use (its memory stays that of a small process).
+
+    :raises ConfigError: with the child's one-line message.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        status = 0
+        try:
+            check_serviceable(config)
+        except (ConfigError, OSError) as exc:
+            os.write(write_end, str(exc).encode()[:65536])
+            status = 1
+        except BaseException as exc:
+            os.write(write_end, f"{type(exc).__name__}: {exc}".encode()[:65536])
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or message:
+        raise ConfigError(message or f"configuration check exited with status {status}")
 
 
 def check_serviceable(config: Config) -> None:

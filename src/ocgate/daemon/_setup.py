@@ -1,12 +1,21 @@
-"""What the supervisor tells a child process when it starts it (and on every reload)."""
+"""What the supervisor and its children agree on: the set-up message and a few shared facts.
+
+Kept small on purpose: the supervisor imports this, not the workers' protocol stacks.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import socket
 from dataclasses import dataclass
 
 from ocgate.config import Config
 
-__all__ = ["ChildSetup"]
+__all__ = ["TUNNEL_IDS_PER_WORKER", "ChildSetup", "bind_udp_socket", "server_addresses"]
+
+TUNNEL_IDS_PER_WORKER = 1_000_000
+"""Tunnel ids are ``generation * TUNNEL_IDS_PER_WORKER + n``: unique, and they name the worker."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,3 +30,46 @@ class ChildSetup:
     """The :class:`ocgate.sandbox.Account` to become (``None``: keep the current identity)."""
     cookie_key: bytes = b""
     store_path: str = ""
+
+
+def server_addresses(
+    config: Config,
+) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
+    """The gateway's own tunnel addresses: the first host of each pool (ocserv's rule)."""
+    from ocgate.session import Ipv4Pool, Ipv6Pool
+
+    v4 = (
+        Ipv4Pool(config.ipv4_network, predictable=True).server_address
+        if config.ipv4_network
+        else None
+    )
+    v6 = (
+        Ipv6Pool(config.ipv6_network, config.ipv6_subnet_prefix, predictable=True).server_address
+        if config.ipv6_network
+        else None
+    )
+    return v4, v6
+
+
+def bind_udp_socket(
+    host: str, port: int, family: int, *, connect: tuple[str, int] | None = None
+) -> socket.socket:
+    """A UDP socket on the DTLS port (the supervisor binds: the port may be privileged)."""
+    if family == 0:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):  # Best effort: the kernel caps it at rmem_max.
+                sock.setsockopt(socket.SOL_SOCKET, option, 4 << 20)
+        sock.bind((host, port))
+        if connect is not None:
+            sock.connect(connect)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -35,10 +35,13 @@ from ocgate import ipc
 from ocgate.config import Config, load_config
 from ocgate.control import StatusInfo, UserInfo
 from ocgate.daemon._scripts import run_script
-from ocgate.daemon._setup import ChildSetup
+from ocgate.daemon._setup import (
+    TUNNEL_IDS_PER_WORKER,
+    ChildSetup,
+    bind_udp_socket,
+    server_addresses,
+)
 from ocgate.daemon._store import session_store_path
-from ocgate.daemon._udp import bind_udp_socket
-from ocgate.daemon._worker import TUNNEL_IDS_PER_WORKER, server_addresses
 from ocgate.errors import ConfigError
 from ocgate.ipc import messages as m
 from ocgate.ipc._channel import Handler, Outgoing

@@ -23,7 +23,6 @@ Demultiplexing across processes (anyconnect-protocol.md §9.4; ocserv ``src/main
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
@@ -36,7 +35,7 @@ from ocgate.errors import BadRecord
 if TYPE_CHECKING:
     from ocgate.daemon._dtls import DtlsChannel
 
-__all__ = ["MODE_LEGACY", "MODE_PSK", "DtlsPort", "SteeredSocket", "bind_udp_socket", "tag_id"]
+__all__ = ["MODE_LEGACY", "MODE_PSK", "DtlsPort", "SteeredSocket", "tag_id"]
 
 log = logging.getLogger("ocgate.dtls")
 
@@ -231,27 +230,3 @@ class SteeredSocket(asyncio.DatagramProtocol):
 
 def _no_bind(_addr: Address, _channel: DtlsChannel) -> None:
     """Steered sockets need no address map: the socket is the association's own."""
-
-
-def bind_udp_socket(
-    host: str, port: int, family: int, *, connect: Address | None = None
-) -> socket.socket:
-    """A UDP socket on the DTLS port (the supervisor binds: the port may be privileged)."""
-    if family == 0:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):  # Best effort: the kernel caps it at rmem_max.
-                sock.setsockopt(socket.SOL_SOCKET, option, 4 << 20)
-        sock.bind((host, port))
-        if connect is not None:
-            sock.connect(connect)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock

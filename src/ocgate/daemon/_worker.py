@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import itertools
 import logging
@@ -39,6 +40,7 @@ from ocgate.control import UserInfo
 from ocgate.cstp import CstpConnection
 from ocgate.daemon._client import ClientConnection
 from ocgate.daemon._dtls import DtlsChannel
+from ocgate.daemon._setup import TUNNEL_IDS_PER_WORKER, server_addresses
 from ocgate.daemon._tunnel import Tunnel, TunnelMeta
 from ocgate.daemon._udp import MODE_LEGACY, MODE_PSK, DtlsPort, tag_id
 from ocgate.dtls import DtlsOffer, PskMode, negotiate_dtls
@@ -59,33 +61,13 @@ from ocgate.metrics import GatewayMetrics, LiveState
 from ocgate.session import Session
 from ocgate.tun import TunDevice
 
-__all__ = ["Worker", "server_addresses"]
+__all__ = ["Worker"]
 
 log = logging.getLogger("ocgate")
 
 PSK_EXPORTER_LABEL = b"EXPORTER-openconnect-psk"  # anyconnect-protocol.md §9.3
 _CONNECT_PATHS = frozenset({"/CSCOSSLC/tunnel", "CSCOSSLC/tunnel"})
 _COUNTERS_PERIOD = 5.0
-TUNNEL_IDS_PER_WORKER = 1_000_000
-
-
-def server_addresses(
-    config: Config,
-) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
-    """The gateway's own tunnel addresses: the first host of each pool (ocserv's rule)."""
-    from ocgate.session import Ipv4Pool, Ipv6Pool
-
-    v4 = (
-        Ipv4Pool(config.ipv4_network, predictable=True).server_address
-        if config.ipv4_network
-        else None
-    )
-    v6 = (
-        Ipv6Pool(config.ipv6_network, config.ipv6_subnet_prefix, predictable=True).server_address
-        if config.ipv6_network
-        else None
-    )
-    return v4, v6
 
 
 class Worker:
@@ -241,6 +223,11 @@ class Worker:
             self._refuse(conn, f"authentication service unavailable: {exc}")
             return
         session: Session = pickle.loads(granted.payload)  # From the auth service: trusted.
+        settings = session.extra.get("settings")
+        if isinstance(settings, SessionSettings) and settings.config == self.config:
+            # Most sessions have no settings of their own: share the worker's configuration
+            # rather than keep a copy per tunnel.
+            session.extra["settings"] = dataclasses.replace(settings, config=self.config)
         try:
             offer = self._dtls_offer(conn, request)
             plan = self._plan(session, request, offer)
