@@ -293,3 +293,35 @@ def test_a_reload_reaches_the_workers(
     new.wait_env()
     assert old.proc.poll() is None, "a reload must keep running tunnels"
     assert _ping_via(server.pair, _ifname(old)) >= 2
+
+
+def test_two_connects_racing_with_one_cookie_yield_one_tunnel(
+    start_gateway: StartServer, tmp_path: Path
+) -> None:
+    from ._rawclient import aggauth_login, connect_tunnel, open_conn
+
+    server, sock = _start(start_gateway, tmp_path)
+    pair = server.pair
+    login = open_conn(pair.client, server.host, server.port)
+    cookie = aggauth_login(login, server.url, "alice", ["alicepass"])
+    login.close()
+    for _round in range(5):
+        conns = [open_conn(pair.client, server.host, server.port) for _ in range(2)]
+        answers: list[int] = []
+
+        def connect(conn: object, out: list[int]) -> None:
+            response = connect_tunnel(conn, cookie)  # type: ignore[arg-type]
+            out.append(response.status if response is not None else 0)
+
+        threads = [threading.Thread(target=connect, args=(c, answers)) for c in conns]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert 200 in answers, answers
+        time.sleep(0.5)
+        users = [u for u in _users(sock) if u["Username"] == "alice"]
+        assert len(users) == 1, f"round {_round}: {len(users)} tunnels for one cookie: {users}"
+        for conn in conns:
+            conn.close()
+        wait_for(lambda: not _users(sock), what="the tunnel to end")

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ocgate.bans._table import BanEntry, BanPolicy, BanTable, SavedBan, is_exempt
+from ocgate.bans._table import BanEntry, BanPolicy, BanTable, SavedBan, ban_key, is_exempt
 
-__all__ = ["BanEntry", "BanPolicy", "BanTable", "SavedBan", "is_exempt"]
+__all__ = ["BanEntry", "BanPolicy", "BanTable", "SavedBan", "ban_key", "is_exempt"]

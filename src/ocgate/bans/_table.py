@@ -88,16 +88,32 @@ def _normalise(address: str) -> str | None:
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
+        try:  # A key of our own: an IPv6 /64 (saved bans, "unban ip 2001:db8::/64").
+            net = ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            return None
+        if isinstance(net, ipaddress.IPv6Network) and net.prefixlen == 64:
+            return str(net)
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if not ip.is_loopback:
+            # One IPv6 client holds a whole /64 (ocserv's rule): a ban covers the prefix, or a
+            # banned client would simply move to the next address of its own network.
+            return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def ban_key(address: str) -> str | None:
+    """What a ban on ``address`` is kept under: the address, or its /64 for IPv6."""
+    return _normalise(address)
 
 
 def is_exempt(address: str) -> bool:
     """Whether ``address`` is never banned (loopback, or not an IP address at all)."""
     normal = _normalise(address)
-    return normal is None or ipaddress.ip_address(normal).is_loopback
+    return normal is None or ipaddress.ip_network(normal).network_address.is_loopback
 
 
 class BanTable:

@@ -277,10 +277,13 @@ class AuthService:
         session = self.store.lookup(msg.cookie, time.time())
         old = self.owners.get(session.sid)
         if old is not None and (old.worker, old.tunnel_id) != (worker, msg.tunnel_id):
-            # A reconnect replaces the older tunnel; the session and its leases carry over.
+            # A reconnect replaces the older tunnel; the session and its leases carry over. Two
+            # CONNECTs racing with one cookie: the later claim wins and the earlier one's
+            # TunnelUp is refused, so a session never has two tunnels.
             self._tell(
                 old.worker, m.CloseSession(sid=session.sid, reason="replaced by a reconnect")
             )
+        self.owners[session.sid] = _Owner(worker=worker, tunnel_id=msg.tunnel_id, local="")
         limit = self.config.max_clients
         connected = sum(1 for s in self.store.sessions() if s.connected and s is not session)
         if limit and connected >= limit:
@@ -300,12 +303,16 @@ class AuthService:
         if callable(save):
             save(session)
 
-    def tunnel_up(self, worker: int, msg: m.TunnelUp) -> None:
+    def tunnel_up(self, worker: int, msg: m.TunnelUp) -> bool:
+        """The tunnel is about to carry data; ``False`` if a later claim replaced it meanwhile."""
+        owner = self.owners.get(msg.sid)
+        if owner is None or (owner.worker, owner.tunnel_id) != (worker, msg.tunnel_id):
+            return False
         try:
             session = self.store.by_sid(msg.sid)
         except KeyError:
-            return
-        self.owners[msg.sid] = _Owner(worker=worker, tunnel_id=msg.tunnel_id, local=msg.local)
+            return False
+        owner.local = msg.local
         session.device = msg.device
         session.remote_addr = msg.remote
         session.user_agent = msg.user_agent or session.user_agent
@@ -315,6 +322,7 @@ class AuthService:
         self._save(session)
         if self.accounting is not None:
             self._accounting_up(session, msg.local)
+        return True
 
     def _accounting_up(self, session: Session, local: str) -> None:
         assert self.accounting is not None
@@ -441,8 +449,9 @@ class AuthService:
             except (InvalidCookie, ResourceError, OcgateError) as exc:
                 return m.Failed(message=str(exc))
         if isinstance(msg, m.TunnelUp):
-            self.tunnel_up(worker, msg)
-            return m.Ok()
+            if self.tunnel_up(worker, msg):
+                return m.Ok()
+            return m.Failed(message="replaced by a newer connection")
         if isinstance(msg, m.TunnelDown):
             self.tunnel_down(worker, msg)
             return m.Ok()

@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ocgate.bans import ban_key
 from ocgate.control import (
     BanInfo,
     Command,
@@ -159,7 +160,8 @@ class ControlService:
         return False
 
     def unban(self, ip: str) -> bool:
-        if not any(b.ip == ip for b in self._auth.bans):
+        key = ban_key(ip)
+        if key is None or not any(b.ip == key for b in self._auth.bans):
             return False
         self._sup.tell_auth(m.Unban(address=ip))
         return True

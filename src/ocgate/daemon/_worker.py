@@ -264,6 +264,23 @@ class Worker:
             self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
                                          reason="client left", end_session=False))  # fmt: skip
             return
+        up = m.TunnelUp(
+            sid=session.sid,
+            tunnel_id=meta.id,
+            device=tun.name,
+            remote=conn.remote[:64],
+            local=conn.local[:64],
+            user_agent=meta.user_agent[:4096],
+            hostname=plan.hostname,
+        )
+        try:
+            await self.auth.call(up)
+        except (ipc.RemoteFailure, ipc.ChannelClosed, TimeoutError) as exc:
+            tun.close()
+            log.info("event=connect-refused user=%r session=%s reason=%r",
+                     session.username, session.sid, str(exc))  # fmt: skip
+            self._refuse(conn, str(exc))
+            return
         self._start_tunnel(conn, session, plan, tun, meta, offer)
 
     def _refuse(self, conn: ClientConnection, reason: str) -> None:
@@ -389,17 +406,6 @@ class Worker:
             plan.mtu,
             tls.cipher_description(),
             conn.remote,
-        )
-        self._tell_auth(
-            m.TunnelUp(
-                sid=session.sid,
-                tunnel_id=meta.id,
-                device=tun.name,
-                remote=conn.remote[:64],
-                local=conn.local[:64],
-                user_agent=meta.user_agent[:4096],
-                hostname=plan.hostname,
-            )
         )
         stats = self.stats
         stats["sessions_total"] += 1

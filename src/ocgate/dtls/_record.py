@@ -120,7 +120,12 @@ class ReplayWindow:
         """Record ``seq`` as received (after it authenticated)."""
         if seq > self._top:
             shift = seq - self._top
-            self._bitmap = (self._bitmap << shift | 1) & ((1 << self.SIZE) - 1)
+            # A jump past the window starts it afresh: shifting by the distance would build an
+            # integer of that many bits (a peer 2**40 ahead would cost the process gigabytes).
+            if shift >= self.SIZE:
+                self._bitmap = 1
+            else:
+                self._bitmap = (self._bitmap << shift | 1) & ((1 << self.SIZE) - 1)
             self._top = seq
         else:
             self._bitmap |= 1 << (self._top - seq)

@@ -8,6 +8,7 @@ the reply.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 
 from ocgate.config import Config
@@ -24,7 +25,7 @@ from ocgate.gateway._settings import SessionSettings
 from ocgate.http import Request
 from ocgate.session import Ipv4Pool, Ipv6Pool, Session
 
-__all__ = ["lease_ipv4", "plan_tunnel", "previous_addresses"]
+__all__ = ["lease_ipv4", "plan_tunnel", "previous_addresses", "valid_hostname_untrusted"]
 
 
 def plan_tunnel(
@@ -74,7 +75,7 @@ def plan_tunnel(
     remaining = None
     if session.session_deadline is not None:
         remaining = max(0, int(session.session_deadline - now))
-    hostname = headers.get("x-cstp-hostname", "").split(".", 1)[0][:64] or None
+    hostname = valid_hostname_untrusted(headers.get("x-cstp-hostname", ""))
     settings = session.extra.get("settings")
     if isinstance(settings, SessionSettings) and settings.hostname:
         hostname = settings.hostname
@@ -105,6 +106,20 @@ def plan_tunnel(
         hostname=hostname,
         dtls=dtls,
     )
+
+
+_HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def valid_hostname_untrusted(value: str) -> str | None:
+    """The client's short host name from ``X-CSTP-Hostname``, or ``None`` if it is not one.
+
+    Only the first label is kept (ocserv's rule); a value that is not a host name label (letters,
+    digits, ``-`` and ``_``, at most 63) is ignored, as ocserv does, so it never reaches a
+    script's environment or ``occtl``.
+    """
+    label = value.strip().split(".", 1)[0]
+    return label if _HOSTNAME_LABEL.fullmatch(label) else None
 
 
 def lease_ipv4(

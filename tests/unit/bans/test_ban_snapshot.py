@@ -82,3 +82,14 @@ def test_restore_does_nothing_with_banning_disabled() -> None:
     table = BanTable(BanPolicy(max_score=0))
     table.restore([saved(IP, 60, WALL, WALL + 10)], now_mono=0.0, now_wall=WALL)
     assert len(table) == 0
+
+
+def test_an_ipv6_ban_covers_the_whole_64() -> None:
+    # ocserv's rule: one IPv6 client holds a /64; moving within it does not escape a ban.
+    table = BanTable(POLICY)
+    assert table.add_points("2001:db8:1:2::1", 100, now=1.0)
+    assert table.is_banned("2001:db8:1:2:ffff::9", 2.0)
+    assert not table.is_banned("2001:db8:1:3::1", 2.0)
+    assert [e.address for e in table.entries(2.0)] == ["2001:db8:1:2::/64"]
+    assert table.unban("2001:db8:1:2::7")
+    assert not table.is_banned("2001:db8:1:2::1", 3.0)

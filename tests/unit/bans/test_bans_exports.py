@@ -9,6 +9,7 @@ def test_public_api() -> None:
         "BanPolicy",
         "BanTable",
         "SavedBan",
+        "ban_key",
         "is_exempt",
     }
     for name in ocgate.bans.__all__:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import random
 import struct
+import time
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -172,3 +173,20 @@ def test_3des_roundtrip_with_variable_padding() -> None:
         assert server.open(EPOCH_SEQ, 23, 0x0100, sealed) == bytes(size)
     with pytest.raises(BadRecordMac):
         client.open(EPOCH_SEQ, 23, 0x0100, server.seal(EPOCH_SEQ, 23, 0x0100, b"x"))
+
+
+def test_replay_window_survives_a_sequence_number_far_ahead() -> None:
+    # Issue "hostile peers": 2**40 ahead used to shift the bitmap by the distance (gigabytes).
+    window = ReplayWindow()
+    window.mark(5)
+    started = time.perf_counter()
+    window.mark(2**47)
+    assert time.perf_counter() - started < 0.1
+    with pytest.raises(BadRecord):
+        window.check(2**47)  # a replay of the far record
+    with pytest.raises(BadRecord):
+        window.check(5)  # now far behind the window
+    window.check(2**47 - 1)  # inside the new window, not seen yet
+    window.mark(2**47 - 1)
+    with pytest.raises(BadRecord):
+        window.check(2**47 - 1)
