@@ -31,7 +31,7 @@ from ocgate.config import Config
 from ocgate.control import BanInfo, SessionInfo
 from ocgate.daemon._store import open_session_store
 from ocgate.errors import InvalidCookie, OcgateError, ResourceError
-from ocgate.gateway import GroupMenu, LoginDialog, LoginServices, lease_ipv4
+from ocgate.gateway import GroupMenu, LoginDialog, LoginServices, SessionSettings, lease_ipv4
 from ocgate.http import Response
 from ocgate.ipc import messages as m
 from ocgate.metrics import GatewayMetrics, LiveState
@@ -226,7 +226,13 @@ class AuthService:
     # Sessions -------------------------------------------------------------------------------------
 
     def _count_connected(self, username: str) -> int:
-        return sum(1 for s in self.store.sessions() if s.connected and s.username == username)
+        """Tunnels of ``username`` (``max-same-clients``): a walk over tunnels, not sessions."""
+        count = 0
+        for sid in self.owners:
+            with contextlib.suppress(KeyError):
+                if self.store.by_sid(sid).username == username:
+                    count += 1
+        return count
 
     def _count_login(self, result: str, reason: str) -> None:
         self.metrics.logins.labels(result=result, reason=reason).inc()
@@ -283,18 +289,22 @@ class AuthService:
             self._tell(
                 old.worker, m.CloseSession(sid=session.sid, reason="replaced by a reconnect")
             )
-        self.owners[session.sid] = _Owner(worker=worker, tunnel_id=msg.tunnel_id, local="")
         limit = self.config.max_clients
-        connected = sum(1 for s in self.store.sessions() if s.connected and s is not session)
+        connected = len(self.owners) - (1 if session.sid in self.owners else 0)  # Tunnels.
         if limit and connected >= limit:
             raise ResourceError("maximum number of clients reached")
         prefer4 = _ipv4(msg.prefer4)
         prefer6 = _ipv6(msg.prefer6)
-        lease_ipv4(session, self.pool4, self.store.sessions(), prefer4)
+        settings = session.extra.get("settings")
+        explicit = isinstance(settings, SessionSettings) and settings.explicit_ipv4 is not None
+        # Only an explicit address outside the pool needs the other sessions checked.
+        others = self.store.sessions() if explicit else ()
+        lease_ipv4(session, self.pool4, others, prefer4)
         if msg.want6 and self.pool6 is not None and session.ipv6 is None:
             session.ipv6 = self.pool6.allocate(session.username, prefer=prefer6)
         if session.ipv4 is None and session.ipv6 is None:
             raise ResourceError("no address family left to assign")
+        self.owners[session.sid] = _Owner(worker=worker, tunnel_id=msg.tunnel_id, local="")
         self._save(session)
         return m.SessionGranted(payload=pickle.dumps(session))
 
