@@ -28,7 +28,7 @@ from OpenSSL import SSL
 
 from ocgate import ipc
 from ocgate.config import Config
-from ocgate.daemon._setup import ChildSetup
+from ocgate.daemon._setup import ChildSetup, tls_context
 from ocgate.ipc import messages as m
 
 __all__ = ["main"]
@@ -174,9 +174,6 @@ class _Role:
 
 def worker_tls(config: Config, fds: list[int]) -> SSL.Context:
     """The TLS context from the certificate, key and CA the supervisor passed as memory files."""
-    from ocgate.certauth import CertRequest, cert_request_mode, configure_client_cert_request
-    from ocgate.tls import build_server_context, translate_priorities
-
     paths = [f"/proc/self/fd/{fd}" for fd in fds]
     config = dataclasses.replace(
         config,
@@ -184,18 +181,8 @@ def worker_tls(config: Config, fds: list[int]) -> SSL.Context:
         server_key=(paths[1],),
         ca_cert=paths[2] if len(paths) > 2 else None,
     )
-    policy = translate_priorities(
-        config.tls_priorities, cisco_client_compat=config.cisco_client_compat
-    )
-    ctx = build_server_context(
-        cert_files=config.server_cert, key_files=config.server_key, policy=policy
-    )
-    mode = cert_request_mode(config)
-    if mode is not CertRequest.IGNORE and config.ca_cert is not None:
-        configure_client_cert_request(
-            ctx, required=mode is CertRequest.REQUIRE, ca_file=config.ca_cert
-        )
-    for warning in policy.warnings:
+    ctx, warnings = tls_context(config)
+    for warning in warnings:
         log.debug("event=config-warning %s", warning)
     return ctx
 

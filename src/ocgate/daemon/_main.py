@@ -138,23 +138,13 @@ def check_serviceable(config: Config) -> None:
     :raises ConfigError: a certificate, key, password file or RADIUS setting cannot be used.
     """
     from ocgate.auth import build_auth_backends
-    from ocgate.certauth import CertRequest, cert_request_mode, configure_client_cert_request
-    from ocgate.tls import build_server_context, load_credentials, translate_priorities
+    from ocgate.daemon._setup import tls_context
+    from ocgate.tls import load_credentials
 
-    policy = translate_priorities(
-        config.tls_priorities, cisco_client_compat=config.cisco_client_compat
-    )
-    ctx = build_server_context(
-        cert_files=config.server_cert, key_files=config.server_key, policy=policy
-    )
-    mode = cert_request_mode(config)
-    if mode is not CertRequest.IGNORE and config.ca_cert is not None:
-        configure_client_cert_request(
-            ctx, required=mode is CertRequest.REQUIRE, ca_file=config.ca_cert
-        )
+    _ctx, warnings = tls_context(config)
     load_credentials(config.server_cert[0])
     build_auth_backends(config)
-    for warning in policy.warnings:
+    for warning in warnings:
         log.warning("event=config-warning %s", warning)
 
 

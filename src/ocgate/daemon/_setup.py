@@ -9,10 +9,20 @@ import contextlib
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ocgate.config import Config
 
-__all__ = ["TUNNEL_IDS_PER_WORKER", "ChildSetup", "bind_udp_socket", "server_addresses"]
+if TYPE_CHECKING:
+    from OpenSSL import SSL
+
+__all__ = [
+    "TUNNEL_IDS_PER_WORKER",
+    "ChildSetup",
+    "bind_udp_socket",
+    "server_addresses",
+    "tls_context",
+]
 
 TUNNEL_IDS_PER_WORKER = 1_000_000
 """Tunnel ids are ``generation * TUNNEL_IDS_PER_WORKER + n``: unique, and they name the worker."""
@@ -73,3 +83,28 @@ def bind_udp_socket(
         sock.close()
         raise
     return sock
+
+
+def tls_context(config: Config) -> tuple[SSL.Context, tuple[str, ...]]:
+    """The server TLS context ``config`` asks for (client certificates included), and the
+    warnings of its priority string.
+
+    Imports the TLS stack on call: the supervisor only needs it in a short-lived check child.
+
+    :raises ConfigError: a certificate, key or CA file cannot be used.
+    """
+    from ocgate.certauth import CertRequest, cert_request_mode, configure_client_cert_request
+    from ocgate.tls import build_server_context, translate_priorities
+
+    policy = translate_priorities(
+        config.tls_priorities, cisco_client_compat=config.cisco_client_compat
+    )
+    ctx = build_server_context(
+        cert_files=config.server_cert, key_files=config.server_key, policy=policy
+    )
+    mode = cert_request_mode(config)
+    if mode is not CertRequest.IGNORE and config.ca_cert is not None:
+        configure_client_cert_request(
+            ctx, required=mode is CertRequest.REQUIRE, ca_file=config.ca_cert
+        )
+    return ctx, tuple(policy.warnings)
