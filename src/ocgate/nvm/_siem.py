@@ -339,6 +339,10 @@ class Sink:
         return out
 
 
+_CLOSE_TIMEOUT = 2.0
+"""Seconds a closing stream connection may take to flush before it is reset."""
+
+
 class SyslogSink(Sink):
     """RFC 5424 syslog over UDP, TCP or TLS (octet counting on streams).
 
@@ -404,8 +408,14 @@ class SyslogSink(Sink):
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+            # close() first flushes what is buffered; a SIEM that stopped reading would make
+            # that wait forever (and the collector's shutdown with it): give up and reset.
+            try:
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    with contextlib.suppress(OSError, ssl.SSLError):
+                        await writer.wait_closed()
+            except TimeoutError:
+                writer.transport.abort()
 
 
 class JsonFileSink(Sink):
