@@ -8,6 +8,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from nvm_collector_lib import DATA_262, DATA_267, TEMPLATES, opened_store, wait_for
 
 from ocgate.nvm._collector import Collector
@@ -259,6 +260,7 @@ def test_build_sinks_from_settings(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.timeout(120)  # Closing a stalled TCP sink once hung here for good.
 def test_stalled_sink_drops_and_counts_while_ingest_runs_at_full_speed(tmp_path: Path) -> None:
     async def scenario() -> None:
         # A TCP syslog server that accepts and never reads: the sink's writes stall.

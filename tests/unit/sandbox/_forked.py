@@ -37,6 +37,7 @@ def run_forked(check: Callable[[], None], *, timeout: int = 60) -> None:
         code = 1
         try:
             os.close(read_end)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)  # Not the parent's (pytest-timeout).
             signal.alarm(timeout)
             check()
             os.write(write_end, _DONE)
