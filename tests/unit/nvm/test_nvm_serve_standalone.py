@@ -294,3 +294,57 @@ def test_configuration_errors_are_one_line_and_exit_1(
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("ocgate nvm: error: " + expected.format(dir=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("lines", "files", "expected"),
+    [
+        pytest.param(
+            "nvm-listen = udp://127.0.0.1:{udp}\n"
+            "nvm-api-listen = 127.0.0.1:{api}\n"
+            "nvm-api-token-file = api.tokens\n",
+            {"api.tokens": "# clients\nshort-token\n"},
+            "{dir}/api.tokens:2: nvm-api-token-file: API token is too short",
+            id="short-token",
+        ),
+        pytest.param(
+            "nvm-listen = udp://127.0.0.1:{udp}\nnvm-dtls-listen = dtls://127.0.0.1:{udp}\n",
+            {},
+            "ocserv.conf:7: nvm-dtls-listen: a DTLS listener needs a certificate and a key",
+            id="no-certificate",
+        ),
+    ],
+)
+def test_the_gateway_reports_collector_errors_in_one_line_too(
+    tmp_path: Path, lines: str, files: dict[str, str], expected: str
+) -> None:
+    # Issue "collector alone", scope 2: the same holds for `ocgate serve` on an ocserv.conf.
+    from tests.pki import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    (tmp_path / "ocpasswd").write_text("alice:*:$5$salt$x\n")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o600)
+    udp, api = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    config = tmp_path / "ocserv.conf"
+    config.write_text(
+        f'auth = "plain[passwd={tmp_path}/ocpasswd]"\n'
+        f"server-cert = {pki.server.cert_path}\n"
+        f"server-key = {pki.server.key_path}\n"
+        f"socket-file = {tmp_path}/ocserv.sock\n"
+        f"nvm-store = sqlite:///{tmp_path}/nvm.sqlite\n" + lines.format(udp=udp, api=api)
+    )
+    result = subprocess.run(
+        [*ocgate_command(), "serve", "-t", "-c", config.name],
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    error = [line for line in result.stderr.splitlines() if line.startswith("ocgate: error:")]
+    assert len(error) == 1, result.stderr
+    assert expected.format(dir=tmp_path) in error[0]
