@@ -21,6 +21,7 @@ from importlib import resources
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from OpenSSL import SSL
+from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from ocgate.errors import ConfigError, RemoteProtocolError
@@ -58,6 +59,19 @@ def load_credentials(cert_file: str) -> ServerCredentials:
     )
 
 
+_FFDHE2048 = resources.files("ocgate.tls").joinpath("ffdhe2048.pem").read_bytes()
+"""RFC 7919 group, read at import: a worker builds contexts on reload after giving up the rights
+it had to read files (the package directory may be closed to ``run-as-user``)."""
+
+
+def _load_dh_params(ctx: SSL.Context, pem: bytes) -> None:
+    """``SSL.Context.load_tmp_dh`` from memory rather than from a file."""
+    bio = _ffi.gc(_lib.BIO_new_mem_buf(pem, len(pem)), _lib.BIO_free)
+    dh = _ffi.gc(_lib.PEM_read_bio_DHparams(bio, _ffi.NULL, _ffi.NULL, _ffi.NULL), _lib.DH_free)
+    if dh == _ffi.NULL or _lib.SSL_CTX_set_tmp_dh(ctx._context, dh) != 1:
+        raise ConfigError("cannot load the built-in FFDHE group", key="tls-priorities")
+
+
 def build_server_context(
     *, cert_files: tuple[str, ...], key_files: tuple[str, ...], policy: TlsPolicy
 ) -> SSL.Context:
@@ -88,9 +102,7 @@ def build_server_context(
         raise ConfigError(
             f"unsupported key-exchange groups {policy.groups!r}", key="tls-priorities"
         )
-    ffdhe = resources.files("ocgate.tls").joinpath("ffdhe2048.pem")
-    with resources.as_file(ffdhe) as path:
-        ctx.load_tmp_dh(str(path))
+    _load_dh_params(ctx, _FFDHE2048)
     ctx.set_session_id(b"ocgate")
     for cert_file, key_file in zip(cert_files[:1], key_files[:1], strict=True):
         try:
