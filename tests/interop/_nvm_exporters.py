@@ -176,8 +176,12 @@ def pmacctd_config(pcap: Path, port: int) -> str:
     )
 
 
-def run_pmacctd(pcap: Path, port: int, workdir: Path, *, timeout: float = 60) -> None:
-    """pmacctd + nfprobe reads the pcap, exports IPFIX at end of file, and exits."""
+def run_pmacctd(pcap: Path, port: int, workdir: Path, *, timeout: float = 60) -> int:
+    """pmacctd + nfprobe reads the pcap, exports IPFIX at end of file, and exits.
+
+    Returns the number of runs: a run that exits 1 may already have exported, so after a retry a
+    collector can hold every flow twice.
+    """
     conf = workdir / f"pmacctd-{port}.conf"
     conf.write_text(pmacctd_config(pcap, port))
     # pmacctd now and then exits 1 at start-up on a loaded machine; one retry, then the reason.
@@ -186,7 +190,7 @@ def run_pmacctd(pcap: Path, port: int, workdir: Path, *, timeout: float = 60) ->
             ["pmacctd", "-f", str(conf)], capture_output=True, text=True, timeout=timeout
         )
         if proc.returncode == 0:
-            return
+            return attempt + 1
         if attempt == 0:
             time.sleep(0.5)
     raise AssertionError(f"pmacctd exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
