@@ -29,7 +29,7 @@ def passwd(tmp_path: Path) -> Path:
         f"bob:*:{H_BOB}\n"
         f"locked:ops:!{H_ALICE}\n"
         "otponly:*:\n"
-        f"badhash:*:$2b$12$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui\n"
+        f"badhash:*:abJnggxhB/yWI\n"
     )
     return path
 
