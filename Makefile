@@ -6,19 +6,30 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 APT_PACKAGES := openconnect iperf3 gnutls-bin iproute2 nftables iputils-ping procps freeradius tshark libgnutls28-dev softflowd pmacct nfdump postgresql
+# To compile the optional C data path (ocgate._fastpath, setup.py) during pip install.
+BUILD_PACKAGES := gcc libssl-dev python3-dev
 # make run: where the demo lives, which port, and (for tests) a network namespace to start it in.
 RUN_DIR ?= run
 PORT ?= 443
 NETNS ?=
 NETNS_EXEC := $(if $(NETNS),ip netns exec $(NETNS),)
 
-.PHONY: run test check unit interop system-packages clean
+.PHONY: run test check unit interop system-packages build-packages clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/ocgate/_fastpath.c | build-packages
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	@$(VENV)/bin/python -c 'import ocgate._fastpath' 2>/dev/null \
+		|| echo "warning: ocgate._fastpath was not built; the data path runs in pure Python"
 	touch $@
+
+build-packages:
+	@missing=$$(for p in $(BUILD_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -46,4 +57,4 @@ test: $(STAMP) system-packages check
 	$(VENV)/bin/pytest -q tests
 
 clean:
-	rm -rf $(VENV) $(RUN_DIR) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(RUN_DIR) .mypy_cache .ruff_cache .pytest_cache build src/ocgate/_fastpath.*.so

@@ -35,6 +35,8 @@ __all__ = [
     "CLIENT_ADDR",
     "SERVER_ADDR",
     "NetnsPair",
+    "SideNetns",
+    "enter_netns",
     "netns_socket",
     "run",
     "tcp_port_open",
@@ -72,8 +74,12 @@ def run(
     return proc
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_joined = threading.local()  # .name: the namespace this thread joined with enter_netns().
+
+
 def _setns(name: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc
     fd = os.open(_NETNS_RUN_DIR / name, os.O_RDONLY)
     try:
         if libc.setns(fd, _CLONE_NEWNET) != 0:
@@ -83,10 +89,21 @@ def _setns(name: str) -> None:
         os.close(fd)
 
 
+def enter_netns(name: str) -> None:
+    """Move the calling thread (only it: setns(2) is per thread) into network namespace ``name``.
+
+    For a load generator's own threads: their sockets are then made without a helper thread each.
+    """
+    _setns(name)
+    _joined.name = name
+
+
 def netns_socket(
     name: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM
 ) -> socket.socket:
     """Create a socket that lives in network namespace ``name``."""
+    if getattr(_joined, "name", None) == name:
+        return socket.socket(family, kind)
     result: list[socket.socket | BaseException] = []
 
     def worker() -> None:
@@ -230,3 +247,56 @@ class NetnsPair:
             if (_NETNS_RUN_DIR / ns).exists():
                 run(["ip", "netns", "del", ns], check=False)
             shutil.rmtree(_NETNS_ETC_DIR / ns, ignore_errors=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SideNetns:
+    """A third namespace, joined to the pair's server namespace by a veth pair of its own.
+
+        server ns  veth-x 198.18.1.1/30  <---->  veth-y 198.18.1.2/30  side ns
+
+    For a second, independent client (an attacker beside the honest client, say). Leaves the
+    host untouched like the pair does; :meth:`destroy` removes everything.
+    """
+
+    pair: NetnsPair
+    name: str
+    server_addr: str = "198.18.1.1"
+    addr: str = "198.18.1.2"
+
+    @classmethod
+    def create(cls, pair: NetnsPair, tag: str = "x") -> SideNetns:
+        side = cls(pair=pair, name=f"ocgx{tag}{os.getpid()}")
+        side.destroy()
+        try:
+            run(["ip", "netns", "add", side.name])
+            etc = _NETNS_ETC_DIR / side.name
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "resolv.conf").write_text(
+                "# ocgate interop test namespace\nnameserver 127.0.0.1\n"
+            )
+            run(["ip", "-n", side.name, "link", "set", "lo", "up"])
+            run(["ip", "-n", pair.server, "link", "add", "veth-x", "type", "veth",
+                 "peer", "name", "veth-y", "netns", side.name])  # fmt: skip
+            for ns, dev, addr in ((pair.server, "veth-x", side.server_addr),
+                                  (side.name, "veth-y", side.addr)):  # fmt: skip
+                run(["ip", "-n", ns, "addr", "add", f"{addr}/{_PREFIX_LEN}", "dev", dev])
+                run(["ip", "-n", ns, "link", "set", dev, "up"])
+            deadline = time.monotonic() + 10
+            while run(["ip", "netns", "exec", side.name, "ping", "-c1", "-W1", "-n",
+                       side.server_addr], check=False).returncode != 0:  # fmt: skip
+                if time.monotonic() > deadline:
+                    raise RuntimeError("side veth pair did not come up")
+                time.sleep(0.1)
+        except BaseException:
+            side.destroy()
+            raise
+        return side
+
+    def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            self.pair.kill_in(self.name)
+        if (_NETNS_RUN_DIR / self.name).exists():
+            run(["ip", "netns", "del", self.name], check=False)
+        shutil.rmtree(_NETNS_ETC_DIR / self.name, ignore_errors=True)
+        run(["ip", "-n", self.pair.server, "link", "del", "veth-x"], check=False)

@@ -119,8 +119,10 @@ def iperf3_report(
     reverse: bool = False,
     port: int = 5201,
     timeout: float = 60,
+    omit: int = 0,
 ) -> dict[str, Any]:
-    """Run one iperf3 test and return its whole ``--json`` report."""
+    """Run one iperf3 test and return its whole ``--json`` report (``omit``: leave the first
+    seconds out of the figures, iperf3 ``-O``)."""
     server_argv = ["iperf3", "-s", "-1", "-B", server_addr, "-p", str(port)]
     server = subprocess.Popen(
         pair.exec_argv(pair.server, server_argv),
@@ -132,6 +134,8 @@ def iperf3_report(
         client_argv = ["iperf3", "-c", server_addr, "-p", str(port), "-t", str(seconds), "--json"]
         if reverse:
             client_argv.append("-R")
+        if omit:
+            client_argv += ["-O", str(omit)]
         deadline = time.monotonic() + 10
         while True:  # The server needs a moment to bind; retry "connection refused".
             proc = run(pair.exec_argv(pair.client, client_argv), check=False, timeout=timeout)

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from ocgate.dtls._epoch import IMPLEMENTATIONS
+
 from ._netns import NetnsPair
 from ._openconnect import OpenConnect, OpenConnectRunner
-from ._server import SERVER_TUN4, StartServer
+from ._server import SERVER_TUN4, ServerKind, StartServer
 from ._traffic import BackgroundPing, iperf3, ping
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
@@ -69,14 +71,26 @@ def _established(client: OpenConnect, timeout: float = 20) -> str:
     raise AssertionError(f"no DTLS connection\n{client.describe()}")
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+# The data path runs compiled when ocgate._fastpath is built; every mode runs that way, and one
+# suite of each record protection also with OCGATE_FASTPATH=python (the pure-Python path).
+PURE_PYTHON = ("psk-default", "0.9-aes256-sha", "oc-dtls12-aes128-gcm", "cisco-ecdhe-aes256")
+CASES = [pytest.param(m, "default", id=m) for m in MODES] + [
+    pytest.param(m, "python", id=f"{m}-python") for m in PURE_PYTHON
+]
+
+
+@pytest.mark.parametrize(("mode", "fastpath"), CASES)
 def test_dtls_mode_carries_traffic(
     netns_pair: NetnsPair,
     start_gateway: StartServer,
     openconnect: OpenConnectRunner,
+    monkeypatch: pytest.MonkeyPatch,
     mode: str,
+    fastpath: str,
 ) -> None:
     options, expected = MODES[mode]
+    if fastpath == "python":
+        monkeypatch.setenv("OCGATE_FASTPATH", "python")  # The server inherits it.
     server = start_gateway(DTLS_CONFIG)
     client = openconnect.connect(
         server, user="alice", password="alicepass", dtls=True, extra=options
@@ -95,6 +109,9 @@ def test_dtls_mode_carries_traffic(
         print(f"\niperf3 DTLS {mode} {direction}: {bps / 1e6:.1f} Mbit/s")
         assert bps > 1e6
     assert "event=dtls-up" in server.log_text()
+    if server.kind is ServerKind.OCGATE:
+        want = "python" if fastpath == "python" or "c" not in IMPLEMENTATIONS else "c"
+        assert f"fastpath={want}" in server.log_text()
     server.assert_alive()
 
 

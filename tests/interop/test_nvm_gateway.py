@@ -2,7 +2,9 @@
 
 A real openconnect client connects; an nvzFlow (template 267) record whose source address is the
 client's VPN address is sent through the tunnel to the embedded collector; the REST API returns it
-with that user's name and session.
+with that user's name and session. The same record sent from outside the tunnel (the client
+namespace's own address, allowed to export but holding no lease) claims alice's address too, and
+is stored without a VPN user: the exporter's address decides, not the record's claim.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ print(urllib.request.urlopen(request, timeout=10).read().decode())
 """
 
 
-def _flow_267(src: str, now: int) -> bytes:
+def _flow_267(src: str, now: int, process: str = "svchost.exe") -> bytes:
     row: list[object] = [
         17,
         IPv4Address(src),
@@ -55,7 +57,7 @@ def _flow_267(src: str, now: int) -> bytes:
         2,
         "NT AUTHORITY\\NETWORK SERVICE",
         1,
-        "svchost.exe",
+        process,
         bytes(32),
         "NT AUTHORITY\\SYSTEM",
         1,
@@ -90,6 +92,7 @@ def test_flow_from_a_vpn_address_is_attributed_to_its_user(
             "nvm-store": f"sqlite:///{tmp_path}/nvm.sqlite",
             "nvm-api-listen": "127.0.0.1:8099",
             "nvm-api-token-file": str(tokens),
+            "nvm-allow": f"{netns_pair.client_addr}/32",  # Besides the VPN pool (the default).
         }
     )
     client = openconnect.connect(server, user="alice", password="alicepass")
@@ -99,18 +102,28 @@ def test_flow_from_a_vpn_address_is_attributed_to_its_user(
     netns_pair.run_in(
         netns_pair.client, [sys.executable, "-c", SEND, vpn_ip, SERVER_TUN4, *messages]
     )
+    forged = [TEMPLATES.hex(), _flow_267(vpn_ip, now, "forged.exe").hex()]
+    netns_pair.run_in(
+        netns_pair.client,
+        [sys.executable, "-c", SEND, netns_pair.client_addr, netns_pair.server_addr, *forged],
+    )
     url = f"http://127.0.0.1:8099/api/v1/flows?address={vpn_ip}"
     deadline = time.monotonic() + 15
     flows: list[dict[str, object]] = []
-    while time.monotonic() < deadline and not flows:
+    while time.monotonic() < deadline and len(flows) < 2:
         time.sleep(0.5)
         out = netns_pair.run_in(netns_pair.server, [sys.executable, "-c", QUERY, url, TOKEN])
         flows = json.loads(out.stdout)["flows"]
-    assert flows, f"no flow stored\n{server.describe()}"
-    flow = flows[0]
+    assert len(flows) == 2, f"flows stored: {flows}\n{server.describe()}"
+    by_process = {f["process_name"]: f for f in flows}
+    flow = by_process["svchost.exe"]
     assert flow["src_addr"] == vpn_ip
+    assert flow["exporter"] == f"udp://{vpn_ip}"
     assert flow["vpn_user"] == "alice"
     assert flow["vpn_session"]
-    assert flow["process_name"] == "svchost.exe"
     assert flow["dst_hostname"] == "intranet.corp.test"
+    fake = by_process["forged.exe"]
+    assert fake["src_addr"] == vpn_ip  # It claims alice's address ...
+    assert fake["exporter"] == f"udp://{netns_pair.client_addr}"
+    assert (fake["vpn_user"], fake["vpn_session"]) == (None, None)  # ... and is not hers.
     server.assert_alive()

@@ -15,7 +15,10 @@ Theory of operation (sans-IO: the caller passes ``now``, a monotonic time in sec
   it considers local (``if_address_test_local``); ocgate exempts only loopback, so a neighbour on
   the gateway's own LAN cannot guess passwords without limit.
 * Entries that carry no ban and no live score are dropped by :meth:`BanTable.expire`, so the
-  table stays small under a scan.
+  table stays small under a scan. It never holds more than ``max_entries`` (default
+  :data:`MAX_ENTRIES`): when a new source would pass that, expired entries go first, then the
+  lowest scores that carry no ban (an eighth of the table at a time, so a scan from many sources
+  costs one sort per eighth), and only when every entry is a ban the one that ends soonest.
 * :meth:`BanTable.snapshot` and :meth:`BanTable.restore` carry the table across a restart. The
   table runs on a monotonic clock, which means nothing in another process, so a snapshot holds
   wall-clock times (:class:`SavedBan`) and ``restore`` moves them back onto the new monotonic clock.
@@ -28,7 +31,10 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["BanEntry", "BanPolicy", "BanTable", "SavedBan", "is_exempt"]
+__all__ = ["MAX_ENTRIES", "BanEntry", "BanPolicy", "BanTable", "SavedBan", "is_exempt"]
+
+MAX_ENTRIES = 65536
+"""The default bound of a :class:`BanTable` (a few MB at most)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,8 +128,9 @@ class BanTable:
     :param policy: the ban settings.
     """
 
-    def __init__(self, policy: BanPolicy) -> None:
+    def __init__(self, policy: BanPolicy, *, max_entries: int = MAX_ENTRIES) -> None:
         self.policy = policy
+        self.max_entries = max_entries
         self._records: dict[str, _Record] = {}
 
     def __len__(self) -> int:
@@ -150,6 +157,8 @@ class BanTable:
             return False
         record = self._current(key, now)
         if record is None:
+            if len(self._records) >= self.max_entries:
+                self._make_room(now)
             record = self._records[key] = _Record(score=0, last_reset=now)
         record.score += points
         if record.banned_until is None and record.score >= policy.max_score:
@@ -177,6 +186,22 @@ class BanTable:
             for key, r in self._records.items()
         ]
         return sorted(found, key=lambda e: (-e.score, e.address))
+
+    def _make_room(self, now: float) -> None:
+        self.expire(now)
+        excess = len(self._records) - self.max_entries + 1
+        if excess <= 0:
+            return
+        scored = sorted(
+            (r.score, r.last_reset, key)
+            for key, r in self._records.items()
+            if r.banned_until is None
+        )
+        for _score, _reset, key in scored[: max(excess, self.max_entries // 8)]:
+            del self._records[key]
+        if len(self._records) >= self.max_entries:  # Every entry is a ban.
+            soonest = min(self._records, key=lambda k: self._records[k].banned_until or 0.0)
+            del self._records[soonest]
 
     def expire(self, now: float) -> None:
         """Drop entries that have neither a ban nor a score any more."""
@@ -221,6 +246,8 @@ class BanTable:
         shift = now_mono - now_wall
         latest_ban = now_mono + self.policy.ban_time
         for entry in entries:
+            if len(self._records) >= self.max_entries:
+                break
             key = _normalise(entry.address)
             if key is None or is_exempt(key) or key in self._records or entry.score < 0:
                 continue

@@ -7,8 +7,9 @@ Theory of operation (ocserv-compatibility §4.1, §9; ocserv ``src/sec-mod-auth.
   ``0.9.2342.19200300.100.1.1`` UID), or ``SAN(rfc822name)`` for the first e-mail subject
   alternative name. Unset, the user name is the whole subject DN as an RFC 4514 string.
 * A configured attribute that the certificate lacks (or that is empty or holds control characters)
-  refuses the login. There is no fallback to another attribute: ocserv #694 accepted a certificate
-  without the configured SAN plus any valid password.
+  refuses the login; so does a subject DN with control characters when it is the user name.
+  There is no fallback to another attribute: ocserv #694 accepted a certificate without the
+  configured SAN plus any valid password.
 * With certificate + password, the typed user must equal the certificate user, always (ocserv only
   compared when ``cert-user-oid`` was set). An empty typed user means "the certificate's user".
 * ``cert-group-oid`` lists the certificate's groups: every value of that DN attribute, in
@@ -136,6 +137,10 @@ def _username(cert: x509.Certificate, source: UserSource) -> str:
         subject = cert.subject.rfc4514_string()
         if not subject:
             raise AuthFailed("certificate has an empty subject")
+        # RFC 4514 escapes no control characters; the subject is the user name, so the rule for
+        # attributes holds for it too (found by fuzz/targets/fuzz_certauth.py).
+        if not _is_clean(subject):
+            raise AuthFailed("certificate subject is not printable")
         return subject
     values: list[str | bytes] = (
         list(_san_emails(cert))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import os
 
-from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 
 from ocgate.config import Config
@@ -83,14 +82,17 @@ def peer_chain_der(conn: SSL.Connection) -> list[bytes]:
     """The certificates the peer presented, leaf first, in DER (empty when it sent none).
 
     On the server side OpenSSL keeps the leaf apart from the rest of the chain; a copy of the leaf
-    at the head of the chain (client side) is not repeated.
+    at the head of the chain (client side) is not repeated. The certificates are copied as OpenSSL
+    holds them, never parsed here: they are peer bytes, and only
+    :meth:`~ocgate.certauth.CertVerifier.verify` may judge them (a certificate whose version field
+    is not v1-v3 made ``cryptography`` raise ``InvalidVersion`` in the worker; fuzz_certauth).
     """
-    leaf = conn.get_peer_certificate(as_cryptography=True)
+    leaf = conn.get_peer_certificate()
     if leaf is None:
         return []
-    ders = [leaf.public_bytes(Encoding.DER)]
-    for cert in conn.get_peer_cert_chain(as_cryptography=True) or []:
-        der = cert.public_bytes(Encoding.DER)
+    ders = [crypto.dump_certificate(crypto.FILETYPE_ASN1, leaf)]
+    for cert in conn.get_peer_cert_chain() or []:
+        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
         if not (len(ders) == 1 and der == ders[0]):
             ders.append(der)
     return ders

@@ -128,6 +128,12 @@ def _ee_policy() -> ExtensionPolicy:
 # Peer input.
 
 
+# What cryptography raises for malformed DER besides ValueError (none of them is one); found by
+# fuzz/targets/fuzz_certauth.py: a version field other than v1-v3, an extension present twice, a
+# subject alternative name of a type it cannot represent (x400Address, ediPartyName).
+_X509_PARSE_ERRORS = (x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
 def _parse_chain_untrusted(chain: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     """Parse the DER certificates a client presented; only :class:`AuthFailed` escapes."""
     if not chain:
@@ -141,7 +147,7 @@ def _parse_chain_untrusted(chain: Sequence[bytes]) -> tuple[x509.Certificate, ..
             # Extensions and names are decoded lazily; decode them now so a malformed one fails
             # here and not in the middle of a check.
             _ = (cert.extensions, cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm, *_X509_PARSE_ERRORS) as exc:
             raise AuthFailed(f"malformed certificate ({exc})") from None
         certs.append(cert)
     return tuple(certs)

@@ -3,9 +3,11 @@
 :func:`load_config` reads a file; :func:`parse_config` parses text. Both return a frozen
 :class:`Config` or raise :class:`~ocgate.errors.ConfigError` naming the file, line, key and the
 expected form. :func:`load_collector_config` / :func:`parse_collector_config` read only the NVM
-collector's keys of the same file (``ocgate nvm serve``) into a :class:`CollectorConfig`. Keys
-ocserv knows but ocgate does not implement yet are accepted, each with one :class:`ConfigWarning`
-in ``Config.warnings``. :data:`KNOWN_OCSERV_KEYS` lists every accepted key.
+collector's keys of the same file (``ocgate nvm serve``) into a :class:`CollectorConfig`. A key
+ocserv knows that grants or restricts access in a way ocgate cannot honour is refused (a
+``ConfigError``); one that only tunes a feature ocgate lacks is accepted with one
+:class:`ConfigWarning` in ``Config.warnings``. :data:`KNOWN_OCSERV_KEYS` lists every known key;
+``docs/ocserv-keys.md`` gives each one's status and reason.
 """
 
 from __future__ import annotations

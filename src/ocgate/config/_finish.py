@@ -178,6 +178,7 @@ def _finish_compat(draft: Draft, kwargs: Kwargs) -> None:
     match_line, match = _last_bool(draft, "match-tls-dtls-ciphers", False)
     legacy = _last_bool(draft, "dtls-legacy", True)[1] or cisco or svc
     kwargs["dtls_legacy"] = legacy
+    kwargs["cisco_svc_client_compat"] = svc
     if match and legacy:
         raise draft.error(
             "match-tls-dtls-ciphers",
@@ -192,6 +193,18 @@ def _finish_compat(draft: Draft, kwargs: Kwargs) -> None:
             svc_line,
             f"needs udp-port 443, not {udp_port}",
             "udp-port = 443",
+        )
+
+
+def _finish_camouflage(draft: Draft, kwargs: Kwargs) -> None:
+    # Camouflage without a secret would hide the VPN from every client, AnyConnect included.
+    found = draft.last("camouflage", bool)
+    if found is not None and found[1] and not kwargs.get("camouflage_secret"):
+        raise draft.error(
+            "camouflage",
+            found[0],
+            "camouflage = true needs camouflage_secret",
+            'camouflage_secret = "SECRET" (clients then connect to https://host/?SECRET)',
         )
 
 
@@ -210,6 +223,7 @@ _FINISHERS: tuple[Callable[[Draft, Kwargs], None], ...] = (
     _finish_routes,
     _finish_timers,
     _finish_compat,
+    _finish_camouflage,
     _finish_collector,
 )
 

@@ -3,8 +3,11 @@
 Theory of operation: the file is processed line by line as ocserv does, stopping at the first error.
 Each ``key = value`` is looked up in :data:`~ocgate.config._options.OPTIONS`; a key ocserv does not
 know is an error (ocserv only warns, but a typo in a VPN gateway's configuration should not pass
-silently). The value is parsed and recorded; keys ocgate does not act on yet produce one warning
-each. ``[vhost:NAME]`` sections are skipped with one warning per section. Finally
+silently). The value is parsed and recorded, then the key's status decides
+(:class:`~ocgate.config._options.Status`): an ignored key (no-op) produces one warning; a refused
+key whose deciding line (the last, as ocserv reads it) holds anything but its harmless value is a
+``ConfigError`` naming file:line and the reason, once the whole file is read. ``[vhost:NAME]``
+sections are skipped with one warning per section. Finally
 :func:`~ocgate.config._finish.build_config` applies the cross-key rules.
 
 :func:`load_collector_config` reads the same file for ``ocgate nvm serve``: only the collector keys
@@ -23,27 +26,42 @@ from ocgate.config._draft import Draft
 from ocgate.config._finish import build_config
 from ocgate.config._lexer import Assignment, SectionHeader, tokenize
 from ocgate.config._model import Config
-from ocgate.config._options import COLLECTOR_KEYS, KNOWN_OCSERV_KEYS, OPTIONS, OptionSpec, Scope
+from ocgate.config._options import (
+    COLLECTOR_KEYS,
+    KNOWN_OCSERV_KEYS,
+    OPTIONS,
+    OptionSpec,
+    Scope,
+    Status,
+)
 from ocgate.config._values import ParseContext
 from ocgate.errors import ConfigError
 
 __all__ = ["load_collector_config", "load_config", "parse_collector_config", "parse_config"]
 
-NOT_IMPLEMENTED = "not implemented by ocgate yet; ignored"
+ONLY_PER_USER = "only valid in per-user and per-group config files; ignored"
 
 
 def _status_warning(spec: OptionSpec) -> str | None:
     """The once-per-key warning an accepted key deserves, if any."""
     if spec.scope is Scope.USER:
-        return "only valid in per-user and per-group config files; ignored"
+        return ONLY_PER_USER
+    notes: list[str] = []
     if spec.replaced_by is not None:
-        note = "" if spec.implemented else f"; {NOT_IMPLEMENTED}"
-        return f"old name: ocserv replaced it with '{spec.replaced_by}'{note}"
-    if spec.deprecated is not None:
-        return spec.deprecated
-    if not spec.implemented:
-        return NOT_IMPLEMENTED
-    return None
+        notes.append(f"old name: ocserv replaced it with '{spec.replaced_by}'")
+    if spec.status is Status.NO_OP:
+        notes.append(f"ignored by ocgate: {spec.reason}")
+    return "; ".join(notes) or None
+
+
+def refusal(spec: OptionSpec, *, per_user: bool = False) -> tuple[str, str]:
+    """The message and expected form of a :class:`ConfigError` for a refused key."""
+    reason = spec.user_reason if per_user else spec.reason
+    expected = "no such line"
+    if spec.harmless is not None:
+        value = str(spec.harmless).lower() if isinstance(spec.harmless, bool) else spec.harmless
+        expected += f", or {spec.name} = {value}"
+    return f"refused, ocgate cannot honour it: {reason}", expected
 
 
 def _unknown(draft: Draft, token: Assignment) -> ConfigError:
@@ -62,8 +80,6 @@ def _assign(
         raise _unknown(draft, token)
     if only is not None and spec.name not in only:
         return  # Another program's key (the VPN's, for the collector): not ours to check.
-    if spec.fatal is not None:
-        raise draft.error(spec.name, token.line, f"this option was {spec.fatal}", "no such line")
     value = token.raw if spec.raw else token.value
     if not value:
         draft.warn(spec.name, token.line, "empty value; ignored")
@@ -73,9 +89,25 @@ def _assign(
     except ConfigError as exc:
         raise draft.error(spec.name, token.line, exc.message, exc.expected) from None
     draft.record(spec.name, token.line, parsed)
+    if spec.is_harmless(parsed):
+        return  # Asks for nothing ocgate lacks (``camouflage = false``).
     message = _status_warning(spec)
-    if message is not None:
+    if message is not None and spec.status is not Status.REFUSED:
         draft.warn(spec.name, token.line, message, once=True)
+
+
+def _check_refused(draft: Draft) -> None:
+    """Refuse the keys ocgate cannot honour, at the line that decides (the last one, as ocserv).
+
+    :raises ConfigError: a refused key holds anything but its harmless value.
+    """
+    for name, entries in draft.entries.items():
+        spec = OPTIONS[name]
+        if spec.status is not Status.REFUSED:
+            continue
+        for line, value in entries if spec.multi else entries[-1:]:
+            if not spec.is_harmless(value):
+                raise draft.error(name, line, *refusal(spec))
 
 
 def _enter_section(draft: Draft, header: SectionHeader) -> bool:
@@ -136,7 +168,9 @@ def parse_config(text: str, *, source: str, base_dir: str | None = None) -> Conf
     :param base_dir: directory for relative file names; defaults to the directory of ``source``.
     :raises ConfigError: the first problem found, with file, line, key and the expected form.
     """
-    return build_config(_read(text, source=source, base_dir=base_dir))
+    draft = _read(text, source=source, base_dir=base_dir)
+    _check_refused(draft)
+    return build_config(draft)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ocgate.ipfilter import PortPolicy
 from ocgate.nvm._config import ListenAddress as NvmListen
 from ocgate.nvm._config import SinkAddress as NvmSink
 
@@ -88,6 +89,9 @@ class Config:
     tls_priorities: str | None = None
     """The GnuTLS priority string as written; ``ocgate.tls`` translates it."""
     cisco_client_compat: bool = False
+    cisco_svc_client_compat: bool = False
+    """``cisco-svc-client-compat``: Cisco IP phones log in at ``/svc`` (served anyway, with a
+    warning, when false, as ocserv does)."""
 
     # DTLS (§4.8).
     udp_listen_host: str | None = None
@@ -95,8 +99,12 @@ class Config:
     """Legacy (resumed) DTLS for Cisco clients; implied by ``cisco-client-compat``."""
     dtls_psk: bool = True
     match_tls_dtls_ciphers: bool = False
+    no_udp: bool = False
+    """``no-udp``: the session gets no ``X-DTLS-*`` headers and no DTLS (CSTP only)."""
     switch_to_tcp_timeout: int = 25
     try_mtu_discovery: bool = False
+    ping_leases: bool = False
+    """``ping-leases``: a new pool address that answers a ping is skipped (``daemon/_ping.py``)."""
 
     # Address pools (§4.6).
     ipv4_network: ipaddress.IPv4Network | None = None
@@ -115,7 +123,19 @@ class Config:
     """``route = default`` (or ``0.0.0.0/0``, ``::/0``): full tunnel, DNS forced through it."""
     no_route: tuple[IPNetwork, ...] = ()
     tunnel_all_dns: bool = False
+    restrict_user_to_routes: bool = False
+    """``restrict-user-to-routes``: the client may send only to its routes and DNS servers."""
+    restrict_user_to_ports: PortPolicy | None = None
+    """``restrict-user-to-ports``: the protocols and ports allowed (or, ``!`` form, refused);
+    implies ``restrict-user-to-routes`` (ocserv ``doc/sample.config``)."""
     mtu: int | None = None
+    included_http_headers: tuple[tuple[str, str], ...] = ()
+    """``included-http-headers``: ``(name, value)`` added to every pre-tunnel HTTP response."""
+    camouflage: bool = False
+    """``camouflage``: answer as a plain web server unless the URL carries the secret."""
+    camouflage_secret: str | None = None
+    camouflage_realm: str | None = None
+    """The Basic realm of the camouflage ``401`` (``None``: a ``404`` instead)."""
     banner: str | None = None
     pre_login_banner: str | None = None
 
@@ -130,9 +150,20 @@ class Config:
     auth_timeout: int = 240
 
     # Limits (§4.9).
+    rx_data_per_sec: int = 0
+    """Bytes/s a session may send (``rx-data-per-sec``); more is dropped. 0: unlimited."""
+    tx_data_per_sec: int = 0
+    """Bytes/s a session may receive (``tx-data-per-sec``); more is dropped. 0: unlimited."""
+    deny_roaming: bool = False
+    """``deny-roaming``: a cookie is refused at CONNECT from another address than the login's."""
     max_clients: int = 0
     max_same_clients: int = 0
     rate_limit_ms: int = 0
+    """Spacing of one source's connections at accept (ocserv spaces all connections)."""
+    max_pre_auth_clients: int = 1024
+    """``max-pre-auth-clients`` (ocgate): connections not yet in a tunnel, in all. 0: no cap."""
+    max_pre_auth_per_source: int = 256
+    """``max-pre-auth-per-source`` (ocgate): the same from one address (IPv6: /64). 0: no cap."""
     max_ban_score: int = 80
     """0 disables banning."""
     ban_reset_time: int = 1200

@@ -3,17 +3,26 @@
 Theory of operation: one :class:`OptionSpec` row per key. The loader looks a key up here, parses the
 value with ``spec.parse`` and then acts on the row:
 
-* ``implemented`` with a ``field``: the value lands in that :class:`~ocgate.config.Config` field
-  (repeated lines are collected when ``multi``; otherwise the last line wins, as in ocserv);
-* ``implemented`` without a ``field``: a finisher in ``_finish.py`` combines it with other keys;
-* not ``implemented``: the value is still checked, then ignored with one warning per key;
+* ``status`` :attr:`Status.IMPLEMENTED` with a ``field``: the value lands in that
+  :class:`~ocgate.config.Config` field (repeated lines are collected when ``multi``; otherwise the
+  last line wins, as in ocserv); without a ``field``, a finisher in ``_finish.py`` combines it with
+  other keys;
+* :attr:`Status.REFUSED`: the key grants or restricts access in a way ocgate cannot honour; set to
+  anything but its ``harmless`` value (``camouflage = false``) it is a ``ConfigError`` naming
+  file:line and the reason, so an administrator never loses a protection silently;
+* :attr:`Status.NO_OP`: the key only tunes a feature ocgate lacks or does differently; the value is
+  still checked, then ignored with one warning per key (none at its ``harmless`` value);
+* ``user_status``: the same three outcomes in per-user and per-group files
+  (:mod:`ocgate.config._peruser`), where a refused key refuses that user's session; ``None`` for
+  the keys ocserv does not read there;
 * ``replaced_by``: an old name ocserv still accepts, warned about once;
-* ``deprecated``: accepted and ignored with that message; ``fatal``: refused with that message;
 * ``collector``: a key of the NVM collector (the ``nvm-*`` keys and ``metrics-listen``), the only
   keys ``ocgate nvm serve`` reads (:data:`COLLECTOR_KEYS`, :mod:`ocgate.config._collector`).
 
-Implementing a key later means editing its row (``implemented=True, field=...``) and adding the
-field to ``_model.Config``. Keys, kinds, scopes and reload behaviour follow ocserv 1.5
+``docs/ocserv-keys.md`` is this table rendered (:mod:`ocgate.config._keydoc`); a unit test fails
+when the two differ. Implementing a key later means editing its row (``field=...`` or
+``implemented=True`` instead of ``refuse``/``ignore``), adding the field to ``_model.Config`` and
+regenerating the document. Keys, kinds, scopes and reload behaviour follow ocserv 1.5
 ``src/config.c`` (``cfg_ini_handler``) and the ``[scope: …]`` notes of ``doc/sample.config``.
 """
 
@@ -25,6 +34,7 @@ from dataclasses import dataclass
 
 from ocgate.config import _net
 from ocgate.config._auth import parse_auth_method
+from ocgate.config._policy import parse_iroute, parse_restrict_user_to_ports
 from ocgate.config._values import (
     Parser,
     parse_banner,
@@ -32,11 +42,13 @@ from ocgate.config._values import (
     parse_device,
     parse_domain,
     parse_existing_file,
+    parse_http_header,
     parse_listen,
     parse_net_priority,
     parse_optional_uint,
     parse_path,
     parse_port,
+    parse_realm,
     parse_rekey_method,
     parse_store_url,
     parse_string,
@@ -49,7 +61,15 @@ from ocgate.config._values import (
 from ocgate.nvm import _config as _nvm
 from ocgate.nvm import _privacy as _nvm_privacy
 
-__all__ = ["COLLECTOR_KEYS", "KNOWN_OCSERV_KEYS", "OPTIONS", "Kind", "OptionSpec", "Scope"]
+__all__ = [
+    "COLLECTOR_KEYS",
+    "KNOWN_OCSERV_KEYS",
+    "OPTIONS",
+    "Kind",
+    "OptionSpec",
+    "Scope",
+    "Status",
+]
 
 
 class Scope(enum.Enum):
@@ -103,6 +123,19 @@ _DEFAULT_PARSERS: Mapping[Kind, Parser] = {
 }
 
 
+class Status(enum.Enum):
+    """What ocgate does with a key (the key table of ``docs/ocserv-keys.md``)."""
+
+    IMPLEMENTED = "implemented"
+    """ocgate acts on the key with ocserv's meaning."""
+    REFUSED = "refused"
+    """The key grants or restricts access in a way ocgate cannot honour: set to anything but its
+    ``harmless`` value, it stops the start (or refuses the session, in a per-user file)."""
+    NO_OP = "accepted as a no-op"
+    """The key only tunes a feature ocgate lacks or does differently: it is accepted and ignored,
+    with one warning unless it holds its ``harmless`` value."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OptionSpec:
     """One ocserv.conf key.
@@ -111,32 +144,59 @@ class OptionSpec:
     :param kind: the value form (documentation, and the default parser).
     :param parse: the value parser; raises ``ConfigError`` with ``message``/``expected``.
     :param scope: where ocserv allows the key.
+    :param status: what ocgate does with the key in ocserv.conf.
+    :param reason: why it is refused or ignored; for an implemented key, an optional note.
+    :param user_status: what ocgate does with the key in a per-user or per-group file (``None``:
+        ocserv does not read it there, so it is skipped with a warning).
+    :param user_reason: as ``reason``, for per-user and per-group files.
+    :param harmless: the value that asks for nothing ocgate lacks (``camouflage = false``): a
+        refused or ignored key set to it is accepted without a word. ``None``: no such value.
     :param default: ocserv's built-in default (documentation; ``Config`` holds the real one).
-    :param implemented: whether ocgate acts on the key.
     :param field: the ``Config`` field it sets, if it maps to one directly.
     :param multi: repeated lines add values instead of replacing.
     :param reloadable: re-read on SIGHUP (False above the "reloaded on SIGHUP" line of the sample).
     :param raw: the value keeps its quotes (``included-http-headers``).
     :param replaced_by: for an old name, the key that replaced it.
-    :param deprecated: message for a key accepted and ignored.
-    :param fatal: message for a key that is refused.
     :param collector: a key the standalone NVM collector reads (``ocgate nvm serve``).
+    :param extension: an ocgate key that ocserv does not know.
     """
 
     name: str
     kind: Kind
     parse: Parser
     scope: Scope
+    status: Status
+    reason: str = ""
+    user_status: Status | None = None
+    user_reason: str = ""
+    harmless: object = None
     default: object = None
-    implemented: bool = False
     field: str | None = None
     multi: bool = False
     reloadable: bool = True
     raw: bool = False
     replaced_by: str | None = None
-    deprecated: str | None = None
-    fatal: str | None = None
     collector: bool = False
+    extension: bool = False
+
+    @property
+    def implemented(self) -> bool:
+        """Whether ocgate acts on the key in ocserv.conf."""
+        return self.status is Status.IMPLEMENTED
+
+    def is_harmless(self, value: object) -> bool:
+        """Whether ``value`` (parsed) asks for nothing ocgate lacks."""
+        return self.harmless is not None and value == self.harmless
+
+
+def _status(
+    name: str, implemented: bool, refuse: str | None, ignore: str | None, note: str
+) -> tuple[Status, str]:
+    given = [s for s, on in ((Status.IMPLEMENTED, implemented), (Status.REFUSED, refuse),
+                             (Status.NO_OP, ignore)) if on]  # fmt: skip
+    if len(given) != 1:  # pragma: no cover - a programming error in the table below.
+        raise AssertionError(f"option {name!r}: give exactly one of implemented/refuse/ignore")
+    return given[0], refuse or ignore or note
 
 
 def _o(
@@ -148,29 +208,46 @@ def _o(
     default: object = None,
     implemented: bool = False,
     field: str | None = None,
+    refuse: str | None = None,
+    ignore: str | None = None,
+    note: str = "",
+    user_applied: bool = False,
+    user_refuse: str | None = None,
+    user_ignore: str | None = None,
+    harmless: object = None,
     multi: bool = False,
     reloadable: bool = True,
     raw: bool = False,
     replaced_by: str | None = None,
-    deprecated: str | None = None,
-    fatal: str | None = None,
     collector: bool = False,
+    extension: bool = False,
 ) -> OptionSpec:
+    """A row: exactly one of ``implemented``/``field``, ``refuse`` or ``ignore`` (with the reason);
+    for a key ocserv reads in per-user files, at most one of ``user_applied``, ``user_refuse`` or
+    ``user_ignore``."""
+    status, reason = _status(name, implemented or field is not None, refuse, ignore, note)
+    user_status: Status | None = None
+    user_reason = ""
+    if user_applied or user_refuse or user_ignore:
+        user_status, user_reason = _status(name, user_applied, user_refuse, user_ignore, "")
     return OptionSpec(
         name=name,
         kind=kind,
         parse=parse if parse is not None else _DEFAULT_PARSERS[kind],
         scope=scope,
+        status=status,
+        reason=reason,
+        user_status=user_status,
+        user_reason=user_reason,
+        harmless=harmless,
         default=default,
-        implemented=implemented or field is not None,
         field=field,
         multi=multi,
         reloadable=reloadable,
         raw=raw,
         replaced_by=replaced_by,
-        deprecated=deprecated,
-        fatal=fatal,
         collector=collector,
+        extension=extension,
     )
 
 
@@ -190,19 +267,51 @@ def _nvm_o(
         multi=multi,
         reloadable=False,
         collector=True,
+        extension=True,
     )
 
 
 _B, _I, _S, _W, _P = Kind.BOOL, Kind.INTEGER, Kind.STRING, Kind.WORD, Kind.PATH
 
+# Reasons shared by several rows.
+_AUTH_NOTE = "methods ocgate lacks (pam, gssapi, oidc) are refused at start"
+_PINS = "PINs unlock PKCS#11 or TPM keys; ocgate reads server-key from a PEM file only"
+_NO_COMPRESSION = "no compression is negotiated; data flows uncompressed"
+_NO_IROUTES = "iroutes are not routed to clients, so there is nothing to add or expose"
+_NO_NBNS = "NBNS (WINS) servers are not sent to clients"
+_USER_POOL = (
+    "per-user and per-group address pools are not implemented: the session would get an address "
+    "of the global pool, outside the range that firewall rules for this user or group expect"
+)
+_ONLY_PER_USER = "only valid in per-user and per-group config files"
+_REKEY = (
+    "clients are asked for a new tunnel (a cookie reconnect) every 172800 s, ocserv's default; "
+    "TLS renegotiation is refused"
+)
+
 _SPECS: tuple[OptionSpec, ...] = (
     # --- Read once at start (above the "reloaded on SIGHUP" line; ocserv perm_config). ---
-    _o("auth", Kind.AUTH, _V, field="auth", multi=True, reloadable=False),
-    _o("enable-auth", Kind.AUTH, _V, field="enable_auth", multi=True, reloadable=False),
+    _o("auth", Kind.AUTH, _V, field="auth", multi=True, reloadable=False, note=_AUTH_NOTE),
+    _o(
+        "enable-auth",
+        Kind.AUTH,
+        _V,
+        field="enable_auth",
+        multi=True,
+        reloadable=False,
+        note=_AUTH_NOTE,
+    ),
     _o("acct", Kind.AUTH, _V, field="acct", reloadable=False),
     _o("listen-host", _W, _G, field="listen_host", reloadable=False),
     _o("udp-listen-host", _W, _G, field="udp_listen_host", reloadable=False),
-    _o("listen-netns", _W, _G, reloadable=False),
+    _o(
+        "listen-netns",
+        _W,
+        _G,
+        reloadable=False,
+        refuse="ocgate listens in the namespace it was started in: the VPN would be reachable "
+        "from networks the administrator kept it away from",
+    ),
     _o("tcp-port", Kind.PORT, _G, field="tcp_port", default=443, reloadable=False),
     _o("udp-port", Kind.PORT, _G, parse=parse_udp_port, field="udp_port", reloadable=False),
     _o("run-as-user", _W, _G, field="run_as_user", reloadable=False),
@@ -210,11 +319,17 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("server-cert", Kind.FILE, _V, field="server_cert", multi=True, reloadable=False),
     _o("server-key", Kind.FILE, _V, field="server_key", multi=True, reloadable=False),
     _o("ca-cert", Kind.FILE, _V, field="ca_cert", reloadable=False),
-    _o("dh-params", _P, _V, reloadable=False),
-    _o("pin-file", _P, _V, reloadable=False),
-    _o("srk-pin-file", _P, _V, reloadable=False),
-    _o("key-pin", _S, _V, reloadable=False),
-    _o("srk-pin", _S, _V, reloadable=False),
+    _o(
+        "dh-params",
+        _P,
+        _V,
+        reloadable=False,
+        ignore="DHE uses ocgate's built-in RFC 7919 group (ECDHE is preferred)",
+    ),
+    _o("pin-file", _P, _V, reloadable=False, ignore=_PINS),
+    _o("srk-pin-file", _P, _V, reloadable=False, ignore=_PINS),
+    _o("key-pin", _S, _V, reloadable=False, ignore=_PINS),
+    _o("srk-pin", _S, _V, reloadable=False, ignore=_PINS),
     _o("socket-file", _S, _G, field="socket_file", reloadable=False),
     _o(
         "occtl-socket-file",
@@ -224,28 +339,99 @@ _SPECS: tuple[OptionSpec, ...] = (
         default="/var/run/occtl.socket",
         reloadable=False,
     ),
-    _o("chroot-dir", _P, _G, reloadable=False),
-    _o("server-stats-reset-time", _I, _G, default=604800, reloadable=False),
+    _o(
+        "chroot-dir",
+        _P,
+        _G,
+        reloadable=False,
+        ignore="workers are confined by run-as-user, no capabilities, no_new_privs and "
+        "(isolate-workers) a seccomp allow-list rather than a chroot",
+    ),
+    _o(
+        "server-stats-reset-time",
+        _I,
+        _G,
+        default=604800,
+        reloadable=False,
+        ignore="occtl show status counts from the start of the gateway",
+    ),
     _o("pid-file", _P, _G, field="pid_file", reloadable=False),
-    _o("sec-mod-scale", _I, _G, reloadable=False),
+    _o(
+        "sec-mod-scale",
+        _I,
+        _G,
+        reloadable=False,
+        ignore="one authentication service process serves every worker",
+    ),
     _o("log-level", _I, _G, field="log_level", default=2, reloadable=False),
-    _o("debug-no-secmod-stats", _B, _G, default=False, reloadable=False),
-    _o("listen-clear-file", _P, _G, fatal="removed in ocserv 1.1.2", reloadable=False),
+    _o(
+        "debug-no-secmod-stats",
+        _B,
+        _G,
+        default=False,
+        harmless=False,
+        reloadable=False,
+        ignore="the authentication service logs no periodic statistics",
+    ),
+    _o("listen-clear-file", _P, _G, reloadable=False, refuse="ocserv removed it in 1.1.2"),
     # --- Reloaded on SIGHUP. ---
-    _o("listen-host-is-dyndns", _B, _V, default=False),
-    _o("listen-proxy-proto", _B, _G, default=False),
+    _o(
+        "listen-host-is-dyndns",
+        _B,
+        _V,
+        default=False,
+        harmless=False,
+        ignore="X-CSTP-DynDNS is not sent to clients",
+    ),
+    _o(
+        "listen-proxy-proto",
+        _B,
+        _G,
+        default=False,
+        harmless=False,
+        refuse="the PROXY protocol header is not read: every client would have the proxy's "
+        "address, so bans, max-same-clients and deny-roaming would act on the proxy",
+    ),
     _o("append-routes", _B, _V, field="append_routes", default=False),
-    _o("kkdcp", _S, _V, multi=True),
-    _o("tunnel-all-dns", _B, _VU, field="tunnel_all_dns", default=False),
-    _o("keepalive", _I, _VU, field="keepalive", default=32400),
+    _o(
+        "kkdcp",
+        _S,
+        _V,
+        multi=True,
+        ignore="no Kerberos KDC proxy is served (gssapi authentication is refused)",
+    ),
+    _o("tunnel-all-dns", _B, _VU, field="tunnel_all_dns", default=False, user_applied=True),
+    _o("keepalive", _I, _VU, field="keepalive", default=32400, user_applied=True),
     _o("switch-to-tcp-timeout", _I, _V, field="switch_to_tcp_timeout", default=25),
-    _o("dpd", _I, _VU, field="dpd", default=90),
-    _o("mobile-dpd", _I, _VU, field="mobile_dpd", default=1800),
+    _o("dpd", _I, _VU, field="dpd", default=90, user_applied=True),
+    _o("mobile-dpd", _I, _VU, field="mobile_dpd", default=1800, user_applied=True),
     _o("rate-limit-ms", _I, _G, field="rate_limit_ms", default=0),
-    _o("server-drain-ms", _I, _G, default=0),
-    _o("ocsp-response", _P, _V),
-    _o("user-profile", _P, _VU),
-    _o("client-bypass-protocol", _B, _VU, default=False),
+    _o(
+        "server-drain-ms",
+        _I,
+        _G,
+        default=0,
+        harmless=0,
+        ignore="on SIGTERM clients are told at once; there is no drain period",
+    ),
+    _o("ocsp-response", _P, _V, ignore="no OCSP response is stapled"),
+    _o(
+        "user-profile",
+        _P,
+        _VU,
+        ignore="no XML client profile is served",
+        user_ignore="no XML client profile is served",
+    ),
+    _o(
+        "client-bypass-protocol",
+        _B,
+        _VU,
+        default=False,
+        harmless=False,
+        ignore="X-CSTP-Client-Bypass-Protocol is always false: traffic of a family without an "
+        "address stays in the tunnel, where it is dropped (stricter than asked)",
+        user_ignore="X-CSTP-Client-Bypass-Protocol is always false (stricter than asked)",
+    ),
     _o("default-domain", _S, _V, field="default_domain"),
     _o("crl", Kind.FILE, _V, field="crl"),
     _o("cert-user-oid", _W, _V, field="cert_user_oid"),
@@ -253,24 +439,45 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("connect-script", _P, _G, field="connect_script"),
     _o("host-update-script", _P, _G, field="host_update_script"),
     _o("disconnect-script", _P, _G, field="disconnect_script"),
-    _o("session-control", _S, _V, deprecated="deprecated by ocserv; ignored"),
+    _o("session-control", _S, _V, ignore="deprecated by ocserv"),
     _o("banner", _S, _V, parse=parse_banner, field="banner"),
     _o("pre-login-banner", _S, _V, field="pre_login_banner"),
     _o("dtls-legacy", _B, _V, default=True, implemented=True),  # _finish_compat
     _o("cisco-client-compat", _B, _V, field="cisco_client_compat", default=False),
     _o("always-require-cert", _B, _V, implemented=True, replaced_by="cisco-client-compat"),
-    _o("cisco-svc-client-compat", _B, _V, default=False),
+    _o(
+        "cisco-svc-client-compat",
+        _B,
+        _V,
+        default=False,
+        implemented=True,  # _finish_compat
+        note="the /svc login of Cisco IP phones; implies dtls-legacy, needs udp-port 443",
+    ),
     _o("dtls-psk", _B, _G, field="dtls_psk", default=True),
     _o("match-tls-dtls-ciphers", _B, _V, field="match_tls_dtls_ciphers", default=False),
-    _o("compression", _B, _V, default=False),
-    _o("compression-algo-priority", _S, _G, default="lz4:lzs"),
-    _o("no-compress-limit", _I, _V, default=256),
-    _o("use-seccomp", _B, _G, replaced_by="isolate-workers"),
+    _o("compression", _B, _V, default=False, harmless=False, ignore=_NO_COMPRESSION),
+    _o("compression-algo-priority", _S, _G, default="lz4:lzs", ignore=_NO_COMPRESSION),
+    _o("no-compress-limit", _I, _V, default=256, ignore=_NO_COMPRESSION),
+    _o("use-seccomp", _B, _G, field="isolate_workers", replaced_by="isolate-workers"),
     _o("isolate-workers", _B, _G, field="isolate_workers", default=False),
-    _o("limit-worker-memory", _B, _G, default=True),
+    _o(
+        "limit-worker-memory",
+        _B,
+        _G,
+        default=True,
+        harmless=False,
+        ignore="worker memory is not capped with setrlimit",
+    ),
     _o("predictable-ips", _B, _V, field="predictable_ips", default=True),
-    _o("use-utmp", _B, _G, default=True),
-    _o("use-dbus", _B, _G, replaced_by="use-occtl"),
+    _o(
+        "use-utmp",
+        _B,
+        _G,
+        default=True,
+        harmless=False,
+        ignore="no utmp or wtmp records are written",
+    ),
+    _o("use-dbus", _B, _G, field="use_occtl", replaced_by="use-occtl"),
     _o("use-occtl", _B, _G, field="use_occtl", default=False),
     # --- ocgate extensions (not ocserv keys). ---
     _o(
@@ -281,9 +488,27 @@ _SPECS: tuple[OptionSpec, ...] = (
         field="metrics_listen",
         reloadable=False,
         collector=True,
+        extension=True,
     ),
-    _o("workers", _W, _G, parse=parse_workers, field="workers", reloadable=False),
-    _o("session-store", _S, _G, parse=parse_store_url, field="session_store", reloadable=False),
+    _o("workers", _W, _G, parse=parse_workers, field="workers", reloadable=False, extension=True),
+    _o(
+        "session-store",
+        _S,
+        _G,
+        parse=parse_store_url,
+        field="session_store",
+        reloadable=False,
+        extension=True,
+    ),
+    _o("max-pre-auth-clients", _I, _G, field="max_pre_auth_clients", default=1024, extension=True),
+    _o(
+        "max-pre-auth-per-source",
+        _I,
+        _G,
+        field="max_pre_auth_per_source",
+        default=256,
+        extension=True,
+    ),
     # NVM collector (ocgate.nvm._config; all global and read once at start).
     _nvm_o("nvm-listen", _S, parse=_nvm.parse_listen_url, field="nvm_listen", multi=True),
     _nvm_o(
@@ -305,25 +530,100 @@ _SPECS: tuple[OptionSpec, ...] = (
         for key in sorted(_nvm_privacy.PRIVACY_KEYS)
     ),
     _o("try-mtu-discovery", _B, _G, field="try_mtu_discovery", default=False),
-    _o("ping-leases", _B, _G, default=False),
-    _o("restrict-user-to-routes", _B, _VU, default=False),
-    _o("restrict-user-to-ports", _S, _VU),
+    _o(
+        "ping-leases",
+        _B,
+        _G,
+        field="ping_leases",
+        default=False,
+        note="the supervisor (root) runs ping(8); an address that answers is skipped",
+    ),
+    _o(
+        "restrict-user-to-routes",
+        _B,
+        _VU,
+        field="restrict_user_to_routes",
+        default=False,
+        user_applied=True,
+        note="enforced by ocgate's own packet filter (ocgate.ipfilter), not ocserv-fw",
+    ),
+    _o(
+        "restrict-user-to-ports",
+        _S,
+        _VU,
+        parse=parse_restrict_user_to_ports,
+        field="restrict_user_to_ports",
+        user_applied=True,
+        note="ocgate's packet filter; LOW-HIGH port ranges are an ocgate extension",
+    ),
     _o("tls-priorities", Kind.TLS_PRIORITIES, _V, field="tls_priorities"),
-    _o("mtu", _I, _VU, parse=parse_optional_uint, field="mtu"),
-    _o("net-priority", _I, _VU, parse=parse_net_priority),
-    _o("output-buffer", _I, _V),
-    _o("rx-data-per-sec", _I, _VU),
-    _o("tx-data-per-sec", _I, _VU),
-    _o("deny-roaming", _B, _VU, default=False),
-    _o("stats-report-time", _I, _VU, field="stats_report_time"),
-    _o("rekey-time", _I, _V, default=172800),
-    _o("rekey-method", Kind.CHOICE, _V, parse=parse_rekey_method, default="ssl"),
+    _o("mtu", _I, _VU, parse=parse_optional_uint, field="mtu", user_applied=True),
+    _o(
+        "net-priority",
+        _I,
+        _VU,
+        parse=parse_net_priority,
+        ignore="packets keep the default socket priority and TOS",
+        user_ignore="packets keep the default socket priority and TOS",
+    ),
+    _o("output-buffer", _I, _V, ignore="the kernel's default socket send buffer is used"),
+    _o(
+        "rx-data-per-sec",
+        _I,
+        _VU,
+        field="rx_data_per_sec",
+        default=0,
+        user_applied=True,
+        note="bytes/s from each client; packets over the rate are dropped (token bucket)",
+    ),
+    _o(
+        "tx-data-per-sec",
+        _I,
+        _VU,
+        field="tx_data_per_sec",
+        default=0,
+        user_applied=True,
+        note="bytes/s to each client; packets over the rate are dropped (token bucket)",
+    ),
+    _o(
+        "deny-roaming",
+        _B,
+        _VU,
+        field="deny_roaming",
+        default=False,
+        user_applied=True,
+        note="a cookie is refused at CONNECT from another address than the login's",
+    ),
+    _o("stats-report-time", _I, _VU, field="stats_report_time", user_applied=True),
+    _o("rekey-time", _I, _V, default=172800, ignore=_REKEY),
+    _o("rekey-method", Kind.CHOICE, _V, parse=parse_rekey_method, default="ssl", ignore=_REKEY),
     _o("cookie-timeout", _I, _V, field="cookie_timeout", default=300),
-    _o("persistent-cookies", _B, _V, default=False),
-    _o("session-timeout", _I, _VU, parse=parse_optional_uint, field="session_timeout"),
+    _o(
+        "persistent-cookies",
+        _B,
+        _V,
+        default=False,
+        harmless=False,
+        ignore="a logout always ends the session and its cookie (stricter than asked)",
+    ),
+    _o(
+        "session-timeout",
+        _I,
+        _VU,
+        parse=parse_optional_uint,
+        field="session_timeout",
+        user_applied=True,
+    ),
     _o("auth-timeout", _I, _G, field="auth_timeout", default=240),
-    _o("idle-timeout", _I, _VU, parse=parse_optional_uint, field="idle_timeout"),
-    _o("mobile-idle-timeout", _I, _VU, parse=parse_optional_uint, field="mobile_idle_timeout"),
+    _o("idle-timeout", _I, _VU, parse=parse_optional_uint, field="idle_timeout", user_applied=True),
+    _o(
+        "mobile-idle-timeout",
+        _I,
+        _VU,
+        parse=parse_optional_uint,
+        field="mobile_idle_timeout",
+        user_applied=True,
+    ),
     _o("max-clients", _I, _G, field="max_clients", default=0),
     _o("min-reauth-time", _I, _G, field="ban_time", replaced_by="ban-time"),
     _o("ban-time", _I, _G, field="ban_time", default=300),
@@ -332,13 +632,34 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("ban-points-wrong-password", _I, _G, field="ban_points_wrong_password", default=10),
     _o("ban-points-connection", _I, _G, field="ban_points_connection", default=1),
     _o("ban-points-kkdcp", _I, _G, field="ban_points_kkdcp", default=1),
-    _o("max-same-clients", _I, _VU, field="max_same_clients", default=0),
+    _o("max-same-clients", _I, _VU, field="max_same_clients", default=0, user_applied=True),
     _o("device", Kind.DEVICE, _G, field="device", default="vpns"),
-    _o("cgroup", _S, _VU, deprecated="removed in ocserv 1.5.0; ignored"),
-    _o("proxy-url", _S, _V),
-    _o("ipv4-network", Kind.NETWORK, _VU, parse=_net.parse_ipv4_network, implemented=True),
-    _o("ipv4-netmask", Kind.NETWORK, _VU, parse=_net.parse_ipv4_netmask, implemented=True),
-    _o("ipv6-network", Kind.NETWORK, _VU, parse=_net.parse_ipv6_network, implemented=True),
+    _o("cgroup", _S, _VU, ignore="ocserv removed it in 1.5.0"),
+    _o("proxy-url", _S, _V, ignore="X-CSTP-MSIE-Proxy-Pac-URL is not sent to clients"),
+    _o(
+        "ipv4-network",
+        Kind.NETWORK,
+        _VU,
+        parse=_net.parse_ipv4_network,
+        implemented=True,
+        user_refuse=_USER_POOL,
+    ),
+    _o(
+        "ipv4-netmask",
+        Kind.NETWORK,
+        _VU,
+        parse=_net.parse_ipv4_netmask,
+        implemented=True,
+        user_refuse=_USER_POOL,
+    ),
+    _o(
+        "ipv6-network",
+        Kind.NETWORK,
+        _VU,
+        parse=_net.parse_ipv6_network,
+        implemented=True,
+        user_refuse=_USER_POOL,
+    ),
     _o("ipv6-prefix", Kind.PREFIX, _V, parse=_net.parse_ipv6_prefix, implemented=True),
     _o(
         "ipv6-subnet-prefix",
@@ -347,41 +668,98 @@ _SPECS: tuple[OptionSpec, ...] = (
         parse=_net.parse_ipv6_subnet_prefix,
         implemented=True,
         default=128,
+        user_refuse=_USER_POOL,
     ),
-    _o("custom-header", _S, _V, multi=True),
-    _o("split-dns", Kind.DOMAIN, _VU, field="split_dns", multi=True),
-    _o("included-http-headers", _S, _V, multi=True, raw=True),
-    _o("route", Kind.ROUTE, _VU, implemented=True, multi=True),
-    _o("no-route", Kind.ROUTE, _VU, parse=_net.parse_no_route, implemented=True, multi=True),
+    _o("custom-header", _S, _V, multi=True, ignore="custom headers are not sent to clients"),
+    _o("split-dns", Kind.DOMAIN, _VU, field="split_dns", multi=True, user_applied=True),
+    _o(
+        "included-http-headers",
+        _S,
+        _V,
+        parse=parse_http_header,
+        field="included_http_headers",
+        multi=True,
+        raw=True,
+        note="added to every HTTP response (ocserv add_owasp_headers)",
+    ),
+    _o("route", Kind.ROUTE, _VU, implemented=True, multi=True, user_applied=True),
+    _o(
+        "no-route",
+        Kind.ROUTE,
+        _VU,
+        parse=_net.parse_no_route,
+        implemented=True,
+        multi=True,
+        user_applied=True,
+    ),
     _o("default-select-group", _S, _V, field="default_select_group"),
-    _o("select-group-by-url", _B, _V, default=False),
+    _o(
+        "select-group-by-url",
+        _B,
+        _V,
+        default=False,
+        harmless=False,
+        ignore="the group is chosen in the login form (membership is checked all the same)",
+    ),
     _o("auto-select-group", _B, _V, field="auto_select_group", default=False),
     _o("select-group", _S, _V, field="select_group", multi=True),
-    _o("dns", Kind.ADDRESS, _VU, field="dns", multi=True),
-    _o("ipv4-dns", Kind.ADDRESS, _VU, field="dns", multi=True),
-    _o("ipv6-dns", Kind.ADDRESS, _VU, field="dns", multi=True),
-    _o("nbns", Kind.ADDRESS, _VU, multi=True),
-    _o("ipv4-nbns", Kind.ADDRESS, _VU, multi=True),
-    _o("ipv6-nbns", Kind.ADDRESS, _VU, multi=True),
-    _o("route-add-cmd", _S, _G),
-    _o("route-del-cmd", _S, _G),
+    _o("dns", Kind.ADDRESS, _VU, field="dns", multi=True, user_applied=True),
+    _o("ipv4-dns", Kind.ADDRESS, _VU, field="dns", multi=True, user_applied=True),
+    _o("ipv6-dns", Kind.ADDRESS, _VU, field="dns", multi=True, user_applied=True),
+    _o("nbns", Kind.ADDRESS, _VU, multi=True, ignore=_NO_NBNS, user_ignore=_NO_NBNS),
+    _o("ipv4-nbns", Kind.ADDRESS, _VU, multi=True, ignore=_NO_NBNS, user_ignore=_NO_NBNS),
+    _o("ipv6-nbns", Kind.ADDRESS, _VU, multi=True, ignore=_NO_NBNS, user_ignore=_NO_NBNS),
+    _o("route-add-cmd", _S, _G, ignore=_NO_IROUTES),
+    _o("route-del-cmd", _S, _G, ignore=_NO_IROUTES),
     _o("config-per-user", _P, _V, field="config_per_user"),
     _o("config-per-group", _P, _V, field="config_per_group"),
-    _o("expose-iroutes", _B, _V, default=False),
+    _o("expose-iroutes", _B, _V, default=False, harmless=False, ignore=_NO_IROUTES),
     _o("default-user-config", _P, _V, field="default_user_config"),
     _o("default-group-config", _P, _V, field="default_group_config"),
-    _o("camouflage", _B, _V, default=False),
-    _o("camouflage_secret", _S, _V),
-    _o("camouflage_realm", _S, _V),
+    _o(
+        "camouflage",
+        _B,
+        _V,
+        default=False,
+        field="camouflage",
+        note="without ?SECRET in the URL (or a webvpn cookie) the answer is 401 or 404",
+    ),
+    _o("camouflage_secret", _S, _V, field="camouflage_secret"),
+    _o("camouflage_realm", _S, _V, parse=parse_realm, field="camouflage_realm"),
     # Listed by ocserv-compatibility.md §4.7/§4.10 (accepted by ocserv, internal housekeeping).
-    _o("sec-mod-db-cleanup-time", _I, _G),
-    _o("syslog-facility", _W, _G, default="daemon"),
-    # Per-user / per-group only (src/sup-config/file.c).
-    _o("iroute", _S, _U, multi=True),
-    _o("explicit-ipv4", Kind.ADDRESS, _U),
-    _o("explicit-ipv6", Kind.ADDRESS, _U),
-    _o("hostname", _W, _U),
-    _o("no-udp", _B, _VU, default=False),
+    _o("sec-mod-db-cleanup-time", _I, _G, ignore="expired sessions are removed every 5 s"),
+    _o(
+        "syslog-facility",
+        _W,
+        _G,
+        default="daemon",
+        harmless="daemon",
+        ignore="syslog lines use the daemon facility",
+    ),
+    # Per-user / per-group only (src/sup-config/file.c); ignored in ocserv.conf, as ocserv does.
+    # iroute per user: packets from these networks are admitted from the client (the source
+    # check of ocgate.ipfilter); no server route to them is added (route-add-cmd is a no-op).
+    _o(
+        "iroute",
+        Kind.ROUTE,
+        _U,
+        parse=parse_iroute,
+        multi=True,
+        ignore=_ONLY_PER_USER,
+        user_applied=True,
+    ),
+    _o("explicit-ipv4", Kind.ADDRESS, _U, ignore=_ONLY_PER_USER, user_applied=True),
+    _o("explicit-ipv6", Kind.ADDRESS, _U, ignore=_ONLY_PER_USER, user_applied=True),
+    _o("hostname", _W, _U, ignore=_ONLY_PER_USER, user_applied=True),
+    _o(
+        "no-udp",
+        _B,
+        _VU,
+        field="no_udp",
+        default=False,
+        user_applied=True,
+        note="no X-DTLS-* headers and no DTLS for the session",
+    ),
 )
 
 

@@ -6,7 +6,9 @@ Theory of operation:
 * A file has ocserv.conf syntax. Only the keys of :data:`PER_USER_KEYS` are allowed there (the
   list of ocserv-compatibility §4.5); other keys are logged and skipped, as ocserv does. Values are
   parsed with the same parsers as ocserv.conf, so a bad value is a :class:`ConfigError` naming the
-  file and the line, and the caller refuses that user's session.
+  file and the line, and the caller refuses that user's session. The option row's ``user_status``
+  decides the rest: applied, ignored with a warning, or (a key that grants or restricts access and
+  that ocgate cannot honour per user, e.g. a per-group address pool) a ``ConfigError`` as well.
 * The file is named after the user or the group. The name must be a single, safe path component
   (:func:`check_name_component`): ocserv 1.5.1 fixed a path traversal there. The file is opened
   relative to its directory with ``O_NOFOLLOW``, so a symbolic link cannot lead elsewhere.
@@ -29,9 +31,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ocgate.config._lexer import Assignment, tokenize
+from ocgate.config._load import refusal
 from ocgate.config._model import Config, ConfigWarning, IPNetwork
 from ocgate.config._net import RouteValue
-from ocgate.config._options import OPTIONS
+from ocgate.config._options import OPTIONS, OptionSpec, Status
 from ocgate.config._values import ParseContext
 from ocgate.errors import ConfigError
 
@@ -49,18 +52,9 @@ __all__ = [
 MAX_USER_CONFIG_BYTES = 64 * 1024
 """A per-user file larger than this is refused (they are a few lines long)."""
 
-PER_USER_KEYS = frozenset(
-    {
-        "no-udp", "restrict-user-to-routes", "restrict-user-to-ports", "tunnel-all-dns",
-        "deny-roaming", "route", "no-route", "iroute", "split-dns", "dns", "ipv4-dns",
-        "ipv6-dns", "nbns", "ipv4-nbns", "ipv6-nbns", "ipv4-network", "ipv4-netmask",
-        "ipv6-network", "ipv6-subnet-prefix", "explicit-ipv4", "explicit-ipv6", "hostname",
-        "rx-data-per-sec", "tx-data-per-sec", "stats-report-time", "session-timeout", "mtu",
-        "dpd", "mobile-dpd", "idle-timeout", "mobile-idle-timeout", "keepalive",
-        "max-same-clients", "net-priority", "user-profile", "client-bypass-protocol",
-    }
-)  # fmt: skip
-"""Keys ocserv accepts in per-user / per-group files (``src/sup-config/file.c``)."""
+PER_USER_KEYS = frozenset(name for name, spec in OPTIONS.items() if spec.user_status is not None)
+"""Keys ocserv accepts in per-user / per-group files (``src/sup-config/file.c``): the option rows
+with a ``user_status``."""
 
 # Keys ocgate applies, by the Config field they set (routes and DNS are handled apart).
 _SCALAR_FIELDS: Mapping[str, str] = {
@@ -74,6 +68,12 @@ _SCALAR_FIELDS: Mapping[str, str] = {
     "mobile-idle-timeout": "mobile_idle_timeout",
     "keepalive": "keepalive",
     "max-same-clients": "max_same_clients",
+    "no-udp": "no_udp",
+    "deny-roaming": "deny_roaming",
+    "rx-data-per-sec": "rx_data_per_sec",
+    "tx-data-per-sec": "tx_data_per_sec",
+    "restrict-user-to-routes": "restrict_user_to_routes",
+    "restrict-user-to-ports": "restrict_user_to_ports",
 }
 _LIST_FIELDS: Mapping[str, str] = {
     "dns": "dns",
@@ -114,6 +114,7 @@ class UserConfig:
     :param explicit_ipv4: ``explicit-ipv4``: the address this user always gets.
     :param explicit_ipv6: ``explicit-ipv6``.
     :param hostname: ``hostname``.
+    :param iroutes: ``iroute`` lines: networks behind the client (valid tunnel sources).
     :param warnings: skipped keys, for the log.
     """
 
@@ -124,6 +125,7 @@ class UserConfig:
     explicit_ipv4: ipaddress.IPv4Address | None = None
     explicit_ipv6: ipaddress.IPv6Address | None = None
     hostname: str | None = None
+    iroutes: tuple[IPNetwork, ...] = ()
     warnings: tuple[ConfigWarning, ...] = ()
 
 
@@ -140,6 +142,7 @@ class _Builder:
         self.lists: dict[str, list[object]] = {}
         self.routes: dict[str, list[RouteValue]] = {}
         self.own: dict[str, object] = {}
+        self.iroutes: list[IPNetwork] = []
         self.warnings: list[ConfigWarning] = []
 
     def warn(self, token: Assignment, message: str) -> None:
@@ -158,8 +161,14 @@ class _Builder:
             self.routes.setdefault(key, []).append(value)
         elif key in _OWN_KEYS:
             self.own[key] = value
-        else:
-            self.warn(token, "not applied per user by ocgate; ignored")
+        elif key == "iroute":
+            assert isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network)
+            if value not in self.iroutes:
+                self.iroutes.append(value)
+        else:  # A no-op here (a refused key never gets this far: _check_refused).
+            spec = OPTIONS[key]
+            if not spec.is_harmless(value):
+                self.warn(token, f"ignored by ocgate: {spec.user_reason}")
 
     def build(self) -> UserConfig:
         values = dict(self.values)
@@ -178,6 +187,7 @@ class _Builder:
             explicit_ipv4=explicit4 if isinstance(explicit4, ipaddress.IPv4Address) else None,
             explicit_ipv6=explicit6 if isinstance(explicit6, ipaddress.IPv6Address) else None,
             hostname=hostname if isinstance(hostname, str) else None,
+            iroutes=tuple(self.iroutes),
             warnings=tuple(self.warnings),
         )
 
@@ -210,8 +220,19 @@ def parse_user_config(text: str, *, source: str, base_dir: str = "/") -> UserCon
             raise _located(exc, source, token) from None
         if token.key in {"explicit-ipv4", "explicit-ipv6"}:
             _check_family(token, value, source)
+        _check_refused(spec, token, value, source)
         builder.add(token, value)
     return builder.build()
+
+
+def _check_refused(spec: OptionSpec, token: Assignment, value: object, source: str) -> None:
+    """A key ocgate cannot honour per user refuses the session (as it refuses the start globally).
+
+    :raises ConfigError: with the file, the line and the reason.
+    """
+    if spec.user_status is Status.REFUSED and not spec.is_harmless(value):
+        message, expected = refusal(spec, per_user=True)
+        raise ConfigError(message, file=source, line=token.line, key=token.key, expected=expected)
 
 
 def _check_family(token: Assignment, value: object, source: str) -> None:

@@ -29,10 +29,12 @@ __all__ = [
     "parse_device",
     "parse_domain",
     "parse_existing_file",
+    "parse_http_header",
     "parse_net_priority",
     "parse_optional_uint",
     "parse_path",
     "parse_port",
+    "parse_realm",
     "parse_rekey_method",
     "parse_string",
     "parse_tls_priorities",
@@ -70,6 +72,40 @@ def parse_word(value: str, ctx: ParseContext) -> str:
     """A single token without whitespace (user names, host names, OIDs)."""
     if any(ch.isspace() for ch in value):
         raise ConfigError(f"must not contain whitespace: {value!r}", expected="a single word")
+    return value
+
+
+# RFC 9110 §5.6.2 token and §5.5 field-value (visible characters, inner spaces and tabs).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[ \t]*[\x21-\x7e])*")
+# Set by the HTTP front door itself; a second copy would make the response ambiguous.
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+def parse_http_header(value: str, ctx: ParseContext) -> tuple[str, str]:
+    """``Name: value`` (``included-http-headers``): one response header line, kept as written.
+
+    ocserv copies the line verbatim into every response (``add_owasp_headers``); here it is split
+    once so the front door can check it, and refused if it could not go on the wire as one line.
+    """
+    expected = "a header line 'Name: value', e.g. 'X-Frame-Options: deny'"
+    name, sep, rest = value.partition(":")
+    name, rest = name.strip(), rest.strip()
+    if not sep or not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(rest):
+        raise ConfigError(f"not an HTTP header line: {value!r}", expected=expected)
+    if name.lower() in _FRAMING_HEADERS:
+        raise ConfigError(f"{name} is set by the server itself", expected=expected)
+    return name, rest
+
+
+def parse_realm(value: str, ctx: ParseContext) -> str:
+    """An HTTP Basic realm (``camouflage_realm``): printable, without ``"`` or ``\\``, as it
+    goes inside ``WWW-Authenticate: Basic realm="..."``."""
+    if not _HEADER_VALUE.fullmatch(value) or '"' in value or "\\" in value:
+        raise ConfigError(
+            f"not usable as an HTTP realm: {value!r}",
+            expected="printable ASCII text without double quotes or backslashes",
+        )
     return value
 
 

@@ -187,6 +187,22 @@ def _user_network(e: Emitter, user: UserInfo) -> None:
     e.ports("Restricted to ports", user.restrict_to_ports)
 
 
+def _dropped(e: Emitter, user: UserInfo) -> None:
+    """ocgate's addition: packets from the client its filter dropped, by reason.
+
+    Text: one line after the traffic lines (``Dropped packets: 3 (spoofed-source 2, …)``);
+    JSON: ``"Dropped packets"`` (the total) and one ``dropped_<reason>`` integer per reason.
+    """
+    if not user.dropped:
+        return
+    total = sum(count for _, count in user.dropped)
+    detail = ", ".join(f"{reason} {count}" for reason, count in user.dropped)
+    e.text(f"\tDropped packets: {total} ({detail})")
+    e.raw("Dropped packets", total)
+    for reason, count in user.dropped:
+        e.raw("dropped_" + reason.replace("-", "_"), count)
+
+
 def user_block(e: Emitter, user: UserInfo, *, now: float, tz: tzinfo | None) -> None:
     """One user's detail block (ocserv ``src/occtl/unix.c`` ``common_info_cmd()``)."""
     e.integer("ID", user.id)
@@ -206,6 +222,7 @@ def user_block(e: Emitter, user: UserInfo, *, now: float, tz: tzinfo | None) -> 
     e.single("User-Agent", user.user_agent)
     _limits(e, user)
     _traffic(e, user, now)
+    _dropped(e, user)
     e.pair("DPD", str(user.dpd), "KeepAlive", str(user.keepalive))
     e.single("Hostname", user.hostname)
     _user_times(e, user, now, tz)

@@ -72,6 +72,18 @@ def _drop(backend: ControlBackend, users: list[UserInfo], terminate: bool, what:
     return ErrorResponse(f"could not drop {what}")
 
 
+def _terminate_user(backend: ControlBackend, req: Request) -> Response:
+    """Every session of the user ends, connected or not: tunnels are told, cookies die."""
+    users = _users_named(backend, req.arg)
+    sids = [s.session_id for s in backend.sessions() if s.username == req.arg]
+    if not users and not sids:
+        return ErrorResponse(f"user {req.arg!r} has no session")
+    ok = all([backend.terminate_session(sid) for sid in sids])
+    if users:
+        ok = backend.disconnect([u.id for u in users], terminate=True) and ok
+    return _done(ok, f"user {req.arg!r}")
+
+
 def _terminate_session(backend: ControlBackend, sid: object) -> Response:
     matches = [s for s in backend.sessions() if isinstance(sid, str) and match_session(s, sid)]
     if len(matches) != 1:
@@ -104,11 +116,9 @@ _HANDLERS: Final[dict[Command, _Handler]] = {
     Command.SHOW_SESSION: _sessions,
     Command.SHOW_IP_BANS: lambda b, r: BansResponse(tuple(b.bans())),
     Command.SHOW_IP_BAN_POINTS: lambda b, r: BansResponse(tuple(b.bans())),
-    Command.DISCONNECT_USER: lambda b, r: _drop(
-        b, _users_named(b, r.arg), False, f"user {r.arg!r}"
-    ),
-    Command.DISCONNECT_ID: lambda b, r: _drop(b, _users_with_id(b, r.arg), False, f"ID {r.arg}"),
-    Command.TERMINATE_USER: lambda b, r: _drop(b, _users_named(b, r.arg), True, f"user {r.arg!r}"),
+    Command.DISCONNECT_USER: lambda b, r: _drop(b, _users_named(b, r.arg), True, f"user {r.arg!r}"),
+    Command.DISCONNECT_ID: lambda b, r: _drop(b, _users_with_id(b, r.arg), True, f"ID {r.arg}"),
+    Command.TERMINATE_USER: _terminate_user,
     Command.TERMINATE_ID: lambda b, r: _drop(b, _users_with_id(b, r.arg), True, f"ID {r.arg}"),
     Command.TERMINATE_SESSION: lambda b, r: _terminate_session(b, r.arg),
     Command.UNBAN_IP: lambda b, r: _done(b.unban(str(r.arg)), f"IP {r.arg}"),

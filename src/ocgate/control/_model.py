@@ -36,6 +36,9 @@ class UserInfo:
         the default route.
     :param restrict_to_ports: firewall port entries in occtl's form (``tcp(443)``, ``!udp()``).
     :param limit_rx: configured RX rate limit in bytes per second, ``None`` when unlimited.
+    :param dropped: packets from the client the gateway's filter dropped, as ``(reason, count)``
+        (``spoofed-source``, ``link-local``, ``malformed``, ``restricted-route``,
+        ``restricted-port``); an ocgate addition to occtl's block, empty when not known.
     """
 
     id: int
@@ -75,6 +78,7 @@ class UserInfo:
     iroutes: tuple[str, ...] = ()
     restrict_to_routes: bool = False
     restrict_to_ports: tuple[str, ...] = ()
+    dropped: tuple[tuple[str, int], ...] = ()
 
     @property
     def session(self) -> str:

@@ -122,7 +122,7 @@ COMMAND_TABLE: Final[tuple[CommandSpec, ...]] = (
         "terminate user",
         _Arg.NAME,
         Command.TERMINATE_USER,
-        "Disconnect the specified user and invalidate its session cookies",
+        "Invalidate every session of the user, connected or not",
     ),
     CommandSpec(
         "terminate id",
@@ -335,6 +335,15 @@ def _conv_str_tuple(v: object) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _conv_counts(v: object) -> tuple[tuple[str, int], ...]:
+    """``[["spoofed-source", 3], …]`` (``UserInfo.dropped``)."""
+    if not isinstance(v, list) or not all(
+        isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) and _is_int(x[1]) for x in v
+    ):
+        raise BadControlMessage("expected an array of [name, integer] pairs")
+    return tuple((x[0], x[1]) for x in v)
+
+
 def _checker(pred: Callable[[object], bool], what: str) -> Callable[[object], object]:
     def conv(v: object) -> object:
         if not pred(v):
@@ -356,6 +365,7 @@ _CONVERTERS: Final[dict[str, Callable[[object], object]]] = {
     "int | None": _optional(_checker(_is_int, "an integer")),
     "float | None": _optional(_checker(_is_float, "a number")),
     "tuple[str, ...]": _conv_str_tuple,
+    "tuple[tuple[str, int], ...]": _conv_counts,
 }
 
 _Snap = TypeVar("_Snap", UserInfo, StatusInfo, SessionInfo, BanInfo)

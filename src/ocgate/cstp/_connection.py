@@ -5,7 +5,10 @@ Theory of operation (anyconnect-protocol.md §7, §8; ocserv ``src/worker-vpn.c`
 * Bytes from the TLS stream go through :meth:`CstpConnection.receive_data`. Every complete frame of
   any type refreshes *last-rx*. DATA payloads of one call become a single :class:`PacketsReceived`
   event (the per-packet path allocates no event per packet). DPD-REQ is answered at once with a
-  DPD-RESP carrying the same payload (openconnect and Cisco MTU probes depend on the exact echo).
+  DPD-RESP carrying the same payload (openconnect and Cisco MTU probes depend on the exact echo),
+  unless the transport has told us it is full (:attr:`CstpConnection.writable` false: the client
+  does not read): then the echo is dropped and counted, so a client that sends DPD-REQs and never
+  reads cannot make the server buffer without bound.
   DPD-RESP, KEEPALIVE and a client TERMINATE only refresh last-rx; unknown types are counted and
   ignored (ocserv ``parse_data``). DISCONNECT ends the connection with :class:`ByeReceived`;
   COMPRESSED without negotiated compression (none is negotiated by this core) and broken framing
@@ -107,6 +110,7 @@ class CstpConnection:
         "_state",
         "_tx_activity_pending",
         "dpd",
+        "dpd_echoes_dropped",
         "dpd_requests_sent",
         "idle_timeout",
         "keepalive",
@@ -118,6 +122,7 @@ class CstpConnection:
         "tx_bytes",
         "tx_dropped",
         "tx_packets",
+        "writable",
     )
 
     def __init__(
@@ -153,6 +158,9 @@ class CstpConnection:
         self.rx_unknown_frames = 0
         self.tx_dropped = 0
         self.dpd_requests_sent = 0
+        self.dpd_echoes_dropped = 0
+        self.writable = True
+        """False while the transport below is full (the adapter's back-pressure signal)."""
         self._control: dict[int, Callable[[bytes], CstpEvent | None]] = {
             PacketType.DPD_REQ: self._on_dpd_request,
             PacketType.DPD_RESP: self._on_liveness,
@@ -229,6 +237,9 @@ class CstpConnection:
 
     def _on_dpd_request(self, payload: bytes) -> None:
         # Echo rule (§8): same channel, same payload, type byte rewritten to DPD-RESP.
+        if not self.writable:
+            self.dpd_echoes_dropped += 1
+            return
         self._out.append(encode_frame(PacketType.DPD_RESP, payload))
 
     def _on_liveness(self, payload: bytes) -> None:

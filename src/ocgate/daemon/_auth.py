@@ -19,10 +19,10 @@ import contextlib
 import ipaddress
 import logging
 import os
-import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ocgate import ipc
 from ocgate.auth import SessionAccounting, build_accounting, build_auth_backends
@@ -30,8 +30,15 @@ from ocgate.bans import BanPolicy, BanTable
 from ocgate.config import Config
 from ocgate.control import BanInfo, SessionInfo
 from ocgate.daemon._store import open_session_store
-from ocgate.errors import InvalidCookie, OcgateError, ResourceError
-from ocgate.gateway import GroupMenu, LoginDialog, LoginServices, SessionSettings, lease_ipv4
+from ocgate.daemon._wire import dump_session
+from ocgate.errors import AuthFailed, InvalidCookie, OcgateError, ResourceError
+from ocgate.gateway import (
+    GroupMenu,
+    LoginDialog,
+    LoginServices,
+    SessionSettings,
+    lease_addresses,
+)
 from ocgate.http import Response
 from ocgate.ipc import messages as m
 from ocgate.metrics import GatewayMetrics, LiveState
@@ -44,7 +51,6 @@ __all__ = ["AuthService"]
 log = logging.getLogger("ocgate.secmod")
 
 _MAINTENANCE_PERIOD = 5.0
-_COOKIE_SLACK = 15  # ocserv keeps a cookie cookie-timeout + 15 s after its tunnel ends.
 MAX_DIALOGS_PER_WORKER = 4096
 """Login dialogs a worker may hold open here (one per pre-tunnel TLS connection)."""
 
@@ -72,7 +78,10 @@ class AuthService:
         self.metrics = GatewayMetrics(self._live_state)
         self.accounting: SessionAccounting | None = None
         self.auth_failures = 0
-        self._next_accept = 0.0
+        # The supervisor's accept gate refuses banned sources; it hears of every ban change here.
+        self.publish_bans: Callable[[list[m.BanState], bool], None] = lambda _entries, _all: None
+        self.ping_address: Callable[[str], Awaitable[bool]] | None = None
+        """``ping-leases``: asks the supervisor whether an address answers (``daemon/_ping.py``)."""
         self._maintenance: asyncio.Task[None] | None = None
         self.load(config)
         self._restore_leases()
@@ -183,24 +192,38 @@ class AuthService:
     def is_banned(self, address: str) -> bool:
         return self.bans.is_banned(address, time.monotonic())
 
-    def admit(self, address: str) -> m.Admitted:
+    def connection_points(self, addresses: list[str]) -> None:
+        """Connections the supervisor accepted from ``addresses`` (``ban-points-connection``)."""
+        points = self.bans.policy.points_connection
+        for address in addresses:
+            self._add_points(address, points, "connection")
+
+    def unban(self, address: str) -> bool:
+        found = self.bans.unban(address)
+        if found:
+            log.info("event=address-unbanned remote=%s", address)
+            self.publish_bans([m.BanState(address=address[:64], seconds=0.0)], False)
+        return found
+
+    def publish_all_bans(self) -> None:
+        """Tell the supervisor every ban in force (at start: it forgets its copy)."""
         now = time.monotonic()
-        if self.bans.is_banned(address, now):
-            log.info("event=connection-refused remote=%s reason='address is banned'", address)
-            return m.Admitted(refused=True)
-        self._add_points(address, self.bans.policy.points_connection, "connection")
-        rate = self.config.rate_limit_ms / 1000
-        if rate <= 0:
-            return m.Admitted()
-        slot = max(now, self._next_accept)
-        self._next_accept = slot + rate
-        return m.Admitted(delay=slot - now)
+        self.publish_bans(
+            [
+                m.BanState(address=e.address, seconds=e.banned_until - now)
+                for e in self.bans.entries(now)
+                if e.banned_until is not None
+            ],
+            True,
+        )
 
     def _add_points(self, address: str, points: int, why: str) -> None:
         now = time.monotonic()
         was_banned = self.bans.is_banned(address, now)
         if self.bans.add_points(address, points, now) and not was_banned:
             self.metrics.bans.inc()
+            ban = self.bans.policy.ban_time
+            self.publish_bans([m.BanState(address=address[:64], seconds=float(ban))], False)
             log.warning(
                 "event=address-banned remote=%s reason=%s ban_time=%d",
                 address,
@@ -281,32 +304,179 @@ class AuthService:
         :raises ResourceError: no address can be given.
         """
         session = self.store.lookup(msg.cookie, time.time())
-        old = self.owners.get(session.sid)
-        if old is not None and (old.worker, old.tunnel_id) != (worker, msg.tunnel_id):
-            # A reconnect replaces the older tunnel; the session and its leases carry over. Two
-            # CONNECTs racing with one cookie: the later claim wins and the earlier one's
-            # TunnelUp is refused, so a session never has two tunnels.
-            self._tell(
-                old.worker, m.CloseSession(sid=session.sid, reason="replaced by a reconnect")
-            )
+        self._check_roaming(session, msg.remote)
+        self._check_certificate(session, msg.peer_chain)
         limit = self.config.max_clients
         connected = len(self.owners) - (1 if session.sid in self.owners else 0)  # Tunnels.
         if limit and connected >= limit:
             raise ResourceError("maximum number of clients reached")
-        prefer4 = _ipv4(msg.prefer4)
-        prefer6 = _ipv6(msg.prefer6)
-        settings = session.extra.get("settings")
-        explicit = isinstance(settings, SessionSettings) and settings.explicit_ipv4 is not None
-        # Only an explicit address outside the pool needs the other sessions checked.
-        others = self.store.sessions() if explicit else ()
-        lease_ipv4(session, self.pool4, others, prefer4)
-        if msg.want6 and self.pool6 is not None and session.ipv6 is None:
-            session.ipv6 = self.pool6.allocate(session.username, prefer=prefer6)
+        self._check_same_clients(session)
+        old = self.owners.get(session.sid)
+        if old is not None and (old.worker, old.tunnel_id) != (worker, msg.tunnel_id):
+            # A reconnect replaces the older tunnel; the session and its leases carry over. Two
+            # CONNECTs racing with one cookie: the later claim wins and the earlier one's
+            # TunnelUp is refused, so a session never has two tunnels. The older connection is
+            # told (a DISCONNECT, as ocserv's SIGTERM to its worker does), so a second client
+            # that still holds it exits instead of reconnecting and taking the cookie back.
+            self._tell(old.worker, m.CloseSession(
+                sid=session.sid, reason="replaced by a newer connection", notify=True
+            ))  # fmt: skip
+        self._lease(session, msg)
         if session.ipv4 is None and session.ipv6 is None:
             raise ResourceError("no address family left to assign")
         self.owners[session.sid] = _Owner(worker=worker, tunnel_id=msg.tunnel_id, local="")
         self._save(session)
-        return m.SessionGranted(payload=pickle.dumps(session))
+        return m.SessionGranted(payload=dump_session(session, self.config))
+
+    async def claim_pinged(self, worker: int, msg: m.ClaimSession) -> m.SessionGranted:
+        """:meth:`claim`, then with ``ping-leases`` replace each address newly taken from a pool
+        that answers a ping (ocserv ``src/ip-lease.c``): another pool address is taken while the
+        answering one is held, then the answering one is given back. An address the session
+        already held (a reconnect) or an explicit one is not pinged.
+
+        :raises InvalidCookie: as :meth:`claim`.
+        :raises ResourceError: as :meth:`claim`, or every address tried answers.
+        """
+        session = self.store.lookup(msg.cookie, time.time())
+        had4, had6 = session.ipv4, session.ipv6
+        granted = self.claim(worker, msg)
+        ping = self.ping_address
+        if not self.config.ping_leases or ping is None:
+            return granted
+        pool4, pool6 = self.pool4, self.pool6
+        key = session.username
+        try:
+            if had4 is None and session.ipv4 is not None and pool4 and pool4.owns(session.ipv4):
+                leased4, session.ipv4 = session.ipv4, None
+                session.ipv4 = await _first_silent(
+                    leased4, lambda: pool4.allocate(key), pool4.release, str, ping
+                )
+            if had6 is None and session.ipv6 is not None and pool6 and pool6.owns(session.ipv6):
+                leased6, session.ipv6 = session.ipv6, None
+                session.ipv6 = await _first_silent(
+                    leased6,
+                    lambda: pool6.allocate(key),
+                    pool6.release,
+                    lambda lease: str(lease.network_address),
+                    ping,
+                )
+        except ResourceError as exc:
+            log.warning("event=address-refused user=%r session=%s reason=%r",
+                        session.username, session.sid, str(exc))  # fmt: skip
+            owner = self.owners.get(session.sid)
+            if owner is not None and (owner.worker, owner.tunnel_id) == (worker, msg.tunnel_id):
+                del self.owners[session.sid]
+            raise
+        if (session.ipv4, session.ipv6) == (had4, had6):
+            return granted
+        self._save(session)
+        return m.SessionGranted(payload=dump_session(session, self.config))
+
+    def _check_certificate(self, session: Session, presented: list[bytes]) -> None:
+        """A session that logged in with a certificate: that certificate, still valid now.
+
+        Without ``cisco-client-compat`` the CONNECT must present the login's certificate (ocserv's
+        rule: the cookie is bound to it). With it, a client that presents none is checked with
+        the login's chain. Either way the chain is verified again with the ``ca-cert`` and
+        ``crl`` loaded now, so a revocation read at a reload refuses the next reconnect.
+
+        :raises InvalidCookie: the certificate differs, is missing or no longer valid.
+        """
+        stored = session.extra.get("cert_chain")
+        if not isinstance(stored, tuple) or not stored:
+            return
+        if presented and presented[0] != stored[0]:
+            raise InvalidCookie("cookie presented with another certificate")
+        if not presented and not self.config.cisco_client_compat:
+            raise InvalidCookie("cookie presented without its certificate")
+        try:
+            self.login_services.backends.verify_certificate(presented or stored)
+        except AuthFailed as exc:
+            raise InvalidCookie(f"cookie's certificate refused: {exc}") from exc
+
+    def _check_same_clients(self, session: Session) -> None:
+        """``max-same-clients`` at CONNECT: the user's tunnels of *other* sessions.
+
+        A login checked the limit already, but cookies outlive it: without this, several cookies
+        of one user obtained while none had a tunnel would all connect. With a limit of 1 the
+        newest connection wins and the user's other session is ended (its client is told to
+        disconnect); above 1 the CONNECT is refused.
+
+        :raises ResourceError: the limit is reached.
+        """
+        settings = session.extra.get("settings")
+        config = settings.config if isinstance(settings, SessionSettings) else self.config
+        limit = config.max_same_clients
+        if not limit:
+            return
+        others = []
+        for sid in self.owners:
+            if sid == session.sid:
+                continue
+            with contextlib.suppress(KeyError):
+                other = self.store.by_sid(sid)
+                if other.username == session.username:
+                    others.append(other)
+        if len(others) < limit:
+            return
+        if limit > 1:
+            raise ResourceError(f"max-same-clients ({limit}) reached")
+        for other in others:
+            log.info("event=session-replaced user=%r session=%s by=%s reason=max-same-clients",
+                     other.username, other.sid, session.sid)  # fmt: skip
+            self.end_session(other, "replaced by a newer session of the same user")
+
+    def _lease(self, session: Session, msg: m.ClaimSession) -> None:
+        """The session's addresses (:func:`~ocgate.gateway.lease_addresses`): the ones it holds,
+        else its explicit or a pool address. The client's ``X-CSTP-Address`` is never honoured
+        for a session without a lease; a refused explicit address refuses the tunnel.
+
+        :raises ResourceError: an explicit address is refused or taken, or a pool is full.
+        """
+        had4, had6 = session.ipv4, session.ipv6
+        settings = session.extra.get("settings")
+        explicit = isinstance(settings, SessionSettings) and settings.explicit_ipv4 is not None
+        # Only an explicit address outside the pool needs the other sessions checked.
+        others = self.store.sessions() if explicit else ()
+        try:
+            lease_addresses(session, self.pool4, self.pool6, others, want6=msg.want6)
+        except ResourceError as exc:
+            log.warning("event=address-refused user=%r session=%s reason=%r",
+                        session.username, session.sid, str(exc))  # fmt: skip
+            raise
+        asked4, asked6 = _ipv4(msg.prefer4), _ipv6(msg.prefer6)
+        ignored = []
+        if had4 is None and asked4 is not None and session.ipv4 not in (None, asked4):
+            ignored.append(str(asked4))
+        got6 = session.ipv6
+        if had6 is None and asked6 is not None and got6 is not None and asked6 not in got6:
+            ignored.append(str(asked6))
+        if ignored:  # A client may only ask back for the lease its session holds.
+            log.info("event=address-request-ignored user=%r session=%s asked=%s",
+                     session.username, session.sid, ",".join(ignored))  # fmt: skip
+
+    def _check_roaming(self, session: Session, remote: str) -> None:
+        """``deny-roaming`` (global, per user, per group): a cookie is good only from the address
+        that logged in (ocserv ``src/main-auth.c`` ``handle_auth_cookie_req``). The session stays
+        usable from that address.
+
+        :raises InvalidCookie: the CONNECT comes from another address.
+        """
+        settings = session.extra.get("settings")
+        config = settings.config if isinstance(settings, SessionSettings) else self.config
+        if not config.deny_roaming:
+            return
+        login = session.extra.get("login_address", session.remote_addr)
+        if isinstance(login, str) and _same_host(login, remote):
+            return
+        log.info(
+            "event=roaming-refused user=%r session=%s login_remote=%s remote=%s",
+            session.username,
+            session.sid,
+            login,
+            remote or "?",
+        )
+        raise InvalidCookie("cookie re-used from another address (deny-roaming)")
 
     def _save(self, session: Session) -> None:
         save = getattr(self.store, "save", None)
@@ -372,12 +542,11 @@ class AuthService:
             self.store.invalidate(session)
             self._release(session, msg.reason)
             return
-        # A replaced tunnel's late teardown must not disconnect its successor (ocserv #706).
+        # A replaced tunnel's late teardown must not disconnect its successor (ocserv #706). The
+        # cookie lives exactly cookie-timeout from here (ocserv 1.1.6 adds 15 s of slack; the
+        # administrator's number is the contract).
         self.store.mark_disconnected(
-            session,
-            time.time(),
-            self.config.cookie_timeout + _COOKIE_SLACK,
-            tunnel_id=msg.tunnel_id,
+            session, time.time(), self.config.cookie_timeout, tunnel_id=msg.tunnel_id
         )
 
     def worker_gone(self, worker: int) -> None:
@@ -402,6 +571,7 @@ class AuthService:
     # Snapshots ------------------------------------------------------------------------------------
 
     def sessions_reply(self) -> m.Sessions:
+        now = time.time()  # An expired session is over even before the sweep removes it.
         sessions = [
             SessionInfo(
                 session_id=s.sid,
@@ -413,9 +583,12 @@ class AuthService:
                 user_agent=s.user_agent or "",
                 remote_ip=s.remote_addr or "",
                 in_use=s.connected,
-                activated=True,
+                # ocserv's "Activated" (session_is_open): a tunnel has used the session. Leases
+                # are held from the first CONNECT until the session ends.
+                activated=s.connected or s.ipv4 is not None or s.ipv6 is not None,
             )
             for s in self.store.sessions()
+            if not s.is_expired(now)
         ]
         leases4 = self.pool4.in_use if self.pool4 is not None else 0
         leases6 = self.pool6.in_use if self.pool6 is not None else 0
@@ -446,8 +619,6 @@ class AuthService:
         return handle
 
     async def _from_worker(self, worker: int, msg: object) -> ipc.messages.Message | None:
-        if isinstance(msg, m.Admit):
-            return self.admit(msg.address)
         if isinstance(msg, m.LoginRequest):
             return await self._login(worker, msg)
         if isinstance(msg, m.ConnectionGone):
@@ -455,7 +626,7 @@ class AuthService:
             return None
         if isinstance(msg, m.ClaimSession):
             try:
-                return self.claim(worker, msg)
+                return await self.claim_pinged(worker, msg)
             except (InvalidCookie, ResourceError, OcgateError) as exc:
                 return m.Failed(message=str(exc))
         if isinstance(msg, m.TunnelUp):
@@ -512,6 +683,21 @@ def _response(response: Response) -> m.LoginResponse:
     )
 
 
+def _same_host(a: str, b: str) -> bool:
+    """Whether two client addresses name one host (``::ffff:192.0.2.1`` is ``192.0.2.1``)."""
+
+    def host(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        address = ipaddress.ip_address(text)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        return address
+
+    try:
+        return host(a) == host(b)
+    except ValueError:
+        return bool(a) and a == b
+
+
 def _ipv4(text: str | None) -> ipaddress.IPv4Address | None:
     try:
         return ipaddress.IPv4Address(text) if text is not None else None
@@ -535,3 +721,37 @@ def _ban_policy(config: Config) -> BanPolicy:
         points_connection=config.ban_points_connection,
         points_kkdcp=config.ban_points_kkdcp,
     )
+
+
+_L = TypeVar("_L")
+
+_PING_TRIES = 16
+"""Pool addresses tried per lease with ``ping-leases`` before the CONNECT is refused."""
+
+
+async def _first_silent(
+    lease: _L,
+    allocate: Callable[[], _L],
+    release: Callable[[_L], None],
+    address_of: Callable[[_L], str],
+    ping: Callable[[str], Awaitable[bool]],
+) -> _L:
+    """``lease`` if its address does not answer a ping, else the first of up to ``_PING_TRIES``
+    further leases that does not. Leases that answered are released before returning or raising
+    (so is ``lease`` if none is silent).
+
+    :raises ResourceError: the pool is full, or every address tried answers.
+    """
+    answered: list[_L] = []
+    try:
+        for attempt in range(_PING_TRIES):
+            if not await ping(address_of(lease)):
+                return lease
+            log.warning("event=lease-skipped address=%s reason='answers a ping'", address_of(lease))
+            answered.append(lease)
+            if attempt + 1 < _PING_TRIES:
+                lease = allocate()
+        raise ResourceError(f"the {_PING_TRIES} pool addresses tried all answer a ping")
+    finally:
+        for busy in answered:
+            release(busy)

@@ -95,7 +95,12 @@ async def _run(
     setup: ChildSetup = pickle.loads(configure.payload)  # From the supervisor: trusted.
     from ocgate.daemon._main import setup_logging
 
-    setup_logging(setup.log_level, to_stderr=setup.log_stderr, json_lines=setup.log_json)
+    setup_logging(
+        setup.log_level,
+        to_stderr=setup.log_stderr,
+        json_lines=setup.log_json,
+        facility=setup.log_facility,
+    )
     try:
         if role == "worker":
             runner = await _WorkerRole.create(
@@ -130,6 +135,7 @@ _PRELOAD = (
     "encodings.idna",
     "ocgate.certauth",
     "ocgate.metrics._http",
+    "ocgate.metrics._registry",
     "ocgate.dtls",
     "ocgate.daemon._scripts",
     "json",
@@ -249,7 +255,7 @@ class _WorkerRole(_Role):
         worker = self.worker
         if isinstance(msg, m.NewConnection):
             for fd in fds:
-                worker.adopt_connection(fd)
+                worker.adopt_connection(fd, msg.token)
             return None
         if isinstance(msg, m.MetricsConnection):
             for fd in fds:
@@ -323,6 +329,22 @@ class _AuthRole(_Role):
         # The OTP users file is rewritten in place of a root-owned one: keep its owner and mode.
         _drop(setup, keep_caps=(*AUTH_CAPS, _CAP_CHOWN, _CAP_FOWNER))
         service = AuthService(setup.config, store_path=setup.store_path)
+
+        def publish(entries: list[m.BanState], replace: bool) -> None:
+            with contextlib.suppress(ipc.ChannelClosed):
+                supervisor.send(m.Bans(entries=entries, replace=replace))
+
+        service.publish_bans = publish
+
+        async def ping_address(address: str) -> bool:
+            try:
+                reply = await supervisor.call(m.PingAddress(address=address), timeout=10.0)
+            except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+                return False
+            return isinstance(reply, m.Ok) and reply.found
+
+        service.ping_address = ping_address
+        service.publish_all_bans()
         service.start()
         log.info(
             "event=sec-mod-ready pid=%d sessions=%d", os.getpid(), len(service.store.sessions())
@@ -355,10 +377,10 @@ class _AuthRole(_Role):
         if isinstance(msg, m.SessionsQuery):
             return service.sessions_reply()
         if isinstance(msg, m.Unban):
-            found = service.bans.unban(msg.address)
-            if found:
-                log.info("event=address-unbanned remote=%s", msg.address)
-            return m.Ok(found=found)
+            return m.Ok(found=service.unban(msg.address))
+        if isinstance(msg, m.ConnectionPoints):
+            service.connection_points(msg.addresses)
+            return None
         if isinstance(msg, m.TerminateSession):
             for session in service.store.sessions():
                 if session.sid == msg.sid or session.sid.startswith(msg.sid):

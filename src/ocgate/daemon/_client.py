@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from ocgate.http import (
+    CamouflageGate,
     ConnectionClosed,
     FrontDoor,
     HttpLimits,
@@ -20,6 +22,7 @@ from ocgate.http import (
     Request,
     Response,
     TimedOut,
+    with_headers,
 )
 from ocgate.tls import TlsEndpoint, TlsFailure
 
@@ -35,8 +38,10 @@ log = logging.getLogger("ocgate.conn")
 class ClientConnection(asyncio.Protocol):
     """asyncio protocol for one TCP connection on the TLS port."""
 
-    def __init__(self, gateway: Worker) -> None:
+    def __init__(self, gateway: Worker, gate_token: int = 0) -> None:
         self._gateway = gateway
+        self.gate_token = gate_token
+        """The supervisor's name for this connection until it reaches a tunnel or closes."""
         self.conn_id = gateway.next_conn_id()
         self.asked_auth = False
         self._loop = asyncio.get_running_loop()
@@ -46,7 +51,10 @@ class ClientConnection(asyncio.Protocol):
         self._door = FrontDoor(
             limits=HttpLimits(auth_timeout=float(config.auth_timeout)), now=self._loop.time()
         )
-        self._admitted = False
+        self.camouflage: CamouflageGate | None = None
+        """Hides the VPN from requests without the secret (``camouflage = true``)."""
+        if config.camouflage and config.camouflage_secret:
+            self.camouflage = CamouflageGate(config.camouflage_secret, config.camouflage_realm)
         self._busy: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._received_any = False
@@ -63,23 +71,8 @@ class ClientConnection(asyncio.Protocol):
         self.remote = str(peer[0]) if peer else "?"
         sock = transport.get_extra_info("sockname")
         self.local = str(sock[0]) if sock else "?"
-        # Not a byte is read before the auth service has seen the address (bans, rate-limit-ms).
-        transport.pause_reading()
+        # The supervisor's accept gate has admitted the address already (bans, caps, rate).
         self._gateway.connection_opened(self)
-        self._busy = self._loop.create_task(self._admit(transport))
-
-    async def _admit(self, transport: asyncio.Transport) -> None:
-        verdict = await self._gateway.admit(self.remote)
-        self._busy = None
-        if verdict.refused:  # A banned address: closed at accept (ocserv-compatibility §4.9).
-            transport.abort()
-            return
-        if verdict.delay > 0:  # rate-limit-ms: serve this connection a little later.
-            await asyncio.sleep(verdict.delay)
-        if transport.is_closing():
-            return
-        self._admitted = True
-        transport.resume_reading()
         self._arm_timer()
 
     def peer_chain(self) -> list[bytes]:
@@ -106,6 +99,7 @@ class ClientConnection(asyncio.Protocol):
             self.tunnel.resume_writing()
 
     def data_received(self, data: bytes) -> None:
+        start = time.monotonic_ns()
         self._received_any = True
         try:
             plaintext = self._tls.receive_data(data)
@@ -118,6 +112,7 @@ class ClientConnection(asyncio.Protocol):
         if self.tunnel is not None:
             if plaintext:
                 self.tunnel.receive_cstp(plaintext)
+                self._gateway.latency.sample(time.monotonic_ns() - start)
             if self._tls.closed:
                 self.tunnel.close("client closed TLS")
             return
@@ -157,7 +152,15 @@ class ClientConnection(asyncio.Protocol):
 
     async def _answer(self, request: Request) -> None:
         try:
-            if request.method == "CONNECT":
+            hidden = self.camouflage.check(request) if self.camouflage is not None else None
+            if hidden is not None:
+                log.info(
+                    "event=camouflage remote=%s method=%s reason='no secret in the URL'",
+                    self.remote,
+                    request.method,
+                )
+                self._respond_bare(hidden)
+            elif request.method == "CONNECT":
                 await self._gateway.handle_connect(self, request)
             else:
                 self.respond(await self._gateway.login(self, request))
@@ -170,7 +173,11 @@ class ClientConnection(asyncio.Protocol):
             self._drive()
 
     def respond(self, response: Response) -> None:
-        """Send the answer to the current request (closing afterwards if it says so)."""
+        """Send the answer to the current request (closing afterwards if it says so), with the
+        ``included-http-headers`` of the configuration."""
+        self._respond_bare(with_headers(response, self._gateway.config.included_http_headers))
+
+    def _respond_bare(self, response: Response) -> None:
         self._door.send_response(response)
         self._send_plain(self._door.data_to_send())
         if response.close:

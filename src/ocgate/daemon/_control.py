@@ -6,9 +6,9 @@ a snapshot from every worker (their tunnels) and from the authentication service
 then answers from it; actions go to the process that owns what they act on. Tunnel ids are stable:
 each encodes the worker generation that serves it.
 
-``disconnect`` closes a tunnel without telling the client, so openconnect reconnects with its
-cookie; ``terminate`` sends a DISCONNECT and invalidates the cookie, so the client exits and cannot
-come back.
+``disconnect`` (as ocserv's code does, whatever its man page says) and ``terminate id`` send the
+client a DISCONNECT and invalidate the tunnel's session cookie, so openconnect exits and cannot come
+back with that cookie; ``terminate user`` also invalidates the user's sessions that have no tunnel.
 """
 
 from __future__ import annotations

@@ -12,6 +12,15 @@ Theory of operation (anyconnect-protocol.md §8, §9.1, §9.4, §9.5):
   ``switch-to-tcp-timeout`` seconds. Otherwise, and for packets too large for a record, it goes over
   CSTP. After 2×dpd of silence the server sends a DPD-REQ; after 3×dpd the association is dropped
   and a new handshake from the client can bring DTLS back without touching the tunnel.
+* **Fast path** (the per-packet cost of an established channel): the steered socket reads
+  datagrams in batches and offers each batch to :meth:`DtlsChannel.receive_fast`, which lets the
+  active association's epoch state open every datagram that is exactly one authentic, fresh
+  application-data record (:meth:`ocgate.dtls.DtlsAssociation.fast_path`): no record, event or
+  per-datagram list objects, no timer touched (the DPD deadline only moves later; a tunnel timer
+  that fires early re-arms). The first datagram it cannot take goes through
+  :meth:`DtlsChannel.datagram_received`, the reference path, which decides it as before. Sending,
+  :meth:`DtlsChannel.send_packets` seals a whole batch with ``seal_data`` and hands it to the
+  socket in one call.
 """
 
 from __future__ import annotations
@@ -50,9 +59,19 @@ class _Slot:
     assoc: DtlsAssociation
     addr: Address
     transport: asyncio.DatagramTransport
+    send_many: Callable[[list[bytes]], object] | None = None
+    """The transport's batch send, when it has one (the steered socket)."""
 
     def flush(self) -> None:
-        for datagram in self.assoc.datagrams_to_send():
+        datagrams = self.assoc.datagrams_to_send()
+        if datagrams:
+            self.send(datagrams)
+
+    def send(self, datagrams: list[bytes]) -> None:
+        if self.send_many is not None:
+            self.send_many(datagrams)
+            return
+        for datagram in datagrams:
             self.transport.sendto(datagram, self.addr)
 
 
@@ -119,9 +138,35 @@ class DtlsChannel:
                 return
         now = time.monotonic()
         assoc = DtlsAssociation(mode=self.mode, now=now, mtu=self.mtu + 1)
-        self._pending = _Slot(assoc, addr, transport)
+        self._pending = _Slot(assoc, addr, transport, getattr(transport, "send_many", None))
         bind(addr, self)
         self._feed(self._pending, data)
+
+    def receive_fast(self, datagrams: list[bytes], start: int, addr: Address) -> int:
+        """Take the data records of ``datagrams[start:]`` from ``addr`` on the fast path.
+
+        Returns the index of the first datagram left for :meth:`datagram_received` (the caller
+        passes it there, then calls again after it), or ``len(datagrams)``.
+        """
+        active = self._active
+        if active is None or active.addr != addr:
+            return start
+        state = active.assoc.fast_path
+        if state is None:
+            return start
+        packets, stop, payload = state.open_batch_untrusted(datagrams, start, DATA)
+        if not packets and payload is None:
+            return stop
+        now = time.monotonic()
+        self._last_rx = now
+        self._next_dpd = now + 2 * self._dpd
+        if packets:
+            self._deliver(packets, now)
+        if payload is None:
+            return stop
+        self._payloads(active, [payload], now)  # DPD, keepalive: as the reference path does.
+        active.flush()
+        return stop + 1
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         for slot in (self._active, self._pending):
@@ -189,11 +234,14 @@ class DtlsChannel:
         if replies:
             slot.assoc.send_data(replies)
         if packets:
-            self.rx_packets += len(packets)
-            self.rx_bytes += sum(len(p) for p in packets)
-            if any(counts_for_idle_untrusted(p) for p in packets):
-                self._on_activity(now)
-            self._on_packets(packets)
+            self._deliver(packets, now)
+
+    def _deliver(self, packets: list[bytes], now: float) -> None:
+        self.rx_packets += len(packets)
+        self.rx_bytes += sum(map(len, packets))
+        if any(counts_for_idle_untrusted(p) for p in packets):
+            self._on_activity(now)
+        self._on_packets(packets)
 
     # To the client --------------------------------------------------------------------------------
 
@@ -204,10 +252,14 @@ class DtlsChannel:
             return packets
         mtu = self.mtu
         fits = [p for p in packets if len(p) <= mtu]
-        slot.assoc.send_data([_DATA_PREFIX + p for p in fits])
-        slot.flush()
+        state = slot.assoc.fast_path
+        if state is not None:
+            slot.send(state.seal_data(_DATA_PREFIX, fits))
+        else:
+            slot.assoc.send_data([_DATA_PREFIX + p for p in fits])
+            slot.flush()
         self.tx_packets += len(fits)
-        self.tx_bytes += sum(len(p) for p in fits)
+        self.tx_bytes += sum(map(len, fits))
         if any(counts_for_idle_untrusted(p) for p in fits):
             self._on_activity(now)
         return [p for p in packets if len(p) > mtu] if len(fits) < len(packets) else []

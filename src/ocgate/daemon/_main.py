@@ -59,6 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-e", "--log-stderr", action="store_true", help="log to standard error")
     parser.add_argument("-s", "--syslog", action="store_true", help="log to syslog")
     parser.add_argument(
+        "--syslog-facility",
+        choices=sorted(SYSLOG_FACILITIES),
+        default="daemon",
+        metavar="FACILITY",
+        help="syslog facility (%(default)s; auth, authpriv, daemon, local0-local7, user, ...)",
+    )
+    parser.add_argument(
+        "--no-chdir",
+        action="store_true",
+        help="keep the working directory when forking into the background",
+    )
+    parser.add_argument(
+        "-x",
+        "--traceable",
+        action="store_true",
+        help="accepted for ocserv compatibility; processes stay untraceable (see docs)",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
@@ -83,8 +101,14 @@ def serve(argv: Sequence[str] | None = None) -> int:
         level=args.debug if args.debug is not None else config.log_level,
         stderr=to_stderr,
         json=args.log_format == "json",
+        facility=args.syslog_facility,
     )
-    setup_logging(logs.level, to_stderr=logs.stderr, json_lines=logs.json)
+    setup_logging(logs.level, to_stderr=logs.stderr, json_lines=logs.json, facility=logs.facility)
+    if args.traceable:
+        log.warning(
+            "event=flag-ignored flag=--traceable reason='processes holding keys and cookies "
+            "stay non-dumpable and untraceable'"
+        )
     for warning in config.warnings:
         log.warning("event=config-warning %s", warning)
     try:
@@ -98,7 +122,7 @@ def serve(argv: Sequence[str] | None = None) -> int:
         print(f"ocgate: {args.config}: configuration is valid")
         return 0
     if not args.foreground:
-        _daemonize()
+        _daemonize(chdir=not args.no_chdir)
     pid_file = args.pid_file or config.pid_file
     return asyncio.run(_run(config, logs, pid_file))
 
@@ -247,7 +271,13 @@ class _JsonFormatter(logging.Formatter):
 _KV = re.compile(r"(\w[\w-]*)=('[^']*'|\"[^\"]*\"|\S+)")
 
 
-def setup_logging(level: int, *, to_stderr: bool, json_lines: bool = False) -> None:
+SYSLOG_FACILITIES = logging.handlers.SysLogHandler.facility_names
+"""``--syslog-facility`` names (those of syslog(3): ``auth``, ``daemon``, ``local0``, ...)."""
+
+
+def setup_logging(
+    level: int, *, to_stderr: bool, json_lines: bool = False, facility: str = "daemon"
+) -> None:
     py_level = logging.WARNING if level <= 0 else logging.INFO if level <= 2 else logging.DEBUG
     handler: logging.Handler
     if to_stderr or not os.path.exists("/dev/log"):
@@ -260,7 +290,7 @@ def setup_logging(level: int, *, to_stderr: bool, json_lines: bool = False) -> N
         )
     else:
         handler = logging.handlers.SysLogHandler(
-            address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            address="/dev/log", facility=SYSLOG_FACILITIES[facility]
         )
         handler.setFormatter(
             logging.Formatter("ocgate[%(process)d]: %(levelname)s %(name)s: %(message)s")
@@ -275,13 +305,14 @@ def setup_logging(level: int, *, to_stderr: bool, json_lines: bool = False) -> N
         logging.getLogger(noisy).setLevel(logging.DEBUG if level >= 9 else logging.WARNING)
 
 
-def _daemonize() -> None:
+def _daemonize(*, chdir: bool = True) -> None:
     if os.fork() > 0:
         os._exit(0)
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
-    os.chdir("/")
+    if chdir:  # ocserv's --no-chdir keeps the directory (relative paths in scripts stay valid).
+        os.chdir("/")
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

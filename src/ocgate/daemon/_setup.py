@@ -36,6 +36,8 @@ class ChildSetup:
     log_level: int
     log_stderr: bool
     log_json: bool
+    log_facility: str = "daemon"
+    """``--syslog-facility``: where syslog lines go when not logging to standard error."""
     account: object = None
     """The :class:`ocgate.sandbox.Account` to become (``None``: keep the current identity)."""
     cookie_key: bytes = b""

@@ -4,8 +4,9 @@ It reads the configuration, binds the listening sockets, starts the authenticati
 ("sec-mod"), the workers and the NVM collector as fresh interpreters (:mod:`ocgate.daemon._child`),
 restarts any that dies, and does for them what needs privileges:
 
-* accepts TCP connections (without reading them) and passes each to the worker with the fewest
-  tunnels, ties going round-robin (``SCM_RIGHTS``);
+* accepts TCP connections (without reading them), refuses banned sources and those over the
+  pre-authentication caps at once (:mod:`ocgate.daemon._accept`), and passes each other one to the
+  worker with the fewest tunnels, ties going round-robin (``SCM_RIGHTS``);
 * creates and configures TUN devices over netlink and passes their descriptors;
 * binds a UDP socket connected to a DTLS client when a worker steers a hello to its owner;
 * runs the connect and disconnect scripts;
@@ -34,6 +35,9 @@ from dataclasses import dataclass, field
 from ocgate import ipc
 from ocgate.config import Config, load_config
 from ocgate.control import StatusInfo, UserInfo
+from ocgate.daemon._accept import Acceptor
+from ocgate.daemon._latency import latency_figures
+from ocgate.daemon._ping import address_answers
 from ocgate.daemon._scripts import run_script
 from ocgate.daemon._setup import (
     TUNNEL_IDS_PER_WORKER,
@@ -72,6 +76,8 @@ class Child:
     tunnels: int = 0
     handed: int = 0
     users: list[UserInfo] = field(default_factory=list)
+    pending: set[int] = field(default_factory=set)
+    """Gate tokens of the connections handed to this worker that are not done yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,7 @@ class LogSetup:
     level: int
     stderr: bool
     json: bool
+    facility: str = "daemon"
 
 
 class Supervisor:
@@ -108,6 +115,11 @@ class Supervisor:
         self.control: object = None
         self.started = time.time()
         self.server4, self.server6 = server_addresses(config)
+        self.acceptor = Acceptor(
+            config,
+            hand_over=self._hand_over,
+            send_points=self.tell_auth,
+        )
 
     # Start and stop -------------------------------------------------------------------------------
 
@@ -125,7 +137,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sock in self._tcp:
             sock.listen(1024)
-            loop.add_reader(sock.fileno(), self._accept, sock)
+            loop.add_reader(sock.fileno(), self.acceptor.accept, sock)
         if self._metrics_sock is not None:
             loop.add_reader(self._metrics_sock.fileno(), self._accept_metrics)
         if config.use_occtl:
@@ -189,6 +201,7 @@ class Supervisor:
             with contextlib.suppress(ValueError, OSError):
                 loop.remove_reader(sock.fileno())
             sock.close()
+        self.acceptor.close()
         if self._metrics_sock is not None:
             with contextlib.suppress(ValueError, OSError):
                 loop.remove_reader(self._metrics_sock.fileno())
@@ -223,6 +236,7 @@ class Supervisor:
             log_level=self.logs.level,
             log_stderr=self.logs.stderr,
             log_json=self.logs.json,
+            log_facility=self.logs.facility,
             account=self.account,
             cookie_key=self.cookie_key,
             store_path=session_store_path(self.config) if child.role == "auth" else "",
@@ -250,6 +264,7 @@ class Supervisor:
         child.ready = False
         child.tunnels = 0
         child.users = []
+        self._forget_pending(child)
         sup_end, child_end = ipc.socket_pair()
         keep = [child_end.fileno()]
         argv = [sys.executable, "-m", "ocgate.daemon._child", child.role,
@@ -319,6 +334,7 @@ class Supervisor:
         if self.stopping or child.proc is not proc:
             return
         child.ready = False
+        self._forget_pending(child)
         log.error(
             "event=child-exited role=%s index=%d pid=%d status=%d", child.role, child.index,
             proc.pid, status,
@@ -347,24 +363,23 @@ class Supervisor:
         self._rr += 1
         return min(ready, key=lambda w: (w.tunnels, w.handed, (w.index - self._rr) % len(ready)))
 
-    def _accept(self, listener: socket.socket) -> None:
-        for _ in range(64):
-            try:
-                conn, _addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("event=accept-failed reason=%r", exc.strerror)
-                return
-            worker = self._pick_worker()
-            try:
-                if worker is None or worker.channel is None:
-                    continue
-                worker.handed += 1
-                with contextlib.suppress(ipc.ChannelClosed, ValueError):
-                    worker.channel.send(m.NewConnection(), [conn.fileno()])
-            finally:
-                conn.close()
+    def _hand_over(self, conn: socket.socket, token: int) -> bool:
+        worker = self._pick_worker()
+        if worker is None or worker.channel is None:
+            return False
+        try:
+            worker.channel.send(m.NewConnection(token=token), [conn.fileno()])
+        except (ipc.ChannelClosed, ValueError):
+            return False
+        worker.handed += 1
+        worker.pending.add(token)
+        return True
+
+    def _forget_pending(self, child: Child) -> None:
+        """``child`` is gone: its connections left the accept gate's count with it."""
+        for token in child.pending:
+            self.acceptor.release(token)
+        child.pending.clear()
 
     def _accept_metrics(self) -> None:
         assert self._metrics_sock is not None
@@ -386,6 +401,14 @@ class Supervisor:
         async def handle(msg: object, fds: list[int]) -> Outgoing:
             for fd in fds:
                 os.close(fd)  # Children send no descriptors up.
+            if child.role == "auth" and isinstance(msg, m.Bans):
+                self.acceptor.apply_bans(msg)
+                return None
+            if child.role == "auth" and isinstance(msg, m.PingAddress):
+                try:
+                    return m.Ok(found=await address_answers(msg.address))
+                except ValueError:
+                    return m.Failed(message="not an address")
             if child.role != "worker":
                 return m.Failed(message="not allowed")
             return await self._from_worker(child, msg)
@@ -409,6 +432,11 @@ class Supervisor:
             return None
         if isinstance(msg, m.TunnelEvent):
             self._tunnel_event(child, msg)
+            return None
+        if isinstance(msg, m.ConnectionDone):
+            if msg.token in child.pending:  # Only its own: a worker cannot free another's.
+                child.pending.discard(msg.token)
+                self.acceptor.release(msg.token)
             return None
         if isinstance(msg, m.Scrape):
             return m.ScrapeText(text=(await self.scrape()).decode())
@@ -546,7 +574,7 @@ class Supervisor:
 
         children = [self.auth, *self.workers] + ([self.nvm] if self.nvm else [])
         parts = await asyncio.gather(*(collect(c) for c in children))
-        return render_merged(parts)
+        return render_merged([*parts, self.acceptor.metrics()])
 
     async def stats_line(self) -> str:
         workers, auth = await self.gather()
@@ -596,6 +624,7 @@ class Supervisor:
             for fd in fds:
                 os.close(fd)
         self.server4, self.server6 = server_addresses(self.config)
+        self.acceptor.configure(self.config)
         for warning in config.warnings:
             log.warning("event=config-warning %s", warning)
         log.info("event=reloaded config=%s", source)
@@ -618,6 +647,9 @@ class Supervisor:
             return sum(w.stats.get(key, 0) for w in workers)
 
         handled = int(total("sessions_handled"))
+        latency = latency_figures(
+            total("latency_median_total"), total("latency_rms_total"), total("latency_sets")
+        )
         mins = [w.stats["min_mtu"] for w in workers if w.stats.get("min_mtu")]
         return StatusInfo(
             server_pid=os.getpid(),
@@ -637,6 +669,8 @@ class Supervisor:
             max_session_time=int(
                 max((w.stats.get("session_time_max", 0) for w in workers), default=0)
             ),
+            median_latency_us=latency[0],
+            stdev_latency_us=latency[1],
             min_mtu=int(min(mins)) if mins else 0,
             max_mtu=int(max((w.stats.get("max_mtu", 0) for w in workers), default=0)),
             rx=int(total("rx") + total("live_rx")),

@@ -3,18 +3,24 @@
 Per packet, TUN → client: the TUN fd becomes readable, up to ``_BATCH`` packets are read, the CSTP
 core frames them, and each frame is encrypted as one TLS record (openconnect reads one frame per
 record) and written to the transport in one call. Client → TUN: decrypted bytes go to the CSTP core,
-which hands back every complete DATA packet of that read as one batch, written to the TUN fd.
+which hands back every complete DATA packet of that read as one batch; the batch passes the
+tunnel's :class:`~ocgate.ipfilter.PacketFilter` (source address, restrictions; DTLS packets too)
+and what it admits is written to the TUN fd.
 
 Back-pressure: when the TCP transport's buffer fills, asyncio calls ``pause_writing`` and the pump
 stops reading the TUN device (the kernel then drops at the TUN queue, as a congested link would)
 until ``resume_writing``.
+
+Bandwidth (``rx-data-per-sec``, ``tx-data-per-sec``): a :class:`~ocgate.gateway.TokenBucket` per
+direction drops what exceeds the rate, where the two channels meet: packets from the client before
+the TUN write (and before the filter, as ocserv limits before its firewall), packets to the client
+right after the TUN read, before the CSTP/DTLS choice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,9 +33,11 @@ from ocgate.cstp import (
     ProtocolFailed,
     SessionTimeout,
 )
+from ocgate.daemon._closer import close_later
 from ocgate.daemon._dtls import DtlsChannel
-from ocgate.gateway import TunnelPlan
+from ocgate.gateway import TokenBucket, TunnelPlan
 from ocgate.http import Request
+from ocgate.ipfilter import PacketFilter
 from ocgate.metrics import TunnelCounters
 from ocgate.session import Session
 from ocgate.tls import TlsEndpoint, TlsFailure
@@ -85,8 +93,12 @@ class Tunnel:
         on_closed: Callable[[Tunnel, str, bool], None],
         plan: TunnelPlan,
         meta: TunnelMeta,
+        packet_filter: PacketFilter,
+        rx_per_sec: int = 0,
+        tx_per_sec: int = 0,
     ) -> None:
         self.session = session
+        self.packet_filter = packet_filter
         self.plan = plan
         self.meta = meta
         self.tun = tun
@@ -99,6 +111,11 @@ class Tunnel:
         self._reading = False
         self.closed = False
         self.dtls: DtlsChannel | None = None
+        # rx-data-per-sec / tx-data-per-sec: applied on the TUN side, whichever channel carries
+        # the packet (None: no limit).
+        now = self._loop.time()
+        self.rx_limit = TokenBucket.per_second(rx_per_sec, now)
+        self.tx_limit = TokenBucket.per_second(tx_per_sec, now)
 
     @property
     def rx_bytes(self) -> int:
@@ -139,6 +156,7 @@ class Tunnel:
             tx_bytes=cstp.tx_bytes + (dtls.tx_bytes if dtls else 0),
             rx_packets=cstp.rx_packets + (dtls.rx_packets if dtls else 0),
             tx_packets=cstp.tx_packets + (dtls.tx_packets if dtls else 0),
+            dropped=tuple(self.packet_filter.dropped),
         )
 
     # Lifecycle ------------------------------------------------------------------------------------
@@ -167,7 +185,7 @@ class Tunnel:
         # (tens of milliseconds): never on the event loop, which serves every other client.
         fd = self.tun.detach()
         if fd >= 0:
-            self._loop.run_in_executor(None, os.close, fd)
+            close_later(fd)
         if not self._transport.is_closing():
             self._tls.shutdown()
             self._transport.write(self._tls.data_to_send())
@@ -177,9 +195,11 @@ class Tunnel:
     # Back-pressure (called by the connection's pause_writing / resume_writing) -------------------
 
     def pause_writing(self) -> None:
+        self.cstp.writable = False  # DPD echoes are dropped meanwhile, not queued.
         self._pause_tun()
 
     def resume_writing(self) -> None:
+        self.cstp.writable = True
         if not self.closed:
             self._resume_tun()
 
@@ -196,16 +216,12 @@ class Tunnel:
     # Data path ------------------------------------------------------------------------------------
 
     def _on_tun_readable(self) -> None:
-        read = self.tun.read
-        batch: list[bytes] = []
-        for _ in range(_BATCH):
-            packet = read()
-            if packet is None:
-                break
-            batch.append(packet)
+        batch = self.tun.read_batch(_BATCH)
         if not batch:
             return
         now = self._loop.time()
+        if self.tx_limit is not None and not (batch := self.tx_limit.filter(batch, now)):
+            return
         dtls = self.dtls
         if dtls is not None and dtls.usable(now):
             batch = dtls.send_packets(batch, now)  # What does not fit a record goes over CSTP.
@@ -214,10 +230,14 @@ class Tunnel:
             self._flush()
 
     def write_packets(self, packets: list[bytes]) -> None:
-        """Packets from the client (either channel) into the TUN device."""
-        write = self.tun.write
-        for packet in packets:
-            write(packet)
+        """Packets from the client (either channel) into the TUN device, those the filter admits."""
+        if self.rx_limit is not None:
+            packets = self.rx_limit.filter(packets, self._loop.time())
+        self.tun.write_batch(self.packet_filter.admit_untrusted(packets))
+        if self._reading and not self.closed:
+            # What the kernel answered while taking the write (an echo reply, TCP ACKs) is queued
+            # already: send it now, not after another trip through the event loop.
+            self._on_tun_readable()
 
     def note_activity(self, now: float) -> None:
         """Idle-relevant traffic on the DTLS channel."""

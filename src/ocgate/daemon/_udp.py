@@ -30,7 +30,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from ocgate.dtls import Address, CookieJar, peek_client_hello_untrusted
+from ocgate.dtls._epoch import IMPLEMENTATION as FASTPATH
 from ocgate.errors import BadRecord
+from ocgate.tun._batch import read_many, write_many
 
 if TYPE_CHECKING:
     from ocgate.daemon._dtls import DtlsChannel
@@ -43,6 +45,8 @@ _HANDSHAKE = 22
 _ZERO_RANDOM = bytes(32)
 MODE_LEGACY = 1
 MODE_PSK = 2
+_READ_BATCH = 64
+"""Datagrams a steered socket reads per wake-up at most (then the loop serves others)."""
 MAX_STEERED = 4096
 """Steered sockets one worker keeps at most (two per tunnel are needed)."""
 
@@ -74,6 +78,7 @@ class DtlsPort(asyncio.DatagramProtocol):
         self._transports: list[asyncio.DatagramTransport] = []
         self._steered: dict[Address, SteeredSocket] = {}
         self.dropped = 0
+        log.info("event=dtls-port worker=%d fastpath=%s", worker, FASTPATH)
 
     async def adopt(self, sockets: list[socket.socket]) -> None:
         """Read the shared sockets the supervisor bound."""
@@ -160,11 +165,7 @@ class DtlsPort(asyncio.DatagramProtocol):
             old.close()
         for stale in [s for s in self._steered.values() if s.channel is target][1:]:
             stale.close()
-        loop = asyncio.get_running_loop()
-        sock.setblocking(False)
-        steered = SteeredSocket(self, client, target)
-        transport, _ = await loop.create_datagram_endpoint(lambda: steered, sock=sock)
-        steered._transport = transport
+        steered = SteeredSocket(self, client, target, sock)
         self._steered[client] = steered
         target.client_hello(
             data, info, client, cast("asyncio.DatagramTransport", steered), _no_bind
@@ -190,41 +191,64 @@ class DtlsPort(asyncio.DatagramProtocol):
         steered.channel.client_hello(data, info, steered.client, sender, _no_bind)
 
 
-class SteeredSocket(asyncio.DatagramProtocol):
+class SteeredSocket:
     """One UDP socket connected to one client: its datagrams all belong to ``channel``.
 
-    It also serves as the channel's sender (``sendto`` ignores the address: the socket is
-    connected).
+    It reads its socket itself (``loop.add_reader``), up to ``_READ_BATCH`` datagrams per wake-up
+    in one call (:func:`ocgate.tun._batch.read_many`: ``recvmmsg(2)`` with the compiled fast path),
+    offers them to the channel's fast path, and passes the rest one by one, in order, to the
+    reference path. It is also the channel's sender: ``sendto`` ignores the address (the socket is
+    connected) and ``send_many`` sends a batch in one call; a datagram the kernel refuses (full
+    buffer, an ICMP error reported for an earlier one) is dropped, as by a congested link.
     """
 
-    def __init__(self, port: DtlsPort, client: Address, channel: DtlsChannel) -> None:
+    def __init__(
+        self, port: DtlsPort, client: Address, channel: DtlsChannel, sock: socket.socket
+    ) -> None:
         self._port = port
         self.client = client
         self.channel = channel
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._closed = False
+        self.dropped = 0
+        sock.setblocking(False)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._on_readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+    def _on_readable(self) -> None:
+        try:
+            datagrams = read_many(self._fd, _READ_BATCH)
+        except OSError as exc:  # An ICMP error for an earlier datagram, reported once.
+            log.debug("event=udp-error remote=%s reason=%r", self.client[0], exc)
+            return
+        channel, client = self.channel, self.client
+        count = len(datagrams)
+        index = channel.receive_fast(datagrams, 0, client)
+        while index < count and not self._closed:
+            self.datagram_received(datagrams[index], client)
+            index = channel.receive_fast(datagrams, index + 1, client)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        """The reference path for one datagram: hellos to the port, the rest to the channel."""
         if data and data[0] == _HANDSHAKE and len(data) > 13 and data[13] == 1:  # ClientHello
             self._port._rehello(self, data)
             return
         self.channel.datagram_received(data, self.client)
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("event=udp-error remote=%s reason=%r", self.client[0], exc)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._port._steered_closed(self)
-
     def sendto(self, data: bytes, addr: object = None) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.sendto(data)
+        if not self._closed:
+            self.dropped += 1 - write_many(self._fd, (data,))
+
+    def send_many(self, datagrams: list[bytes]) -> None:
+        if not self._closed:
+            self.dropped += len(datagrams) - write_many(self._fd, datagrams)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        if not self._closed:
+            self._closed = True
+            self._loop.remove_reader(self._fd)
+            self._sock.close()
         self._port._steered_closed(self)
 
 

@@ -26,7 +26,6 @@ import ipaddress
 import itertools
 import logging
 import os
-import pickle
 import socket
 import time
 from collections.abc import Coroutine
@@ -40,9 +39,11 @@ from ocgate.control import UserInfo
 from ocgate.cstp import CstpConnection
 from ocgate.daemon._client import ClientConnection
 from ocgate.daemon._dtls import DtlsChannel
+from ocgate.daemon._latency import LatencySampler
 from ocgate.daemon._setup import TUNNEL_IDS_PER_WORKER, server_addresses
 from ocgate.daemon._tunnel import Tunnel, TunnelMeta
 from ocgate.daemon._udp import MODE_LEGACY, MODE_PSK, DtlsPort, tag_id
+from ocgate.daemon._wire import load_session
 from ocgate.dtls import DtlsOffer, PskMode, negotiate_dtls
 from ocgate.errors import OcgateError, ResourceError
 from ocgate.gateway import (
@@ -54,6 +55,7 @@ from ocgate.gateway import (
     plan_tunnel,
     previous_addresses,
     script_environment,
+    tunnel_filter,
 )
 from ocgate.http import Request, Response
 from ocgate.ipc import messages as m
@@ -103,6 +105,8 @@ class Worker:
             "closed_due_to_error": 0, "session_time_total": 0.0, "session_time_max": 0.0,
             "min_mtu": 0, "max_mtu": 0, "rx": 0, "tx": 0,
         }  # fmt: skip
+        self.latency = LatencySampler(self.stats)
+        """occtl's ``Median latency``/``STDEV latency`` (see ``daemon/_latency.py``)."""
         self.server4, self.server6 = server_addresses(config)
 
     def next_conn_id(self) -> int:
@@ -132,20 +136,14 @@ class Worker:
             self.dtls_port.close()
         await asyncio.sleep(0)
 
-    def adopt_connection(self, fd: int) -> None:
-        """A TCP connection the supervisor accepted."""
+    def adopt_connection(self, fd: int, gate_token: int = 0) -> None:
+        """A TCP connection the supervisor accepted; ``gate_token`` names it at the accept gate."""
         sock = socket.socket(fileno=fd)
         loop = asyncio.get_running_loop()
-        self._background(loop.connect_accepted_socket(lambda: ClientConnection(self), sock))
+        protocol = ClientConnection(self, gate_token)
+        self._background(loop.connect_accepted_socket(lambda: protocol, sock))
 
     # Calls into the other processes ---------------------------------------------------------------
-
-    async def admit(self, address: str) -> m.Admitted:
-        try:
-            reply: m.Admitted = await self.auth.call(m.Admit(address=address[:64]))
-        except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
-            return m.Admitted(refused=True)
-        return reply
 
     async def login(self, conn: ClientConnection, request: Request) -> Response:
         """A pre-tunnel request: answered by the connection's login dialog in the auth service."""
@@ -169,8 +167,15 @@ class Worker:
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
 
+    def gate_done(self, conn: ClientConnection) -> None:
+        """``conn`` has its tunnel or is closed: the accept gate counts it no more."""
+        if conn.gate_token:
+            self._tell_supervisor(m.ConnectionDone(token=conn.gate_token))
+            conn.gate_token = 0
+
     def connection_closed(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
+        self.gate_done(conn)
         if conn.asked_auth and conn.tunnel is None:
             self._tell_auth(m.ConnectionGone(conn=conn.conn_id))
 
@@ -209,27 +214,39 @@ class Worker:
                     prefer4=str(prefer4) if prefer4 else None,
                     prefer6=str(prefer6) if prefer6 else None,
                     want6=client_wants_ipv6(headers),
+                    remote=conn.remote[:64],
+                    peer_chain=list(conn.peer_chain()[:16]),
                 )
             )
         except ipc.RemoteFailure as exc:
             reason = str(exc)
             log.warning("event=connect-refused remote=%s reason=%r", conn.remote, reason)
             if "cookie" in reason or "expired" in reason:
-                conn.respond(Response(401, "Cookie is not acceptable", (), b"", close=True))
+                hidden = conn.camouflage.refusal() if conn.camouflage is not None else None
+                # With camouflage, the VPN's own refusal would reveal it (ocserv: 405).
+                conn.respond(
+                    hidden or Response(401, "Cookie is not acceptable", (), b"", close=True)
+                )
             else:
                 self._refuse(conn, reason)
             return
         except (ipc.ChannelClosed, TimeoutError) as exc:
             self._refuse(conn, f"authentication service unavailable: {exc}")
             return
-        session: Session = pickle.loads(granted.payload)  # From the auth service: trusted.
+        # From the auth service: trusted. A session without settings of its own gets this
+        # worker's configuration object (shared by its tunnels, not a copy per tunnel).
+        session = load_session(granted.payload, self.config)
         settings = session.extra.get("settings")
-        if isinstance(settings, SessionSettings) and settings.config == self.config:
-            # Most sessions have no settings of their own: share the worker's configuration
-            # rather than keep a copy per tunnel.
+        if (
+            isinstance(settings, SessionSettings)
+            and settings.config is not self.config
+            and settings.config == self.config
+        ):  # Restored from the store after a restart: an equal copy, shared all the same.
             session.extra["settings"] = dataclasses.replace(settings, config=self.config)
         try:
-            offer = self._dtls_offer(conn, request)
+            # no-udp (global, per user, per group): no X-DTLS-* headers, no DTLS channel.
+            no_udp = self.session_config(session).no_udp
+            offer = None if no_udp else self._dtls_offer(conn, request)
             plan = self._plan(session, request, offer)
             tun = await self._open_tun(plan)
         except (ResourceError, OSError, OcgateError, ipc.RemoteFailure, TimeoutError) as exc:
@@ -365,7 +382,8 @@ class Worker:
         config = self.session_config(session)
         old = self.tunnels.get(session.sid)
         if old is not None:
-            old.close("replaced by a reconnect")  # The session and its leases carry over.
+            # The session and its leases carry over; the older client is told (ocserv).
+            old.close("replaced by a newer connection", notify=True)
         conn.respond(Response(200, "CONNECTED", tuple(connect_headers(config, plan)), b""))
         tls, transport, initial = conn.take_over_for_tunnel()
         loop = asyncio.get_running_loop()
@@ -389,9 +407,13 @@ class Worker:
             on_closed=self._tunnel_closed,
             plan=plan,
             meta=meta,
+            packet_filter=tunnel_filter(config, plan, _iroutes(session)),
+            rx_per_sec=config.rx_data_per_sec,
+            tx_per_sec=config.tx_data_per_sec,
         )
         conn.tunnel = tunnel
         self.tunnels[session.sid] = tunnel
+        self.gate_done(conn)
         if offer is not None and self.dtls_port is not None:
             self._attach_dtls(tunnel, offer, self.dtls_port)
         session.device = tun.name
@@ -565,6 +587,7 @@ class Worker:
         config = self.session_config(tunnel.session)
         session, plan, meta = tunnel.session, tunnel.plan, tunnel.meta
         counters = tunnel.counters()
+        ports = config.restrict_user_to_ports
         return UserInfo(
             id=meta.id,
             username=session.username,
@@ -592,11 +615,20 @@ class Worker:
             split_dns=config.split_dns,
             routes=() if config.route_default else tuple(_route_text(r) for r in config.route),
             no_routes=tuple(_route_text(r) for r in config.no_route),
+            iroutes=tuple(_route_text(r) for r in _iroutes(session)),
+            restrict_to_routes=tunnel.packet_filter.restricted,
+            restrict_to_ports=ports.entries() if ports is not None else (),
+            dropped=tuple(tunnel.packet_filter.counts().items()),
         )
 
     def _live_state(self) -> LiveState:
         return LiveState(tunnels=[t.counters() for t in self.tunnels.values()],
                          sessions_disconnected=0)  # fmt: skip
+
+
+def _iroutes(session: Session) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    settings = session.extra.get("settings")
+    return settings.iroutes if isinstance(settings, SessionSettings) else ()
 
 
 def _route_text(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ocgate.dtls._epoch import EpochState, new_epoch_state
 from ocgate.dtls._handshake import (
     HANDSHAKING,
     TRANSITIONS,
@@ -60,7 +61,6 @@ from ocgate.dtls._record import (
     SEQ_MASK,
     ContentType,
     Record,
-    ReplayWindow,
     encode_record,
     records_untrusted,
 )
@@ -69,8 +69,7 @@ from ocgate.dtls._suites import (
     CipherSuite,
     DtlsSuite,
     ProtocolVersion,
-    RecordProtection,
-    derive_protections,
+    derive_key_block,
 )
 from ocgate.dtls.events import (
     AssociationClosed,
@@ -94,6 +93,10 @@ INITIAL_RETRANSMIT = 0.4
 HANDSHAKE_TIMEOUT = 60.0
 _MAX_ON_DEMAND = 16
 """How often a flight is repeated because the client repeated its own (anti-reflection cap)."""
+_MAX_HELLO_SEQ = 0xFFFF - 3
+"""Our flight numbers its messages on from the ClientHello's message_seq (up to three more, DTLS
+0.9 counting its ChangeCipherSpec); a hello nearer 2^16 would overflow the 16-bit field (a hello
+with message_seq 65535 raised OverflowError out of receive_datagram: fuzz_dtls_handshake)."""
 
 PSK_SUITES = (
     CipherSuite.TLS_PSK_WITH_AES_256_GCM_SHA384,
@@ -187,11 +190,9 @@ class DtlsAssociation:
         self._flight: _Flight = []
         self._on_demand_left = _MAX_ON_DEMAND
         self._repeated_this_datagram = False
-        self._write_seq = [0, 0]
+        self._write_seq0 = 0
         self._write_epoch = 0
-        self._write_prot: RecordProtection | None = None
-        self._read_prot: RecordProtection | None = None
-        self._replay = ReplayWindow()
+        self._epoch: EpochState | None = None
         self._reassembler = Reassembler()
         self._transcript: Transcript | None = None
         self._master = b""
@@ -223,6 +224,16 @@ class DtlsAssociation:
             return self._suite.params.record_overhead
         assert isinstance(self._mode, PskMode)
         return max(SUITE_PARAMS[s].record_overhead for s in self._mode.suites)
+
+    @property
+    def fast_path(self) -> EpochState | None:
+        """Epoch 1 while the association is established (the adapter's fast path), else ``None``.
+
+        Its :meth:`~EpochState.open_batch_untrusted` takes the datagrams only this association
+        would accept as data and leaves every other one to :meth:`receive_datagram`; its
+        :meth:`~EpochState.seal_data` is :meth:`send_data` without the per-record objects.
+        """
+        return self._epoch if self._state is DtlsState.ESTABLISHED else None
 
     def next_event(self) -> DtlsEvent | None:
         return self._events.popleft() if self._events else None
@@ -302,31 +313,20 @@ class DtlsAssociation:
         epoch = record.epoch
         if epoch == 0:
             return record.fragment
-        if epoch != 1 or self._read_prot is None or record.version != self._version:
+        if epoch != 1 or self._epoch is None or record.version != self._version:
             return None
-        seq = record.epoch_seq & SEQ_MASK
-        try:
-            self._replay.check(seq)
-        except BadRecord:
-            return None
-        plaintext = self._read_prot.open(
-            record.epoch_seq, record.content_type, record.version, record.fragment
-        )
-        if len(plaintext) > MAX_PLAINTEXT:
-            raise BadRecord("record overflow", description=22)
-        self._replay.mark(seq)
-        return plaintext
+        # Replay check, authentication, the 2^14 limit, then the window (in EpochState.open).
+        return self._epoch.open(record.epoch_seq, record.content_type, record.fragment)
 
     def _encode(self, content_type: int, epoch: int, plaintext: bytes) -> bytes:
-        seq = self._write_seq[epoch]
+        if epoch:
+            assert self._epoch is not None
+            return self._epoch.seal(content_type, plaintext)
+        seq = self._write_seq0
         if seq > SEQ_MASK:
             raise LocalProtocolError("DTLS sequence numbers exhausted")
-        self._write_seq[epoch] = seq + 1
-        epoch_seq = epoch << 48 | seq
-        if epoch:
-            assert self._write_prot is not None
-            plaintext = self._write_prot.seal(epoch_seq, content_type, self._version, plaintext)
-        return encode_record(content_type, self._version, epoch_seq, plaintext)
+        self._write_seq0 = seq + 1
+        return encode_record(content_type, self._version, seq, plaintext)
 
     def _send_flight(self) -> None:
         datagram = b""
@@ -447,6 +447,8 @@ class DtlsAssociation:
         hello = pull_client_hello_untrusted(message.body)
         if not any(hello.random):
             raise BadRecord("all-zero ClientHello random (ocserv #277)", description=47)
+        if message.message_seq > _MAX_HELLO_SEQ:
+            raise BadRecord(f"ClientHello message_seq {message.message_seq}", description=47)
         if isinstance(self._mode, PskMode):
             if not hello.cookie:
                 return False  # Stale pre-cookie hello; cookies are checked before we exist.
@@ -464,7 +466,7 @@ class DtlsAssociation:
         self._client_random = hello.random
         self._server_random = self._random_bytes(32)
         self._message_seq = message.message_seq
-        self._write_seq[0] = self._hello_epoch_seq & SEQ_MASK
+        self._write_seq0 = self._hello_epoch_seq & SEQ_MASK
         bodies_only = suite.version == ProtocolVersion.DTLS1_BAD_VER
         self._transcript = Transcript(suite, bodies_only=bodies_only)
         self._transcript.add(HandshakeType.client_hello, message.message_seq, message.body)
@@ -546,9 +548,8 @@ class DtlsAssociation:
     def _install_keys(self) -> None:
         assert self._suite is not None
         assert self._client_random is not None
-        self._read_prot, self._write_prot = derive_protections(
-            self._suite, self._master, self._client_random, self._server_random, self._random_bytes
-        )
+        keys = derive_key_block(self._suite, self._master, self._client_random, self._server_random)
+        self._epoch = new_epoch_state(self._suite, keys, self._random_bytes)
 
     def _queue_handshake(self, msg_type: HandshakeType, body: bytes, epoch: int) -> None:
         assert self._transcript is not None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hmac
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Protocol
 
@@ -40,10 +40,13 @@ __all__ = [
     "BulkCipher",
     "CipherSuite",
     "DtlsSuite",
+    "KeyBlock",
     "ProtocolVersion",
     "RecordProtection",
     "SuiteParams",
+    "derive_key_block",
     "derive_protections",
+    "protections",
 ]
 
 
@@ -291,14 +294,37 @@ def _protection(
     return _CbcSha1(lambda iv: Cipher(des3, modes.CBC(iv)), 8, mac_key, random_bytes)
 
 
-def derive_protections(
-    suite: DtlsSuite,
-    master_secret: bytes,
-    client_random: bytes,
-    server_random: bytes,
-    random_bytes: Callable[[int], bytes],
-) -> tuple[RecordProtection, RecordProtection]:
-    """Return ``(client_write, server_write)`` from the RFC 5246 §6.3 key block."""
+@dataclass(frozen=True, slots=True)
+class KeyBlock:
+    """The RFC 5246 §6.3 key block of one association, split per direction.
+
+    ``read_*`` protect what the client writes (the server reads), ``write_*`` what the server
+    writes. Secret: never logged, not in the ``repr``.
+    """
+
+    read_mac: bytes = field(repr=False)
+    write_mac: bytes = field(repr=False)
+    read_key: bytes = field(repr=False)
+    write_key: bytes = field(repr=False)
+    read_iv: bytes = field(repr=False)
+    write_iv: bytes = field(repr=False)
+
+    def swapped(self) -> KeyBlock:
+        """The same keys seen from the client (for tests and benchmarks that play the client)."""
+        return KeyBlock(
+            self.write_mac,
+            self.read_mac,
+            self.write_key,
+            self.read_key,
+            self.write_iv,
+            self.read_iv,
+        )
+
+
+def derive_key_block(
+    suite: DtlsSuite, master_secret: bytes, client_random: bytes, server_random: bytes
+) -> KeyBlock:
+    """Return the server's view of the RFC 5246 §6.3 key block."""
     params = suite.params
     mac, key, iv = params.mac_key_len, params.key_len, params.fixed_iv_len
     seed = server_random + client_random
@@ -308,8 +334,27 @@ def derive_protections(
     for size in (mac, mac, key, key, iv, iv):
         parts.append(block[offset : offset + size])
         offset += size
-    client_mac, server_mac, client_key, server_key, client_iv, server_iv = parts
+    return KeyBlock(*parts)
+
+
+def protections(
+    suite: DtlsSuite, keys: KeyBlock, random_bytes: Callable[[int], bytes]
+) -> tuple[RecordProtection, RecordProtection]:
+    """Return ``(read, write)`` protections of ``keys`` (read = what the client writes)."""
+    params = suite.params
     return (
-        _protection(params, client_mac, client_key, client_iv, random_bytes),
-        _protection(params, server_mac, server_key, server_iv, random_bytes),
+        _protection(params, keys.read_mac, keys.read_key, keys.read_iv, random_bytes),
+        _protection(params, keys.write_mac, keys.write_key, keys.write_iv, random_bytes),
     )
+
+
+def derive_protections(
+    suite: DtlsSuite,
+    master_secret: bytes,
+    client_random: bytes,
+    server_random: bytes,
+    random_bytes: Callable[[int], bytes],
+) -> tuple[RecordProtection, RecordProtection]:
+    """Return ``(client_write, server_write)`` from the RFC 5246 §6.3 key block."""
+    keys = derive_key_block(suite, master_secret, client_random, server_random)
+    return protections(suite, keys, random_bytes)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ocgate.gateway._authflow import Accepted, LoginBackends, LoginFlow, Prompt, Step
+    from ocgate.gateway._bandwidth import TokenBucket
     from ocgate.gateway._connect import (
         TunnelPlan,
         client_wants_ipv6,
@@ -16,9 +17,16 @@ if TYPE_CHECKING:
         dtls_headers,
         is_mobile,
     )
+    from ocgate.gateway._filter import tunnel_filter
     from ocgate.gateway._groups import GroupEntry, GroupMenu, parse_group_entry
     from ocgate.gateway._login import DOWNLOADER_STUBS, LoginDialog, LoginServices
-    from ocgate.gateway._plan import lease_ipv4, plan_tunnel, previous_addresses
+    from ocgate.gateway._plan import (
+        lease_addresses,
+        lease_ipv4,
+        lease_ipv6,
+        plan_tunnel,
+        previous_addresses,
+    )
     from ocgate.gateway._scripts import ScriptContext, script_environment
     from ocgate.gateway._settings import SessionSettings, radius_overrides, session_settings
 
@@ -35,18 +43,22 @@ _WHERE = {
     "ScriptContext": "ocgate.gateway._scripts",
     "SessionSettings": "ocgate.gateway._settings",
     "Step": "ocgate.gateway._authflow",
+    "TokenBucket": "ocgate.gateway._bandwidth",
     "TunnelPlan": "ocgate.gateway._connect",
     "client_wants_ipv6": "ocgate.gateway._connect",
     "connect_headers": "ocgate.gateway._connect",
     "dtls_headers": "ocgate.gateway._connect",
     "is_mobile": "ocgate.gateway._connect",
+    "lease_addresses": "ocgate.gateway._plan",
     "lease_ipv4": "ocgate.gateway._plan",
+    "lease_ipv6": "ocgate.gateway._plan",
     "parse_group_entry": "ocgate.gateway._groups",
     "plan_tunnel": "ocgate.gateway._plan",
     "previous_addresses": "ocgate.gateway._plan",
     "radius_overrides": "ocgate.gateway._settings",
     "script_environment": "ocgate.gateway._scripts",
     "session_settings": "ocgate.gateway._settings",
+    "tunnel_filter": "ocgate.gateway._filter",
 }
 
 
@@ -72,16 +84,20 @@ __all__ = [
     "ScriptContext",
     "SessionSettings",
     "Step",
+    "TokenBucket",
     "TunnelPlan",
     "client_wants_ipv6",
     "connect_headers",
     "dtls_headers",
     "is_mobile",
+    "lease_addresses",
     "lease_ipv4",
+    "lease_ipv6",
     "parse_group_entry",
     "plan_tunnel",
     "previous_addresses",
     "radius_overrides",
     "script_environment",
     "session_settings",
+    "tunnel_filter",
 ]

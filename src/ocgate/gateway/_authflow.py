@@ -225,10 +225,10 @@ class LoginFlow:
         return self._accepted(outcome, "password")
 
     def _accepted(self, ok: PasswordOk, method: str) -> Accepted:
+        # With certificate AND password the groups are the password backend's; the dialog then
+        # also wants the chosen one in the certificate (ocserv sec-mod ``check_group``).
         identity = self._bound_identity()
         groups = ok.groups
-        if identity is not None and identity.group_oid is not None:
-            groups = identity.groups
         self.restart()
         if identity is not None:
             method = f"certificate+{method}"

@@ -15,10 +15,17 @@ Theory of operation (anyconnect-protocol.md §2.3, §3; ocserv ``src/worker-auth
   locked user, empty and wrong password produce byte-identical replies; only the log says which.
   Each failure adds ``ban-points-wrong-password`` to the client address; a banned address is
   refused even with the right password.
-* Success checks the user and group names (one safe path component each), builds the session's
-  settings (per-group and per-user files, RADIUS attributes), creates a server-side session and
-  returns its cookie both as ``Set-Cookie: webvpn=`` and as ``<session-token>``.
+* Success builds the session's settings (per-group and per-user files, RADIUS attributes),
+  creates a server-side session and returns its cookie both as ``Set-Cookie: webvpn=`` and as
+  ``<session-token>``. Any user or group name the backend accepts may log in (``sp@c/al``,
+  UTF-8, quotes); only the lookup of a per-user or per-group file refuses a name that is not one
+  safe path component, and then the session is refused with that reason in the log.
 * A ``logout`` document or ``GET /logout`` with the cookie ends the session.
+* ``/svc`` is the login of Cisco IP phones (``cisco-svc-client-compat``, :meth:`LoginDialog._svc`):
+  a cookie-setting ``GET``, then a urlencoded POST; no forms, one try.
+* A certificate-only login with a group to choose (``select-group`` entries, or several groups
+  in the certificate) first gets a form with just the group list, as ocserv's does; the list
+  holds every ``cert-group-oid`` value, so ``--authgroup`` may pick one ``select-group`` omits.
 
 The dialog does no I/O itself: the backends are injected coroutines, so a slow backend (RADIUS)
 never blocks the event loop, and time comes from an injected clock.
@@ -33,6 +40,7 @@ from dataclasses import dataclass, field
 from ocgate.aggauth import (
     AuthReply,
     FormInput,
+    GroupOption,
     InitRequest,
     LoginForm,
     LogoutRequest,
@@ -41,10 +49,11 @@ from ocgate.aggauth import (
     render_complete,
     render_legacy_form,
     render_legacy_success,
+    render_logout_complete,
 )
 from ocgate.auth import AuthResult, LoginContext, select_group
 from ocgate.certauth import check_cert_group
-from ocgate.config import Config, check_name_component
+from ocgate.config import Config
 from ocgate.errors import AuthFailed, BadAuthXml, ConfigError, InvalidCookie
 from ocgate.gateway._authflow import Accepted, LoginBackends, LoginFlow, Prompt, Step
 from ocgate.gateway._groups import GroupMenu
@@ -58,9 +67,17 @@ __all__ = ["DOWNLOADER_STUBS", "LoginDialog", "LoginServices"]
 log = logging.getLogger("ocgate.auth")
 
 MAX_TRIES = 3
+SVC_PATH = "/svc"
+SVC_USER_AGENT = "Cisco SVC IPPhone Client"
+"""ocserv's ``AGENT_SVC_IPPHONE``: the user agent prefix of the phones (``src/worker-http.c``)."""
 _AUTH_PATHS = frozenset({"/", "/auth", "/VPN"})
 _XML_HEADERS = (("Content-Type", "text/xml; charset=utf-8"), ("X-Transcend-Version", "1"))
 _FAILED = "Login failed."
+_GROUP_PROMPT = "Please select your group."
+_CREDENTIAL_INPUTS = (
+    FormInput(type="text", name="username", label="Username:", value=None),
+    FormInput(type="password", name="password", label="Password:", value=None),
+)
 
 # AnyConnect fetches these before and after connecting; answering them keeps it from trying to
 # download and "update" itself (anyconnect-protocol.md §2.3).
@@ -133,8 +150,11 @@ class LoginDialog:
     ) -> None:
         self._services = services
         self._remote = remote_addr
+        self._peer_chain = peer_chain
         self._failures = 0
         self._group: str | None = None
+        self._group_asked = False
+        self._cert_pending: Accepted | None = None
         self._flow = LoginFlow(
             services.backends,
             LoginContext(client_ip=remote_addr, server_ip=local_addr),
@@ -144,6 +164,8 @@ class LoginDialog:
     async def handle(self, request: Request) -> Response:
         """Answer ``request`` (anything but ``CONNECT``)."""
         path = request.target.split("?", 1)[0]
+        if path == SVC_PATH and request.method in ("GET", "POST"):
+            return await self._svc(request)
         if request.method == "GET":
             if path in _AUTH_PATHS:
                 return self._start(request)
@@ -174,10 +196,65 @@ class LoginDialog:
             return self._start(request)
         if message.group_select:
             self._group = message.group_select
+        pending = self._cert_pending
+        if pending is not None:  # The group form of a certificate-only login was answered.
+            self._cert_pending = None
+            return self._finish(request, pending)
         flow = self._flow
         if flow.step is Step.CREDENTIALS and not message.username and message.password is None:
             return self._form(request, Prompt(step=Step.CREDENTIALS, message=_prompt()), None)
         return await self._login(request, message)
+
+    async def _svc(self, request: Request) -> Response:
+        """The ``/svc`` login of Cisco IP phones (ocserv ``src/worker-svc.c``, ocserv ≥ 1.2).
+
+        ``GET /svc`` (or a POST without both fields) answers ``200`` with an empty body and
+        ``Set-Cookie: webvpnlogin=1``, which tells the phone to POST ``username=&password=``
+        (urlencoded) to ``/svc``. Success answers ``200`` with ``Set-Cookie: webvpn=COOKIE`` and
+        no body; the phone then CONNECTs with that cookie. Any failure answers ``401
+        Authentication failed`` and closes (ocserv ends the worker). A login that needs a further
+        step (OTP, RADIUS challenge) cannot be done this way and fails. ocserv serves ``/svc``
+        even with ``cisco-svc-client-compat = false`` or another user agent, with a warning.
+        """
+        if not self._services.config.cisco_svc_client_compat:
+            log.warning(
+                "event=svc-request remote=%s reason='cisco-svc-client-compat = false'",
+                self._remote,
+            )
+        agent = request.header("user-agent") or ""
+        if not agent.lower().startswith(SVC_USER_AGENT.lower()):
+            log.warning("event=svc-request remote=%s reason='unexpected user agent %r'",
+                        self._remote, agent[:100])  # fmt: skip
+        if request.method == "GET":
+            return _svc_hello()
+        try:
+            message = parse_client_message_untrusted(request.body, request.header("content-type"))
+        except BadAuthXml:
+            return _svc_hello()
+        reply = message if isinstance(message, AuthReply) else AuthReply()
+        banned = self._banned()
+        if banned is not None:
+            return banned
+        try:
+            outcome = self._flow.begin()
+            if isinstance(outcome, Prompt):
+                if not reply.username or reply.password is None:
+                    return _svc_hello()  # ocserv: "no username/password field in body".
+                outcome = await self._flow.submit(reply)
+            if isinstance(outcome, Prompt):
+                raise AuthFailed("the /svc login cannot answer a further step (OTP, challenge)")
+            group = self._choose_group(outcome)
+            settings = self._settings(outcome, group)
+            limit = settings.config.max_same_clients
+            if limit > 1 and self._services.count_connected(outcome.username) >= limit:
+                raise AuthFailed(f"max-same-clients ({limit}) reached")
+        except AuthFailed as exc:
+            self._failures += 1
+            self._services.on_auth_failure(self._remote)
+            self._log_failure(reply.username or "", str(exc))
+            return Response(401, "Authentication failed", (), b"", close=True)
+        self._services.on_login("success", outcome.method)
+        return self._complete(request, outcome, group, settings, svc=True)
 
     def _banned(self) -> Response | None:
         if not self._services.is_banned(self._remote):
@@ -202,8 +279,33 @@ class LoginDialog:
                 "event=certificate-refused remote=%s reason=%r", self._remote, flow.cert_refusal
             )
         if isinstance(outcome, Accepted):
+            if self._group is None and not self._group_asked and len(self._group_options()) > 1:
+                # Certificate alone, but a group to choose: a form with just the group list, as
+                # ocserv shows, so that --authgroup can pick any of the certificate's groups.
+                self._group_asked = True
+                self._cert_pending = outcome
+                prompt = Prompt(step=Step.CREDENTIALS, message=_GROUP_PROMPT)
+                return self._form(request, prompt, None, inputs=())
             return self._finish(request, outcome)
         return self._form(request, outcome, None)
+
+    def _group_options(self) -> tuple[GroupOption, ...]:
+        """The form's group list: ``default-select-group``, the certificate's groups that are
+        not listed otherwise (ocserv ``get_auth_handler2`` adds every ``cert-group-oid`` value),
+        then ``select-group`` (and, with ``auto-select-group``, the password file's groups)."""
+        menu = self._services.groups
+        options = list(menu.options(self._group)) if menu else []
+        identity = self._flow.identity
+        if identity is None or identity.group_oid is None:
+            return tuple(options)
+        listed = {option.value for option in options}
+        extra = [
+            GroupOption(value=g, label=g, selected=g == self._group)
+            for g in identity.groups
+            if g not in listed
+        ]
+        at = 1 if menu is not None and menu.default else 0
+        return (*options[:at], *extra, *options[at:])
 
     async def _login(self, request: Request, reply: AuthReply) -> Response:
         banned = self._banned()
@@ -237,18 +339,27 @@ class LoginDialog:
         return self._form(request, self._flow.after_failure(), _FAILED)
 
     def _choose_group(self, accepted: Accepted) -> str | None:
+        """The session's group (ocserv sec-mod ``check_group``): a certificate alone offers its
+        ``cert-group-oid`` values; with a password as well, the password backend decides (a
+        requested group must be one of its groups, else its first is taken) and the
+        certificate must hold that group too."""
         menu = self._services.groups
         requested = menu.resolve(self._group) if menu is not None else self._group
-        if accepted.cert is not None and accepted.cert.group_oid is not None:
-            return check_cert_group(accepted.cert, requested)
-        return select_group(AuthResult(accepted.username, accepted.groups), requested)
+        cert = accepted.cert
+        if cert is None or cert.group_oid is None:
+            return select_group(AuthResult(accepted.username, accepted.groups), requested)
+        if accepted.method == "certificate":
+            return check_cert_group(cert, requested)
+        group = select_group(AuthResult(accepted.username, accepted.groups), requested)
+        if group is not None:
+            check_cert_group(cert, group)
+        return group
 
     def _settings(self, accepted: Accepted, group: str | None) -> SessionSettings:
         config = self._services.config
         try:
-            check_name_component(accepted.username, "user name")
-            if group is not None:
-                check_name_component(group, "group name")
+            # Any name the backend accepted is fine; only looking up a per-user or per-group file
+            # refuses one that is not a single safe path component (ocserv 1.5.1).
             return session_settings(
                 config, username=accepted.username, group=group, radius=accepted.radius
             )
@@ -261,7 +372,8 @@ class LoginDialog:
             group = self._choose_group(accepted)
             settings = self._settings(accepted, group)
             limit = settings.config.max_same_clients
-            if limit and services.count_connected(accepted.username) >= limit:
+            # With a limit of 1 the new session replaces the old one at CONNECT (ocserv ≥ 1.2).
+            if limit > 1 and services.count_connected(accepted.username) >= limit:
                 raise AuthFailed(f"max-same-clients ({limit}) reached")
         except AuthFailed as exc:
             self._flow.restart()
@@ -270,7 +382,13 @@ class LoginDialog:
         return self._complete(request, accepted, group, settings)
 
     def _complete(
-        self, request: Request, accepted: Accepted, group: str | None, settings: SessionSettings
+        self,
+        request: Request,
+        accepted: Accepted,
+        group: str | None,
+        settings: SessionSettings,
+        *,
+        svc: bool = False,
     ) -> Response:
         services = self._services
         config = settings.config
@@ -285,8 +403,13 @@ class LoginDialog:
             session_timeout=config.session_timeout,
         )
         session.extra["settings"] = settings
+        session.extra["login_address"] = self._remote  # deny-roaming compares CONNECTs with it.
         if accepted.radius is not None:
             session.extra["radius"] = accepted.radius
+        if accepted.cert is not None:
+            # A cookie reconnect is checked against it: the same certificate (unless
+            # cisco-client-compat), still valid under the CRL of that moment.
+            session.extra["cert_chain"] = tuple(self._peer_chain())
         save = getattr(services.store, "save", None)
         if callable(save):  # A durable store keeps the settings for a reconnect after a restart.
             save(session)
@@ -299,6 +422,9 @@ class LoginDialog:
             accepted.method,
             ",".join(settings.sources) or "-",
         )
+        if svc:  # ocserv post_svc_handler: the cookie and nothing else.
+            headers = (("Set-Cookie", f"webvpn={cookie}; secure"), ("X-Transcend-Version", "1"))
+            return Response(200, "OK", headers, b"")
         sha1 = services.credentials.sha1_hex
         cookies = (
             ("Set-Cookie", f"webvpn={cookie}; Secure; HttpOnly"),
@@ -319,19 +445,22 @@ class LoginDialog:
             body = render_legacy_success()
         return Response(200, "OK", (*_XML_HEADERS, *cookies), body)
 
-    def _form(self, request: Request, prompt: Prompt, error: str | None) -> Response:
+    def _form(
+        self,
+        request: Request,
+        prompt: Prompt,
+        error: str | None,
+        *,
+        inputs: tuple[FormInput, ...] = _CREDENTIAL_INPUTS,
+    ) -> Response:
         config = self._services.config
-        menu = self._services.groups
         if prompt.step is Step.CREDENTIALS:
             form = LoginForm(
                 message=prompt.message,
                 error=error,
                 banner=config.pre_login_banner,
-                inputs=(
-                    FormInput(type="text", name="username", label="Username:", value=None),
-                    FormInput(type="password", name="password", label="Password:", value=None),
-                ),
-                groups=menu.options(self._group) if menu else (),
+                inputs=inputs,
+                groups=self._group_options(),
             )
         else:
             label = "OTP:" if prompt.step is Step.OTP else "Password:"
@@ -347,7 +476,8 @@ class LoginDialog:
     def _logout(self, message: LogoutRequest) -> Response:
         if message.session_token:
             self._end_session(message.session_token)
-        return Response(200, "OK", _XML_HEADERS, b"")
+        # Like every AggAuth reply: a UTF-8 XML declaration and a charset in Content-Type.
+        return Response(200, "OK", _XML_HEADERS, render_logout_complete())
 
     def _logout_by_cookie(self, request: Request) -> None:
         cookie = request.cookies().get("webvpn")
@@ -362,6 +492,16 @@ class LoginDialog:
             return
         log.info("event=logout user=%r session=%s", session.username, session.sid)
         self._services.end_session(session, "user logout")
+
+
+def _svc_hello() -> Response:
+    """ocserv ``get_svc_handler``: ``webvpnlogin=1`` asks the phone to POST its credentials."""
+    headers = (
+        ("Set-Cookie", "webvpn=; expires=Thu, 01 Jan 1970 22:00:00 GMT; path=/; secure"),
+        ("Set-Cookie", "webvpnlogin=1; secure"),
+        ("X-Transcend-Version", "1"),
+    )
+    return Response(200, "OK", headers, b"")
 
 
 def _prompt() -> str:

@@ -23,9 +23,17 @@ from ocgate.gateway._connect import (
 )
 from ocgate.gateway._settings import SessionSettings
 from ocgate.http import Request
+from ocgate.radius import RadiusResult
 from ocgate.session import Ipv4Pool, Ipv6Pool, Session
 
-__all__ = ["lease_ipv4", "plan_tunnel", "previous_addresses", "valid_hostname_untrusted"]
+__all__ = [
+    "lease_addresses",
+    "lease_ipv4",
+    "lease_ipv6",
+    "plan_tunnel",
+    "previous_addresses",
+    "valid_hostname_untrusted",
+]
 
 
 def plan_tunnel(
@@ -46,11 +54,8 @@ def plan_tunnel(
     :raises ResourceError: no address can be given.
     """
     headers = {name: value for name, value in reversed(request.headers)}
-    prefer4, prefer6 = previous_addresses(request)
-    lease_ipv4(session, pool4, sessions, prefer4)
     want6 = client_wants_ipv6(headers) and (pool6 is not None or session.ipv6 is not None)
-    if want6 and pool6 is not None and session.ipv6 is None:
-        session.ipv6 = pool6.allocate(session.username, prefer=prefer6)
+    lease_addresses(session, pool4, pool6, sessions, want6=want6)
     base, proposed = parse_mtu_headers_untrusted(
         headers.get("x-cstp-base-mtu"), headers.get("x-cstp-mtu")
     )
@@ -122,36 +127,105 @@ def valid_hostname_untrusted(value: str) -> str | None:
     return label if _HOSTNAME_LABEL.fullmatch(label) else None
 
 
-def lease_ipv4(
+def lease_addresses(
     session: Session,
-    pool: Ipv4Pool | None,
+    pool4: Ipv4Pool | None,
+    pool6: Ipv6Pool | None,
     sessions: Sequence[Session],
-    prefer: ipaddress.IPv4Address | None,
+    *,
+    want6: bool,
 ) -> None:
-    """Give the session its IPv4 address: the explicit one (``explicit-ipv4``,
-    Framed-IP-Address) if it has one, else a pool lease (``prefer`` if free).
+    """Give the session its addresses, unless it holds them already (a reconnect keeps them).
 
-    An explicit address inside the pool is leased from the pool; one outside it is assigned
-    directly (ocserv uses it as the lease), after checking no other session holds it.
+    The client never chooses: ``X-CSTP-Address`` (what a reconnecting openconnect sends) is not
+    consulted, because a session that holds a lease gets exactly that lease back, and a session
+    without one must not pick a free address of its liking (another user's usual
+    ``predictable-ips`` address, say). ocserv ignores the header as well (``src/ip-lease.c``).
 
-    :raises ResourceError: the explicit address is taken, or the pool is full.
+    :param want6: the client asked for IPv6 (``X-CSTP-Full-IPv6-Capability``).
+    :raises ResourceError: an explicit address is refused, or a pool is full.
+    """
+    lease_ipv4(session, pool4, sessions)
+    if want6:
+        lease_ipv6(session, pool6)
+
+
+def _settings(session: Session) -> SessionSettings | None:
+    settings = session.extra.get("settings")
+    return settings if isinstance(settings, SessionSettings) else None
+
+
+def _framed(session: Session, address: ipaddress.IPv4Address) -> bool:
+    """Whether ``address`` is the Framed-IP-Address RADIUS gave this session."""
+    radius = session.extra.get("radius")
+    return isinstance(radius, RadiusResult) and radius.framed_ipv4 == address
+
+
+def lease_ipv4(session: Session, pool: Ipv4Pool | None, sessions: Sequence[Session]) -> None:
+    """Give the session its IPv4 address, unless it has one: the explicit one (``explicit-ipv4``
+    or RADIUS Framed-IP-Address) if it has one, else a pool lease.
+
+    An explicit address must be a client address of ``ipv4-network`` that no other session holds;
+    it is then leased from the pool. A per-user or per-group ``explicit-ipv4`` outside the pool is
+    refused: a line in a user's file must not hand out the address of a host on the gateway's
+    networks. A Framed-IP-Address may lie outside the pool (RADIUS is the address authority, as in
+    ocserv), but never on the pool's network, server or broadcast address, and never on an address
+    another session holds.
+
+    :raises ResourceError: the explicit address is refused or taken, or the pool is full.
     """
     if session.ipv4 is not None:
         return
-    settings = session.extra.get("settings")
-    explicit = settings.explicit_ipv4 if isinstance(settings, SessionSettings) else None
+    settings = _settings(session)
+    explicit = settings.explicit_ipv4 if settings is not None else None
     if explicit is None:
         if pool is not None:
-            session.ipv4 = pool.allocate(session.username, prefer=prefer)
+            session.ipv4 = pool.allocate(session.username)
         return
     if pool is not None and pool.owns(explicit):
         if explicit in pool:
-            raise ResourceError(f"explicit address {explicit} is in use")
+            raise ResourceError(f"explicit address {explicit} is leased to another session")
         session.ipv4 = pool.allocate(session.username, prefer=explicit)
         return
+    pool_text = f"ipv4-network {pool.network}" if pool is not None else "no ipv4-network"
+    if not _framed(session, explicit):
+        raise ResourceError(f"explicit-ipv4 {explicit} is outside the address pool ({pool_text})")
+    if pool is not None and explicit in pool.network:
+        raise ResourceError(f"Framed-IP-Address {explicit} is not a client address of {pool_text}")
     if any(s.ipv4 == explicit for s in sessions if s is not session):
-        raise ResourceError(f"explicit address {explicit} is in use")
+        raise ResourceError(f"explicit address {explicit} is leased to another session")
     session.ipv4 = explicit
+
+
+def lease_ipv6(session: Session, pool: Ipv6Pool | None) -> None:
+    """Give the session its IPv6 lease, unless it has one: ``explicit-ipv6`` or a pool lease.
+
+    ``explicit-ipv6`` must be the first address of a free ``ipv6-subnet-prefix`` lease of
+    ``ipv6-network`` (with the default prefix 128: any free client address of the pool).
+
+    :raises ResourceError: the explicit address is refused or taken, or the pool is full.
+    """
+    if session.ipv6 is not None:
+        return
+    settings = _settings(session)
+    explicit = settings.explicit_ipv6 if settings is not None else None
+    if explicit is None:
+        if pool is not None:
+            session.ipv6 = pool.allocate(session.username)
+        return
+    if pool is None or not pool.owns(explicit):
+        pool_text = f"ipv6-network {pool.network}" if pool is not None else "no ipv6-network"
+        raise ResourceError(f"explicit-ipv6 {explicit} is outside the address pool ({pool_text})")
+    if explicit in pool:
+        raise ResourceError(f"explicit address {explicit} is leased to another session")
+    lease = pool.allocate(session.username, prefer=explicit)
+    if lease.network_address != explicit:
+        pool.release(lease)
+        raise ResourceError(
+            f"explicit-ipv6 {explicit} is not the first address of a "
+            f"/{pool.subnet_prefix} lease of ipv6-network {pool.network}"
+        )
+    session.ipv6 = lease
 
 
 def previous_addresses(

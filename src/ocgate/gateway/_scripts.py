@@ -4,8 +4,14 @@ Variable names and value forms follow ocserv ``src/main-user.c`` (``call_script`
 ``export_fw_info``): lists are space-separated with a trailing space, routes keep their configured
 form (IPv4 as ``net/dotted-mask``), ``IP_LOCAL``/``IP_REMOTE`` are the tunnel ends (the IPv6 ones
 when there is no IPv4), and the disconnect call adds ``STATS_BYTES_IN`` (from the client),
-``STATS_BYTES_OUT`` (to the client) and ``STATS_DURATION``. Newer ocserv versions add ``VHOST``,
-``USER_AGENT``, ``DEVICE_TYPE``, ``DEVICE_PLATFORM`` and ``REMOTE_HOSTNAME``; so does ocgate.
+``STATS_BYTES_OUT`` (to the client) and ``STATS_DURATION``. With ``restrict-user-to-routes`` or
+``restrict-user-to-ports`` ocserv also exports ``OCSERV_RESTRICT_TO_ROUTES`` and
+``OCSERV_ALLOW_PORTS``/``OCSERV_DENY_PORTS`` (for its ``ocserv-fw``); ocgate enforces those
+restrictions itself (``ocgate.ipfilter``) and still exports the variables for scripts that read
+them. Newer ocserv versions add ``VHOST``, ``USER_AGENT``, ``DEVICE_TYPE``, ``DEVICE_PLATFORM`` and
+``REMOTE_HOSTNAME``; so does ocgate (1.1.6 sets them too). ocserv 1.1.6 leaves ``IP_LOCAL`` and
+``IP_REMOTE`` unset for an IPv6-only tunnel (it tests the buffer it has just filled); its code means
+the IPv6 ends, which ocgate gives.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ocgate.config import Config, IPAddress, IPNetwork
+from ocgate.ipfilter import PortRule
 
 __all__ = ["ScriptContext", "script_environment"]
 
@@ -93,12 +100,29 @@ def script_environment(config: Config, ctx: ScriptContext) -> dict[str, str]:
     _export_split(env, "OCSERV_ROUTES", routes)
     _export_split(env, "OCSERV_NO_ROUTES", [_route_text(r) for r in config.no_route])
     _export_split(env, "OCSERV_DNS", [_address_text(a) for a in config.dns])
+    if config.restrict_user_to_routes:
+        env["OCSERV_RESTRICT_TO_ROUTES"] = "1"
+    ports = config.restrict_user_to_ports
+    if ports is not None and ports.rules:
+        name = "OCSERV_DENY_PORTS" if ports.deny else "OCSERV_ALLOW_PORTS"
+        env[name] = _spaced(_port_text(rule) for rule in ports.rules)
     if ctx.reason == "disconnect":
         env["STATS_BYTES_IN"] = str(ctx.bytes_in)
         env["STATS_BYTES_OUT"] = str(ctx.bytes_out)
         if ctx.duration is not None:
             env["STATS_DURATION"] = str(ctx.duration)
     return env
+
+
+def _port_text(rule: PortRule) -> str:
+    """ocserv's ``PROTO PORT`` pairs (``tcp 443``); a range as ``LOW:HIGH`` (iptables' form, which
+    ocserv's ``ocserv-fw`` passes to ``--dport``); ``icmp all`` for the protocols without ports."""
+    name = rule.proto.name.lower()
+    if rule.low == 0:
+        return f"{name} all"
+    if rule.low == rule.high:
+        return f"{name} {rule.low}"
+    return f"{name} {rule.low}:{rule.high}"
 
 
 def _address_text(address: IPAddress) -> str:

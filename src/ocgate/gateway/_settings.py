@@ -29,12 +29,16 @@ class SessionSettings:
         Framed-IP-Address), or ``None`` for a pool lease.
     :param hostname: ``hostname`` from a per-user file.
     :param sources: the per-user/per-group files applied (for the log).
+    :param explicit_ipv6: ``explicit-ipv6`` from a per-user or per-group file.
+    :param iroutes: ``iroute`` networks of the group and user files (valid tunnel sources).
     """
 
     config: Config
     explicit_ipv4: ipaddress.IPv4Address | None = None
     hostname: str | None = None
     sources: tuple[str, ...] = ()
+    explicit_ipv6: ipaddress.IPv6Address | None = None
+    iroutes: tuple[IPNetwork, ...] = ()
 
 
 def radius_overrides(config: Config, result: RadiusResult) -> Config:
@@ -66,10 +70,14 @@ def session_settings(
     layers = load_session_layers(config, username=username, group=group)
     effective = apply_layers(config, layers)
     explicit: ipaddress.IPv4Address | None = None
+    explicit6: ipaddress.IPv6Address | None = None
     hostname: str | None = None
+    iroutes: dict[IPNetwork, None] = {}
     for layer in layers:
         explicit = layer.explicit_ipv4 or explicit
+        explicit6 = layer.explicit_ipv6 or explicit6
         hostname = layer.hostname or hostname
+        iroutes.update(dict.fromkeys(layer.iroutes))
     if radius is not None:
         effective = radius_overrides(effective, radius)
         explicit = radius.framed_ipv4 or explicit
@@ -78,4 +86,6 @@ def session_settings(
         explicit_ipv4=explicit,
         hostname=hostname,
         sources=tuple(layer.source for layer in layers),
+        explicit_ipv6=explicit6,
+        iroutes=tuple(iroutes),
     )

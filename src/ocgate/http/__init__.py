@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from ocgate.http._camouflage import CamouflageGate, with_headers
 from ocgate.http._frontdoor import FrontDoor
 from ocgate.http._limits import HttpLimits
 from ocgate.http._response import Response
 from ocgate.http.events import ConnectionClosed, HttpEvent, ProtocolViolation, Request, TimedOut
 
 __all__ = [
+    "CamouflageGate",
     "ConnectionClosed",
     "FrontDoor",
     "HttpEvent",
@@ -16,4 +18,5 @@ __all__ = [
     "Request",
     "Response",
     "TimedOut",
+    "with_headers",
 ]

@@ -83,7 +83,12 @@ class AttachWorker(Message):
 
 
 class NewConnection(Message):
-    """To a worker: the TCP connection beside it, accepted by the supervisor."""
+    """To a worker: the TCP connection beside it, accepted by the supervisor.
+
+    ``token`` names it to the accept gate until the worker sends :class:`ConnectionDone`.
+    """
+
+    token: Count = 0
 
 
 class MetricsConnection(Message):
@@ -166,6 +171,13 @@ class ScriptDone(Reply):
     status: int
 
 
+class PingAddress(Message):
+    """From the auth service: does ``address`` answer a ping (``ping-leases``)? Reply: ``Ok``
+    with ``found`` = it answered."""
+
+    address: Host
+
+
 class SteerDatagram(Message):
     """A ClientHello for another worker's tunnel (by the id's worker byte)."""
 
@@ -187,22 +199,39 @@ class Scrape(Message):
     """From worker 0: the metrics of every process, rendered."""
 
 
+class ConnectionDone(Message):
+    """The connection of ``token`` left the accept gate's count: tunnel up, or closed."""
+
+    token: Count
+
+
+# Supervisor ⇄ auth service (the accept gate) ------------------------------------------------------
+
+
+class ConnectionPoints(Message):
+    """To the auth service: connections were accepted from these addresses (ban points)."""
+
+    addresses: Annotated[list[Host], msgspec.Meta(max_length=4096)]
+
+
+class BanState(msgspec.Struct, kw_only=True):
+    address: Host
+    seconds: float
+    """How much longer the ban lasts; 0 or less: lifted."""
+
+
+class Bans(Message):
+    """From the auth service: bans that changed (``replace``: the whole list, at its start)."""
+
+    entries: Annotated[list[BanState], msgspec.Meta(max_length=65536)]
+    replace: bool = False
+
+
 class ScrapeText(Reply):
     text: str
 
 
 # Worker → auth service ---------------------------------------------------------------------------
-
-
-class Admit(Message):
-    """A new TCP connection from ``address``."""
-
-    address: Host
-
-
-class Admitted(Reply):
-    delay: float = 0.0
-    refused: bool = False
 
 
 class LoginRequest(Message):
@@ -235,6 +264,10 @@ class ClaimSession(Message):
     prefer4: Host | None = None
     prefer6: Host | None = None
     want6: bool = True
+    remote: Host = ""
+    """The client's address (``deny-roaming`` compares it with the login's)."""
+    peer_chain: Annotated[list[bytes], msgspec.Meta(max_length=16)] = []
+    """The certificate chain this connection presented (a certificate session's check)."""
 
 
 class SessionGranted(Reply):
@@ -314,18 +347,18 @@ class LeaseEvent(Message):
 
 SUPERVISOR_FROM_WORKER = (
     Ok | Failed | Metrics | Users
-    | OpenTun | RunScript | SteerDatagram | TunnelEvent | Scrape
+    | OpenTun | RunScript | SteerDatagram | TunnelEvent | Scrape | ConnectionDone
 )  # fmt: skip
-SUPERVISOR_FROM_AUTH = Ok | Failed | Metrics | Sessions
+SUPERVISOR_FROM_AUTH = Ok | Failed | Metrics | Sessions | Bans | PingAddress
 SUPERVISOR_FROM_NVM = Ok | Failed | Metrics
 WORKER_ACCEPTS = (
     Ok | Failed | Configure | Stop | NewConnection | MetricsConnection | Steered | CollectMetrics
-    | UsersQuery | CloseTunnels | CloseSession | TunOpened | ScriptDone | ScrapeText | Admitted
+    | UsersQuery | CloseTunnels | CloseSession | TunOpened | ScriptDone | ScrapeText
     | LoginResponse | SessionGranted
 )  # fmt: skip
 AUTH_ACCEPTS = (
     Configure | Stop | AttachWorker | CollectMetrics | SessionsQuery | Unban | TerminateSession
-    | Admit | LoginRequest | ConnectionGone | ClaimSession | TunnelUp | TunnelDown
+    | ConnectionPoints | LoginRequest | ConnectionGone | ClaimSession | TunnelUp | TunnelDown
     | CountersUpdate | EndSession | Ok | Failed
 )  # fmt: skip
 NVM_ACCEPTS = Configure | Stop | CollectMetrics | LeaseEvent | Ok | Failed

@@ -1,10 +1,17 @@
-"""Prometheus metrics: the registry of the gateway and its scrape endpoint (``metrics-listen``)."""
+"""Prometheus metrics: the registry of the gateway and its scrape endpoint (``metrics-listen``).
+
+The registry (:class:`GatewayMetrics`, on ``prometheus_client``) is imported on first use (PEP 562):
+the supervisor only merges samples and never loads ``prometheus_client``.
+"""
 
 from __future__ import annotations
 
 from ocgate.metrics._http import parse_listen_address, serve_metrics
 from ocgate.metrics._merge import render_merged, samples_of
-from ocgate.metrics._registry import GatewayMetrics, LiveState, TunnelCounters
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocgate.metrics._registry import GatewayMetrics, LiveState, TunnelCounters
 
 __all__ = [
     "GatewayMetrics",
@@ -15,3 +22,11 @@ __all__ = [
     "samples_of",
     "serve_metrics",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in {"GatewayMetrics", "LiveState", "TunnelCounters"}:
+        from ocgate.metrics import _registry
+
+        return getattr(_registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Literal
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Literal
 
 from ocgate.ipc import messages as m
+
+if TYPE_CHECKING:  # The supervisor merges without importing prometheus_client at all.
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["render_merged", "samples_of"]
 

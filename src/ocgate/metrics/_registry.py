@@ -20,6 +20,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from ocgate.ipfilter import DropReason
+
 __all__ = ["GatewayMetrics", "LiveState", "TunnelCounters"]
 
 
@@ -33,6 +35,9 @@ class TunnelCounters:
     tx_bytes: int
     rx_packets: int
     tx_packets: int
+    dropped: tuple[int, ...] = ()
+    """Packets from the client the tunnel's filter dropped, indexed by
+    :class:`~ocgate.ipfilter.DropReason`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class _Closed:
     rx_packets: int = 0
     tx_packets: int = 0
     by_transport: dict[str, int] = field(default_factory=dict)
+    dropped: list[int] = field(default_factory=lambda: [0] * len(DropReason))
 
 
 class _LiveCollector(Collector):
@@ -85,6 +91,16 @@ class _LiveCollector(Collector):
         packets.add_metric(["rx"], closed.rx_packets + sum(t.rx_packets for t in tunnels))
         packets.add_metric(["tx"], closed.tx_packets + sum(t.tx_packets for t in tunnels))
         yield packets
+        dropped = CounterMetricFamily(
+            "ocgate_tunnel_dropped_packets",
+            "Packets from clients not written to the TUN device, by reason (spoofed-source, "
+            "link-local, malformed, restricted-route, restricted-port)",
+            labels=["reason"],
+        )
+        for reason in DropReason:
+            live = sum(t.dropped[reason] for t in tunnels if len(t.dropped) > reason)
+            dropped.add_metric([reason.label], closed.dropped[reason] + live)
+        yield dropped
         bans = GaugeMetricFamily("ocgate_banned_addresses", "Source addresses currently banned")
         bans.add_metric([], state.banned_addresses)
         yield bans
@@ -136,6 +152,8 @@ class GatewayMetrics:
         closed.tx_bytes += counters.tx_bytes
         closed.rx_packets += counters.rx_packets
         closed.tx_packets += counters.tx_packets
+        for index, count in enumerate(counters.dropped[: len(closed.dropped)]):
+            closed.dropped[index] += count
         self.tunnels_closed.labels(reason=reason).inc()
 
     def render(self) -> bytes:

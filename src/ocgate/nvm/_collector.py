@@ -16,12 +16,20 @@ as ``records_lost``, so a stalled database cannot exhaust memory. With a healthy
 ever lost: the bench checks stored == sent at 50 000 records/s.
 
 Exporters outside the allow-list are refused by :meth:`Collector.admit` (the listeners ask before
-they keep any state for a peer); refusals are counted per source address family as
-``refused``.
+they keep any state for a peer); refusals are counted as ``refused``. The allow-list comes from
+``NvmSettings.exporter_networks`` (loopback, the VPN pools, ``nvm-allow``); an address that holds
+a live VPN lease (an explicit per-user address outside the pools) is admitted too.
 
-Flows are attributed to VPN users twice: live, here, from the leases the gateway reported
-through a :class:`LeasePublisher` (so the hub and the SIEM see ``vpn_user``); and in the store
-writer from the whole lease history (``Store.attribute`` semantics) for everything else. The
+**Attribution.** A flow belongs to a VPN user only when the *exporter* — the source address of
+the datagram or connection it came in, which the exporter cannot choose without holding it — is
+that user's lease. The record's own ``src_addr`` is a claim of the exporter and decides nothing:
+otherwise anyone who can reach the collector could file flows under another user. Attribution
+happens twice: live, here, when a message is received, from the leases the gateway reported
+through a :class:`LeasePublisher`: the lease that holds the exporter's address *at receipt* (not
+at the flow's claimed time: a later holder of the address cannot claim an earlier one's past);
+so the hub and the SIEM see ``vpn_user``. Flows left unattributed are looked up by the store
+writer in the whole lease history, by the exporter's address at the flow's start (``Store``
+semantics: what a restarted collector, which missed the lease events, still gets right). The
 lease events themselves are written to the store in order by the publisher's task.
 
 Background duties (one task each, all stopped by :meth:`Collector.stop`): persist the template
@@ -261,6 +269,10 @@ class _LiveLeases:
                     if lease.session_id == args["session_id"] and lease.end is None:
                         lease.end = end
 
+    def holds(self, address: str) -> bool:
+        """Whether ``address`` (canonical) has a lease that has not ended."""
+        return any(lease.end is None for lease in self._by_addr.get(address, ()))
+
     def lookup(self, address: str, at: float) -> _LiveLease | None:
         leases = self._by_addr.get(address)
         if not leases:
@@ -279,11 +291,21 @@ class _LiveLeases:
                 del self._by_addr[key]
 
 
+def _attributed(record: Normalised, lease: _LiveLease) -> Normalised:
+    """``record`` filed under ``lease`` (flows only; the others carry no VPN user)."""
+    if not isinstance(record, FlowRecord) or record.vpn_user:
+        return record
+    return dataclasses.replace(record, vpn_user=lease.username, vpn_session=lease.session_id)
+
+
 def _canonical(address: str) -> str:
     try:
-        return ipaddress.ip_address(address).compressed
+        ip = ipaddress.ip_address(address.partition("%")[0])
     except ValueError:
         return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return ip.compressed
 
 
 class Collector:
@@ -293,7 +315,8 @@ class Collector:
     :param privacy: applied to every record before storage and export.
     :param hub: live feed; records are published after they are handed to the store.
     :param sinks: SIEM sinks (started and stopped with the collector).
-    :param allow: exporter networks; empty allows every source.
+    :param allow: exporter networks; empty allows every source (a library default for tests and
+        benches: the settings never give an empty list, see ``NvmSettings.exporter_networks``).
     :param retention_days: delete data older than this (0: keep forever).
     :param core: the decoder (a default one with persisted templates when ``None``).
     :param batch_records: records per store batch.
@@ -359,7 +382,10 @@ class Collector:
     # --- The verbs the listeners use ------------------------------------------------------------
 
     def admit(self, address: str) -> bool:
-        """Whether ``address`` may export to us (counted as ``refused`` when not)."""
+        """Whether ``address`` may export to us (counted as ``refused`` when not).
+
+        Allowed: an address in :attr:`allow`, or one that holds a live VPN lease.
+        """
         if not self.allow:
             return True
         allowed = self._allowed_cache.get(address)
@@ -375,6 +401,8 @@ class Collector:
             if len(self._allowed_cache) > 65536:
                 self._allowed_cache.clear()
             self._allowed_cache[address] = allowed
+        if not allowed and self._leases and self._leases.holds(_canonical(address)):
+            return True
         if not allowed:
             self._c["refused"] += 1
         return allowed
@@ -391,7 +419,7 @@ class Collector:
         core.receive_message(data, exporter, now)
         while (event := core.next_event()) is not None:
             if isinstance(event, RecordsDecoded):
-                self._records(event)
+                self._records(event, now)
             elif isinstance(event, TemplateLearned | TemplateWithdrawn):
                 self._templates_dirty = True
                 if isinstance(event, TemplateLearned) and event.redefined:
@@ -414,7 +442,7 @@ class Collector:
         self.core.forget_exporter(exporter)
         self._templates_dirty = True
 
-    def _records(self, event: RecordsDecoded) -> None:
+    def _records(self, event: RecordsDecoded, now: float) -> None:
         counts = self._c
         records = event.records
         counts["records_decoded"] += len(records)
@@ -423,6 +451,11 @@ class Collector:
             self._normaliser.extend(normalised, records)
         except Exception:
             normalised = self._one_by_one(records)
+        if self._leases and records:
+            # One event is one exporter's (a message, or the sets buffered for one template).
+            lease = self._leases.lookup(_canonical(records[0].exporter.address), now)
+            if lease is not None:
+                normalised = [_attributed(r, lease) for r in normalised]
         pending = self._pending
         apply = self.privacy.apply
         private = 0
@@ -558,8 +591,6 @@ class Collector:
                 await self._wake_writer.wait()
                 continue
             batch = self._backlog[0]
-            if self._leases:
-                batch = [self._attribute(r) for r in batch]
             try:
                 await self.store.write_batch(batch)
             except Exception:
@@ -574,14 +605,6 @@ class Collector:
                 self.hub.publish(flows)
             for sink in self.sinks:
                 sink.offer(batch)
-
-    def _attribute(self, record: Normalised) -> Normalised:
-        if not isinstance(record, FlowRecord) or record.vpn_user or record.src_addr is None:
-            return record
-        lease = self._leases.lookup(record.src_addr, record.time_start)
-        if lease is None:
-            return record
-        return dataclasses.replace(record, vpn_user=lease.username, vpn_session=lease.session_id)
 
     async def _timer(self) -> None:
         while True:

@@ -16,7 +16,11 @@ Keys (all optional; the collector runs when at least one listener is configured)
 * ``nvm-listen = udp://0.0.0.0:2055`` / ``tcp://[::]:4739`` (repeatable);
 * ``nvm-dtls-listen = dtls://0.0.0.0:4740`` (repeatable) with ``nvm-dtls-cert``,
   ``nvm-dtls-key`` and, for mutual DTLS, ``nvm-dtls-ca``;
-* ``nvm-allow = 10.0.0.0/8`` (repeatable): exporter networks; empty means everyone;
+* ``nvm-allow = 10.0.0.0/8`` (repeatable): exporter networks allowed besides the defaults.
+  Exporters are admitted from loopback, the VPN pools (``ipv4-network`` / ``ipv6-network``,
+  under ``ocgate serve``) and these networks, never from everyone by default; ``ocgate nvm
+  serve`` has no pools, so there it is loopback plus these. To accept every source, say so:
+  ``nvm-allow = 0.0.0.0/0`` and ``nvm-allow = ::/0`` (:meth:`NvmSettings.exporter_networks`);
 * ``nvm-store = sqlite:////var/lib/ocgate/nvm.sqlite`` or ``postgresql://…``;
 * ``nvm-api-listen = 127.0.0.1:8443``, ``nvm-api-token-file = /etc/ocgate/nvm-api.token``;
 * ``nvm-retention-days = 30``;
@@ -46,6 +50,7 @@ __all__ = [
     "DEFAULT_NVM_PORT",
     "DEFAULT_RETENTION_DAYS",
     "DEFAULT_STORE",
+    "LOOPBACK",
     "ListenAddress",
     "NvmSettings",
     "SinkAddress",
@@ -64,6 +69,8 @@ __all__ = [
 DEFAULT_NVM_PORT: Final = 2055
 """The port NVM exporters commonly use (UDP); IANA's IPFIX ports are 4739 and 4740 (DTLS)."""
 DEFAULT_STORE: Final = "sqlite:////var/lib/ocgate/nvm.sqlite"
+LOOPBACK: Final = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+"""Always allowed to export: local processes (and the tests)."""
 DEFAULT_RETENTION_DAYS: Final = 30
 _DEFAULT_PORTS: Final = {"udp": 2055, "tcp": 4739, "dtls": 4740}
 _SYSLOG_PORTS: Final = {"udp": 514, "tcp": 514, "tls": 6514}
@@ -211,7 +218,10 @@ class NvmSettings:
     :param dtls_cert: server certificate (PEM, chain allowed) for DTLS.
     :param dtls_key: its private key.
     :param dtls_ca: CA bundle of exporter certificates; set means mutual DTLS.
-    :param allow: exporter networks; empty allows every source.
+    :param allow: exporter networks configured with ``nvm-allow`` (added to the defaults, see
+        :meth:`exporter_networks`).
+    :param pools: the VPN address pools (``ipv4-network``, ``ipv6-network``; empty for ``ocgate
+        nvm serve``).
     :param store: store URL.
     :param retention_days: 0 keeps data forever.
     :param syslog: syslog sinks.
@@ -230,6 +240,7 @@ class NvmSettings:
     dtls_key: str | None = None
     dtls_ca: str | None = None
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    pools: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     store: str = DEFAULT_STORE
     retention_days: int = DEFAULT_RETENTION_DAYS
     syslog: tuple[SinkAddress, ...] = ()
@@ -254,6 +265,13 @@ class NvmSettings:
                 expected="an nvm-api-token-file line (one token per line in that file)",
             )
 
+    def exporter_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Where exporters may send from: loopback, the VPN pools, then ``nvm-allow``.
+
+        Never empty, so never "everyone" unless ``nvm-allow`` says ``0.0.0.0/0`` / ``::/0``.
+        """
+        return (*LOOPBACK, *self.pools, *self.allow)
+
     @classmethod
     def from_config(cls, config: Config) -> NvmSettings:
         """Build and cross-check the settings of a loaded ``Config``.
@@ -269,6 +287,9 @@ class NvmSettings:
                 dtls_key=config.nvm_dtls_key,
                 dtls_ca=config.nvm_dtls_ca,
                 allow=config.nvm_allow,
+                pools=tuple(
+                    net for net in (config.ipv4_network, config.ipv6_network) if net is not None
+                ),
                 store=config.nvm_store,
                 retention_days=config.nvm_retention_days,
                 syslog=config.nvm_syslog,

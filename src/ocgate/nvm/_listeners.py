@@ -4,16 +4,21 @@ Theory of operation
 -------------------
 Every adapter does the same three things: ask :meth:`Collector.admit` whether the source is on
 the allow-list (before any state is kept for it), turn bytes into whole IPFIX messages, and hand
-each to :meth:`Collector.receive_message` with the :class:`ExporterKey` of its transport session.
+each to :meth:`Collector.receive_message` with the :class:`ExporterKey` of its transport session
+(:meth:`ExporterKey.for_peer`: datagram exporters are keyed by source address alone, so a new
+source port keeps the templates and a spray from many ports is one exporter; a TCP connection is
+its own session).
 
 * **UDP**: one datagram is one message. The socket is read from an ``add_reader`` callback
   that drains up to ``_UDP_BURST`` datagrams per wake-up (no per-datagram loop iteration or
   transport overhead, as a ``DatagramProtocol`` would have). The socket asks for a 16 MiB
   receive buffer (``SO_RCVBUFFORCE`` as root, else ``SO_RCVBUF`` up to ``net.core.rmem_max``);
   kernel drops show in :func:`udp_receive_errors` (``/proc/net/snmp`` ``RcvbufErrors``).
+  Admitted sources are remembered by address (at most ``_MAX_KEYS``, then forgotten all at once).
 * **TCP**: a stream is cut with :func:`split_stream_untrusted`; a malformed stream closes the
-  connection. Connections are bounded (``max_connections``); a closed session's templates are
-  forgotten (RFC 7011 §8: TCP templates live as long as the session).
+  connection. Connections are bounded (``max_connections``, and ``max_connections_per_address``
+  from one address); a closed session's templates are forgotten (RFC 7011 §8: TCP templates live
+  as long as the session).
 * **DTLS** (:class:`DtlsDemux`, RFC 7011 §11, RFC 6347): one UDP socket, one pyOpenSSL
   ``Connection`` with memory BIOs per peer. A datagram from an unknown peer goes through a
   throw-away ``Connection`` and ``DTLSv1_listen``: without a valid cookie OpenSSL answers with a
@@ -23,8 +28,9 @@ each to :meth:`Collector.receive_message` with the :class:`ExporterKey` of its t
   every ``cookie_lifetime`` seconds (the previous secret is still accepted). Only datagrams that
   look like a DTLS handshake record reach OpenSSL, and new handshakes are rate limited. With a CA
   configured the exporter must present a certificate it issued (mutual DTLS); a failed handshake
-  drops the peer. Peers are bounded (``max_peers``, least recently heard from evicted) and idle
-  ones expire.
+  drops the peer. Peers are bounded (``max_peers``, least recently heard from evicted; at most
+  ``max_peers_per_address`` per source address, that address's oldest evicted) and idle ones
+  expire.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ _MAX_DATAGRAM: Final = 65535
 _COOKIE_LEN: Final = 16
 _UDP_BURST: Final = 256
 """Datagrams read per event-loop wake-up before other tasks get a turn."""
+_MAX_KEYS: Final = 65536
+"""Admitted UDP source addresses remembered (then the memo is cleared and rebuilt)."""
 
 Address = tuple[str, int]
 
@@ -124,7 +132,7 @@ class _UdpReader:
     def __init__(self, collector: Collector, sock: socket.socket) -> None:
         self.collector = collector
         self.sock = sock
-        self.keys: dict[Address, ExporterKey] = {}
+        self.keys: dict[str, ExporterKey] = {}
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._read_ready)
 
@@ -141,19 +149,19 @@ class _UdpReader:
             except OSError as exc:  # E.g. ICMP errors reported on the socket; keep reading.
                 log.debug("nvm: UDP receive error: %s", exc)
                 return
-            key = keys.get(addr[:2])
+            key = keys.get(addr[0])
             if key is None:
-                key = self._admit(str(addr[0]), _port(addr[1]))
+                key = self._admit(str(addr[0]))
                 if key is None:
                     continue
             receive(data, key, now)
 
-    def _admit(self, host: str, port: int) -> ExporterKey | None:
+    def _admit(self, host: str) -> ExporterKey | None:
         if not self.collector.admit(host):
             return None
-        if len(self.keys) > 65536:
+        if len(self.keys) >= _MAX_KEYS:
             self.keys.clear()
-        key = self.keys[(host, port)] = ExporterKey("udp", host, port)
+        key = self.keys[host] = ExporterKey.for_peer("udp", host, 0)
         return key
 
     def close(self) -> None:
@@ -171,18 +179,26 @@ class _TcpProtocol(asyncio.Protocol):
         self.collector = owner.collector
         self.buffer = b""
         self.key: ExporterKey | None = None
+        self.host = ""
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # A stream server hands out these.
         peer = transport.get_extra_info("peername")
         host, port = str(peer[0]), int(peer[1])
-        if not self.collector.admit(host) or self.owner.tcp_sessions >= self.owner.max_connections:
+        owner = self.owner
+        if (
+            not self.collector.admit(host)
+            or owner.tcp_sessions >= owner.max_connections
+            or owner.tcp_by_address.get(host, 0) >= owner.max_connections_per_address
+        ):
             transport.abort()
             return
-        self.owner.tcp_sessions += 1
+        owner.tcp_sessions += 1
+        owner.tcp_by_address[host] = owner.tcp_by_address.get(host, 0) + 1
+        self.host = host
         self.transport = transport
-        self.key = ExporterKey("tcp", host, port)
+        self.key = ExporterKey.for_peer("tcp", host, port)
 
     def data_received(self, data: bytes) -> None:
         if self.key is None or self.transport is None:
@@ -200,7 +216,13 @@ class _TcpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.key is not None:
-            self.owner.tcp_sessions -= 1
+            owner = self.owner
+            owner.tcp_sessions -= 1
+            left = owner.tcp_by_address.get(self.host, 1) - 1
+            if left > 0:
+                owner.tcp_by_address[self.host] = left
+            else:
+                owner.tcp_by_address.pop(self.host, None)
             self.collector.forget_exporter(self.key)
             self.key = None
 
@@ -242,6 +264,7 @@ def make_dtls_context(
 @dataclass(slots=True)
 class _Peer:
     conn: SSL.Connection
+    addr: Address
     key: ExporterKey
     started: float
     last_seen: float
@@ -282,6 +305,7 @@ class DtlsDemux:
         admit: Callable[[str], bool],
         *,
         max_peers: int = 10000,
+        max_peers_per_address: int = 4,
         handshake_timeout: float = 30.0,
         idle_timeout: float = 86400.0,
         handshakes_per_second: float = 200.0,
@@ -295,8 +319,10 @@ class DtlsDemux:
         self._deliver = deliver
         self._admit = admit
         self._peers: OrderedDict[Address, _Peer] = OrderedDict()
+        self._per_host: dict[str, int] = {}
         self._out: list[tuple[bytes, Address]] = []
         self.max_peers = max_peers
+        self.max_peers_per_address = max_peers_per_address
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
         self.cookie_lifetime = cookie_lifetime
@@ -361,12 +387,10 @@ class DtlsDemux:
         except SSL.Error as exc:
             self._count_error(exc)
             return
-        while len(self._peers) >= self.max_peers:
-            self._peers.popitem(last=False)
-            self.stats.evicted += 1
-        key = ExporterKey("dtls", addr[0], addr[1])
-        peer = _Peer(conn, key, now, now)
+        self._make_room(addr[0])
+        peer = _Peer(conn, addr, ExporterKey.for_peer("dtls", addr[0], addr[1]), now, now)
         self._peers[addr] = peer
+        self._per_host[addr[0]] = self._per_host.get(addr[0], 0) + 1
         try:
             self._handshake(peer, addr)
         except SSL.Error as exc:
@@ -398,7 +422,7 @@ class DtlsDemux:
                 return
             except SSL.ZeroReturnError:
                 self.stats.closed += 1
-                self._peers.pop((peer.key.address, peer.key.port), None)
+                self._drop(peer.addr)
                 return
             self.stats.messages += 1
             self._deliver(message, peer.key, now)
@@ -408,7 +432,27 @@ class DtlsDemux:
             self.stats.handshake_failures += 1
             log.info("nvm: DTLS handshake with %s:%d failed: %s", addr[0], addr[1], exc)
         self._count_error(exc)
-        self._peers.pop(addr, None)
+        self._drop(addr)
+
+    def _drop(self, addr: Address) -> None:
+        """Forget a peer (if still held)."""
+        if self._peers.pop(addr, None) is None:
+            return
+        left = self._per_host[addr[0]] - 1
+        if left:
+            self._per_host[addr[0]] = left
+        else:
+            del self._per_host[addr[0]]
+
+    def _make_room(self, host: str) -> None:
+        """Evict for a new peer: ``host``'s oldest beyond its share, the oldest beyond the total."""
+        if self._per_host.get(host, 0) >= max(self.max_peers_per_address, 1):
+            oldest = next(a for a in self._peers if a[0] == host)
+            self._drop(oldest)
+            self.stats.evicted += 1
+        while len(self._peers) >= self.max_peers:
+            self._drop(next(iter(self._peers)))
+            self.stats.evicted += 1
 
     def _count_error(self, exc: Exception) -> None:
         name = type(exc).__name__
@@ -459,7 +503,7 @@ class DtlsDemux:
             if not peer.established:
                 if now - peer.started > self.handshake_timeout:
                     self.stats.handshake_failures += 1
-                    del self._peers[addr]
+                    self._drop(addr)
                     continue
                 timeout = peer.conn.DTLSv1_get_timeout()
                 if timeout is not None and timeout <= 0:
@@ -470,7 +514,7 @@ class DtlsDemux:
                         continue
                     self._flush(peer.conn, addr)
             elif now - peer.last_seen > self.idle_timeout:
-                del self._peers[addr]
+                self._drop(addr)
 
 
 class _DtlsProtocol(asyncio.DatagramProtocol):
@@ -520,10 +564,18 @@ class Listeners:
     :ivar bound: the addresses actually bound (port 0 resolved), in configuration order.
     """
 
-    def __init__(self, collector: Collector, *, max_connections: int = 4096) -> None:
+    def __init__(
+        self,
+        collector: Collector,
+        *,
+        max_connections: int = 4096,
+        max_connections_per_address: int = 16,
+    ) -> None:
         self.collector = collector
         self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
         self.tcp_sessions = 0
+        self.tcp_by_address: dict[str, int] = {}
         self.tcp_malformed = 0
         self.bound: list[ListenAddress] = []
         self.dtls: list[DtlsDemux] = []

@@ -41,6 +41,7 @@ __all__ = [
     "JsonValue",
     "Module",
     "Normalised",
+    "exporter_address",
     "format_exporter",
     "json_safe",
     "normalise",
@@ -128,11 +129,11 @@ class FlowRecord:
     interface_uid: int | None = None
     modules: tuple[Module, ...] = ()
     exporter: str = ""
-    """``transport://address:port`` of the exporter (see :func:`format_exporter`)."""
+    """``transport://address[:port]`` of the exporter (see :func:`format_exporter`)."""
     odid: int = 0
     template_id: int = 0
     vpn_user: str | None = None
-    """Filled by the store: owner of the VPN lease of ``src_addr`` at the flow's time."""
+    """Owner of the VPN lease of the *exporter's* address (never the claimed ``src_addr``)."""
     vpn_session: str | None = None
     extra: Mapping[str, JsonValue] = field(default_factory=dict)
     id: int | None = None
@@ -288,11 +289,33 @@ _FLOW_PLAIN_FIELDS: Final = tuple(
 
 
 def format_exporter(exporter: ExporterLike) -> str:
-    """``udp://192.0.2.1:2055`` or ``udp://[2001:db8::1]:2055``."""
+    """``tcp://192.0.2.1:40123``, ``udp://192.0.2.1`` or ``udp://[2001:db8::1]``.
+
+    Port 0 (datagram exporters are keyed by address alone, see ``ExporterKey``) is left out.
+    """
     host = exporter.address
     if ":" in host:
         host = f"[{host}]"
+    if not exporter.port:
+        return f"{exporter.transport}://{host}"
     return f"{exporter.transport}://{host}:{exporter.port}"
+
+
+def exporter_address(exporter: str) -> str | None:
+    """The canonical IP address of a :func:`format_exporter` text (``None`` if it has none).
+
+    IPv4-mapped IPv6 addresses come back as IPv4, compressed IPv6 otherwise: the form lease
+    addresses are stored in, so the two compare as strings.
+    """
+    rest = exporter.partition("://")[2]
+    host = rest[1:].partition("]")[0] if rest.startswith("[") else rest.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return ip.compressed
 
 
 def split_account(account: str | None) -> tuple[str | None, str | None]:

@@ -38,6 +38,7 @@ from ocgate.nvm._hub import FlowHub
 from ocgate.nvm._listeners import start_listeners
 from ocgate.nvm._siem import build_sinks
 from ocgate.nvm.store import Store, open_store
+from ocgate.nvm.store._sqlite import make_private_dirs
 
 __all__ = [
     "NvmService",
@@ -54,7 +55,7 @@ _STORE_FORM = "a writable SQLite path or a reachable PostgreSQL database"
 
 
 async def open_nvm_store(url: str) -> Store:
-    """Open and migrate the store at ``url`` (creating a SQLite file's directory).
+    """Open and migrate the store at ``url`` (creating a SQLite file's directory, mode 0700).
 
     :raises ConfigError: (key ``nvm-store``) the directory cannot be made or the database cannot
         be opened or reached.
@@ -65,7 +66,7 @@ async def open_nvm_store(url: str) -> Store:
         directory = os.path.dirname(path)
         if directory:
             try:
-                os.makedirs(directory, exist_ok=True)
+                make_private_dirs(directory)
             except OSError as exc:
                 message = f"cannot create {directory}: {exc.strerror or exc}"
                 raise ConfigError(message, key="nvm-store", expected=_STORE_FORM) from None
@@ -108,7 +109,7 @@ async def open_collector(
         privacy=settings.privacy,
         hub=hub,
         sinks=build_sinks(settings),
-        allow=settings.allow,
+        allow=settings.exporter_networks(),
         retention_days=settings.retention_days,
     )
     collector.owns_store = own

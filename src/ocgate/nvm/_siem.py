@@ -13,12 +13,26 @@ of its own, all prefixed ``ocg_`` (``ocg_vpn_user``, ``ocg_vpn_session``, ``ocg_
 **Value quoting** follows what the public parsers of the Cisco collector's lines expect: numbers
 and hex identifiers bare; addresses, hashes and the destination hostname in double quotes
 (``sa="10.0.0.1"``, ``dh="example.com"``); process names, accounts and users always in single
-quotes (``pn='svchost.exe'``, ``liuid='MYNVM\\dummy11'``); other strings bare when they are one
+quotes (``pn='svchost.exe'``, ``liuid='MYNVM\\\\dummy11'``); other strings bare when they are one
 plain token (``osv=10.12.6``) and in single quotes otherwise (``fet='Wed Apr 05 03:26:13 2017'``);
 module lists single-quoted, space separated (the Exabeam parser's patterns, such as
-``pn='*(?=\\w)([^']+)'*\\s`` and ``osn=([^\\s]+)``, show these forms). Inside quotes only the
-quote character itself is escaped with a backslash (Windows account names keep their single
-backslash).
+``pn='*(?=\\w)([^']+)'*\\s`` and ``osn=([^\\s]+)``, show these forms).
+
+**Escaping** (every value comes from the exporter, so none may end its quotes early, add a key or
+start a new line). Keys are fixed names. A bare value is only ever ``[A-Za-z0-9_.:@/+-]+``;
+anything else is quoted, and inside the quotes:
+
+* ``\\\\`` is a backslash (``liuid='MYNVM\\\\dummy11'``, where the Cisco collector writes one: an
+  unescaped backslash before the closing quote would swallow it and let the value run on);
+* ``\\'`` or ``\\"`` is the quote character of that value (the other quote stands for itself);
+* ``\\n``, ``\\r``, ``\\t`` are LF, CR and TAB; ``\\xHH`` is any other C0 control character or DEL;
+  ``\\u0085``, ``\\u2028``, ``\\u2029`` are the Unicode line breaks NEL, LS and PS;
+* in a list value (``mnl``, ``mhl``) the items are separated by one space, and a space inside an
+  item is ``\\x20``.
+
+``=`` and spaces need no escape inside quotes; every other character stands for itself, so lines
+stay readable. Decoding is the reverse, left to right; ``tests/unit/nvm/test_siem_export.py``
+holds the vectors and an independent decoder.
 
 **Syslog framing.** Each record is one RFC 5424 message: ``<134>1 TIMESTAMP HOST ocgate-nvm -
 flow - KEYS`` (facility local0, severity informational; MSGID ``flow`` or ``sys`` mirroring the
@@ -27,7 +41,12 @@ MSG, which is how the Cisco collector's lines are parsed). UDP sends one datagra
 and TLS use RFC 6587 octet counting (``LEN SP MSG``, the only framing RFC 5425 allows for TLS).
 
 **JSON** sinks write the same keys as one JSON object per record (JSON lines), to a file, or in
-batches as an ``application/x-ndjson`` HTTP POST.
+batches as an ``application/x-ndjson`` HTTP POST. The file rotates itself at a size bound
+(:data:`JSON_FILE_MAX_BYTES`, 100 MB, by default): before a batch would take it past the bound,
+``FILE`` becomes ``FILE.1`` (``FILE.1`` becomes ``FILE.2`` and so on; :data:`JSON_FILE_KEEP`, 5,
+are kept and the oldest is deleted), so the sink's disk use stays under ``(keep + 1) x max_bytes``
+(plus one batch). External rotation (logrotate ``create`` or ``copytruncate``) still works: the
+file is reopened for each batch.
 
 **Back-pressure.** Every sink owns a bounded queue. :meth:`Sink.offer` never blocks: records that
 do not fit are dropped and counted, so a slow or dead SIEM never stalls ingest. A task per sink
@@ -42,6 +61,7 @@ import contextlib
 import datetime as _dt
 import json
 import logging
+import os
 import re
 import socket  # noqa: TID251 -- the hostname of the syslog header.
 import ssl
@@ -62,12 +82,15 @@ from ocgate.nvm._records import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "JSON_FILE_KEEP",
+    "JSON_FILE_MAX_BYTES",
     "HttpJsonSink",
     "JsonFileSink",
     "Sink",
     "SyslogSink",
     "build_sinks",
     "format_kv",
+    "json_line",
     "record_keys",
     "syslog_message",
 ]
@@ -75,6 +98,10 @@ __all__ = [
 log = logging.getLogger("ocgate.nvm.siem")
 
 FORMAT_VERSION: Final = "nvzFlow_v3"
+JSON_FILE_MAX_BYTES: Final = 100 * 1000 * 1000
+"""Size at which the JSON-lines file sink rotates (100 MB)."""
+JSON_FILE_KEEP: Final = 5
+"""Rotated JSON-lines files kept (``FILE.1`` … ``FILE.5``)."""
 _PRI: Final = 16 * 8 + 6  # local0.info
 _APP: Final = "ocgate-nvm"
 _BARE: Final = re.compile(r"[A-Za-z0-9_.:@/+\-]+")
@@ -164,8 +191,30 @@ def record_keys(record: Normalised) -> Pairs | None:
     return None
 
 
+_SPECIAL: Final = re.compile("[\\\\'\"\\x00-\\x20\\x7f\\x85\\u2028\\u2029]")
+_NAMED: Final = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(text: str, quote: str, *, item: bool = False) -> str:
+    """``text`` escaped for the inside of ``quote`` (module docstring); ``item``: a list item."""
+
+    def one(match: re.Match[str]) -> str:
+        char = match.group()
+        named = _NAMED.get(char)
+        if named is not None:
+            return named
+        if char == quote:
+            return "\\" + char
+        if char in "'\"" or (char == " " and not item):
+            return char
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 and char != "\x85" else f"\\u{code:04x}"
+
+    return _SPECIAL.sub(one, text)
+
+
 def _quote(value: str, quote: str) -> str:
-    return quote + value.replace(quote, "\\" + quote) + quote
+    return quote + _escape(value, quote) + quote
 
 
 def _value(key: str, value: JsonValue) -> str:
@@ -174,7 +223,7 @@ def _value(key: str, value: JsonValue) -> str:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, list):
-        return _quote(" ".join(str(item) for item in value), "'")
+        return "'" + " ".join(_escape(str(item), "'", item=True) for item in value) + "'"
     text = str(value)
     if key in _DOUBLE:
         return _quote(text, '"')
@@ -287,14 +336,17 @@ class Sink:
 
     async def stop(self) -> None:
         """Stop the task and close the transport (queued records are dropped, counted)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        while task is not None and not task.done():
+            # Again if a cancellation was swallowed on the way (a send finishing at that moment).
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
         self.dropped += len(self._queue)
         self._queue.clear()
         await self._close()
+        failed = None if task is None or task.cancelled() else task.exception()
+        if failed is not None:
+            raise failed  # A bug in the sender (it never ends on its own): surface it.
 
     async def _run(self) -> None:
         backoff = 0.0
@@ -379,7 +431,10 @@ class SyslogSink(Sink):
             return len(messages)
         writer = await self._stream()
         writer.write(b"".join(b"%d %s" % (len(m), m) for m in messages))
-        await asyncio.wait_for(writer.drain(), 30.0)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation that
+        # arrives as the drain completes, and Sink.stop then waited for ever.
+        async with asyncio.timeout(30.0):
+            await writer.drain()
         return len(messages)
 
     async def _udp_transport(self) -> asyncio.DatagramTransport:
@@ -419,11 +474,28 @@ class SyslogSink(Sink):
 
 
 class JsonFileSink(Sink):
-    """JSON lines appended to a file (opened per batch, so log rotation just works)."""
+    """JSON lines appended to a file that rotates at a size bound (module docstring).
 
-    def __init__(self, path: str, *, max_queue: int = 100_000, batch: int = 1000) -> None:
+    :param path: the file (opened per batch, so external log rotation works too).
+    :param max_bytes: rotate before a batch would make the file larger than this.
+    :param keep: rotated files kept (``path.1`` newest); 0 keeps none.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_bytes: int = JSON_FILE_MAX_BYTES,
+        keep: int = JSON_FILE_KEEP,
+        max_queue: int = 100_000,
+        batch: int = 1000,
+    ) -> None:
         super().__init__(f"json-file {path}", max_queue=max_queue, batch=batch)
         self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.rotations = 0
+        """How many times the file was rotated."""
 
     async def _send(self, batch: list[Normalised]) -> int:
         lines = self._encode(batch, json_line)
@@ -432,8 +504,26 @@ class JsonFileSink(Sink):
         return len(lines)
 
     def _append(self, data: bytes) -> None:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size and size + len(data) > self.max_bytes:
+            self._rotate()
         with self.path.open("ab") as stream:
             stream.write(data)
+
+    def _rotate(self) -> None:
+        """``path`` → ``path.1`` → … → ``path.keep`` (the oldest is dropped)."""
+        name = str(self.path)
+        if self.keep < 1:
+            self.path.unlink(missing_ok=True)
+        else:
+            for index in range(self.keep - 1, 0, -1):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{name}.{index}", f"{name}.{index + 1}")
+            os.replace(name, f"{name}.1")
+        self.rotations += 1
 
 
 class HttpJsonSink(Sink):

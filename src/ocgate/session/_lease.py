@@ -39,13 +39,14 @@ RandomBytes = Callable[[int], bytes]
 class _Slots:
     """The used/free bookkeeping shared by both pools: a set of used slot numbers."""
 
-    __slots__ = ("_predictable", "_random_bytes", "_used", "capacity")
+    __slots__ = ("_cursor", "_predictable", "_random_bytes", "_used", "capacity")
 
     def __init__(self, capacity: int, *, predictable: bool, random_bytes: RandomBytes) -> None:
         self.capacity = capacity
         self._predictable = predictable
         self._random_bytes = random_bytes
         self._used: set[int] = set()
+        self._cursor = 0
 
     def __len__(self) -> int:
         return len(self._used)
@@ -69,8 +70,14 @@ class _Slots:
         if len(self._used) >= self.capacity:
             raise ResourceError(f"address pool exhausted ({self.capacity} leases in use)")
         slot = self._start(key)
-        while slot in self._used:
-            slot = slot + 1 if slot + 1 < self.capacity else 0
+        if slot in self._used:
+            # Linear probing from the start slot would cluster (every session of one user, and
+            # every key hashing near a run of leases, walks the whole run); a cursor that moves on
+            # from the last slot taken this way keeps a busy pool's search short.
+            slot = self._cursor
+            while slot in self._used:
+                slot = slot + 1 if slot + 1 < self.capacity else 0
+            self._cursor = slot + 1 if slot + 1 < self.capacity else 0
         self._used.add(slot)
         return slot
 

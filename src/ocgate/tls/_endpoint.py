@@ -16,7 +16,7 @@ import base64
 import contextlib
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -59,9 +59,11 @@ def load_credentials(cert_file: str) -> ServerCredentials:
     )
 
 
-_FFDHE2048 = resources.files("ocgate.tls").joinpath("ffdhe2048.pem").read_bytes()
+_FFDHE2048 = (Path(__file__).parent / "ffdhe2048.pem").read_bytes()
 """RFC 7919 group, read at import: a worker builds contexts on reload after giving up the rights
-it had to read files (the package directory may be closed to ``run-as-user``)."""
+it had to read files (the package directory may be closed to ``run-as-user``). Read as a plain file
+next to this module (package data), not through ``importlib.resources``, which would import
+``zipfile`` with ``lzma`` and ``bz2`` into every worker (3 MB each)."""
 
 
 def _load_dh_params(ctx: SSL.Context, pem: bytes) -> None:

@@ -12,6 +12,8 @@ Theory of operation
   ``SIOCSIFDSTADDR``, ``SIOCSIFFLAGS``, ``SIOCADDRT``), as ocserv does: microseconds per device,
   safe to run in any thread. Failures are raised as :class:`OSError` with the kernel's errno.
 * One packet per ``read()``/``write()``: with ``IFF_NO_PI`` the payload is the bare IP packet.
+  :meth:`TunDevice.read_batch` and :meth:`TunDevice.write_batch` move a batch in one call
+  (:mod:`ocgate.tun._batch`, in C when the compiled fast path is installed).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import os
 import re
 import socket
 import struct
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from types import TracebackType
 
 from ocgate.errors import ConfigError
+from ocgate.tun._batch import read_many, write_many
 
 __all__ = ["TunDevice", "configure_tun", "open_tun", "remove_tun"]
 
@@ -75,6 +79,14 @@ class TunDevice:
             return os.read(self.fd, READ_SIZE)
         except BlockingIOError:
             return None
+
+    def read_batch(self, limit: int) -> list[bytes]:
+        """Read up to ``limit`` packets (fewer when the queue empties): one call per wake-up."""
+        return read_many(self.fd, limit)
+
+    def write_batch(self, packets: Sequence[bytes]) -> int:
+        """Hand each packet to the kernel; return how many it took (see :meth:`write`)."""
+        return write_many(self.fd, packets)
 
     def write(self, packet: bytes | bytearray | memoryview) -> bool:
         """Hand one IP packet to the kernel; return ``False`` if it was dropped.

@@ -88,3 +88,27 @@ def test_never_banned_below_the_threshold_within_a_window(events: list[tuple[int
         if banned:
             assert table.is_banned(IP, now)
             break
+
+
+def test_table_is_bounded_dropping_low_scores_before_bans() -> None:
+    from ocgate.bans import BanPolicy, BanTable
+
+    table = BanTable(BanPolicy(max_score=20, points_connection=1), max_entries=64)
+    table.add_points("192.0.2.1", 20, 0.0)  # Banned.
+    for i in range(1000):  # A scan from many sources, one point each.
+        table.add_points(f"10.0.{i >> 8}.{i & 255}", 1, 0.0)
+    assert len(table) <= 64
+    assert table.is_banned("192.0.2.1", 1.0)
+    assert table.is_banned("10.0.3.231", 1.0) is False
+    assert any(e.address == "10.0.3.231" for e in table.entries(1.0))  # The newest is kept.
+
+
+def test_a_table_of_bans_only_drops_the_one_ending_soonest() -> None:
+    from ocgate.bans import BanPolicy, BanTable
+
+    table = BanTable(BanPolicy(max_score=1, ban_time=100), max_entries=4)
+    for i in range(5):
+        table.add_points(f"192.0.2.{i}", 1, float(i))
+    assert len(table) == 4
+    assert not table.is_banned("192.0.2.0", 5.0)
+    assert all(table.is_banned(f"192.0.2.{i}", 5.0) for i in range(1, 5))

@@ -5,6 +5,11 @@ import ocgate.bans
 
 def test_public_api() -> None:
     assert set(ocgate.bans.__all__) == {
+        "MAX_BANS",
+        "Admission",
+        "AdmissionGate",
+        "AdmissionRefused",
+        "GatePolicy",
         "BanEntry",
         "BanPolicy",
         "BanTable",

@@ -6,7 +6,9 @@ import contextlib
 from pathlib import Path
 
 import pytest
-from OpenSSL import SSL
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from OpenSSL import SSL, crypto
 
 from ocgate.certauth import (
     CertPolicy,
@@ -98,6 +100,40 @@ def test_untrusted_certificate_passes_tls_and_fails_verification(pki: Pki, versi
     verifier = load_cert_policy(CertPolicy(ca_file=str(pki.ca.cert_path)))
     with pytest.raises(AuthFailed, match="not signed by ca-cert"):
         verifier.verify(peer_chain_der(server), pki.now)
+
+
+# Found by fuzz/targets/fuzz_certauth.py (tests/vectors/fuzz/SOURCES.md): a certificate whose
+# version field is 18. OpenSSL sends and accepts it; cryptography refuses to load it with
+# InvalidVersion, which is not a ValueError, so reading the chain raised in the worker.
+FUZZ_VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "fuzz"
+FUZZ_LEAF_KEY = 0xA11CE
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fuzz_certificate_with_unknown_version_is_refused_not_raised(
+    pki: Pki, version: int, tmp_path: Path
+) -> None:
+    key = tmp_path / "key.pem"
+    key.write_bytes(
+        ec.derive_private_key(FUZZ_LEAF_KEY, ec.SECP256R1()).private_bytes(
+            Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+        )
+    )
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(version)
+    ctx.set_max_proto_version(version)
+    leaf = FUZZ_VECTORS / "certauth-x509-version-18.der"
+    ctx.use_certificate_file(str(leaf), crypto.FILETYPE_ASN1)
+    ctx.use_privatekey_file(str(key))
+    client = SSL.Connection(ctx, None)
+    client.set_connect_state()
+    server = _server(pki, required=True)
+    _handshake(client, server)
+    chain = peer_chain_der(server)
+    assert chain == [leaf.read_bytes()]
+    verifier = load_cert_policy(CertPolicy(ca_file=str(pki.ca.cert_path)))
+    with pytest.raises(AuthFailed, match="malformed certificate"):
+        verifier.verify(chain, pki.now)
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -240,6 +240,17 @@ def test_control_characters_in_identity(pki: Pki, tmp_path: Path) -> None:
     assert reason == f"identity attribute {UID} is empty or not printable"
 
 
+def test_fuzz_control_character_in_dn_user_name() -> None:
+    """fuzz_certauth: without cert-user-oid the whole DN is the user name, and a CN of
+    ``"\x0clice"`` (form feed) passed as one; the leaf is signed by the fuzz target's CA."""
+    vectors = Path(__file__).parents[2] / "vectors" / "fuzz"
+    verifier = load_cert_policy(CertPolicy(ca_file=str(vectors / "certauth-ca.pem")))
+    leaf = (vectors / "certauth-dn-control-character.der").read_bytes()
+    now = datetime.datetime(2024, 6, 1, tzinfo=datetime.UTC)
+    with pytest.raises(AuthFailed, match="certificate subject is not printable"):
+        verifier.verify([leaf], now)
+
+
 def test_group_values_are_deduplicated_and_cleaned(pki: Pki, tmp_path: Path) -> None:
     odd = issue_cert(pki.ca, tmp_path, "g", uid="gina", ous=("b", "a\x01", "b", "c"), now=pki.now)
     assert _verifier(pki).verify(odd.chain_der, pki.now).groups == ("b", "c")
@@ -249,6 +260,22 @@ def test_malformed_certificate(pki: Pki) -> None:
     assert _refused(_verifier(pki), [b"\x30\x03\x02\x01\x00"], pki.now).startswith(
         "malformed certificate"
     )
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [
+        "certauth-x509-version-18.der",  # cryptography raised InvalidVersion
+        "certauth-duplicate-extension.der",  # DuplicateExtension (basicConstraints twice)
+        "certauth-san-x400address.der",  # UnsupportedGeneralNameType
+    ],
+)
+def test_fuzz_findings_are_malformed_certificates(pki: Pki, vector: str) -> None:
+    """Leaves found by fuzz/targets/fuzz_certauth.py (tests/vectors/fuzz/SOURCES.md): none of
+    cryptography's errors for them is a ValueError, so they escaped as exceptions."""
+    der = (Path(__file__).parents[2] / "vectors" / "fuzz" / vector).read_bytes()
+    for chain in ([der], [pki.alice.der, der]):
+        assert _refused(_verifier(pki), chain, pki.now).startswith("malformed certificate")
 
 
 def test_chain_too_long(pki: Pki) -> None:

@@ -228,7 +228,8 @@ VALUE_ERRORS = [
     ),
     (
         "listen-clear-file = /var/run/ocserv-conn.socket",
-        "listen-clear-file: this option was removed in ocserv 1.1.2 (expected: no such line)",
+        "listen-clear-file: refused, ocgate cannot honour it: ocserv removed it in 1.1.2 "
+        "(expected: no such line)",
     ),
     ("[vhost:]", "[vhost:]: empty virtual host name (expected: [vhost:NAME])"),
     ("[vhost:  ]", "[vhost:]: empty virtual host name (expected: [vhost:NAME])"),

@@ -1,4 +1,4 @@
-"""Keys ocserv knows but ocgate does not implement, renamed keys, sections, quotes and comments."""
+"""Keys ocserv knows but ocgate ignores or refuses, renamed keys, sections, quotes and comments."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from ocgate.config import KNOWN_OCSERV_KEYS, Config, ConfigWarning
-from ocgate.config._options import OPTIONS, Kind, Scope
+from ocgate.config import Config, ConfigWarning, parse_collector_config
+from ocgate.config._options import OPTIONS, Kind, Scope, Status
+from ocgate.errors import ConfigError
 
 Parse = Callable[[str], Config]
-NOT_IMPLEMENTED = "not implemented by ocgate yet; ignored"
 
 # A valid sample value for each value kind, to exercise every known key.
 SAMPLE_VALUE = {
@@ -20,30 +20,71 @@ SAMPLE_VALUE = {
     Kind.WORD: "word",
     Kind.PATH: "/etc/ocserv/x",
     Kind.ADDRESS: "192.0.2.1",
+    Kind.CHOICE: "new-tunnel",
 }
-UNIMPLEMENTED = sorted(
+NO_OPS = sorted(
     spec.name
     for spec in OPTIONS.values()
-    if not spec.implemented
-    and spec.replaced_by is None
-    and spec.deprecated is None
-    and spec.fatal is None
-    and spec.scope is not Scope.USER
+    if spec.status is Status.NO_OP and spec.replaced_by is None and spec.scope is not Scope.USER
 )
+REFUSED = sorted(spec.name for spec in OPTIONS.values() if spec.status is Status.REFUSED)
 
 
-@pytest.mark.parametrize("key", UNIMPLEMENTED)
-def test_known_unimplemented_key_warns_once(parse: Parse, source: str, key: str) -> None:
+@pytest.mark.parametrize("key", NO_OPS)
+def test_no_op_key_warns_once_with_its_reason(parse: Parse, source: str, key: str) -> None:
     spec = OPTIONS[key]
-    value = "ssl" if key == "rekey-method" else SAMPLE_VALUE[spec.kind]
-    if key == "match-tls-dtls-ciphers":
-        value = "false"
-    lines = f"{key} = {value}\n" * (3 if spec.multi else 2)
+    lines = f"{key} = {SAMPLE_VALUE[spec.kind]}\n" * (3 if spec.multi else 2)
     config = parse(lines)
-    assert config.warnings == (
-        ConfigWarning(file=source, line=4, key=key, message=NOT_IMPLEMENTED),
-    )
-    assert str(config.warnings[0]) == f"{source}:4: {key}: {NOT_IMPLEMENTED}"
+    message = f"ignored by ocgate: {spec.reason}"
+    assert config.warnings == (ConfigWarning(file=source, line=4, key=key, message=message),)
+    assert str(config.warnings[0]) == f"{source}:4: {key}: {message}"
+
+
+@pytest.mark.parametrize("key", [k for k in NO_OPS if OPTIONS[k].harmless is not None])
+def test_no_op_key_at_its_harmless_value_is_silent(parse: Parse, key: str) -> None:
+    harmless = OPTIONS[key].harmless
+    value = str(harmless).lower() if isinstance(harmless, bool) else str(harmless)
+    assert parse(f"{key} = {value}\n").warnings == ()
+
+
+@pytest.mark.parametrize("key", REFUSED)
+def test_refused_key_stops_the_start_naming_file_line_and_why(
+    parse: Parse, source: str, key: str
+) -> None:
+    spec = OPTIONS[key]
+    value = SAMPLE_VALUE[spec.kind]
+    with pytest.raises(ConfigError) as info:
+        parse(f"dpd = 30\n{key} = {value}\n")
+    text = str(info.value)
+    assert text.startswith(f"{source}:5: {key}: refused, ocgate cannot honour it: "), text
+    assert spec.reason in text
+    assert spec.reason  # Every refusal says why.
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("listen-proxy-proto = false", "no such line, or listen-proxy-proto = false"),
+    ],
+)
+def test_refused_boolean_at_its_harmless_default_is_accepted(
+    parse: Parse, line: str, expected: str
+) -> None:
+    assert parse(line + "\n").warnings == ()
+    key = line.split(" = ")[0]
+    with pytest.raises(ConfigError, match=rf"\(expected: {expected}\)"):
+        parse(f"{key} = true\n")
+
+
+def test_the_last_line_of_a_refused_key_decides(parse: Parse) -> None:
+    assert parse("listen-proxy-proto = true\nlisten-proxy-proto = false\n").warnings == ()
+    with pytest.raises(ConfigError, match=r":5: listen-proxy-proto: refused"):
+        parse("listen-proxy-proto = false\nlisten-proxy-proto = yes\n")
+
+
+def test_refused_key_without_a_harmless_value(parse: Parse) -> None:
+    with pytest.raises(ConfigError, match=r"listen-netns: refused.*\(expected: no such line\)$"):
+        parse("listen-netns = vpn\n")
 
 
 @pytest.mark.parametrize("value", ["3", "0x20"])
@@ -51,9 +92,22 @@ def test_net_priority_forms(parse: Parse, value: str) -> None:
     assert [w.key for w in parse(f"net-priority = {value}\n").warnings] == ["net-priority"]
 
 
-def test_unimplemented_values_are_still_checked(parse: Parse) -> None:
+def test_ignored_values_are_still_checked(parse: Parse) -> None:
+    with pytest.raises(ConfigError, match=r":4: server-stats-reset-time: not an integer"):
+        parse("server-stats-reset-time = soon\n")
+    with pytest.raises(ConfigError, match=r":4: rekey-method: unknown rekey method"):
+        parse("rekey-method = sometimes\n")
+    # ocserv's booleans: anything but true/yes is false, which is listen-proxy-proto's harmless
+    # value.
     config = parse("listen-proxy-proto = maybe\nuse-utmp = true\nproxy-url = http://p\n")
-    assert [w.key for w in config.warnings] == ["listen-proxy-proto", "use-utmp", "proxy-url"]
+    assert [w.key for w in config.warnings] == ["use-utmp", "proxy-url"]
+
+
+def test_old_names_set_the_new_field(parse: Parse) -> None:
+    config = parse("use-seccomp = true\nuse-dbus = true\n")
+    assert (config.isolate_workers, config.use_occtl) == (True, True)
+    config = parse("use-seccomp = true\nisolate-workers = false\n")
+    assert config.isolate_workers is False  # The last line wins across the two names.
 
 
 @pytest.mark.parametrize(
@@ -63,14 +117,11 @@ def test_unimplemented_values_are_still_checked(parse: Parse) -> None:
             "min-reauth-time = 300",
             "old name: ocserv replaced it with 'ban-time'",
         ),
-        ("use-dbus = true", "old name: ocserv replaced it with 'use-occtl'; " + NOT_IMPLEMENTED),
-        (
-            "use-seccomp = true",
-            "old name: ocserv replaced it with 'isolate-workers'; " + NOT_IMPLEMENTED,
-        ),
+        ("use-dbus = true", "old name: ocserv replaced it with 'use-occtl'"),
+        ("use-seccomp = true", "old name: ocserv replaced it with 'isolate-workers'"),
         ("always-require-cert = true", "old name: ocserv replaced it with 'cisco-client-compat'"),
-        ("session-control = true", "deprecated by ocserv; ignored"),
-        ('cgroup = "cpuset,cpu:test"', "removed in ocserv 1.5.0; ignored"),
+        ("session-control = true", "ignored by ocgate: deprecated by ocserv"),
+        ('cgroup = "cpuset,cpu:test"', "ignored by ocgate: ocserv removed it in 1.5.0"),
         ("iroute = 10.0.0.0/8", "only valid in per-user and per-group config files; ignored"),
         ("explicit-ipv4 = 192.0.2.1", "only valid in per-user and per-group config files; ignored"),
         ("hostname = laptop", "only valid in per-user and per-group config files; ignored"),
@@ -164,152 +215,11 @@ class TestQuotesAndComments:
         assert config.auth[0].name == "certificate"
 
 
-BRIEF_KEYS = [
-    "auth",
-    "enable-auth",
-    "tcp-port",
-    "udp-port",
-    "listen-host",
-    "server-cert",
-    "server-key",
-    "ca-cert",
-    "ipv4-network",
-    "ipv4-netmask",
-    "ipv6-network",
-    "ipv6-subnet-prefix",
-    "ipv6-prefix",
-    "dns",
-    "ipv4-dns",
-    "ipv6-dns",
-    "split-dns",
-    "default-domain",
-    "route",
-    "no-route",
-    "tunnel-all-dns",
-    "mtu",
-    "dpd",
-    "mobile-dpd",
-    "keepalive",
-    "idle-timeout",
-    "mobile-idle-timeout",
-    "session-timeout",
-    "cookie-timeout",
-    "auth-timeout",
-    "max-clients",
-    "max-same-clients",
-    "device",
-    "predictable-ips",
-    "pid-file",
-    "socket-file",
-    "run-as-user",
-    "run-as-group",
-    "banner",
-    "pre-login-banner",
-    "tls-priorities",
-    "cisco-client-compat",
-    "log-level",
-    "min-reauth-time",
-    "use-dbus",
-    "use-seccomp",
-    "always-require-cert",
-    "isolate-workers",
-    "max-ban-score",
-    "ban-reset-time",
-    "ban-time",
-    "ban-points-wrong-password",
-    "ban-points-connection",
-    "ban-points-kkdcp",
-    "rate-limit-ms",
-    "use-occtl",
-    "occtl-socket-file",
-    "connect-script",
-    "disconnect-script",
-    "host-update-script",
-    "compression",
-    "no-compress-limit",
-    "dtls-legacy",
-    "dtls-psk",
-    "switch-to-tcp-timeout",
-    "try-mtu-discovery",
-    "match-tls-dtls-ciphers",
-    "cert-user-oid",
-    "cert-group-oid",
-    "crl",
-    "select-group",
-    "default-select-group",
-    "auto-select-group",
-    "select-group-by-url",
-    "config-per-user",
-    "config-per-group",
-    "default-user-config",
-    "default-group-config",
-    "rekey-time",
-    "rekey-method",
-    "persistent-cookies",
-    "deny-roaming",
-    "stats-report-time",
-    "server-stats-reset-time",
-    "listen-proxy-proto",
-    "udp-listen-host",
-    "ping-leases",
-    "custom-header",
-    "included-http-headers",
-    "user-profile",
-    "nbns",
-    "ipv4-nbns",
-    "ipv6-nbns",
-    "net-priority",
-    "output-buffer",
-    "no-udp",
-    "camouflage",
-    "camouflage_secret",
-    "camouflage_realm",
-    "kkdcp",
-    "acct",
-    "syslog-facility",
-    "use-utmp",
-    "sec-mod-scale",
-    "restrict-user-to-routes",
-    "restrict-user-to-ports",
-    "rx-data-per-sec",
-    "tx-data-per-sec",
-    "client-bypass-protocol",
-    "listen-host-is-dyndns",
-    "listen-netns",
-    "proxy-url",
-    "explicit-ipv4",
-    "explicit-ipv6",
-    "iroute",
-    "hostname",
-    "append-routes",
-    "expose-iroutes",
-    "route-add-cmd",
-    "route-del-cmd",
-    "cisco-svc-client-compat",
-    "compression-algo-priority",
-    "dh-params",
-    "pin-file",
-    "srk-pin-file",
-    "key-pin",
-    "srk-pin",
-    "ocsp-response",
-    "chroot-dir",
-    "limit-worker-memory",
-    "server-drain-ms",
-    "sec-mod-db-cleanup-time",
-    "debug-no-secmod-stats",
-    "session-control",
-    "cgroup",
-    "listen-clear-file",
-]
-
-
-# ocgate's own keys (not ocserv's): the Prometheus endpoint, processes, store and the collector.
-def _is_extension(key: str) -> bool:
-    return key in {"metrics-listen", "workers", "session-store"} or key.startswith("nvm-")
-
-
-def test_table_covers_ocserv_keys() -> None:
-    assert set(BRIEF_KEYS) <= KNOWN_OCSERV_KEYS
-    ocserv_keys = {key for key in KNOWN_OCSERV_KEYS if not _is_extension(key)}
-    assert set(BRIEF_KEYS) == ocserv_keys  # Nothing extra crept in either.
+def test_the_collector_alone_does_not_judge_the_vpn_s_keys(source: str) -> None:
+    # ocgate nvm serve reads only its own keys of an ocserv.conf; the gateway refuses these two.
+    config = parse_collector_config(
+        "listen-proxy-proto = true\nlisten-netns = vpn\nnvm-listen = udp://127.0.0.1:2055\n",
+        source=source,
+    )
+    assert len(config.settings.listen) == 1
+    assert config.lines == {"nvm-listen": 3}

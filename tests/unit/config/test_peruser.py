@@ -145,3 +145,35 @@ def test_symlinks_and_traversal_are_refused(tmp_path: Path) -> None:
 def test_no_directories_means_no_layers(tmp_path: Path) -> None:
     config = _config(tmp_path)
     assert load_session_layers(config, username="../x", group=None) == []
+
+
+def test_policy_keys_globally_then_per_group_and_per_user(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        "rx-data-per-sec = 2000000\ntx-data-per-sec = 3000000\ndeny-roaming = true\n"
+        f"config-per-user = {tmp_path}/users\nconfig-per-group = {tmp_path}/groups\n",
+    )
+    assert (config.rx_data_per_sec, config.tx_data_per_sec) == (2_000_000, 3_000_000)
+    assert (config.deny_roaming, config.no_udp) == (True, False)
+    assert config.warnings == ()
+    (tmp_path / "users").mkdir()
+    (tmp_path / "groups").mkdir()
+    (tmp_path / "groups" / "eng").write_text("no-udp = true\nrx-data-per-sec = 500000\n")
+    (tmp_path / "users" / "alice").write_text("deny-roaming = false\ntx-data-per-sec = 0\n")
+    effective = apply_layers(config, load_session_layers(config, username="alice", group="eng"))
+    assert (effective.rx_data_per_sec, effective.tx_data_per_sec) == (500_000, 0)
+    assert (effective.deny_roaming, effective.no_udp) == (False, True)
+    bob = apply_layers(config, load_session_layers(config, username="bob", group=None))
+    assert (bob.rx_data_per_sec, bob.deny_roaming, bob.no_udp) == (2_000_000, True, False)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["ipv4-network = 10.50.0.0/24", "ipv6-network = fd50::/48", "ipv6-subnet-prefix = 64"],
+)
+def test_a_per_user_key_ocgate_cannot_honour_refuses_the_session(line: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_user_config(f"dpd = 30\n{line}\n", source="groups/eng")
+    key = line.split(" = ")[0]
+    assert str(info.value).startswith(f"groups/eng:2: {key}: refused, ocgate cannot honour it: ")
+    assert "address pools are not implemented" in str(info.value)

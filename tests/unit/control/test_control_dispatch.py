@@ -120,9 +120,10 @@ def test_actions(
         Request(Command.STOP),
     ):
         assert dispatch(req, b) == OkResponse(), req
+    # ``disconnect`` invalidates the cookie like ``terminate`` (ocserv's code, not its man page).
     assert b.actions == [
-        ("disconnect", (7,)),
-        ("disconnect", (8,)),
+        ("terminate", (7,)),
+        ("terminate", (8,)),
         ("terminate", (8,)),
         ("terminate", (7,)),
         ("terminate_session", "QwErTyUiOp"),
@@ -131,6 +132,32 @@ def test_actions(
         ("reload", None),
         ("stop", None),
     ]
+
+
+def test_terminate_user_ends_every_session(
+    user: UserInfo,
+    minimal_user: UserInfo,
+    sessions: tuple[SessionInfo, ...],
+    bans: tuple[BanInfo, ...],
+    status: StatusInfo,
+) -> None:
+    b = make_backend(user, minimal_user, sessions, bans, status)
+    idle = SessionInfo(session_id="IdLeSeSsIoN1", username="alice", in_use=False)
+    b.sessions_ = [*sessions, idle]
+    assert dispatch(Request(Command.TERMINATE_USER, "alice"), b) == OkResponse()
+    assert b.actions == [
+        ("terminate_session", sessions[0].session_id),
+        ("terminate_session", idle.session_id),
+        ("terminate", (7,)),
+    ]
+    b.actions.clear()
+    b.users_ = []  # Nobody connected: the sessions still end.
+    assert dispatch(Request(Command.TERMINATE_USER, "alice"), b) == OkResponse()
+    assert b.actions == [
+        ("terminate_session", sessions[0].session_id),
+        ("terminate_session", idle.session_id),
+    ]
+    assert isinstance(dispatch(Request(Command.TERMINATE_USER, "carol"), b), ErrorResponse)
 
 
 def test_refusals(

@@ -136,6 +136,19 @@ def test_dpd_request_echo_is_byte_exact() -> None:
     assert pair.server.frames_to_send() == [b"STF\x01\x00\x00\x04\x00"]
 
 
+def test_dpd_echoes_are_dropped_while_the_transport_is_full() -> None:
+    # Hostile peers §4: a client that floods DPD-REQs and never reads must not grow our buffers.
+    pair = CstpPair()
+    request = vector("oc_dpd_req.hex")
+    pair.server.writable = False
+    pair.server.receive_data(request * 1000, pair.clock.now)
+    assert pair.server.frames_to_send() == []
+    assert pair.server.dpd_echoes_dropped == 1000
+    pair.server.writable = True
+    pair.server.receive_data(request, pair.clock.now)
+    assert pair.server.frames_to_send() == [b"STF\x01\x00\x00\x04\x00"]
+
+
 def test_control_frames_follow_the_data_batch() -> None:
     pair = CstpPair()
     events = pair.client_sends(

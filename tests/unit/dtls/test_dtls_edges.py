@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ocgate.dtls import (
+    DTLS_CIPHERSUITES,
     ContentType,
     DataReceived,
     DtlsAssociation,
     DtlsState,
     HandshakeFailed,
     HandshakeType,
+    LegacyMode,
     negotiate_dtls,
 )
 from ocgate.dtls._messages import ClientHello, encode_client_hello, encode_handshake
@@ -67,6 +71,45 @@ def test_psk_hello_refusals(changes: dict[str, object], alert: bytes) -> None:
     assert hello_failure(**changes) == alert
 
 
+# Found by fuzz/targets/fuzz_dtls_handshake.py (tests/vectors/fuzz/SOURCES.md): a ClientHello
+# numbered 65535 made the server number its own flight past 16 bits, and OverflowError escaped
+# receive_datagram. The vector is the fuzzed datagram, a GnuTLS 3.7.9 hello of the
+# tests/vectors/dtls transcripts with its message_seq set to 0xFFFF.
+FUZZ_VECTOR = (
+    Path(__file__).parents[2] / "vectors" / "fuzz" / "dtls-client-hello-message-seq-65535.bin"
+)
+
+
+def test_fuzz_legacy_hello_with_message_seq_65535_is_refused() -> None:
+    datagram = FUZZ_VECTOR.read_bytes()
+    assert datagram[17:19] == b"\xff\xff"
+    mode = LegacyMode(
+        session_id=bytes(range(100, 132)),  # The transcripts' session id and master secret.
+        master_secret=bytes(range(48)),
+        suite=DTLS_CIPHERSUITES["OC2-DTLS1_2-CHACHA20-POLY1305"][0],
+    )
+    server = DtlsAssociation(mode=mode, now=0.0)
+    server.receive_datagram(datagram, 0.0)
+    assert isinstance(server.next_event(), HandshakeFailed)
+    assert alert_of(server.datagrams_to_send()[-1]) == b"\x02\x2f"  # illegal_parameter
+
+
+@pytest.mark.parametrize(
+    ("message_seq", "refused"), [(0xFFFF, True), (0xFFFD, True), (0xFFFC, False)]
+)
+def test_psk_hello_message_seq_leaves_room_for_our_flight(message_seq: int, refused: bool) -> None:
+    body = encode_client_hello(
+        ClientHello(0xFEFD, bytes(range(1, 33)), b"", b"c" * 32, (0x00A9,), b"\x00", ())
+    )
+    datagram = encode_record(22, 0xFEFF, 0, encode_handshake(1, message_seq, body))
+    server = DtlsAssociation(mode=psk_mode(), now=0.0)
+    server.receive_datagram(datagram, 0.0)
+    assert isinstance(server.next_event(), HandshakeFailed) is refused
+    assert server.state is (
+        DtlsState.FAILED if refused else DtlsState.SERVER_EXPECT_CLIENT_KEY_EXCHANGE
+    )
+
+
 def test_timer_before_any_hello_is_the_deadline() -> None:
     server = DtlsAssociation(mode=psk_mode(), now=5.0)
     assert server.get_timer() == 65.0
@@ -113,7 +156,8 @@ def test_oversized_plaintext_is_dropped() -> None:
 def test_sequence_exhaustion_is_refused() -> None:
     pair = established_pair(psk_mode())
     assert pair.server is not None
-    pair.server._write_seq[1] = SEQ_MASK + 1
+    assert pair.server._epoch is not None
+    pair.server._epoch.write_seq = SEQ_MASK + 1
     with pytest.raises(LocalProtocolError):
         pair.server.send_data([b"\x00x"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,7 +211,9 @@ def _reply(auth: str, group: str = "") -> Request:
 
 
 class Dialog:
-    def __init__(self, config_dir: Path, fake: Fake, extra: str = "") -> None:
+    def __init__(
+        self, config_dir: Path, fake: Fake, extra: str = "", chain: Sequence[bytes] = ()
+    ) -> None:
         self.config = parse_config(make_config_text(config_dir, extra), source="t.conf")
         self.banned: set[str] = set()
         self.points: list[str] = []
@@ -227,7 +230,7 @@ class Dialog:
             is_banned=lambda ip: ip in self.banned,
             on_auth_failure=self.points.append,
         )
-        self.dialog = LoginDialog(services, remote_addr="198.18.0.2")
+        self.dialog = LoginDialog(services, remote_addr="198.18.0.2", peer_chain=lambda: chain)
 
     def send(self, request: Request) -> Response:
         return asyncio.run(self.dialog.handle(request))
@@ -287,10 +290,26 @@ def test_dialog_refuses_unsafe_group_names(config_dir: Path, tmp_path: Path) -> 
         return PasswordOk(username="alice", groups=("../escape",))
 
     fake.check_password = weird  # type: ignore[method-assign]
-    d = Dialog(config_dir, fake)
+    groups = tmp_path / "groups"
+    groups.mkdir()
+    d = Dialog(config_dir, fake, f"config-per-group = {groups}\n")
     res = d.send(_reply("<username>alice</username><password>alicepass</password>"))
     assert b"Login failed" in res.body
     assert d.store.sessions() == []
+
+
+def test_dialog_accepts_any_name_without_per_user_files(config_dir: Path) -> None:
+    # Only the lookup of a per-user/per-group file needs a safe path component (ocserv 1.5.1).
+    fake = Fake()
+
+    async def odd(*args: object, **kwargs: object) -> PasswordOk:
+        return PasswordOk(username="sp@c/al", groups=("../ünï",))
+
+    fake.check_password = odd  # type: ignore[method-assign]
+    d = Dialog(config_dir, fake)
+    d.send(_reply("<username>sp@c/al</username><password>alicepass</password>"))
+    (session,) = d.store.sessions()
+    assert (session.username, session.group) == ("sp@c/al", "../ünï")
 
 
 def test_dialog_session_carries_per_user_settings(config_dir: Path, tmp_path: Path) -> None:
@@ -303,3 +322,74 @@ def test_dialog_session_carries_per_user_settings(config_dir: Path, tmp_path: Pa
     settings = session.extra["settings"]
     assert settings.config.idle_timeout == 123  # type: ignore[attr-defined]
     assert [str(r) for r in settings.config.route] == ["10.44.0.0/16"]  # type: ignore[attr-defined]
+
+
+QUAD_CERT = CertIdentity(
+    username="quad",
+    groups=("g1", "g2", "g3", "g4"),
+    subject="CN=quad",
+    serial=2,
+    fingerprint_sha256="00",
+    group_oid="2.5.4.11",
+)
+
+
+def test_certificate_alone_with_groups_asks_for_the_group_first(config_dir: Path) -> None:
+    # ocserv lists every cert-group-oid value (after default-select-group, before select-group)
+    # and lets the client pick one, also a group select-group does not list.
+    fake = Fake(alternatives=(frozenset({"certificate"}),), cert=QUAD_CERT)
+    extra = "select-group = g2[Second]\nselect-group = other\ndefault-select-group = DEFAULT\n"
+    d = Dialog(config_dir, fake, extra, chain=(b"leaf",))
+    form = d.send(_post(INIT.format(extra="")))
+    body = form.body.decode()
+    assert d.store.sessions() == []
+    assert 'name="password"' not in body
+    assert 'name="username"' not in body
+    values = re.findall(r'<option value="([^"]*)"', body)
+    assert values == ["DEFAULT", "g1", "g3", "g4", "g2", "other"]
+    d.send(_reply("", group="g4"))
+    (session,) = d.store.sessions()
+    assert (session.username, session.group) == ("quad", "g4")
+
+
+def test_certificate_alone_with_one_group_and_no_list_needs_no_form(config_dir: Path) -> None:
+    fake = Fake(alternatives=(frozenset({"certificate"}),), cert=ALICE_CERT)
+    d = Dialog(config_dir, fake, chain=(b"leaf",))
+    d.send(_post(INIT.format(extra="")))
+    (session,) = d.store.sessions()
+    assert session.username == "alice"
+
+
+def _svc(method: str, body: bytes = b"") -> Request:
+    headers = (
+        ("host", "vpn"),
+        ("user-agent", "Cisco SVC IPPhone Client v1.0"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    )
+    return Request(method=method, target="/svc", headers=headers, body=body, http_version="1.1")
+
+
+def test_svc_login_of_ip_phones(config_dir: Path) -> None:
+    # ocserv src/worker-svc.c: GET sets webvpnlogin=1, the POST gets only the cookie.
+    d = Dialog(config_dir, Fake(), "cisco-svc-client-compat = true\nudp-port = 443\n")
+    hello = d.send(_svc("GET"))
+    assert (hello.status, hello.body, hello.close) == (200, b"", False)
+    assert ("Set-Cookie", "webvpnlogin=1; secure") in hello.headers
+    assert d.send(_svc("POST", b"username=alice")).headers == hello.headers
+    done = d.send(_svc("POST", b"username=alice&password=alicepass"))
+    (session,) = d.store.sessions()
+    assert done.status == 200
+    assert done.body == b""
+    cookies = [v for k, v in done.headers if k == "Set-Cookie"]
+    assert len(cookies) == 1
+    assert cookies[0].startswith("webvpn=")
+    assert cookies[0].endswith("; secure")
+    assert session.username == "alice"
+
+
+def test_svc_failure_is_401_and_closes(config_dir: Path) -> None:
+    d = Dialog(config_dir, Fake())
+    refused = d.send(_svc("POST", b"username=alice&password=nope"))
+    assert (refused.status, refused.reason, refused.close) == (401, "Authentication failed", True)
+    assert d.points == ["198.18.0.2"]
+    assert d.store.sessions() == []

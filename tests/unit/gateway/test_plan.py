@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -81,11 +82,24 @@ def test_leases_are_kept_for_a_reconnect(setup: Setup) -> None:
     assert first.ipv6.prefixlen == 128
 
 
-def test_the_previous_address_of_a_reconnecting_client_is_preferred(
-    setup: Setup,
-) -> None:
+def test_a_client_cannot_pick_its_first_address(setup: Setup) -> None:
+    # X-CSTP-Address may only ask back for the lease the session holds; a fresh session gets
+    # the predictable-ips address, not the one it asks for.
     plan = _plan(setup, _request(x_cstp_address="10.77.0.42"))
-    assert str(plan.ipv4) == "10.77.0.42"
+    assert plan.ipv4 is not None
+    assert str(plan.ipv4) != "10.77.0.42"
+    assert plan.ipv4 == setup.pool4.network.network_address + 2 + _hash_slot("alice", 253)
+
+
+def test_a_reconnect_keeps_its_lease_whatever_it_asks(setup: Setup) -> None:
+    first = _plan(setup, _request())
+    again = _plan(setup, _request(x_cstp_address="10.77.0.42"))
+    assert again.ipv4 == first.ipv4
+
+
+def _hash_slot(key: str, capacity: int) -> int:
+    """The slot predictable-ips starts at (session/_lease.py): SHA-256 of the name."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest(), "big") % capacity
 
 
 def test_no_ipv6_without_the_capability(setup: Setup) -> None:

@@ -78,3 +78,24 @@ def test_disconnect_adds_stats(config_dir: Path) -> None:
         "2000",
         "42",
     )
+
+
+def test_restrictions_are_exported_as_ocserv_does(config_dir: Path) -> None:
+    # ocserv export_fw_info(): OCSERV_RESTRICT_TO_ROUTES=1, then "PROTO PORT " pairs under
+    # OCSERV_ALLOW_PORTS (or OCSERV_DENY_PORTS for the "!(...)" form), "icmp all" for ICMP.
+    text = EXTRA + "restrict-user-to-routes = true\n"
+    allow = text + 'restrict-user-to-ports = "tcp(443), udp(1000-2000), icmp()"\n'
+    config = parse_config(make_config_text(config_dir, allow), source="t.conf")
+    env = script_environment(config, _ctx("connect"))
+    assert env["OCSERV_RESTRICT_TO_ROUTES"] == "1"
+    assert env["OCSERV_ALLOW_PORTS"] == "tcp 443 udp 1000:2000 icmp all "
+    assert "OCSERV_DENY_PORTS" not in env
+    deny = text + 'restrict-user-to-ports = "!(tcp(22))"\n'
+    config = parse_config(make_config_text(config_dir, deny), source="t.conf")
+    env = script_environment(config, _ctx("connect"))
+    assert env["OCSERV_DENY_PORTS"] == "tcp 22 "
+    assert "OCSERV_ALLOW_PORTS" not in env
+    plain = parse_config(make_config_text(config_dir, EXTRA), source="t.conf")
+    env = script_environment(plain, _ctx("connect"))
+    assert "OCSERV_RESTRICT_TO_ROUTES" not in env
+    assert "OCSERV_ALLOW_PORTS" not in env

@@ -7,6 +7,7 @@ import ocgate.http
 
 def test_exports() -> None:
     assert sorted(ocgate.http.__all__) == [
+        "CamouflageGate",
         "ConnectionClosed",
         "FrontDoor",
         "HttpEvent",
@@ -15,6 +16,7 @@ def test_exports() -> None:
         "Request",
         "Response",
         "TimedOut",
+        "with_headers",
     ]
     for name in ocgate.http.__all__:
         assert getattr(ocgate.http, name) is not None

@@ -73,3 +73,22 @@ def test_parse_listen_address(value: str, expected: tuple[str, int]) -> None:
 def test_bad_listen_address(value: str) -> None:
     with pytest.raises(ValueError, match=r"."):
         parse_listen_address(value)
+
+
+def test_dropped_packets_by_reason_add_closed_and_live_tunnels() -> None:
+    def state() -> LiveState:
+        live = TunnelCounters("cstp", 0, 0, 0, 0, dropped=(2, 0, 1, 0, 4))
+        return LiveState(
+            tunnels=[live, TunnelCounters("dtls", 0, 0, 0, 0)], sessions_disconnected=0
+        )
+
+    metrics = GatewayMetrics(state)
+    metrics.tunnel_closed(
+        TunnelCounters("dtls", 0, 0, 0, 0, dropped=(5, 1, 0, 3, 0)), "idle timeout"
+    )
+    text = metrics.render().decode()
+    for reason, value in [
+        ("spoofed-source", 7), ("link-local", 1), ("malformed", 1), ("restricted-route", 3),
+        ("restricted-port", 4),
+    ]:  # fmt: skip
+        assert f'ocgate_tunnel_dropped_packets_total{{reason="{reason}"}} {value}.0' in text

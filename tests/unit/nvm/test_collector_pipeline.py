@@ -129,35 +129,76 @@ def test_nvzflow_262_266_267_268_over_udp_are_stored_with_every_field(tmp_path: 
     asyncio.run(scenario())
 
 
+LEASED = "192.168.0.10"
+"""The VPN address of the tests below; the 267 sample's flow also claims it as its source."""
+
+
 def test_flow_from_a_vpn_lease_is_attributed_to_its_user(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with opened_store(tmp_path / "nvm.db") as store:
             leases = LeasePublisher()
             # The gateway may report leases before the collector is up: they are queued.
-            leases.lease_started("alice", "sess-1", "192.168.0.10", FLOW_TIME - 60)
+            leases.lease_started("alice", "sess-1", LEASED, FLOW_TIME - 60)
             hub = FlowHub()
             live = hub.subscribe(lambda r: True)
             collector = Collector(store=store, hub=hub, linger=0.01)
             await collector.start(lease_events=leases)
+            alice = ExporterKey.for_peer("udp", LEASED, 50000)
             try:
-                collector.receive_message(TEMPLATES, A, FLOW_TIME)
-                collector.receive_message(DATA_267, A, FLOW_TIME)
+                collector.receive_message(TEMPLATES, alice, FLOW_TIME)
+                collector.receive_message(DATA_267, alice, FLOW_TIME)
                 await collector.flush()
-                leases.lease_ended("alice", "sess-1", "192.168.0.10", FLOW_TIME + 60)
-                leases.lease_started("bob", "sess-2", "192.168.0.10", FLOW_TIME + 120)
+                leases.lease_ended("alice", "sess-1", LEASED, FLOW_TIME + 60)
+                leases.lease_started("bob", "sess-2", LEASED, FLOW_TIME + 120)
                 await asyncio.sleep(0.05)
             finally:
                 await collector.stop()
             stored = (await flows(store))[267]
             assert (stored.vpn_user, stored.vpn_session) == ("alice", "sess-1")
-            assert await store.attribute("192.168.0.10", FLOW_TIME) == ("alice", "sess-1")
-            assert await store.attribute("192.168.0.10", FLOW_TIME + 90) is None
-            assert await store.attribute("192.168.0.10", FLOW_TIME + 200) == ("bob", "sess-2")
+            assert await store.attribute(LEASED, FLOW_TIME) == ("alice", "sess-1")
+            assert await store.attribute(LEASED, FLOW_TIME + 90) is None
+            assert await store.attribute(LEASED, FLOW_TIME + 200) == ("bob", "sess-2")
             # The live feed already carries the attribution.
             async with asyncio.timeout(1):
                 published = await anext(live)
             assert published.vpn_user == "alice"
             assert leases.written == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_forged_flow_is_not_filed_under_the_user_it_names(tmp_path: Path) -> None:
+    """Only the exporter's own address, a lease at receipt, makes a flow a VPN user's."""
+
+    async def scenario() -> None:
+        async with opened_store(tmp_path / "nvm.db") as store:
+            leases = LeasePublisher()
+            leases.lease_started("alice", "sess-1", LEASED, FLOW_TIME - 60)
+            collector = Collector(store=store, linger=0.01)
+            await collector.start(lease_events=leases)
+            forger = ExporterKey.for_peer("udp", "10.0.0.66", 40000)  # Holds no lease.
+            alice = ExporterKey.for_peer("udp", LEASED, 50000)
+            try:
+                # Both send the same record, which claims alice's address as its source.
+                for exporter in (forger, alice):
+                    collector.receive_message(TEMPLATES, exporter, FLOW_TIME)
+                    collector.receive_message(DATA_267, exporter, FLOW_TIME)
+                await collector.flush()
+                # Once the address is bob's, a flow claiming alice's time is still bob's.
+                leases.lease_ended("alice", "sess-1", LEASED, FLOW_TIME + 60)
+                leases.lease_started("bob", "sess-2", LEASED, FLOW_TIME + 120)
+                await leases.wait_written()
+                collector.receive_message(DATA_267, alice, FLOW_TIME + 200)
+                await collector.flush()
+            finally:
+                await collector.stop()
+            page = await store.query_flows(FlowFilter(), limit=10)
+            got = sorted((f.exporter, f.src_addr, f.vpn_user or "") for f in page.items)
+            assert got == [
+                ("udp://10.0.0.66", LEASED, ""),
+                (f"udp://{LEASED}", LEASED, "alice"),
+                (f"udp://{LEASED}", LEASED, "bob"),
+            ]
 
     asyncio.run(scenario())
 

@@ -70,7 +70,9 @@ def make_demux(
     return demux, delivered
 
 
-def pump(client: SSL.Connection, demux: DtlsDemux, now: float = 0.0) -> int:
+def pump(
+    client: SSL.Connection, demux: DtlsDemux, now: float = 0.0, peer: tuple[str, int] = PEER
+) -> int:
     """Move datagrams both ways until both sides are quiet; returns the client's count."""
     sent = 0
     for _ in range(50):
@@ -80,11 +82,11 @@ def pump(client: SSL.Connection, demux: DtlsDemux, now: float = 0.0) -> int:
                 data = client.bio_read(65535)
             except SSL.WantReadError:
                 break
-            demux.receive_datagram(data, PEER, now)
+            demux.receive_datagram(data, peer, now)
             sent += 1
             moved = True
         for data, addr in demux.datagrams_to_send():
-            assert addr == PEER
+            assert addr == peer
             client.bio_write(data)
             moved = True
         try:
@@ -121,8 +123,38 @@ def test_handshake_with_cookie_then_ipfix_is_delivered(pki: Pki) -> None:
     send(client, demux, TEMPLATES)
     send(client, demux, DATA_267)
     assert [m for m, _ in delivered.messages] == [TEMPLATES, DATA_267]
-    assert delivered.messages[0][1] == ExporterKey("dtls", *PEER)
+    # Keyed by address alone: a re-handshake from another port keeps the templates.
+    assert delivered.messages[0][1] == ExporterKey("dtls", PEER[0], 0)
     assert client.get_protocol_version_name() == "DTLSv1.2"
+
+
+def test_peers_per_address_are_bounded_and_share_one_exporter_key(pki: Pki) -> None:
+    demux, delivered = make_demux(pki, mutual=False, max_peers_per_address=2)
+    clients = []
+    for port in (40000, 40001, 40002):  # One host, three source ports.
+        client = SSL.Connection(client_context(pki, cert=False), None)
+        client.set_connect_state()
+        with contextlib.suppress(SSL.WantReadError):
+            client.do_handshake()
+        pump(client, demux, peer=(PEER[0], port))
+        client.send(TEMPLATES)
+        pump(client, demux, peer=(PEER[0], port))
+        clients.append(client)
+    assert demux.stats.handshakes == 3
+    assert (demux.peers, demux.stats.evicted) == (2, 1)  # The host's oldest made room.
+    assert {key for _, key in delivered.messages} == {ExporterKey("dtls", PEER[0], 0)}
+    other = connect_from(pki, demux, ("192.0.2.8", 1))
+    assert (demux.peers, demux.stats.evicted) == (3, 1)
+    other.shutdown()
+
+
+def connect_from(pki: Pki, demux: DtlsDemux, peer: tuple[str, int]) -> SSL.Connection:
+    client = SSL.Connection(client_context(pki, cert=False), None)
+    client.set_connect_state()
+    with contextlib.suppress(SSL.WantReadError):
+        client.do_handshake()
+    pump(client, demux, peer=peer)
+    return client
 
 
 def test_no_state_is_kept_before_the_cookie_is_verified(pki: Pki) -> None:
@@ -254,7 +286,7 @@ def test_dtls_listener_on_loopback_stores_flows(tmp_path: Path, pki: Pki) -> Non
                 await collector.stop()
             page = await store.query_flows(FlowFilter())
             assert [f.process_name for f in page.items] == ["svchost.exe"]
-            assert page.items[0].exporter.startswith("dtls://127.0.0.1:")
+            assert page.items[0].exporter == "dtls://127.0.0.1"
 
     asyncio.run(scenario())
 

@@ -99,6 +99,34 @@ def test_tcp_allow_list_and_connection_bound(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_tcp_connections_per_address_are_bounded(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with opened_store(tmp_path / "nvm.db") as store:
+            collector = Collector(store=store)
+            listeners = Listeners(collector, max_connections_per_address=2)
+            bound = await listeners.add_tcp(ListenAddress("tcp", "127.0.0.1", 0))
+            writers = []
+            for _ in range(2):
+                _, writer = await asyncio.open_connection("127.0.0.1", bound.port)
+                writers.append(writer)
+            await wait_for(lambda: listeners.tcp_sessions == 2)
+            reader, third = await asyncio.open_connection("127.0.0.1", bound.port)
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # A third from one address.
+            _, other = await asyncio.open_connection(
+                "127.0.0.1", bound.port, local_addr=("127.0.0.2", 0)
+            )
+            await wait_for(lambda: listeners.tcp_sessions == 3)  # Another address is welcome.
+            writers[0].close()
+            await wait_for(lambda: listeners.tcp_by_address == {"127.0.0.1": 1, "127.0.0.2": 1})
+            for writer in (*writers[1:], third, other):
+                writer.close()
+            await wait_for(lambda: listeners.tcp_sessions == 0)
+            assert listeners.tcp_by_address == {}
+            await listeners.close()
+
+    asyncio.run(scenario())
+
+
 def test_start_listeners_from_settings_and_receive_buffer(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with opened_store(tmp_path / "nvm.db") as store:

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import re
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nvm_collector_lib import DATA_262, DATA_267, TEMPLATES, opened_store, wait_for
 
 from ocgate.nvm._collector import Collector
 from ocgate.nvm._config import NvmSettings, SinkAddress
 from ocgate.nvm._records import EndpointRecord, FlowRecord, GenericRecord, normalise
 from ocgate.nvm._siem import (
+    JSON_FILE_KEEP,
+    JSON_FILE_MAX_BYTES,
     HttpJsonSink,
     JsonFileSink,
     Sink,
     SyslogSink,
     build_sinks,
     format_kv,
+    json_line,
     record_keys,
     syslog_message,
 )
@@ -62,11 +69,11 @@ def test_flow_keys_are_the_cisco_collector_names() -> None:
         "fet='Wed Apr 05 03:26:13 2017'",
         "ibc=100",
         "obc=41",
-        "liuid='MYNVM\\dummy11'",
+        "liuid='MYNVM\\\\dummy11'",  # The backslash escaped (module docstring of _siem).
         "liuidp='dummy11'",
         "liuida='MYNVM'",
         "liuat=2",
-        "pa='NT AUTHORITY\\NETWORK SERVICE'",
+        "pa='NT AUTHORITY\\\\NETWORK SERVICE'",
         "pap='NETWORK SERVICE'",
         "paa='NT AUTHORITY'",
         "puat=1",
@@ -107,6 +114,130 @@ def test_quotes_inside_values_are_escaped_and_generic_records_are_skipped() -> N
     assert match is not None
     assert match.group(1) == b"gw1"
     assert message.startswith(b"<134>1 2023-11-14T22:13:20.500Z gw1 ocgate-nvm - flow - fv=")
+
+
+# --- Escaping (module docstring of ocgate.nvm._siem) ---------------------------------------------
+
+_BARE_VALUE = re.compile(r"[A-Za-z0-9_.:@/+\-]+")
+_KEY = re.compile(r"([a-z_]+)=")
+_UNESCAPE = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _unescape(raw: str) -> str:
+    """Undo the escaping of one quoted value (or list item), strictly."""
+    out: list[str] = []
+    i = 0
+    while i < len(raw):
+        char = raw[i]
+        if char != "\\":
+            out.append(char)
+            i += 1
+            continue
+        code = raw[i + 1]
+        if code in _UNESCAPE:
+            out.append(_UNESCAPE[code])
+            i += 2
+        elif code == "x":
+            out.append(chr(int(raw[i + 2 : i + 4], 16)))
+            i += 4
+        elif code == "u":
+            out.append(chr(int(raw[i + 2 : i + 6], 16)))
+            i += 6
+        else:
+            raise ValueError(f"unknown escape {raw[i : i + 2]!r}")
+    return "".join(out)
+
+
+def decode_kv(line: str) -> list[tuple[str, str | list[str]]]:
+    """An independent reader of ``format_kv`` lines, written from the documented grammar."""
+    assert not any(c in line for c in "\n\r\x85\u2028\u2029")  # One line, whatever the values.
+    pairs: list[tuple[str, str | list[str]]] = []
+    i = 0
+    while i < len(line):
+        match = _KEY.match(line, i)
+        assert match is not None, line[i:]
+        key, i = match.group(1), match.end()
+        if line[i] in "'\"":
+            quote, i, start = line[i], i + 1, i + 1
+            while line[i] != quote:
+                i += 2 if line[i] == "\\" else 1
+            raw, i = line[start:i], i + 1
+            value: str | list[str] = (
+                [_unescape(item) for item in raw.split(" ")]
+                if key in ("mnl", "mhl")
+                else _unescape(raw)
+            )
+        else:
+            bare = _BARE_VALUE.match(line, i)
+            assert bare is not None, line[i:]
+            value, i = bare.group(), bare.end()
+        pairs.append((key, value))
+        if i < len(line):
+            assert line[i] == " ", line[i:]
+            i += 1
+    return pairs
+
+
+ESCAPING_VECTORS = [
+    # (key, value, rendered)
+    ("pn", "svchost.exe", "pn='svchost.exe'"),
+    ("liuid", "MYNVM\\dummy11", "liuid='MYNVM\\\\dummy11'"),
+    ("pn", "C:\\dir\\", "pn='C:\\\\dir\\\\'"),  # A trailing backslash cannot eat the quote.
+    ("pn", "x' da=\"6.6.6.6", "pn='x\\' da=\"6.6.6.6'"),
+    ("dh", 'evil" ocg_vpn_user="root', 'dh="evil\\" ocg_vpn_user=\\"root"'),
+    ("dh", "it's", 'dh="it\'s"'),
+    ("osn", "a=b", "osn='a=b'"),
+    ("osn", "two words", "osn='two words'"),
+    ("osv", "10.12.6", "osv=10.12.6"),
+    ("osn", "", "osn=''"),
+    ("liuid", "a\nb\rc\td", "liuid='a\\nb\\rc\\td'"),
+    ("pn", "\x00\x1b[31m\x7f", "pn='\\x00\\x1b[31m\\x7f'"),
+    ("pn", "a\u2028b\x85c\u2029", "pn='a\\u2028b\\u0085c\\u2029'"),
+    ("pn", "café.exe", "pn='café.exe'"),
+    ("mnl", ["a b.dll", "c\\d.dll", "e'f", ""], "mnl='a\\x20b.dll c\\\\d.dll e\\'f '"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "rendered"), ESCAPING_VECTORS)
+def test_escaping_vectors(key: str, value: str | list[str], rendered: str) -> None:
+    assert format_kv([(key, value)]) == rendered  # type: ignore[list-item]
+    assert decode_kv(rendered) == [(key, value)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["pn", "dh", "osn", "udid", "liuid"]), st.text()),
+        min_size=1,
+        max_size=5,
+    ),
+    st.lists(st.text(), min_size=1, max_size=4),
+)
+def test_no_value_can_add_a_key_or_a_line(pairs: list[tuple[str, str]], modules: list[str]) -> None:
+    line = format_kv([*pairs, ("mnl", modules)])  # type: ignore[list-item]
+    assert decode_kv(line) == [*pairs, ("mnl", modules)]
+
+
+def test_hostile_record_round_trips_through_syslog() -> None:
+    flow = FlowRecord(
+        time_start=0,
+        time_end=0,
+        src_addr="10.0.0.1",
+        process_name="x\\' ocg_vpn_user='root\n<134>1 forged",
+        dst_hostname='h"\r\nda="1.2.3.4',
+        user="DOM\\",
+    )
+    message = syslog_message(flow, hostname="gw1", now=0)
+    assert message is not None
+    assert b"\n" not in message
+    assert b"\r" not in message
+    text = message.decode().partition(" - flow - ")[2]
+    decoded = dict(decode_kv(text))
+    assert decoded["pn"] == flow.process_name
+    assert decoded["dh"] == flow.dst_hostname
+    assert decoded["liuid"] == "DOM\\"
+    assert "ocg_vpn_user" not in decoded
+    assert [k for k, _ in decode_kv(text)] == [k for k, _ in record_keys(flow) or []]
 
 
 class UdpCatcher(asyncio.DatagramProtocol):
@@ -182,7 +313,7 @@ def test_syslog_over_tcp_uses_octet_counting() -> None:
         server.close()
         assert len(received) == 6
         assert all(RFC5424.fullmatch(frame) for frame in received)
-        assert b"liuid='MYNVM\\dummy11'" in received[0]
+        assert b"liuid='MYNVM\\\\dummy11'" in received[0]
 
     asyncio.run(scenario())
 
@@ -208,6 +339,48 @@ def test_json_lines_file(tmp_path: Path) -> None:
         assert lines[1]["vsn"] == "STATION-102010"
 
     asyncio.run(scenario())
+
+
+def test_json_file_rotates_at_its_size_bound_and_keeps_n_files(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "nvm.jsonl"
+        flow, _ = ona_records()
+        line = json_line(flow)
+        assert line is not None
+        bound = 3 * len(line) + 10  # Three records fit, a fourth does not.
+        sink = JsonFileSink(str(path), max_bytes=bound, keep=2, batch=1)
+        sink.start()
+        for index in range(11):
+            sink.offer([dataclasses.replace(flow, src_port=index)])
+            await sink.drain()
+        await sink.stop()
+        files = sorted(os.listdir(tmp_path))
+        assert files == ["nvm.jsonl", "nvm.jsonl.1", "nvm.jsonl.2"]  # nvm.jsonl.3 was dropped.
+        assert all((tmp_path / name).stat().st_size <= bound for name in files)
+        ports = {
+            name: [json.loads(x)["sp"] for x in (tmp_path / name).read_text().splitlines()]
+            for name in files
+        }
+        assert ports == {"nvm.jsonl.2": [3, 4, 5], "nvm.jsonl.1": [6, 7, 8], "nvm.jsonl": [9, 10]}
+        assert sink.rotations == 3
+        # Without history the file just starts again.
+        single = JsonFileSink(str(tmp_path / "one.jsonl"), max_bytes=bound, keep=0, batch=1)
+        single.start()
+        for index in range(4):
+            single.offer([dataclasses.replace(flow, src_port=index)])
+            await single.drain()
+        await single.stop()
+        assert [json.loads(x)["sp"] for x in (tmp_path / "one.jsonl").read_text().splitlines()] == [
+            3
+        ]
+        assert not (tmp_path / "one.jsonl.1").exists()
+
+    asyncio.run(scenario())
+
+
+def test_json_file_defaults_are_the_documented_bound() -> None:
+    sink = JsonFileSink("/nonexistent/nvm.jsonl")
+    assert (sink.max_bytes, sink.keep) == (JSON_FILE_MAX_BYTES, JSON_FILE_KEEP) == (10**8, 5)
 
 
 def test_json_over_http_posts_batches() -> None:

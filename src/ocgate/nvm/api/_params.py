@@ -243,10 +243,14 @@ def encode_endpoint_cursor(cursor: EndpointCursor) -> str:
 
 def decode_endpoint_cursor_untrusted(text: str) -> EndpointCursor:
     """Inverse of :func:`encode_endpoint_cursor`."""
+    if len(text) > _MAX_CURSOR:
+        raise BadHttpRequest("cursor: invalid")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         value = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeError):
+    except (binascii.Error, ValueError, UnicodeError, RecursionError):
+        # RecursionError: JSON nested deeper than the interpreter's limit (found with
+        # fuzz/targets/fuzz_nvm_api.py; a cursor of base64("[" * 2000) raised it).
         raise BadHttpRequest("cursor: invalid") from None
     if (
         not isinstance(value, list)

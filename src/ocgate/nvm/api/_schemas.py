@@ -88,10 +88,14 @@ FLOW_FIELDS: Final[Mapping[str, Schema]] = {
         "description": "Modules loaded by the process (9:12352 names with 9:12353 hashes).",
         "items": {"$ref": "#/components/schemas/Module"},
     },
-    "exporter": _t(_STR, "Exporter as transport://address:port.", nullable=False),
+    "exporter": _t(
+        _STR, "Exporter as transport://address[:port] (port: TCP only).", nullable=False
+    ),
     "odid": _t(_INT, "IPFIX observation domain id.", nullable=False),
     "template_id": _t(_INT, "IPFIX template id of the record.", nullable=False),
-    "vpn_user": _t(_STR, "VPN login that held src_addr at the flow's time (store attribution)."),
+    "vpn_user": _t(
+        _STR, "VPN login whose lease was the exporter's address (never src_addr, a claim)."
+    ),
     "vpn_session": _t(_STR, "VPN session id of that lease."),
     "extra": _EXTRA,
 }
@@ -380,7 +384,7 @@ def _exporter_schema() -> Schema:
         "type": "object",
         "required": ["exporter", "live", *EXPORTER_COUNTERS, "counters"],
         "properties": {
-            "exporter": {"type": "string", "description": "transport://address:port."},
+            "exporter": {"type": "string", "description": "transport://address[:port]."},
             "live": {
                 "type": "boolean",
                 "description": "True: from the running collector; false: as saved in the store.",

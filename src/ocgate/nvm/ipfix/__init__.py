@@ -36,6 +36,7 @@ from ocgate.nvm.ipfix._encode import (
     encode_withdrawal_set,
 )
 from ocgate.nvm.ipfix._exporter import ExporterKey
+from ocgate.nvm.ipfix._limits import DEFAULT_MEMORY_BOUND, Limits, Usage
 from ocgate.nvm.ipfix._message import (
     IPFIX_VERSION,
     MessageHeader,
@@ -67,6 +68,7 @@ from ocgate.nvm.ipfix.events import (
 
 __all__ = [
     "CISCO_PEN",
+    "DEFAULT_MEMORY_BOUND",
     "ENTERPRISE_BIT",
     "IPFIX_VERSION",
     "MAX_FIELDS_PER_TEMPLATE",
@@ -82,6 +84,7 @@ __all__ = [
     "IpfixCollectorCore",
     "IpfixEvent",
     "LearnResult",
+    "Limits",
     "MessageHeader",
     "MessageRejected",
     "RawSet",
@@ -96,6 +99,7 @@ __all__ = [
     "TemplateSpec",
     "TemplateWithdrawal",
     "TemplateWithdrawn",
+    "Usage",
     "VarLen",
     "compile_template",
     "decode_basic_list_untrusted",

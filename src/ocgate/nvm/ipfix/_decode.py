@@ -11,7 +11,8 @@ Theory of operation:
   padding (§3.3.1). The minimum is ≥ 1, so decoding always advances.
 * A variable-length prefix (1 byte, or 255 + 2 bytes, §7) or a list that runs past its container
   raises :class:`BadIpfix`, which discards the message. Unknown elements are kept raw with
-  ``(PEN, ID)``; ill-formed UTF-8 keeps the raw bytes and flags the name (§6.1.6).
+  ``(PEN, ID)``; ill-formed UTF-8 keeps the raw bytes and flags the name (§6.1.6), also when it
+  sits in a list element (the whole list is kept raw; :class:`InvalidListText`).
 * basicList (RFC 6313 §4.5.3): semantic, element field ID (+ PEN), element length (65535 = each
   element has its own variable-length prefix), then the elements; nesting is bounded.
 """
@@ -220,6 +221,17 @@ def _split_varlen_untrusted(data: bytes, pos: int, end: int) -> list[bytes]:
     return items
 
 
+class InvalidListText(BadIpfix):
+    """A basicList element of a string type is not UTF-8.
+
+    The record decoder keeps such a list raw and flags it, like an ill-formed string field; only
+    a caller of :func:`decode_basic_list_untrusted` alone sees it as malformed. (A bare
+    ``UnicodeDecodeError`` escaped before: found by fuzz/targets/fuzz_ipfix_message.py.)
+    """
+
+
+_TEXT_ERRORS = (UnicodeDecodeError, InvalidListText)
+
 _LIST_CONVS: dict[tuple[int, int, int], _BytesConv | None] = {}
 
 
@@ -271,7 +283,10 @@ def decode_basic_list_untrusted(data: bytes, depth: int = 1) -> list[object]:
         raw = [data[i : i + element_length] for i in range(pos, end, element_length)]
     if conv is None:
         return raw  # type: ignore[return-value]  # A list[bytes] is a list[object] here.
-    return [conv(item) for item in raw]
+    try:
+        return [conv(item) for item in raw]
+    except UnicodeDecodeError as exc:
+        raise InvalidListText(f"basicList element is not UTF-8 ({exc.reason})") from None
 
 
 # --- Compiled templates -------------------------------------------------------------------------
@@ -337,7 +352,7 @@ def _convert_slowly(run: _FixedRun, vals: tuple[object, ...], invalid: list[str]
     for index, conv in run.convs:
         try:
             out[index] = conv(out[index])  # type: ignore[arg-type]
-        except UnicodeDecodeError:
+        except _TEXT_ERRORS:
             invalid.append(str(run.keys[index]))
     return out
 
@@ -347,7 +362,7 @@ def _convert(run: _FixedRun, vals: tuple[object, ...], invalid: list[str]) -> li
     try:
         for index, conv in run.convs:
             out[index] = conv(out[index])  # type: ignore[arg-type]
-    except UnicodeDecodeError:
+    except _TEXT_ERRORS:
         return _convert_slowly(run, vals, invalid)
     return out
 
@@ -465,7 +480,7 @@ class TemplateDecoder:
                 else:
                     try:
                         values[key] = conv(data)
-                    except UnicodeDecodeError:
+                    except _TEXT_ERRORS:
                         values[key] = data
                         invalid.append(str(key))
             rows.append(

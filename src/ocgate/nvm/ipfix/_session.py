@@ -14,6 +14,14 @@ Theory of operation:
   they apply in order, including "withdraw all" (Template ID 2 / 3).
 * Data sets whose template is unknown are buffered per exporter (bounded by count, bytes and
   age, §9.3) and decoded when the template arrives, in a separate :class:`RecordsDecoded`.
+* Everything an exporter can make us hold (exporter entries, sequence domains, templates and
+  their fields, buffered sets and bytes) is capped per exporter address and globally
+  (:class:`~ocgate.nvm.ipfix._limits.Limits`, whose ``memory_bound`` is the documented bound);
+  :meth:`IpfixCollectorCore.usage` reports the accounted state. Past a per-exporter cap the new
+  template or set is refused. Past a global template cap an exporter is evicted whole, as when
+  the exporter table is full, so a newcomer is not locked out: of the 64 least recently heard,
+  the one holding the most templates (a sprayer at its caps goes before an agent with a dozen).
+  Past a global buffer or domain cap the new set or domain is refused (buffered sets age out).
 * Sequence numbers (§3.1) are tracked per (exporter, domain): expected = previous + data records
   of the previous message. A forward jump of up to ``2**24`` counts lost records
   (:class:`SequenceGap`); a backward jump of up to ``2**16`` is a late or duplicate message
@@ -21,18 +29,22 @@ Theory of operation:
   exporter restart, which resynchronises without counting loss. A message with buffered sets has
   an unknown record count, so the next message resynchronises.
 * The exporter table is an LRU bounded by ``max_exporters``; evicting an exporter drops its
-  templates, buffers and counters (RFC 7011 §9.3 lets a collector drop idle UDP state).
+  templates, buffers and counters (RFC 7011 §9.3 lets a collector drop idle UDP state). Keys are
+  what the adapter passes; the adapters key datagram exporters by address
+  (:meth:`ExporterKey.for_peer`), and the per-exporter caps count by address in any case.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from itertools import islice
 
 from ocgate.errors import BadIpfix
 from ocgate.nvm.ipfix._cache import LearnResult, TemplateCache
 from ocgate.nvm.ipfix._decode import TemplateDecoder, compile_template
 from ocgate.nvm.ipfix._exporter import ExporterKey
+from ocgate.nvm.ipfix._limits import Limits, Usage
 from ocgate.nvm.ipfix._message import MessageHeader, RawSet, SetId, pull_message_untrusted
 from ocgate.nvm.ipfix._templates import Template, TemplateWithdrawal, parse_template_set_untrusted
 from ocgate.nvm.ipfix.events import (
@@ -52,7 +64,10 @@ MAX_FORWARD_GAP = 1 << 24
 """A forward sequence jump up to this many records is loss; beyond it, an exporter restart."""
 MAX_LATE = 1 << 16
 """A backward sequence jump up to this many records is a late or duplicate message."""
-_MAX_GAPS = 16
+_EVICTION_WINDOW = 64
+"""Least recently heard exporters considered when a global template cap needs room."""
+_MAX_GAPS = 4
+"""Recorded gaps per sequence (late messages are credited against the most recent ones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +87,8 @@ class ExporterStats:
     :param late_messages: messages behind the expected sequence (reordered or duplicated).
     :param skipped_sets: sets with a reserved ID (0, 1, 4-255), skipped.
     :param withdrawals_ignored: withdrawals received over UDP/DTLS and ignored.
+    :param domains_refused: messages whose observation domain got no sequence state (the
+        global domain cap was reached).
     """
 
     messages: int = 0
@@ -87,6 +104,7 @@ class ExporterStats:
     late_messages: int = 0
     skipped_sets: int = 0
     withdrawals_ignored: int = 0
+    domains_refused: int = 0
 
 
 _STAT_NAMES = tuple(f.name for f in fields(ExporterStats))
@@ -131,39 +149,67 @@ class _Plan:
 class IpfixCollectorCore:
     """Decode IPFIX messages from many exporters into events.
 
-    :param max_templates_per_exporter: template cap per exporter.
-    :param max_buffered_per_exporter: pre-template buffer cap, in data sets.
-    :param max_buffered_bytes_per_exporter: pre-template buffer cap, in bytes.
+    Every cap has its default and meaning in :class:`~ocgate.nvm.ipfix._limits.Limits`.
+
     :param buffer_age: seconds a buffered data set waits for its template.
-    :param max_exporters: exporter table bound (least recently heard from is evicted).
     :param template_lifetime: expire templates not refreshed for this long; ``None`` = never
         (nvm-ipfix.md §3: off, or ≥ 3x the refresh interval).
-    :param template_cache: a cache to share or pre-load; a new one by default.
+    :param template_cache: a cache to share or pre-load (its own caps apply); a new one by
+        default.
+    :param limits: the caps (:class:`~ocgate.nvm.ipfix._limits.Limits` defaults when ``None``).
+    :param caps: single :class:`~ocgate.nvm.ipfix._limits.Limits` fields that override
+        ``limits`` (``max_exporters=2``).
     """
 
     def __init__(
         self,
         *,
-        max_templates_per_exporter: int = 64,
-        max_buffered_per_exporter: int = 1000,
-        max_buffered_bytes_per_exporter: int = 1 << 20,
         buffer_age: float = 30.0,
-        max_exporters: int = 65536,
         template_lifetime: float | None = None,
         template_cache: TemplateCache | None = None,
+        limits: Limits | None = None,
+        **caps: int,
     ) -> None:
+        limits = limits or Limits()
+        if caps:
+            limits = replace(limits, **caps)
+        self.limits = limits
         self._cache = template_cache or TemplateCache(
-            max_templates_per_exporter=max_templates_per_exporter
+            max_templates_per_exporter=limits.max_templates_per_exporter,
+            max_fields_per_exporter=limits.max_fields_per_exporter,
+            max_templates=limits.max_templates,
+            max_distinct_templates=limits.max_distinct_templates,
+            max_template_fields=limits.max_template_fields,
         )
-        self.max_buffered_per_exporter = max_buffered_per_exporter
-        self.max_buffered_bytes_per_exporter = max_buffered_bytes_per_exporter
         self.buffer_age = buffer_age
-        self.max_exporters = max_exporters
         self.template_lifetime = template_lifetime
         self._exporters: OrderedDict[ExporterKey, _Exporter] = OrderedDict()
         self._events: deque[IpfixEvent] = deque()
         self._buffering: dict[ExporterKey, _Exporter] = {}
+        self._buffered_by_address: dict[str, list[int]] = {}  # [sets, bytes]
+        self._buffered = 0
+        self._buffered_bytes = 0
+        self._domains = 0
         self._next_expiry_check: float | None = None
+        self.evicted = 0
+        """Exporters dropped to make room (table bound, or a global template cap)."""
+
+    @property
+    def max_exporters(self) -> int:
+        """The exporter table bound."""
+        return self.limits.max_exporters
+
+    def usage(self) -> Usage:
+        """What the core holds now, as counted against :attr:`limits`."""
+        return Usage(
+            exporters=len(self._exporters),
+            domains=self._domains,
+            templates=len(self._cache),
+            distinct_templates=self._cache.distinct,
+            template_fields=self._cache.distinct_fields,
+            buffered=self._buffered,
+            buffered_bytes=self._buffered_bytes,
+        )
 
     @property
     def template_cache(self) -> TemplateCache:
@@ -201,8 +247,9 @@ class IpfixCollectorCore:
 
     def forget_exporter(self, key: ExporterKey) -> None:
         """Drop all state of ``key``: templates, buffers, sequence state and counters."""
-        self._exporters.pop(key, None)
-        self._buffering.pop(key, None)
+        state = self._exporters.pop(key, None)
+        if state is not None:
+            self._drop_state(state)
         self._cache.forget_exporter(key)
 
     def get_timer(self) -> float | None:
@@ -270,11 +317,10 @@ class IpfixCollectorCore:
                 plan.skipped_sets += 1
         return plan
 
-    @staticmethod
-    def _compiled(template: Template, known: TemplateDecoder | None) -> TemplateDecoder:
+    def _compiled(self, template: Template, known: TemplateDecoder | None) -> TemplateDecoder:
         if known is not None and known.template == template:
             return known
-        return compile_template(template)
+        return self._cache.compiled(template) or compile_template(template)
 
     # --- Phase two: commit ----------------------------------------------------------------------
 
@@ -322,9 +368,16 @@ class IpfixCollectorCore:
         state: _Exporter,
         now: float,
     ) -> None:
-        result = self._cache.learn(exporter, odid, decoder, now)
-        if result is LearnResult.REFUSED:
+        cache = self._cache
+        result = cache.learn(exporter, odid, decoder, now)
+        while result is LearnResult.FULL and self._evict_least_recent(exporter):
+            result = cache.learn(exporter, odid, decoder, now)
+        if result in (LearnResult.REFUSED, LearnResult.FULL):
             state.counts["templates_refused"] += 1
+            template_id = decoder.template.template_id
+            if cache.withdraw(exporter, odid, template_id):
+                # A refused redefinition: the old layout must not decode what follows.
+                self._events.append(TemplateWithdrawn(exporter, odid, template_id))
             return
         state.counts["templates"] += 1
         if result is LearnResult.REFRESHED:
@@ -352,7 +405,11 @@ class IpfixCollectorCore:
         state: _Exporter,
     ) -> None:
         odid = header.observation_domain_id
-        seq = state.sequences.setdefault(odid, _Sequence())
+        seq = state.sequences.get(odid)
+        if seq is None:
+            seq = self._new_domain(state, odid)
+            if seq is None:
+                return
         number = header.sequence
         if seq.expected is not None:
             ahead = (number - seq.expected) % _MOD
@@ -370,29 +427,76 @@ class IpfixCollectorCore:
                 seq.gaps = []
         seq.expected = (number + count) % _MOD if complete else None
 
+    def _new_domain(self, state: _Exporter, odid: int) -> _Sequence | None:
+        """Sequence state for a new domain: the exporter's oldest goes when it has too many."""
+        limits = self.limits
+        if len(state.sequences) >= limits.max_domains_per_exporter and state.sequences:
+            del state.sequences[next(iter(state.sequences))]
+            self._domains -= 1
+        if self._domains >= limits.max_domains or limits.max_domains_per_exporter < 1:
+            state.counts["domains_refused"] += 1
+            return None
+        self._domains += 1
+        seq = state.sequences[odid] = _Sequence()
+        return seq
+
     # --- Pre-template buffer (RFC 7011 §9.3) ----------------------------------------------------
 
     def _buffer(self, state: _Exporter, pending: _Pending) -> None:
+        """Buffer a data set; the exporter's oldest make room, else the new one is dropped."""
         size = len(pending.body)
-        if size > self.max_buffered_bytes_per_exporter or self.max_buffered_per_exporter < 1:
+        address = state.key.address
+        limits = self.limits
+        if (
+            size > min(limits.max_buffered_bytes_per_exporter, limits.max_buffered_bytes)
+            or min(limits.max_buffered_per_exporter, limits.max_buffered) < 1
+        ):
             state.counts["dropped_buffered"] += 1
             return
-        while state.buffer and (
-            len(state.buffer) >= self.max_buffered_per_exporter
-            or state.buffered_bytes + size > self.max_buffered_bytes_per_exporter
-        ):
+        while state.buffer and self._over(address, size):
             self._drop_oldest(state)
+        if self._over(address, size):
+            state.counts["dropped_buffered"] += 1
+            return
         state.buffer.append(pending)
         self._buffering[state.key] = state
         state.buffered_bytes += size
         state.counts["buffered"] += 1
+        usage = self._buffered_by_address.setdefault(address, [0, 0])
+        usage[0] += 1
+        usage[1] += size
+        self._buffered += 1
+        self._buffered_bytes += size
+
+    def _over(self, address: str, size: int) -> bool:
+        """Whether one more set of ``size`` bytes would pass a per-address or global cap."""
+        limits = self.limits
+        sets, held = self._buffered_by_address.get(address, (0, 0))
+        return (
+            sets + 1 > limits.max_buffered_per_exporter
+            or held + size > limits.max_buffered_bytes_per_exporter
+            or self._buffered + 1 > limits.max_buffered
+            or self._buffered_bytes + size > limits.max_buffered_bytes
+        )
+
+    def _unbuffer(self, state: _Exporter, pending: _Pending) -> None:
+        """Account for ``pending`` leaving ``state``'s buffer (already taken out of it)."""
+        size = len(pending.body)
+        state.buffered_bytes -= size
+        self._buffered -= 1
+        self._buffered_bytes -= size
+        usage = self._buffered_by_address[state.key.address]
+        usage[0] -= 1
+        usage[1] -= size
+        if not usage[0]:
+            del self._buffered_by_address[state.key.address]
+        if not state.buffer:
+            self._buffering.pop(state.key, None)
 
     def _drop_oldest(self, state: _Exporter) -> None:
         old = state.buffer.popleft()
-        state.buffered_bytes -= len(old.body)
         state.counts["dropped_buffered"] += 1
-        if not state.buffer:
-            self._buffering.pop(state.key, None)
+        self._unbuffer(state, old)
 
     def _expire_buffer(self, state: _Exporter, now: float) -> None:
         while state.buffer and now - state.buffer[0].received_at > self.buffer_age:
@@ -408,11 +512,9 @@ class IpfixCollectorCore:
             return
         taken = {id(p) for p in waiting}
         state.buffer = deque(p for p in state.buffer if id(p) not in taken)
-        if not state.buffer:
-            self._buffering.pop(state.key, None)
         records: list[DataRecord] = []
         for pending in waiting:
-            state.buffered_bytes -= len(pending.body)
+            self._unbuffer(state, pending)
             try:
                 records += decoder.decode_set_untrusted(
                     pending.body, exporter, odid, pending.export_time, pending.sequence
@@ -431,12 +533,40 @@ class IpfixCollectorCore:
         if state is not None:
             self._exporters.move_to_end(key)
             return state
-        while len(self._exporters) >= max(self.max_exporters, 1):
-            evicted, _ = self._exporters.popitem(last=False)
-            self._buffering.pop(evicted, None)
+        while len(self._exporters) >= max(self.limits.max_exporters, 1):
+            evicted, old = self._exporters.popitem(last=False)
+            self._drop_state(old)
             self._cache.forget_exporter(evicted)
+            self.evicted += 1
         state = self._exporters[key] = _Exporter(key)
         return state
+
+    def _evict_least_recent(self, keep: ExporterKey) -> bool:
+        """Make room under a global cap: drop one exporter other than ``keep``.
+
+        Among the ``_EVICTION_WINDOW`` least recently heard, the one that holds the most templates
+        goes (the oldest of those): a sprayer at its caps before an honest agent with a few. If
+        none of them holds a template, nothing goes (the templates are with recent exporters).
+        """
+        count = self._cache.count
+        victim: ExporterKey | None = None
+        most = 0
+        for key in islice(self._exporters, _EVICTION_WINDOW + 1):
+            if key != keep and count(key) > most:
+                victim, most = key, count(key)
+        if victim is None:
+            return False
+        self._drop_state(self._exporters.pop(victim))
+        self._cache.forget_exporter(victim)
+        self.evicted += 1
+        return True
+
+    def _drop_state(self, state: _Exporter) -> None:
+        """Release what an exporter that leaves the table held (buffers, domains)."""
+        while state.buffer:
+            self._unbuffer(state, state.buffer.popleft())
+        self._domains -= len(state.sequences)
+        state.sequences.clear()
 
 
 def _overlay_withdraw(

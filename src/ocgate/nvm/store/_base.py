@@ -107,7 +107,12 @@ class Store(Protocol):
         """Apply pending schema migrations (idempotent); returns the schema version."""
 
     async def write_batch(self, records: Sequence[Normalised]) -> None:
-        """Queue records for storage (flows are attributed to VPN leases on the way)."""
+        """Queue records for storage.
+
+        A flow without ``vpn_user`` is attributed on the way to the lease that held its
+        *exporter's* address (``FlowRecord.exporter``) at the flow's start; its claimed
+        ``src_addr`` is never looked up.
+        """
 
     async def flush(self) -> None:
         """Wait until every record queued so far is committed."""

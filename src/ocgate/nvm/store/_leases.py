@@ -1,13 +1,14 @@
-"""Attribution of flows to VPN leases: which session held a source address at a flow's time.
+"""Attribution of flows to VPN leases: which session held an exporter's address at a flow's time.
 
 Theory of operation
 -------------------
 The gateway records every address lease (``vpn_leases``: address, user, session, start, end).
 A lease covers ``start <= t < end`` (``end`` NULL: still open), so an address handed from alice to
 bob at 11:00 attributes an 11:00 flow to bob. Per batch, the writer asks :class:`LeaseCache` once
-per distinct source address; the cache loads that address's whole lease history (one query),
-sorted by start, and answers each flow by bisection. Lease changes go through the same writer
-and invalidate the address, so the cache never serves stale history. The cache is bounded by
+per distinct exporter address (never the flow's claimed source address); the cache loads that
+address's whole lease history (one query), sorted by start, and answers each flow by bisection.
+Lease changes go through the same writer and invalidate the address, so the cache never serves
+stale history. The cache is bounded by
 address count (it is emptied when full: cheaper per lookup than an LRU); retention clears it.
 """
 

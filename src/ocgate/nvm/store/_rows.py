@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from operator import attrgetter
 from typing import Final, cast
 
@@ -14,6 +15,7 @@ from ocgate.nvm._records import (
     InterfaceRecord,
     JsonValue,
     Module,
+    exporter_address,
 )
 
 __all__ = [
@@ -101,7 +103,7 @@ _module_pair = attrgetter("name", "hash")
 Prepared = tuple[
     float,  # time_start
     float,  # time_end
-    str | None,  # src_addr
+    str | None,  # the exporter's address: what attribution looks up (never src_addr)
     str | None,  # vpn_user
     str | None,  # vpn_session
     Row,  # context key without the attribution
@@ -112,18 +114,22 @@ Prepared = tuple[
 """A flow reduced to what the writer needs (see :func:`prepare_flow`)."""
 
 
+_exporter_address = lru_cache(maxsize=65536)(exporter_address)
+
+
 def prepare_flow(flow: FlowRecord) -> Prepared:
     """The writer's view of a flow: its dimension keys and per-flow values, as plain tuples.
 
     Built by the caller of ``write_batch`` (the writer thread only attributes, interns and
-    inserts); tuples of strings hash and compare in C, unlike the record's dataclasses.
+    inserts); tuples of strings hash and compare in C, unlike the record's dataclasses. The
+    address attribution looks up is the exporter's (``ocgate.nvm._collector`` says why).
     """
     dst = flow.dst_addr
     name = flow.dst_hostname
     return (
         flow.time_start,
         flow.time_end,
-        flow.src_addr,
+        _exporter_address(flow.exporter),
         flow.vpn_user,
         flow.vpn_session,
         _context_base(flow),

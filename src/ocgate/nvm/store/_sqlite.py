@@ -7,6 +7,11 @@ The one writer connection is owned by the engine's writer, which runs in a child
 readers get their own ``query_only`` connections. ``:memory:`` is not supported (each
 connection would see its own database).
 
+The database holds who went where: it is private. :meth:`SqliteStore.open` creates a missing
+database file mode 0600 and :func:`make_private_dirs` (used by ``ocgate.nvm._serve``) its missing
+directories mode 0700, whatever the umask (an explicit ``chmod`` after creating). SQLite gives the
+``-wal`` and ``-shm`` files the database file's mode. Existing files and directories keep theirs.
+
 Checkpoints (copying the WAL back into the database file) run in a separate thread as
 ``PASSIVE`` checkpoints, which never block the writer, instead of inside the writer's commits;
 measured, that alone lifts the sustained ingest rate by about a fifth. The writer still
@@ -17,6 +22,7 @@ the checkpoint thread fall behind).
 from __future__ import annotations
 
 import asyncio  # noqa: TID251 -- the store is an I/O adapter, not a sans-IO core.
+import contextlib
 import logging
 import os
 import sqlite3
@@ -27,13 +33,55 @@ from typing import Final
 from ocgate.nvm.store._engine import Connection, SqlStore
 from ocgate.nvm.store._rows import Row, quoted
 
-__all__ = ["SqliteDialect", "SqliteStore"]
+__all__ = ["SqliteDialect", "SqliteStore", "create_private_file", "make_private_dirs"]
 
 _BUSY_TIMEOUT_S: Final = 30.0
 _CHECKPOINT_INTERVAL_S: Final = 0.5
 _WRITER_CHECKPOINT_PAGES: Final = 20000
 _PAGE_SIZE: Final = 16384
+_FILE_MODE: Final = 0o600
+_DIR_MODE: Final = 0o700
 log = logging.getLogger("ocgate.nvm.store")
+
+
+def make_private_dirs(directory: str) -> None:
+    """Create ``directory`` and its missing parents, each mode 0700 whatever the umask.
+
+    :raises OSError: one of them cannot be created.
+    """
+    missing: list[str] = []
+    path = os.path.abspath(directory)
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, _DIR_MODE)
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+            continue  # Made meanwhile by someone else: theirs, mode and all.
+        os.chmod(path, _DIR_MODE)
+
+
+def create_private_file(path: str) -> bool:
+    """Create ``path`` empty, mode 0600 whatever the umask, unless it exists.
+
+    :returns: whether it was created.
+    :raises OSError: it cannot be created (a missing directory among them).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
+    return True
 
 
 class _SqliteConnection:
@@ -144,6 +192,8 @@ class SqliteStore(SqlStore):
         return f"SqliteStore({self.path!r})"
 
     async def open(self) -> None:
+        with contextlib.suppress(FileNotFoundError):  # No directory: sqlite3 says so below.
+            create_private_file(self.path)
         await super().open()
         if self._checkpointer is None:
             self._stop.clear()

@@ -12,9 +12,10 @@ up to ``max_batch_rows`` rows, waiting at most ``linger`` seconds for more; a ca
 window, so the rows queued before it are committed first (a flush is the empty ``noop`` call).
 Every call runs in its own transaction and reports through ``done``.
 
-Flows are attributed on the way in: the writer looks up the source address of each flow in the
-lease history (:class:`LeaseCache`: one query per distinct address, cached until that address's
-leases change; lease changes are calls, so they are ordered with the batches), swaps its
+Flows are attributed on the way in: the writer looks up the address of each flow's *exporter*
+(never the flow's claimed source address) in the lease history (:class:`LeaseCache`: one query
+per distinct address, cached until that address's leases change; lease changes are calls, so
+they are ordered with the batches), swaps its
 context, process and destination for dimension ids (:class:`Dimension`: in-memory, misses
 interned once per batch) and inserts narrow rows with one ``executemany``/``COPY``.
 
@@ -247,11 +248,11 @@ class Writer:
         for ids in self._take_ids(len(flows)):
             start = len(rows)
             part = flows[start : start + len(ids)]
-            for ident, (t0, t, src, vpn_user, vpn_session, base, pkey, dkey, tail) in zip(
+            for ident, (t0, t, by, vpn_user, vpn_session, base, pkey, dkey, tail) in zip(
                 ids, part, strict=True
             ):
-                if vpn_user is None and src is not None:
-                    lease = lookup(src, t0)
+                if vpn_user is None and by is not None:
+                    lease = lookup(by, t0)
                     if lease is not None:
                         vpn_user, vpn_session = lease.username, lease.session_id
                 key = (*base, vpn_user, vpn_session)

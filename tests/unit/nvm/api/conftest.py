@@ -31,11 +31,12 @@ def flow(offset: float, **fields: object) -> FlowRecord:
         "src_port": 43879,
         "dst_addr": "192.0.2.53",
         "dst_port": 53,
-        "exporter": "udp://10.8.0.2:50000",
         "odid": 127,
         "template_id": 267,
     }
     values.update(fields)
+    # Each endpoint exports from its own address (attribution goes by the exporter's address).
+    values.setdefault("exporter", f"udp://{values['src_addr']}")
     return FlowRecord(time_start=T0 + offset, time_end=T0 + offset, **values)  # type: ignore[arg-type]
 
 

@@ -84,6 +84,17 @@ def test_endpoint_cursor_decoder_raises_only_bad_request(text: str) -> None:
         decode_endpoint_cursor_untrusted(text)
 
 
+def test_fuzz_deeply_nested_cursor_is_a_bad_request() -> None:
+    """fuzz_nvm_api: base64 of 2000 ``[`` made json.loads raise RecursionError.
+
+    The vector is in tests/vectors/fuzz (SOURCES.md).
+    """
+    vectors = Path(__file__).resolve().parents[3] / "vectors" / "fuzz"
+    text = (vectors / "nvm-api-cursor-deep-json.txt").read_text().strip()
+    with pytest.raises(BadHttpRequest, match="cursor: invalid"):
+        decode_endpoint_cursor_untrusted(text)
+
+
 @given(store_cursor=st.none() | st.text(max_size=20), after=st.none() | st.text(max_size=20))
 def test_endpoint_cursor_round_trips(store_cursor: str | None, after: str | None) -> None:
     cursor = EndpointCursor(store_cursor, after)

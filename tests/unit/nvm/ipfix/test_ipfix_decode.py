@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 
 import pytest
 from ipfix_testlib import UDP, pen9
@@ -282,6 +283,23 @@ def test_invalid_utf8_inside_a_list_keeps_the_list_raw() -> None:
     record = one(Template(256, (pen9(12352, V),)), encode_varlen(content))
     assert record.values["nvzFlowModuleNameList"] == content
     assert record.invalid_strings == frozenset({"nvzFlowModuleNameList"})
+
+
+def test_fuzz_invalid_utf8_list_element_raises_only_bad_ipfix() -> None:
+    """fuzz_ipfix_message: a basicList of applicationName (IE 96, a string) whose first element
+    is ``ff`` let UnicodeDecodeError escape decode_basic_list_untrusted (tests/vectors/fuzz)."""
+    content = Path(__file__).parents[3] / "vectors" / "fuzz" / "ipfix-basic-list-invalid-utf8.bin"
+    content_bytes = content.read_bytes()
+    with pytest.raises(BadIpfix, match="not UTF-8"):
+        decode_basic_list_untrusted(content_bytes)
+    # In a record the list is kept raw and flagged, like any ill-formed string.
+    record = one(Template(256, (FieldSpec(291, V),)), encode_varlen(content_bytes))
+    assert record.values["basicList"] == content_bytes
+    assert record.invalid_strings == frozenset({"basicList"})
+    nested = b"\x03\x01\x23\xff\xff" + bytes((len(content_bytes),)) + content_bytes
+    record = one(Template(256, (FieldSpec(291, V),)), encode_varlen(nested))
+    assert record.values["basicList"] == nested
+    assert record.invalid_strings == frozenset({"basicList"})
 
 
 # --- Dictionaries and encoder misuse -------------------------------------------------------------

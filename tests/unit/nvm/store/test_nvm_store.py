@@ -295,7 +295,12 @@ def test_attribution_by_lease_history(runner: asyncio.Runner, store: Store) -> N
             flow(T10 + HOUR, src_port=3),
             flow(T10 + 1.5 * HOUR, src_port=4),
             flow(T10 + 2.5 * HOUR, src_port=5),
-            flow(T10 + 0.5 * HOUR, src_port=6, src_addr="10.8.0.3"),
+            flow(T10 + 0.5 * HOUR, src_port=6, src_addr="10.8.0.3", exporter="udp://10.8.0.3"),
+            # The exporter's address decides, not the claimed source address: a forged flow
+            # from elsewhere that claims alice's address is not hers ...
+            flow(T10 + 0.5 * HOUR, src_port=7, exporter="udp://192.0.2.99"),
+            # ... and alice's exporter files a flow with another source address as hers.
+            flow(T10 + 0.5 * HOUR, src_port=8, src_addr="172.16.0.9"),
         ],
     )
     got = {f.src_port: (f.vpn_user, f.vpn_session) for f in all_flows(runner, store, FlowFilter())}
@@ -306,17 +311,20 @@ def test_attribution_by_lease_history(runner: asyncio.Runner, store: Store) -> N
         4: ("bob", "s2"),
         5: (None, None),
         6: (None, None),
+        7: (None, None),
+        8: ("alice", "s1"),
     }
     assert runner.run(store.attribute(addr, T10 + 0.5 * HOUR)) == ("alice", "s1")
     assert runner.run(store.attribute(addr, T10 + 1.5 * HOUR)) == ("bob", "s2")
     assert runner.run(store.attribute(addr, T10 + 2.5 * HOUR)) is None
     assert runner.run(store.attribute(addr, T10 - 1)) is None
-    assert [f.src_port for f in all_flows(runner, store, FlowFilter(user="alice"))] == [2]
+    assert sorted(f.src_port for f in all_flows(runner, store, FlowFilter(user="alice"))) == [2, 8]
 
 
 def test_lease_changes_reach_later_batches(runner: asyncio.Runner, store: Store) -> None:
     addr = "2001:db8::5"
-    write(runner, store, [flow(T10, src_addr=addr, src_port=1)])  # Caches "no lease".
+    mine = f"udp://[{addr}]"
+    write(runner, store, [flow(T10, exporter=mine, src_port=1)])  # Caches "no lease".
     runner.run(
         store.record_lease(
             username="dave",
@@ -326,7 +334,7 @@ def test_lease_changes_reach_later_batches(runner: asyncio.Runner, store: Store)
             end=T10 + HOUR,
         )
     )
-    write(runner, store, [flow(T10, src_addr=addr, src_port=2)])
+    write(runner, store, [flow(T10, exporter=mine, src_port=2)])
     runner.run(store.end_lease(session_id="s4", address=addr, end=T10 + HOUR))
     got = {f.src_port: f.vpn_user for f in all_flows(runner, store, FlowFilter())}
     assert got == {1: None, 2: "dave"}

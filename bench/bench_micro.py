@@ -1,0 +1,422 @@
+"""Per-packet micro-benchmarks of the data path: packets per second on one core (no root needed).
+
+    .venv/bin/python bench/bench_micro.py              # every section
+    .venv/bin/python bench/bench_micro.py dtls udp     # only sections whose name contains a word
+
+Sections (1,400-byte IP packets, the size a full-MTU tunnel carries):
+
+* ``cstp``: CSTP framing of a 64-packet batch (``send_packets`` + ``frames_to_send``) and
+  parsing of the same frames back (``receive_data`` + ``next_event``);
+* ``dtls``: record protection per suite — the reference ``RecordProtection`` (``seal`` / ``open``
+  with the pseudo-header), and, where present, the association's epoch state as the fast path
+  uses it (``seal_data`` and ``open_batch_untrusted`` of a 64-record batch) for every
+  implementation available (pure Python, and the compiled ``ocgate._fastpath``);
+* ``replay``: the anti-replay window, check + mark of consecutive sequence numbers;
+* ``udp->tun``: the worker's receive path end to end on one event loop: a real DTLS handshake over
+  loopback UDP between the test client of tests/unit/dtls and a ``DtlsPort`` steered socket, then
+  bursts of 64 DATA records sent by the client (not timed) and read, decrypted, filtered and
+  written by the gateway (timed) — the TUN device is ``/dev/null`` (a ``write(2)`` that costs
+  almost nothing, so the figure is the gateway's own cost per packet);
+* ``tun->udp``: the send path: 64 packets queued on a datagram socket pair standing in for the TUN
+  device (not timed), then read, encrypted and sent over the steered UDP socket (timed).
+
+Each figure is the median of several repetitions; the machine's other work shows up as spread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.unit.dtls._client import ClientConfig, DtlsTestClient  # noqa: E402
+
+from ocgate.cstp import CstpConnection  # noqa: E402
+from ocgate.dtls import (  # noqa: E402
+    DTLS12_CIPHERSUITES,
+    DTLS_CIPHERSUITES,
+    CipherSuite,
+    CookieJar,
+    DtlsSuite,
+    LegacyMode,
+    ProtocolVersion,
+    PskMode,
+    ReplayWindow,
+    peek_client_hello_untrusted,
+)
+from ocgate.dtls._suites import derive_protections  # noqa: E402
+from ocgate.ipfilter import PacketFilter  # noqa: E402
+from ocgate.tun import TunDevice  # noqa: E402
+
+SIZE = 1400
+BATCH = 64
+LEASE = IPv4Address("10.77.0.5")
+# An IPv4/UDP packet from the client's lease (so the packet filter admits it), padded to SIZE.
+PACKET = (
+    bytes.fromhex("45000578000040004011") + b"\x00\x00" + LEASE.packed + bytes((10, 77, 0, 1))
+) + bytes(SIZE - 20)
+MASTER = bytes(range(48))
+RANDOMS = (bytes(range(32)), bytes(range(32, 64)))
+SUITES: dict[str, DtlsSuite] = {
+    "PSK AES-256-GCM (1.2)": DtlsSuite(
+        "PSK", ProtocolVersion.DTLS1_2, CipherSuite.TLS_PSK_WITH_AES_256_GCM_SHA384
+    ),
+    "OC-DTLS1_2-AES128-GCM": DTLS_CIPHERSUITES["OC-DTLS1_2-AES128-GCM"][0],
+    "CHACHA20-POLY1305 (1.2)": DTLS_CIPHERSUITES["OC2-DTLS1_2-CHACHA20-POLY1305"][0],
+    "AES256-SHA (0.9)": DTLS_CIPHERSUITES["AES256-SHA"][0],
+    "AES128-SHA (1.2)": DTLS12_CIPHERSUITES["AES128-SHA"][0],
+}
+
+
+def rate(fn: Callable[[], int], *, repeat: int = 7, min_time: float = 0.2) -> float:
+    """Packets per second: ``fn`` runs a unit of work and returns how many packets it moved."""
+    results = []
+    for _ in range(repeat):
+        done = 0
+        started = time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < min_time:
+            done += fn()
+        results.append(done / elapsed)
+    return statistics.median(results)
+
+
+def show(name: str, pps: float) -> None:
+    print(f"  {name:58} {pps / 1e3:9.1f} k packets/s  {1e6 / pps:7.2f} µs/packet", flush=True)
+
+
+# CSTP -------------------------------------------------------------------------------------------
+
+
+def bench_cstp() -> None:
+    conn = CstpConnection(now=0.0, dpd=0, keepalive=0, idle_timeout=None, session_deadline=None)
+    batch = [PACKET] * BATCH
+
+    def encode() -> int:
+        conn.send_packets(batch, 0.0)
+        conn.frames_to_send()
+        return BATCH
+
+    conn.send_packets(batch, 0.0)
+    stream = b"".join(conn.frames_to_send())
+
+    def decode() -> int:
+        conn.receive_data(stream, 0.0)
+        while conn.next_event() is not None:
+            pass
+        return BATCH
+
+    show("CSTP frame 64 packets (send_packets + frames_to_send)", rate(encode))
+    show("CSTP parse 64 frames (receive_data + next_event)", rate(decode))
+
+
+# DTLS record protection --------------------------------------------------------------------------
+
+
+def _epoch_implementations() -> dict[str, Any]:
+    """The fast-path epoch states this tree has (none before the fast path existed)."""
+    try:
+        from ocgate.dtls import _epoch
+    except ImportError:
+        return {}
+    return dict(_epoch.IMPLEMENTATIONS)
+
+
+def bench_dtls() -> None:
+    plaintext = b"\x00" + PACKET
+    for name, suite in SUITES.items():
+        # One direction's protection both seals and opens (same key, salt and MAC key).
+        _, server = derive_protections(suite, MASTER, *RANDOMS, os.urandom)
+        version = int(suite.version)
+        epoch_seq = 1 << 48
+
+        def seal(server: Any = server, version: int = version, epoch_seq: int = epoch_seq) -> int:
+            for i in range(BATCH):
+                server.seal(epoch_seq | i, 23, version, plaintext)
+            return BATCH
+
+        sealed = server.seal(epoch_seq, 23, version, plaintext)
+
+        def open_(
+            client: Any = server,
+            version: int = version,
+            sealed: bytes = sealed,
+            epoch_seq: int = epoch_seq,
+        ) -> int:
+            for _ in range(BATCH):
+                client.open(epoch_seq, 23, version, sealed)
+            return BATCH
+
+        show(f"{name}: reference seal", rate(seal))
+        show(f"{name}: reference open", rate(open_))
+        for impl, factory in _epoch_implementations().items():
+            _bench_epoch(name, impl, factory, suite)
+
+
+def _bench_epoch(name: str, impl: str, factory: Any, suite: DtlsSuite) -> None:
+    from ocgate.dtls._suites import derive_key_block
+
+    keys = derive_key_block(suite, MASTER, *RANDOMS)
+    # The gateway's state seals; a mirror with the directions swapped opens what it sealed.
+    sender = factory(suite, keys, os.urandom)
+    receiver = factory(suite, keys.swapped(), os.urandom)
+    batch = [PACKET] * BATCH
+
+    def seal() -> int:
+        sender.seal_data(b"\x00", batch)
+        return BATCH
+
+    # 4,096 records sealed once, opened in batches of 64, oldest first as they arrive; a fresh
+    # receiver (a new window) for each round through them.
+    records = sender.seal_data(b"\x00", [PACKET] * 4096)
+    batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
+    cursor = [len(batches), receiver]
+
+    def open_() -> int:
+        if cursor[0] == len(batches):
+            cursor[:] = [0, factory(suite, keys.swapped(), os.urandom)]
+        _packets, stop, _ = cursor[1].open_batch_untrusted(batches[cursor[0]], 0, 0)
+        cursor[0] += 1
+        if stop != BATCH:
+            raise AssertionError("fast path refused a good record")
+        return BATCH
+
+    show(f"{name}: {impl} seal_data (batch of 64)", rate(seal))
+    show(f"{name}: {impl} open_batch_untrusted (batch of 64)", rate(open_))
+
+
+def bench_replay() -> None:
+    window = ReplayWindow()
+    seq = [0]
+
+    def run() -> int:
+        base = seq[0]
+        for s in range(base, base + BATCH):
+            window.check(s)
+            window.mark(s)
+        seq[0] = base + BATCH
+        return BATCH
+
+    show("replay window check + mark", rate(run))
+
+
+# The worker's UDP <-> TUN paths -----------------------------------------------------------------
+
+
+class _Transport:
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        pass
+
+
+class _Session:
+    sid = "bench"
+    username = "bench"
+
+
+def _tunnel(tun: TunDevice) -> Any:
+    from ocgate.daemon._tunnel import Tunnel
+
+    cstp = CstpConnection(now=0.0, dpd=0, keepalive=0, idle_timeout=None, session_deadline=None)
+    return Tunnel(
+        session=_Session(),  # type: ignore[arg-type]
+        tun=tun,
+        cstp=cstp,
+        tls=None,  # type: ignore[arg-type]
+        transport=_Transport(),  # type: ignore[arg-type]
+        on_closed=lambda *_: None,
+        plan=None,  # type: ignore[arg-type]
+        meta=None,  # type: ignore[arg-type]
+        packet_filter=PacketFilter(ipv4=LEASE, ipv6=None),
+    )
+
+
+async def _established(mode: LegacyMode | PskMode, tun: TunDevice) -> tuple[Any, ...]:
+    """A worker's DTLS port, a tunnel and its channel, and a test client that completed a real
+    handshake with them over loopback UDP."""
+    from ocgate.daemon._dtls import DtlsChannel
+    from ocgate.daemon._udp import DtlsPort
+
+    server_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for sock in (server_sock, client_sock):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.bind(("127.0.0.1", 0))
+    server_sock.connect(client_sock.getsockname())
+    client_sock.connect(server_sock.getsockname())
+    client_sock.setblocking(False)
+    key = bytes(32)
+    port = DtlsPort(worker=0, cookie_key=key, steer=lambda *_: None)
+    tunnel = _tunnel(tun)
+    channel = DtlsChannel(
+        mode=mode,
+        session_sid="bench",
+        dpd=0,
+        switch_to_tcp_timeout=0,
+        mtu=1406,
+        on_packets=tunnel.write_packets,
+        on_established=lambda _: None,
+        on_activity=tunnel.note_activity,
+        on_timer_change=tunnel.rearm_timer,
+    )
+    tunnel.attach_dtls(channel)
+    lookup = mode.app_id if isinstance(mode, PskMode) else mode.session_id
+    port.offer(lookup, channel)
+    if isinstance(mode, LegacyMode):
+        config = ClientConfig(
+            suite=mode.suite, session_id=mode.session_id, master_secret=mode.master_secret
+        )
+    else:
+        config = ClientConfig(psk=mode.psk, session_id=mode.app_id)
+    client = DtlsTestClient(config)
+    client.start(0.0)
+    addr = client_sock.getsockname()
+    hello = client.datagrams_to_send()[0]
+    if isinstance(mode, PskMode):  # The stateless cookie round of the shared socket.
+        jar = CookieJar(random_bytes=lambda _n: key)
+        info = peek_client_hello_untrusted(hello)
+        assert info is not None
+        client.receive_datagram(jar.hello_verify_request(info, addr, time.monotonic()), 0.0)
+        hello = client.datagrams_to_send()[0]
+    await port.steered(addr, hello, server_sock)
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        while True:
+            try:
+                client.receive_datagram(client_sock.recv(65536), 0.0)
+            except BlockingIOError:
+                break
+        for datagram in client.datagrams_to_send():
+            client_sock.send(datagram)
+        if client.established and channel.usable(time.monotonic()):
+            break
+    else:
+        raise AssertionError("handshake did not complete")
+    return port, tunnel, channel, client, client_sock
+
+
+def _modes() -> dict[str, LegacyMode | PskMode]:
+    sid = bytes((0, 1)) + bytes(range(30))
+    return {
+        "PSK AES-256-GCM": PskMode(app_id=bytes((0, 2)) + bytes(range(30)), psk=bytes(32)),
+        "OC-DTLS1_2-AES256-GCM": LegacyMode(
+            session_id=sid,
+            master_secret=MASTER,
+            suite=DTLS_CIPHERSUITES["OC-DTLS1_2-AES256-GCM"][0],
+        ),
+        "AES256-SHA (0.9)": LegacyMode(
+            session_id=sid, master_secret=MASTER, suite=DTLS_CIPHERSUITES["AES256-SHA"][0]
+        ),
+    }
+
+
+async def _udp_to_tun(mode: LegacyMode | PskMode) -> float:
+    null = TunDevice(os.open(os.devnull, os.O_WRONLY), "null")
+    port, _tunnel, channel, client, client_sock = await _established(mode, null)
+    records: list[bytes] = []
+    results = []
+    for _ in range(7):
+        done = 0
+        spent = 0.0
+        while spent < 0.2:
+            if len(records) < BATCH:
+                client.send([b"\x00" + PACKET] * 4096)
+                records.extend(client.datagrams_to_send())
+            burst, records[:BATCH] = records[:BATCH], []
+            target = channel.rx_packets + BATCH
+            for datagram in burst:
+                client_sock.send(datagram)
+            started = time.perf_counter()
+            while channel.rx_packets < target:  # noqa: ASYNC110 (polls the loop, as a worker runs)
+                await asyncio.sleep(0)
+            spent += time.perf_counter() - started
+            done += BATCH
+        results.append(done / spent)
+    port.close()
+    client_sock.close()
+    null.close()
+    return statistics.median(results)
+
+
+async def _tun_to_udp(mode: LegacyMode | PskMode) -> float:
+    feed, tun_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    feed.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    tun_end.setblocking(False)
+    tun = TunDevice(tun_end.detach(), "pair")
+    port, tunnel, channel, _client, client_sock = await _established(mode, tun)
+    results = []
+    for _ in range(7):
+        done = 0
+        spent = 0.0
+        while spent < 0.2:
+            for _ in range(BATCH):
+                feed.send(PACKET)
+            target = channel.tx_packets + BATCH
+            started = time.perf_counter()
+            tunnel._on_tun_readable()
+            spent += time.perf_counter() - started
+            if channel.tx_packets != target:
+                raise AssertionError("the tunnel did not send the batch over DTLS")
+            done += BATCH
+            while True:  # Drain the client's socket (not timed), so sends never meet a full one.
+                try:
+                    client_sock.recv(65536)
+                except BlockingIOError:
+                    break
+        results.append(done / spent)
+    port.close()
+    client_sock.close()
+    tun.close()
+    feed.close()
+    return statistics.median(results)
+
+
+def bench_udp_to_tun() -> None:
+    for name, mode in _modes().items():
+        show(f"UDP -> TUN {name} (recv, decrypt, filter, write)", asyncio.run(_udp_to_tun(mode)))
+
+
+def bench_tun_to_udp() -> None:
+    for name, mode in _modes().items():
+        show(f"TUN -> UDP {name} (read, encrypt, send)", asyncio.run(_tun_to_udp(mode)))
+
+
+SECTIONS = {
+    "cstp": bench_cstp,
+    "dtls": bench_dtls,
+    "replay": bench_replay,
+    "udp->tun": bench_udp_to_tun,
+    "tun->udp": bench_tun_to_udp,
+}
+
+
+def main() -> int:
+    words = sys.argv[1:]
+    try:
+        from ocgate import _fastpath  # type: ignore[attr-defined]
+
+        print(f"compiled fast path: {_fastpath.__file__}")
+    except ImportError:
+        print("compiled fast path: absent")
+    for name, fn in SECTIONS.items():
+        if words and not any(w in name for w in words):
+            continue
+        print(f"== {name}", flush=True)
+        fn()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""A session record from sec-mod to a worker, with the configuration sent by reference.
+
+Theory of operation: a worker's CONNECT gets the whole :class:`~ocgate.session.Session` from sec-mod
+(pickled: both ends are ocgate's own processes, never a peer). Most sessions carry no settings of
+their own, only the gateway's configuration, which the worker already has; pickling it with every
+session cost more than the rest of the record (a ``Config`` has some 150 fields). So the sender's
+configuration object is written as a reference (pickle's ``persistent_id``) and the receiver puts
+its own configuration in its place. Both processes get every reload, so the two are the same file;
+for the moments of a reload the worker's is the newer one, which is what a new tunnel should use.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+from ocgate.config import Config
+from ocgate.session import Session
+
+__all__ = ["dump_session", "load_session"]
+
+_CONFIG_REF = "config"
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, config: Config) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._config = config
+
+    def persistent_id(self, obj: object) -> str | None:
+        return _CONFIG_REF if obj is self._config else None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, config: Config) -> None:
+        super().__init__(file)
+        self._config = config
+
+    def persistent_load(self, pid: object) -> object:
+        if pid != _CONFIG_REF:
+            raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+        return self._config
+
+
+def dump_session(session: Session, config: Config) -> bytes:
+    """``session`` pickled, with ``config`` (the sender's configuration) by reference."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, config).dump(session)
+    return buffer.getvalue()
+
+
+def load_session(payload: bytes, config: Config) -> Session:
+    """The session of :func:`dump_session`, with the receiver's ``config`` in place of the sender's.
+
+    :raises pickle.UnpicklingError: the payload is not such a record.
+    """
+    session = _Unpickler(io.BytesIO(payload), config).load()
+    if not isinstance(session, Session):
+        raise pickle.UnpicklingError(f"expected a Session, got {type(session).__name__}")
+    return session

@@ -1,0 +1,78 @@
+"""Sessions from sec-mod to a worker: the configuration travels by reference (daemon/_wire.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import ipaddress
+import pickle
+from pathlib import Path
+
+import pytest
+
+from ocgate.config import Config, parse_config
+from ocgate.daemon._wire import dump_session, load_session
+from ocgate.gateway import SessionSettings
+from ocgate.session import Session
+from tests.unit.gateway.conftest import make_config_text
+
+
+def _config(config_dir: Path, extra: str = "") -> Config:
+    return parse_config(make_config_text(config_dir, "ipv4-network = 10.9.0.0/24\n" + extra),
+                        source="test.conf")  # fmt: skip
+
+
+def _session(config: Config) -> Session:
+    return Session(
+        sid="s1",
+        token_digest=b"d" * 32,
+        username="alice",
+        created=1.0,
+        authenticated_at=1.0,
+        ipv4=ipaddress.IPv4Address("10.9.0.7"),
+        extra={"settings": SessionSettings(config=config, hostname="laptop")},
+    )
+
+
+def _settings(session: Session) -> SessionSettings:
+    settings = session.extra["settings"]
+    assert isinstance(settings, SessionSettings)
+    return settings
+
+
+def test_the_senders_config_becomes_the_receivers(config_dir: Path) -> None:
+    sender, receiver = _config(config_dir), _config(config_dir)
+    payload = dump_session(_session(sender), sender)
+    session = load_session(payload, receiver)
+    assert _settings(session).config is receiver
+    assert (session.username, session.ipv4, _settings(session).hostname) == (
+        "alice",
+        ipaddress.IPv4Address("10.9.0.7"),
+        "laptop",
+    )
+    # The reference is what makes the record small: far smaller than with the config inside.
+    assert len(payload) * 2 < len(pickle.dumps(_session(sender)))
+
+
+def test_a_per_user_config_travels_whole(config_dir: Path) -> None:
+    base = _config(config_dir)
+    own = dataclasses.replace(base, dpd=17)
+    session = load_session(dump_session(_session(own), base), base)
+    assert _settings(session).config == own
+    assert _settings(session).config is not base
+
+
+def test_another_object_is_refused(config_dir: Path) -> None:
+    with pytest.raises(pickle.UnpicklingError, match="expected a Session"):
+        load_session(pickle.dumps("not a session"), _config(config_dir))
+
+
+def test_an_unknown_reference_is_refused(config_dir: Path) -> None:
+    class Other(pickle.Pickler):
+        def persistent_id(self, obj: object) -> str | None:
+            return "something-else" if isinstance(obj, SessionSettings) else None
+
+    buffer = io.BytesIO()
+    Other(buffer).dump(_session(_config(config_dir)))
+    with pytest.raises(pickle.UnpicklingError, match="unknown reference"):
+        load_session(buffer.getvalue(), _config(config_dir))

@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from tests.unit.gateway.conftest import config_dir
+
+__all__ = ["config_dir"]
