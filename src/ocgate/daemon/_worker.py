@@ -141,7 +141,15 @@ class Worker:
         sock = socket.socket(fileno=fd)
         loop = asyncio.get_running_loop()
         protocol = ClientConnection(self, gate_token)
-        self._background(loop.connect_accepted_socket(lambda: protocol, sock))
+
+        async def adopt() -> None:
+            try:
+                await loop.connect_accepted_socket(lambda: protocol, sock)
+            except OSError:  # Gone before it was adopted: the gate must not count it forever.
+                sock.close()
+                self.gate_done(protocol)
+
+        self._background(adopt())
 
     # Calls into the other processes ---------------------------------------------------------------
 
