@@ -164,10 +164,16 @@ def test_a_killed_worker_costs_only_its_clients_a_reconnect(
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    time.sleep(1)
-    os.kill(_worker_pids(server)[gen_a], signal.SIGKILL)
-    out, _ = iperf_client.communicate(timeout=60)
-    iperf_server.wait(10)
+    try:
+        time.sleep(1)
+        os.kill(_worker_pids(server)[gen_a], signal.SIGKILL)
+        out, _ = iperf_client.communicate(timeout=60)
+        iperf_server.wait(10)
+    finally:
+        for proc in (iperf_client, iperf_server):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     report = json.loads(out)
     assert "error" not in report, report.get("error")
     assert report["end"]["sum_received"]["bytes"] > 0
@@ -231,10 +237,10 @@ def test_a_slow_password_check_does_not_delay_tunnels(
     from ._traffic import BackgroundPing
 
     server, _sock = _start(start_gateway, tmp_path)
-    # A well-formed SHA-512-crypt entry whose 8,000,000 rounds take seconds of CPU to check
+    # A well-formed SHA-512-crypt entry whose 20,000,000 rounds take seconds of CPU to check
     # (the digest is simply wrong, so the check runs to the end and fails).
     slow = sha512_crypt.using(rounds=1000, salt="slowslow").hash("x")
-    slow = slow.replace("rounds=1000$", "rounds=8000000$")
+    slow = slow.replace("rounds=1000$", "rounds=20000000$")
     with (server.workdir / "ocpasswd").open("a") as f:
         f.write(f"slow:*:{slow}\n")
     client = openconnect.connect(server, user="alice", password="alicepass")
