@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from ._netns import NetnsPair
-from ._openconnect import OpenConnect, OpenConnectRunner
+from ._openconnect import OPENCONNECT, OpenConnect, OpenConnectRunner
 from ._server import SERVER_TUN4, SERVER_TUN6, Server, ServerKind, StartServer
 from ._traffic import ping
 
@@ -309,6 +309,51 @@ def test_show_sessions_and_session_text_and_json(
     detail = _session_detail(ctl, sid["alice"])
     assert detail["Activated"] == "True"
     assert "Expires" in detail
+    server.assert_alive()
+
+
+def test_show_sessions_all_lists_a_login_under_way(
+    start_gateway: StartServer,
+    openconnect: OpenConnectRunner,
+    netns_pair: NetnsPair,
+    tmp_path: Path,
+    kind: ServerKind,
+) -> None:
+    # A login waiting for its password is a session of `show sessions all` (ocserv: a sec-mod
+    # entry from the first auth request on, status "authenticating") but not of `valid`.
+    server, ctl = _start(start_gateway, kind, tmp_path)
+    # Interactive: openconnect reads the password from stdin when the form asks for it
+    # (--passwd-on-stdin would read it before connecting).
+    argv = [OPENCONNECT, "--servercert", server.pin, "--authenticate", "--user", "bob", server.url]
+    waiting = subprocess.Popen(
+        netns_pair.exec_argv(netns_pair.client, argv),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def under_way() -> list[list[str]]:
+            rows = [r.split() for r in ctl("show", "sessions", "all").splitlines()[1:]]
+            return [r for r in rows if r and r[-1] == "authenticating"]
+
+        _wait_for(under_way, 15, "the login under way in `show sessions all`")
+        assert under_way()[0][3] == "198.18.0.2"
+        assert not [
+            r for r in ctl("show", "sessions", "valid").split("\n") if "authenticating" in r
+        ]
+        listed = ctl.json("show", "sessions", "all")
+        assert isinstance(listed, list)
+        assert [s["State"] for s in listed] == ["authenticating"], listed
+    finally:
+        out, err = waiting.communicate(b"bobpass\n", timeout=30)
+    assert waiting.returncode == 0, (out, err)
+    # Done: the entry is the new session, authenticated, and nothing is left "authenticating".
+    _wait_for(
+        lambda: "authenticating" not in ctl("show", "sessions", "all"), 10, "the login to end"
+    )
+    rows = [r.split() for r in ctl("show", "sessions", "all").splitlines()[1:] if r.strip()]
+    assert [(r[1], r[-1]) for r in rows] == [("bob", "authenticated")], rows
     server.assert_alive()
 
 

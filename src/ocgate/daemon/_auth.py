@@ -590,6 +590,18 @@ class AuthService:
             for s in self.store.sessions()
             if not s.is_expired(now)
         ]
+        # Logins under way are sec-mod entries in ocserv too: `show sessions all` lists them.
+        for dialog in self.dialogs.values():
+            progress = dialog.progress()
+            if progress is not None:
+                sessions.append(SessionInfo(
+                    session_id=progress.display_id,
+                    created=progress.created,
+                    state=progress.state,
+                    username=progress.username,
+                    user_agent=progress.user_agent,
+                    remote_ip=progress.remote,
+                ))  # fmt: skip
         leases4 = self.pool4.in_use if self.pool4 is not None else 0
         leases6 = self.pool6.in_use if self.pool6 is not None else 0
         stats = {

@@ -34,6 +34,7 @@ never blocks the event loop, and time comes from an injected clock.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -109,6 +110,24 @@ def _ignore(*_args: object) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LoginProgress:
+    """A login under way, as ``show sessions all`` lists it (ocserv lists sec-mod's entries
+    from the first request on).
+
+    :param display_id: a random name for the listing; not a cookie and not a session id.
+    :param state: occtl's wording: ``pre-auth`` before the first form, ``authenticating`` while
+        the form rounds run, ``auth failed`` after a refused attempt.
+    """
+
+    display_id: str
+    created: float
+    state: str
+    username: str
+    user_agent: str
+    remote: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoginServices:
     """What the dialog needs from the gateway, shared by every connection."""
 
@@ -155,6 +174,11 @@ class LoginDialog:
         self._group: str | None = None
         self._group_asked = False
         self._cert_pending: Accepted | None = None
+        self._created = services.clock()
+        self._display_id = secrets.token_urlsafe(12)
+        self._state = "pre-auth"
+        self._username = ""
+        self._user_agent = ""
         self._flow = LoginFlow(
             services.backends,
             LoginContext(client_ip=remote_addr, server_ip=local_addr),
@@ -163,6 +187,8 @@ class LoginDialog:
 
     async def handle(self, request: Request) -> Response:
         """Answer ``request`` (anything but ``CONNECT``)."""
+        if not self._user_agent:
+            self._user_agent = request.header("user-agent") or ""
         path = request.target.split("?", 1)[0]
         if path == SVC_PATH and request.method in ("GET", "POST"):
             return await self._svc(request)
@@ -180,6 +206,19 @@ class LoginDialog:
             return await self._post(request)
         return Response(
             405, "Method Not Allowed", (("Allow", "GET, POST, CONNECT"),), b"", close=True
+        )
+
+    def progress(self) -> LoginProgress | None:
+        """This login for ``show sessions all``; ``None`` once it has made a session."""
+        if self._state == "complete":
+            return None
+        return LoginProgress(
+            display_id=self._display_id,
+            created=self._created,
+            state=self._state,
+            username=self._username,
+            user_agent=self._user_agent,
+            remote=self._remote,
         )
 
     async def _post(self, request: Request) -> Response:
@@ -235,6 +274,8 @@ class LoginDialog:
         banned = self._banned()
         if banned is not None:
             return banned
+        self._state = "authenticating"
+        self._username = reply.username or ""
         try:
             outcome = self._flow.begin()
             if isinstance(outcome, Prompt):
@@ -268,6 +309,7 @@ class LoginDialog:
         if banned is not None:
             return banned
         flow = self._flow
+        self._state = "authenticating"
         try:
             outcome = flow.begin()
         except AuthFailed as exc:
@@ -312,6 +354,8 @@ class LoginDialog:
         if banned is not None:
             return banned
         username = reply.username or self._flow.pending_user or ""
+        self._username = username or self._username
+        self._state = "authenticating"
         try:
             outcome = await self._flow.submit(reply)
         except AuthFailed as exc:
@@ -322,6 +366,7 @@ class LoginDialog:
         return self._finish(request, outcome)
 
     def _log_failure(self, username: str, reason: str) -> None:
+        self._state = "auth failed"
         log.warning(
             "event=login-failed user=%r remote=%s reason=%r try=%d",
             username,
@@ -392,6 +437,7 @@ class LoginDialog:
     ) -> Response:
         services = self._services
         config = settings.config
+        self._state = "complete"
         cookie, session = services.store.create(
             username=accepted.username,
             groups=accepted.groups,

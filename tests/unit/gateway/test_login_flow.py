@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -281,6 +281,30 @@ def test_dialog_wrong_password_adds_ban_points(config_dir: Path) -> None:
     d = Dialog(config_dir, Fake())
     d.send(_reply("<username>alice</username><password>x</password>"))
     assert d.points == ["198.18.0.2"]
+
+
+def test_dialog_progress_follows_the_login_until_its_session_exists(config_dir: Path) -> None:
+    # What `show sessions all` lists for a login under way (ocserv's sec-mod entry states).
+    d = Dialog(config_dir, Fake())
+    first = d.dialog.progress()
+    assert first is not None
+    assert (first.state, first.username, first.created, first.remote) == (
+        "pre-auth",
+        "",
+        100.0,
+        "198.18.0.2",
+    )
+    d.send(_post(INIT.format(extra="")))
+    assert d.dialog.progress() == replace(first, state="authenticating", user_agent="oc")
+    d.send(_reply("<username>alice</username><password>x</password>"))
+    failed = d.dialog.progress()
+    assert failed is not None
+    assert (failed.state, failed.username) == ("auth failed", "alice")
+    # The name shown is random, never the cookie or the session id that follows.
+    d.send(_reply("<username>alice</username><password>alicepass</password>"))
+    assert d.dialog.progress() is None
+    (session,) = d.store.sessions()
+    assert first.display_id != session.sid
 
 
 def test_dialog_refuses_unsafe_group_names(config_dir: Path, tmp_path: Path) -> None:
