@@ -31,6 +31,7 @@ import os
 import resource
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -47,7 +48,12 @@ sys.path.insert(0, str(ROOT))
 from tests.interop._certs import make_server_cert  # noqa: E402
 from tests.interop._netns import SERVER_ADDR, NetnsPair, enter_netns, netns_socket  # noqa: E402
 from tests.interop._openconnect import OpenConnectRunner  # noqa: E402
-from tests.interop._rawclient import aggauth_login, connect_tunnel, open_conn  # noqa: E402
+from tests.interop._rawclient import (  # noqa: E402
+    aggauth_login,
+    client_context,
+    connect_tunnel,
+    open_conn,
+)
 from tests.interop._server import (  # noqa: E402
     SERVER_TUN4,
     Server,
@@ -143,11 +149,20 @@ def _iperf_parallel(pair: NetnsPair, addrs: list[str], seconds: int, reverse: bo
 # Logins -----------------------------------------------------------------------------------------
 
 
+_client_tls = threading.local()  # One TLS client context per load thread (one "client").
+
+
 def _one_login(pair: NetnsPair, url: str, user: str, password: str, close: bool = True) -> object:
-    conn = open_conn(pair.client, SERVER_ADDR, 443, timeout=30)
+    """One client's login then CONNECT, as openconnect makes them: two TLS connections, the
+    second resuming the first's TLS session (openconnect keeps it; both servers resume)."""
+    ctx: ssl.SSLContext | None = getattr(_client_tls, "ctx", None)
+    if ctx is None:
+        ctx = _client_tls.ctx = client_context()
+    conn = open_conn(pair.client, SERVER_ADDR, 443, timeout=30, context=ctx)
     cookie = aggauth_login(conn, url, user, [password])
+    session = conn.sock.session if isinstance(conn.sock, ssl.SSLSocket) else None
     conn.close()
-    conn = open_conn(pair.client, SERVER_ADDR, 443, timeout=30)
+    conn = open_conn(pair.client, SERVER_ADDR, 443, timeout=30, context=ctx, session=session)
     response = connect_tunnel(conn, cookie)
     if response is None or response.status != 200:
         raise RuntimeError(f"CONNECT answered {response and response.status}")

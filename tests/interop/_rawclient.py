@@ -235,18 +235,36 @@ def _spki_pin(der: bytes) -> str:
     return "pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
+def client_context() -> ssl.SSLContext:
+    """A TLS client context that accepts any server certificate (tests check the pin)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def open_conn(
-    ns: str, host: str, port: int, *, tls: bool = True, pin: str | None = None, timeout: float = 10
+    ns: str,
+    host: str,
+    port: int,
+    *,
+    tls: bool = True,
+    pin: str | None = None,
+    timeout: float = 10,
+    context: ssl.SSLContext | None = None,
+    session: ssl.SSLSession | None = None,
 ) -> Conn:
-    """Connect from namespace ``ns``; with ``tls`` do the handshake (checking ``pin`` if given)."""
+    """Connect from namespace ``ns``; with ``tls`` do the handshake (checking ``pin`` if given).
+
+    ``context`` and ``session`` let a caller behave like one openconnect client: one TLS
+    context for all its connections, and the CONNECT resuming the login's TLS session.
+    """
     sock = netns_socket(ns)
     sock.settimeout(timeout)
     sock.connect((host, port))
     if tls:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        sock = ctx.wrap_socket(sock, server_hostname=None)
+        ctx = context if context is not None else client_context()
+        sock = ctx.wrap_socket(sock, server_hostname=None, session=session)
         if pin is not None:
             der = sock.getpeercert(binary_form=True)
             assert der is not None
