@@ -10,7 +10,9 @@ defaults, a /16 pool and no client limits) and is measured in turn:
 * ``throughput``: four openconnect 9.01 clients with DTLS, four iperf3 streams at once through
   their four tunnels (client → server, then server → client), summed;
 * ``logins``: 16 threads doing full logins + CONNECT (AggAuth over TLS, ``200 CONNECTED``, close)
-  for a fixed time: completed tunnels per second;
+  for a fixed time: completed tunnels per second. Each thread is one client as openconnect is:
+  one TLS context, and the CONNECT connection offers to resume the login's TLS session (ocserv
+  1.1.6 declines under TLS 1.3, ocgate resumes when the CONNECT reaches the same worker);
 * ``setup``: N tunnels (default 1,000) opened 50 at a time and kept open: median and p99 time from
   TCP connect to ``200 CONNECTED``; then the memory of the whole server (PSS summed over every
   process of its tree, from ``/proc/PID/smaps_rollup``) with all of them open;
