@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import re
@@ -52,15 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.interop._certs import ServerCert, pin_sha256  # noqa: E402
+from tests.interop._certs import make_server_cert  # noqa: E402
 from tests.interop._netns import SERVER_ADDR, NetnsPair  # noqa: E402
 from tests.interop._openconnect import OpenConnect, OpenConnectRunner  # noqa: E402
 from tests.interop._server import (  # noqa: E402
@@ -121,40 +114,6 @@ def ensure_ocserv() -> None:
         # The package starts a system-wide ocserv where systemd runs; the benchmark wants none.
         subprocess.run(["systemctl", "disable", "--now", "ocserv"], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-
-
-def make_rsa_cert(directory: Path, host: str) -> ServerCert:
-    """A self-signed RSA-2048 certificate: ocserv offers the Cisco ``ECDHE-RSA-*`` suites only
-    with an RSA key (with the interop tests' ECDSA key it offers no DTLS to such a client)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "server-cert.pem", directory / "server-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return ServerCert(cert_path, key_path, pin_sha256(cert))
 
 
 def tree_cpu(pid: int) -> dict[int, float]:
@@ -253,7 +212,7 @@ def start(name: str, index: int, tmp: Path, cert_dir: Path, env: dict[str, str])
     saved = dict(os.environ)
     os.environ.update({**server_env, **env})  # The server inherits the environment.
     try:
-        cert = make_rsa_cert(cert_dir / name, SERVER_ADDR)
+        cert = make_server_cert(cert_dir / name, SERVER_ADDR, rsa_key=True)
         server = start_server(pair=pair, workdir=tmp / name, cert=cert,
                               overrides={**CONFIG, **extra}, users=USERS, kind=kind)  # fmt: skip
     except BaseException:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 __all__ = ["ServerCert", "make_server_cert", "pin_sha256"]
@@ -34,9 +34,17 @@ def pin_sha256(cert: x509.Certificate) -> str:
     return "pin-sha256:" + base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
-def make_server_cert(directory: Path, host: str) -> ServerCert:
-    """Write a self-signed ECDSA P-256 certificate for ``host`` (an IP) into ``directory``."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def make_server_cert(directory: Path, host: str, *, rsa_key: bool = False) -> ServerCert:
+    """Write a self-signed ECDSA P-256 certificate for ``host`` (an IP) into ``directory``.
+
+    ``rsa_key`` makes it RSA-2048 instead: ocserv offers the Cisco ``ECDHE-RSA-*`` DTLS suites
+    only with an RSA key (with an ECDSA key it offers no DTLS to such a client).
+    """
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    if rsa_key:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
