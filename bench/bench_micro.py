@@ -12,6 +12,9 @@ Sections (1,400-byte IP packets, the size a full-MTU tunnel carries):
   uses it (``seal_data`` and ``open_batch_untrusted`` of a 64-record batch) for every
   implementation available (pure Python, and the compiled ``ocgate._fastpath``);
 * ``replay``: the anti-replay window, check + mark of consecutive sequence numbers;
+* ``tls``: the CSTP channel's TLS records through ``TlsEndpoint`` (TLS 1.3 and 1.2 AES-GCM, after
+  a real handshake with a pyOpenSSL client in memory): one 1,400-byte frame decrypted per
+  ``receive_data``, and one encrypted per ``send`` + ``data_to_send``;
 * ``udp->tun``: the worker's receive path end to end on one event loop: a real DTLS handshake over
   loopback UDP between the test client of tests/unit/dtls and a ``DtlsPort`` steered socket, then
   bursts of 64 DATA records sent by the client (not timed) and read, decrypted, filtered and
@@ -26,10 +29,12 @@ Each figure is the median of several repetitions; the machine's other work shows
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
@@ -56,6 +61,7 @@ from ocgate.dtls import (  # noqa: E402
 )
 from ocgate.dtls._suites import derive_protections  # noqa: E402
 from ocgate.ipfilter import PacketFilter  # noqa: E402
+from ocgate.tls import TlsEndpoint, build_server_context, translate_priorities  # noqa: E402
 from ocgate.tun import TunDevice  # noqa: E402
 
 SIZE = 1400
@@ -117,6 +123,67 @@ def bench_cstp() -> None:
 
     show("CSTP frame 64 packets (send_packets + frames_to_send)", rate(encode))
     show("CSTP parse 64 frames (receive_data + next_event)", rate(decode))
+
+
+# TLS records (the CSTP channel) -----------------------------------------------------------------
+
+
+def _tls_pair(tmp: Path, priorities: str) -> tuple[TlsEndpoint, Any]:
+    """A server endpoint and a pyOpenSSL client that completed a handshake in memory."""
+    from OpenSSL import SSL
+    from tests.interop._certs import make_server_cert
+
+    cert = make_server_cert(tmp, "127.0.0.1")
+    policy = translate_priorities(priorities)
+    server = TlsEndpoint(
+        build_server_context(
+            cert_files=(str(cert.cert_path),), key_files=(str(cert.key_path),), policy=policy
+        )
+    )
+    client = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+    client.set_connect_state()
+    for _ in range(10):
+        with contextlib.suppress(SSL.WantReadError):
+            client.do_handshake()
+        with contextlib.suppress(SSL.WantReadError):
+            server.receive_data(client.bio_read(65536))
+        if out := server.data_to_send():
+            client.bio_write(out)
+    assert server.handshake_complete
+    return server, client
+
+
+def _bench_tls_records(label: str, server: TlsEndpoint, client: Any, frame: bytes) -> None:
+    def receive() -> float:
+        # Records are single-use (sequence numbers): make fresh ones, untimed.
+        records = []
+        for _ in range(4096):
+            client.sendall(frame)
+            records.append(client.bio_read(65536))
+        started = time.perf_counter()
+        for record in records:
+            server.receive_data(record)
+        return len(records) / (time.perf_counter() - started)
+
+    def send() -> int:
+        for _ in range(BATCH):
+            server.send(frame)
+            server.data_to_send()
+        return BATCH
+
+    show(f"{label}: receive one frame per record", statistics.median(receive() for _ in range(7)))
+    show(f"{label}: send one frame per record", rate(send))
+
+
+def bench_tls() -> None:
+    frame = b"STF\x01" + SIZE.to_bytes(2, "big") + b"\x00\x00" + PACKET
+    for label, priorities in (
+        ("TLS 1.3 AES-256-GCM", "NORMAL:-VERS-ALL:+VERS-TLS1.3"),
+        ("TLS 1.2 ECDHE AES-256-GCM", "NORMAL:-VERS-ALL:+VERS-TLS1.2"),
+    ):
+        with tempfile.TemporaryDirectory() as tmp:
+            server, client = _tls_pair(Path(tmp), priorities)
+        _bench_tls_records(label, server, client, frame)
 
 
 # DTLS record protection --------------------------------------------------------------------------
@@ -397,6 +464,7 @@ SECTIONS = {
     "cstp": bench_cstp,
     "dtls": bench_dtls,
     "replay": bench_replay,
+    "tls": bench_tls,
     "udp->tun": bench_udp_to_tun,
     "tun->udp": bench_tun_to_udp,
 }

@@ -26,10 +26,9 @@ from OpenSSL._util import lib as _lib
 
 from ocgate.errors import ConfigError, RemoteProtocolError
 from ocgate.tls._priorities import TlsPolicy
+from ocgate.tls._records import RecordIO
 
 __all__ = ["ServerCredentials", "TlsEndpoint", "TlsFailure", "build_server_context"]
-
-_READ_CHUNK = 65536
 
 
 class TlsFailure(RemoteProtocolError):
@@ -123,11 +122,12 @@ def build_server_context(
 class TlsEndpoint:
     """The server side of one TLS connection, fed with bytes, never touching a socket."""
 
-    __slots__ = ("_conn", "closed", "handshake_complete")
+    __slots__ = ("_conn", "_io", "closed", "handshake_complete")
 
     def __init__(self, context: SSL.Context) -> None:
         self._conn = SSL.Connection(context, None)
         self._conn.set_accept_state()
+        self._io = RecordIO(self._conn)
         self.handshake_complete = False
         self.closed = False
 
@@ -140,7 +140,7 @@ class TlsEndpoint:
         """
         conn = self._conn
         if data:
-            conn.bio_write(data)
+            self._io.feed(data)
         else:
             self.closed = True
             return b""
@@ -151,35 +151,23 @@ class TlsEndpoint:
                 except SSL.WantReadError:
                     return b""
                 self.handshake_complete = True
-            chunks: list[bytes] = []
-            while True:
-                try:
-                    chunks.append(conn.recv(_READ_CHUNK))
-                except SSL.WantReadError:
-                    break
-                except SSL.ZeroReturnError:
-                    self.closed = True
-                    break
-            return b"".join(chunks)
+            plaintext, closed = self._io.read()
+            if closed:
+                self.closed = True
+            return plaintext
         except SSL.Error as exc:
             raise TlsFailure(f"TLS error: {exc}") from exc
 
     def send(self, data: bytes) -> None:
         """Encrypt ``data``; a call with fewer than 16 KiB is exactly one TLS record."""
         try:
-            self._conn.sendall(data)
+            self._io.write(data)
         except SSL.Error as exc:
             raise TlsFailure(f"TLS error while sending: {exc}") from exc
 
     def data_to_send(self) -> bytes:
         """Ciphertext waiting to go to the peer."""
-        chunks: list[bytes] = []
-        while True:
-            try:
-                chunks.append(self._conn.bio_read(_READ_CHUNK))
-            except SSL.WantReadError:
-                break
-        return b"".join(chunks)
+        return self._io.drain()
 
     def shutdown(self) -> None:
         """Queue a close_notify alert."""
