@@ -3,7 +3,10 @@
 Covers ``FrontDoor.receive_data`` (h11 plus ocgate's limits), ``parse_cookies_untrusted`` (every
 ``Cookie`` header, through ``Request.cookies``) and the session-cookie parsers
 ``parse_cookie_untrusted`` / ``cookie_digest_untrusted`` (only ``InvalidCookie``), which the
-gateway runs on the ``webvpn`` cookie of a CONNECT.
+gateway runs on the ``webvpn`` cookie of a CONNECT, and the ``webvpncontext`` token check
+``parse_context_token_untrusted`` (a login continued on a new connection), and the STRAP headers
+(``load_strap_pubkey_untrusted``, ``verify_strap``: only ``BadStrap``/``InvalidCookie``, and no
+fuzzed signature ever verifies).
 
 Input: operations, tag % 4: 0 = bytes from the client, 1 = EOF, 2 = the clock moves on by the
 payload (seconds) and the timer runs, 3 = bytes from the client with the pending request answered
@@ -17,12 +20,21 @@ cookies parse, a ``webvpn`` cookie either is canonical base64 of 32 bytes or rai
 from __future__ import annotations
 
 import base64
+import contextlib
 
 import _harness
 import atheris
 
 with atheris.instrument_imports(include=["ocgate", "h11"]):
-    from ocgate.errors import InvalidCookie
+    from ocgate.errors import BadStrap, InvalidCookie
+    from ocgate.gateway._contexts import CONTEXT_COOKIE, parse_context_token_untrusted
+    from ocgate.gateway._strap import (
+        STRAP_PUBKEY,
+        STRAP_VERIFY,
+        StrapProof,
+        load_strap_pubkey_untrusted,
+        verify_strap,
+    )
     from ocgate.http import (
         ConnectionClosed,
         FrontDoor,
@@ -33,6 +45,26 @@ with atheris.instrument_imports(include=["ocgate", "h11"]):
         TimedOut,
     )
     from ocgate.session._store import cookie_digest_untrusted, parse_cookie_untrusted
+
+# A session's STRAP key (any P-256 key: the fuzzed signatures must not verify against it).
+STRAP_KEY = base64.b64decode(
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAvLTo+6w7boVnbvEypt5uZWSXTwbREXnQ3xqzWmvPYqp9AwKbvC1"
+    "Qr+LYay++8GYS5hHDrCbqQOWSkAHg4ucYw=="
+)
+
+
+def _check_strap(request: Request) -> None:
+    pubkey, verify = request.header(STRAP_PUBKEY), request.header(STRAP_VERIFY)
+    if pubkey is not None:
+        with contextlib.suppress(BadStrap):
+            assert len(load_strap_pubkey_untrusted(pubkey)) == 91  # a P-256 SPKI
+    if verify is not None:
+        try:
+            kept = verify_strap("required", STRAP_KEY, StrapProof(bytes(12), verify, pubkey))
+        except InvalidCookie:
+            return
+        raise AssertionError(f"a fuzzed STRAP signature verified: {kept!r}")
+
 
 SMALL = HttpLimits(
     max_header_bytes=512, max_header_count=8, max_body_bytes=256, max_requests=3, auth_timeout=30.0
@@ -45,7 +77,10 @@ def _check_request(request: Request, limits: HttpLimits) -> None:
     assert request.http_version in ("1.0", "1.1")
     assert len(request.body) <= limits.max_body_bytes
     assert all(name == name.lower() for name, _ in request.headers)
+    _check_strap(request)
     cookies = request.cookies()  # The front door has refused over-long cookies already.
+    context = parse_context_token_untrusted(cookies.get(CONTEXT_COOKIE))
+    assert context is None or (context == cookies[CONTEXT_COOKIE] and len(context) <= 64)
     webvpn = cookies.get("webvpn")
     if webvpn is None:
         return

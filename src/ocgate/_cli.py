@@ -21,6 +21,7 @@ commands:
   ctl          control a running gateway (occtl's commands: show users, disconnect user NAME, ...)
   quickstart   write a demo configuration, certificate and user, and print how to connect
   nvm          NVM telemetry collector: `nvm serve -c CONFIG`, `nvm query [filters]`
+  profile      write AnyConnect profiles: `profile client|mgmt|nvm -o FILE ...`, `profile check`
 
 Run `ocgate COMMAND --help` for the options of each command.
 """
@@ -62,6 +63,12 @@ def _nvm(argv: Sequence[str]) -> int:
     return nvm_main(argv)
 
 
+def _profile(argv: Sequence[str]) -> int:
+    from ocgate.profiles._cli import main as profile_main
+
+    return profile_main(argv)
+
+
 _COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "serve": _serve,
     "passwd": _passwd,
@@ -69,6 +76,7 @@ _COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "ctl": _ctl,
     "quickstart": _quickstart,
     "nvm": _nvm,
+    "profile": _profile,
 }
 
 

@@ -4,12 +4,13 @@
  * Theory of operation (the Python reference is ocgate/dtls/_epoch.py, PyEpochState, and
  * ocgate/tun/_batch.py; tests/unit/dtls/test_dtls_fastpath.py runs the same tests against both):
  *
- * - EpochState is epoch 1 of one DTLS association: the read and write record protection
+ * - EpochState is one epoch of a DTLS association (1 after the first handshake, one more after
+ *   each renegotiation; the optional last constructor argument): the read and write record protection
  *   (AES-GCM, ChaCha20-Poly1305, AES-CBC or 3DES-CBC with HMAC-SHA1), the RFC 6347 4.1.2.6 replay
  *   window and the write sequence number. Its methods are exactly those of PyEpochState:
  *   open() and seal() for the reference path, open_batch_untrusted() and seal_data() for the fast
  *   path. The fast path takes only datagrams that are one fresh, authentic application_data record
- *   of epoch 1; at any other datagram it stops before changing any state and leaves that datagram
+ *   of its epoch; at any other datagram it stops before changing any state and leaves that datagram
  *   to the reference path (the Python association), so every rejection keeps one implementation.
  * - Keys are installed once per context (EVP_*Init_ex with a key); per record only the nonce or IV
  *   is set. Records are built in place in the output bytes object: header, explicit nonce, the
@@ -46,7 +47,6 @@
 #define MAX_PLAINTEXT 16384
 #define MAX_CIPHERTEXT (MAX_PLAINTEXT + 2048)
 #define SEQ_MASK ((((uint64_t)1) << 48) - 1)
-#define EPOCH1 (((uint64_t)1) << 48)
 #define APPLICATION_DATA 23
 #define TAG_LEN 16
 #define MAC_LEN 20
@@ -108,6 +108,7 @@ typedef struct {
     int block;
     SHA_CTX read_inner, read_outer, write_inner, write_outer;
     PyObject *random_bytes; /* NULL: RAND_bytes */
+    uint64_t epoch_bits;    /* the epoch number << 48 (1 for the first handshake's keys) */
 } EpochState;
 
 static int replay_fresh(EpochState *s, uint64_t seq) {
@@ -202,8 +203,9 @@ static int EpochState_init(EpochState *s, PyObject *args, PyObject *kwds) {
     int bulk, version;
     Py_buffer rkey, wkey, riv, wiv, rmac, wmac;
     PyObject *random_bytes;
-    if (!PyArg_ParseTuple(args, "iiy*y*y*y*y*y*O", &bulk, &version, &rkey, &wkey, &riv, &wiv,
-                          &rmac, &wmac, &random_bytes))
+    unsigned int epoch = 1;
+    if (!PyArg_ParseTuple(args, "iiy*y*y*y*y*y*O|I", &bulk, &version, &rkey, &wkey, &riv, &wiv,
+                          &rmac, &wmac, &random_bytes, &epoch))
         return -1;
     int ok = -1;
     const EVP_CIPHER *cipher = NULL;
@@ -231,6 +233,11 @@ static int EpochState_init(EpochState *s, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_ValueError, "unsupported suite or key sizes");
         goto done;
     }
+    if (epoch < 1 || epoch > 0xFFFF) {
+        PyErr_SetString(PyExc_ValueError, "epoch out of range");
+        goto done;
+    }
+    s->epoch_bits = (uint64_t)epoch << 48;
     s->bulk = bulk;
     s->version = (unsigned)version;
     s->top = -1;
@@ -343,7 +350,7 @@ static Py_ssize_t open_fragment(EpochState *s, uint64_t epoch_seq, int type,
 /* The record for prefix + payload with sequence number seq, as a new bytes object. */
 static PyObject *seal_one(EpochState *s, uint64_t seq, int type, const unsigned char *prefix,
                           Py_ssize_t plen, const unsigned char *payload, Py_ssize_t len) {
-    uint64_t epoch_seq = EPOCH1 | seq;
+    uint64_t epoch_seq = s->epoch_bits | seq;
     Py_ssize_t size = plen + len;
     unsigned char aad[13];
     int n = 0;
@@ -500,7 +507,8 @@ static int open_fast(EpochState *s, const unsigned char *d, Py_ssize_t size, uns
     unsigned version = (unsigned)d[1] << 8 | d[2];
     uint64_t epoch_seq = get64(d + 3);
     Py_ssize_t length = (Py_ssize_t)d[11] << 8 | d[12];
-    if (version != s->version || epoch_seq >> 48 != 1 || length != size - HEADER_LEN ||
+    if (version != s->version || (epoch_seq & ~SEQ_MASK) != s->epoch_bits ||
+        length != size - HEADER_LEN ||
         length > MAX_CIPHERTEXT)
         return 0;
     uint64_t seq = epoch_seq & SEQ_MASK;
@@ -659,7 +667,7 @@ static PyTypeObject EpochStateType = {
     .tp_basicsize = sizeof(EpochState),
     .tp_dealloc = (destructor)EpochState_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Epoch 1 of a DTLS association (see ocgate.dtls._epoch.PyEpochState).",
+    .tp_doc = "One epoch of a DTLS association (see ocgate.dtls._epoch.PyEpochState).",
     .tp_methods = EpochState_methods,
     .tp_getset = EpochState_getset,
     .tp_init = (initproc)EpochState_init,

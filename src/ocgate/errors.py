@@ -13,6 +13,7 @@
         └── RemoteProtocolError     the peer sent something malformed
             ├── BadHttpRequest      HTTP front door; carries ``status_hint``
             ├── BadAuthXml          AggAuth XML body
+            ├── BadCompressedData   a COMPRESSED CSTP/DTLS payload that does not decompress
             ├── BadControlMessage   control-socket (occtl) request or response line
             ├── BadFrame            CSTP framing; carries the disconnect reason
             ├── BadIpfix            IPFIX / nvzFlow message from a flow exporter
@@ -31,12 +32,14 @@ __all__ = [
     "AuthError",
     "AuthFailed",
     "BadAuthXml",
+    "BadCompressedData",
     "BadControlMessage",
     "BadFrame",
     "BadHttpRequest",
     "BadIpfix",
     "BadRecord",
     "BadRecordMac",
+    "BadStrap",
     "ConfigError",
     "InvalidCookie",
     "LocalProtocolError",
@@ -123,6 +126,10 @@ class BadAuthXml(RemoteProtocolError):
     """An AggAuth XML body that cannot be accepted (malformed, entities, too deep, too large)."""
 
 
+class BadCompressedData(RemoteProtocolError):
+    """A COMPRESSED (0x08) payload that is corrupt, too large or fails its check."""
+
+
 class BadControlMessage(RemoteProtocolError):
     """A malformed, over-long or unknown control-socket (occtl) request or response line."""
 
@@ -157,3 +164,7 @@ class BadRecordMac(BadRecord):
 
     def __init__(self, message: str = "bad record MAC") -> None:
         super().__init__(message, description=20)
+
+
+class BadStrap(RemoteProtocolError):
+    """An ``X-AnyConnect-STRAP-*`` header that is not a P-256 key or a DER ECDSA signature."""

@@ -14,7 +14,7 @@ import hashlib
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element, tostring
 
@@ -318,19 +318,64 @@ def _auth_reply(form_auth: Element, opaque: Element | None, user: str, password:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root)
 
 
+def answer_form(body: bytes, user: str, password: str) -> bytes:
+    """The ``auth-reply`` to the form in the server's reply ``body`` (user name and password)."""
+    doc = fromstring(body)
+    auth = doc.find("auth")
+    if auth is None or auth.find("form") is None:
+        raise LoginFailed(f"no form in reply: {body[:500]!r}")
+    form = auth.find("form")
+    assert form is not None
+    return _auth_reply(form, doc.find("opaque"), user, password)
+
+
+AGGAUTH_HEADERS = _XML_HEADERS
+"""The request headers of openconnect's AggAuth posts."""
+
+
 def aggauth_login(
-    conn: Conn, url: str, user: str, passwords: Sequence[str], *, max_rounds: int = 6
+    conn: Conn,
+    url: str,
+    user: str,
+    passwords: Sequence[str],
+    *,
+    max_rounds: int = 6,
+    reconnect: Callable[[], Conn] | None = None,
 ) -> str:
     """Run the AggAuth dialog on ``conn``; each password form takes the next of ``passwords``.
+
+    With ``reconnect``, every round after the first goes on a new connection it opens (the
+    previous one is closed), carrying the cookies the server set, as a client that lost its
+    connection mid-login would; every connection, ``conn`` too, is closed on return.
 
     :returns: the ``webvpn`` session cookie.
     :raises LoginFailed: on a non-200 reply, a closed connection or too many rounds.
     """
+    opened = [conn]
+    try:
+        return _dialog(opened, url, user, list(passwords), max_rounds, reconnect)
+    finally:
+        if reconnect is not None:
+            opened[-1].close()
+
+
+def _dialog(
+    opened: list[Conn],
+    url: str,
+    user: str,
+    pending: list[str],
+    max_rounds: int,
+    reconnect: Callable[[], Conn] | None,
+) -> str:
     cookies: dict[str, str] = {}
     body = init_xml(url)
     path = "/"
-    pending = list(passwords)
-    for _ in range(max_rounds):
+    conn = opened[-1]
+    for round_ in range(max_rounds):
+        if reconnect is not None and round_ > 0:
+            conn.close()
+            conn = reconnect()
+            opened.append(conn)
         headers = list(_XML_HEADERS)
         if cookies:
             headers.append(("Cookie", "; ".join(f"{k}={v}" for k, v in cookies.items())))

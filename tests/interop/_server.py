@@ -308,8 +308,11 @@ def start_server(
     users: Sequence[User] = DEFAULT_USERS,
     kind: ServerKind | None = None,
     ready_timeout: float = 30,
+    tail: str = "",
 ) -> Server:
-    """Write config and users into ``workdir`` and start the gateway in the server namespace."""
+    """Write config and users into ``workdir`` and start the gateway in the server namespace.
+
+    ``tail`` is text appended after the top-level keys (``[vhost:NAME]`` sections)."""
     kind = kind or server_kind()
     workdir.mkdir(parents=True, exist_ok=True)
     passwd = workdir / "ocpasswd"
@@ -326,7 +329,7 @@ def start_server(
     ]
     if kind is ServerKind.OCSERV:
         options += _OCSERV_EXTRA
-    config_path.write_text(render_config(options, overrides or {}))
+    config_path.write_text(render_config(options, overrides or {}) + tail)
     log_path = workdir / "server.log"
     argv = pair.exec_argv(pair.server, _server_argv(kind, config_path, pid_path))
     with log_path.open("wb") as log:

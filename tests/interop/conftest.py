@@ -94,16 +94,23 @@ def start_gateway(
     server_cert: ServerCert,
     tmp_path: Path,
 ) -> Iterator[StartServer]:
-    """Factory ``start_gateway(overrides=None, users=DEFAULT_USERS) -> Server``; stops them all."""
+    """Factory ``start_gateway(overrides=None, users=DEFAULT_USERS, tail="") -> Server`` (``tail``:
+    text after the top-level keys, such as ``[vhost:NAME]`` sections); stops them all."""
     servers: list[Server] = []
 
     def start(
         overrides: Mapping[str, str | Sequence[str] | None] | None = None,
         users: Sequence[User] = DEFAULT_USERS,
+        tail: str = "",
     ) -> Server:
         workdir = tmp_path / f"server{len(servers)}"
         server = start_server(
-            pair=netns_pair, workdir=workdir, cert=server_cert, overrides=overrides, users=users
+            pair=netns_pair,
+            workdir=workdir,
+            cert=server_cert,
+            overrides=overrides,
+            users=users,
+            tail=tail,
         )
         servers.append(server)
         add_diagnostic(request, f"server log ({server.kind.value})", server.describe)

@@ -10,12 +10,24 @@ import base64
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyotp
 import pytest
 
+from ._netns import SERVER_ADDR, NetnsPair
 from ._openconnect import OpenConnectRunner
+from ._rawclient import (
+    AGGAUTH_HEADERS,
+    Conn,
+    LoginFailed,
+    aggauth_login,
+    answer_form,
+    connect_tunnel,
+    init_xml,
+    open_conn,
+)
 from ._server import DEFAULT_USERS, Server, ServerKind, StartServer, User, server_kind
 
 pytestmark = [
@@ -127,3 +139,64 @@ def test_enrolled_user_logs_in_with_the_printed_uri(
     code_now = pyotp.parse_uri(match.group(1)).now()
     code, text = _login(openconnect, server, "dave", f"davepass\n{code_now}\n", [])
     assert code == 0, f"{text}\n{server.describe()}"
+
+
+# Issue 13 §5: the rounds of one login may come on several TLS connections -----------------------
+
+
+def _new_connection(netns_pair: NetnsPair, server: Server) -> Callable[[], Conn]:
+    return lambda: open_conn(netns_pair.client, SERVER_ADDR, 443, pin=server.pin)
+
+
+def test_each_login_round_on_a_new_connection_completes_password_and_otp(
+    start_gateway: StartServer, netns_pair: NetnsPair, tmp_path: Path
+) -> None:
+    # The password and the OTP go on two TLS connections: the webvpncontext cookie that the
+    # OTP form carried ties them together, and the session works.
+    server = _start(start_gateway, tmp_path)
+    connect = _new_connection(netns_pair, server)
+    code = pyotp.TOTP(_b32(TOTP_KEY)).now()
+    cookie = aggauth_login(connect(), server.url, "alice", ["alicepass", code], reconnect=connect)
+    tunnel = connect()
+    response = connect_tunnel(tunnel, cookie)
+    tunnel.close()
+    assert response is not None, server.describe()
+    assert response.status == 200, server.describe()
+
+
+def test_the_try_limit_holds_across_connections(
+    start_gateway: StartServer, netns_pair: NetnsPair, tmp_path: Path
+) -> None:
+    server = _start(start_gateway, tmp_path)
+    connect = _new_connection(netns_pair, server)
+    wrong = ["alicepass", "000000", "000001", "000002", "000003"]
+    with pytest.raises(LoginFailed, match="401"):
+        aggauth_login(connect(), server.url, "alice", wrong, reconnect=connect)
+    assert server.log_text().count("event=login-failed user='alice'") == 3, server.describe()
+
+
+def test_a_context_cookie_from_another_address_starts_over(
+    start_gateway: StartServer, netns_pair: NetnsPair, tmp_path: Path
+) -> None:
+    # The token is bound to the client address: presented from elsewhere it names nothing, and
+    # the answer to the OTP form gets no session.
+    server = _start(start_gateway, tmp_path)
+    first = open_conn(netns_pair.client, SERVER_ADDR, 443, pin=server.pin)
+    form = first.request("POST", "/", headers=AGGAUTH_HEADERS, body=init_xml(server.url))
+    assert form is not None
+    assert form.status == 200
+    reply = answer_form(form.body, "alice", "alicepass")
+    otp_form = first.request("POST", "/", headers=AGGAUTH_HEADERS, body=reply)
+    assert otp_form is not None
+    assert b'id="challenge"' in otp_form.body, server.describe()
+    token = otp_form.set_cookies()["webvpncontext"]
+    first.close()
+    # From the gateway's own namespace: another source address.
+    other = open_conn(netns_pair.server, SERVER_ADDR, 443, pin=server.pin)
+    code = pyotp.TOTP(_b32(TOTP_KEY)).now()
+    headers = [*AGGAUTH_HEADERS, ("Cookie", f"webvpncontext={token}")]
+    answer = other.request("POST", "/", headers=headers, body=answer_form(otp_form.body, "", code))
+    other.close()
+    assert answer is not None
+    assert b'id="success"' not in answer.body
+    assert b"session-token" not in answer.body

@@ -9,6 +9,7 @@ from ocgate.aggauth._codec import parse_client_message_untrusted
 from ocgate.aggauth._messages import (
     AuthReply,
     ClientMessage,
+    DeviceId,
     FormInput,
     GroupOption,
     InitRequest,
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "AuthReply",
     "ClientMessage",
+    "DeviceId",
     "FormInput",
     "GroupOption",
     "InitRequest",

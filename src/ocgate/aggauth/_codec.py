@@ -22,7 +22,13 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from urllib.parse import parse_qsl
 
-from ocgate.aggauth._messages import AuthReply, ClientMessage, InitRequest, LogoutRequest
+from ocgate.aggauth._messages import (
+    AuthReply,
+    ClientMessage,
+    DeviceId,
+    InitRequest,
+    LogoutRequest,
+)
 from ocgate.aggauth._xml import MAX_BODY_BYTES, parse_xml_untrusted
 from ocgate.errors import BadAuthXml
 
@@ -77,12 +83,42 @@ def _stripped(value: str | None) -> str | None:
 # -- XML ----------
 
 
+_DEVICE_ATTRIBUTES = (
+    ("computer-name", "computer_name"),
+    ("device-type", "device_type"),
+    ("platform-version", "platform_version"),
+    ("unique-id", "unique_id"),
+    ("unique-id-global", "unique_id_global"),
+)
+
+
+def _claim(value: str | None) -> str:
+    """A device claim as kept: stripped, or empty when over the cap or holding control characters
+    (a login is not refused for what it says about the machine, only that part is not kept)."""
+    value = (value or "").strip()
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_DEVICE_ID_BYTES or _CONTROL_RE.search(
+        value
+    ):
+        return ""
+    return value
+
+
+def _parse_device(root: ET.Element) -> DeviceId | None:
+    """``<device-id attr="…">text</device-id>`` (Cisco Secure Client's attributes)."""
+    element = root.find("device-id")
+    if element is None:
+        return None
+    values = {field: _claim(element.get(attribute)) for attribute, field in _DEVICE_ATTRIBUTES}
+    return DeviceId(platform=_claim(element.text), **values)
+
+
 def _parse_init(root: ET.Element) -> InitRequest:
     return InitRequest(
         version=_maybe(_stripped(_child_text(root, "version")), "version", MAX_VERSION_BYTES),
         device_id=_maybe(
             _stripped(_child_text(root, "device-id")), "device-id", MAX_DEVICE_ID_BYTES
         ),
+        device=_parse_device(root),
         group_access=_maybe(
             _stripped(_child_text(root, "group-access")), "group-access", MAX_GROUP_ACCESS_BYTES
         ),

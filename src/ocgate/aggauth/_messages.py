@@ -19,6 +19,7 @@ __all__ = [
     "OPAQUE_CONTEXT_TAG",
     "AuthReply",
     "ClientMessage",
+    "DeviceId",
     "FormInput",
     "GroupOption",
     "InitRequest",
@@ -45,6 +46,24 @@ def _empty_fields() -> Mapping[str, str]:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceId:
+    """What a client says of its machine in ``<device-id>`` (Cisco Secure Client's attributes).
+
+    openconnect sends only the text (``linux-64``, ``win``, ``mac-intel``, ``android``,
+    ``apple-ios``); Cisco Secure Client adds ``computer-name``, ``device-type``,
+    ``platform-version``, ``unique-id`` and ``unique-id-global`` (captures of ASA logins, see
+    cisco-headend.md). Every value is what the client claims, nothing more.
+    """
+
+    platform: str = ""
+    computer_name: str = ""
+    device_type: str = ""
+    platform_version: str = ""
+    unique_id: str = ""
+    unique_id_global: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InitRequest:
     """``<config-auth type="init">`` (reference §3.1), or an empty body (a GET-like start).
 
@@ -53,10 +72,12 @@ class InitRequest:
     :param group_access: ``<group-access>``, the URL the user typed.
     :param group_select: ``<group-select>``, the group openconnect re-inits with (§3.3).
     :param client_cert_fail: ``<client-cert-fail/>`` was present (§3.9).
+    :param device: ``<device-id>`` with its attributes, ``None`` when absent.
     """
 
     version: str | None = None
     device_id: str | None = None
+    device: DeviceId | None = None
     group_access: str | None = None
     group_select: str | None = None
     client_cert_fail: bool = False

@@ -11,6 +11,7 @@ carry, so a rendered reply is always well-formed UTF-8 XML. The one exception is
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from ocgate.aggauth._messages import (
     OPAQUE_CONTEXT_TAG,
@@ -136,12 +137,23 @@ def render_auth_request(*, form: LoginForm) -> bytes:
     return _encode(parts)
 
 
-def _profile_manifest(uri: str, sha1: str) -> str:
-    return (
-        '<vpn-profile-manifest><vpn rev="1.0"><file type="profile" service-type="user">'
-        f'<uri>{_text(uri)}</uri><hash type="sha1">{_text(sha1)}</hash>'
-        "</file></vpn></vpn-profile-manifest>"
-    )
+def _profile_manifest(files: Sequence[tuple[str, str, str]]) -> str:
+    """``<vpn-profile-manifest>`` listing ``(service_type, uri, sha1)`` files (reference §3.7).
+
+    An ASA lists the VPN profile as ``service-type="user"``; openconnect takes only that one
+    (rev 1.0, type profile). Other service types in the same ``<vpn>`` are inference from the
+    Cisco client's strings and an ASA's ``<ServiceProfiles>`` list (docs/profiles.md).
+    """
+    if not files:
+        return ""
+    parts = ['<vpn-profile-manifest><vpn rev="1.0">']
+    for service_type, uri, sha1 in files:
+        parts.append(
+            f'<file type="profile" service-type="{_attr(service_type)}">'
+            f'<uri>{_text(uri)}</uri><hash type="sha1">{_text(sha1)}</hash></file>'
+        )
+    parts.append("</vpn></vpn-profile-manifest>")
+    return "".join(parts)
 
 
 def render_complete(
@@ -150,8 +162,7 @@ def render_complete(
     session_id: str,
     banner: str | None,
     server_cert_hash: str,
-    profile_uri: str | None = None,
-    profile_hash: str | None = None,
+    manifest: Sequence[tuple[str, str, str]] = (),
 ) -> bytes:
     """Render the AggAuth ``complete`` reply of a successful login (reference §3.7).
 
@@ -162,13 +173,11 @@ def render_complete(
     :param session_id: the ``<session-id>`` (informational for clients).
     :param banner: post-login banner, or ``None``.
     :param server_cert_hash: SHA-1 of the server leaf certificate, upper-case hex.
-    :param profile_uri: the client profile path (e.g. ``/profiles/corp.xml``) when one is served.
-    :param profile_hash: the profile's SHA-1, upper-case hex; needed with ``profile_uri``.
+    :param manifest: the profiles served, as ``(service_type, uri, sha1)`` with the SHA-1 in
+        upper-case hex (``("user", "/profiles/corp.xml", "0A1B…")``); empty: no manifest.
     """
     banner_part = "" if banner is None else f"<banner>{_text(banner)}</banner>\n"
-    manifest = ""
-    if profile_uri is not None and profile_hash is not None:
-        manifest = _profile_manifest(profile_uri, profile_hash)
+    manifest_part = _profile_manifest(manifest)
     parts = [
         _XML_DECL,
         '<config-auth client="vpn" type="complete" aggregate-auth-version="2">\n',
@@ -184,7 +193,7 @@ def render_complete(
         f"<vpn-base-config><server-cert-hash>{_text(server_cert_hash)}</server-cert-hash>"
         "</vpn-base-config>",
         '<opaque is-for="vpn-client"></opaque>',
-        manifest,
+        manifest_part,
         "</config>\n",
         "</config-auth>\n",
     ]

@@ -19,6 +19,7 @@ from ocgate.config._draft import Draft
 from ocgate.config._model import AuthMethod, Config, IPNetwork
 from ocgate.config._net import AddressWithPrefix, RouteValue
 from ocgate.config._options import OPTIONS
+from ocgate.config._profile import ProfileFile
 from ocgate.errors import ConfigError
 
 __all__ = ["build_config"]
@@ -215,6 +216,24 @@ def _finish_collector(draft: Draft, kwargs: Kwargs) -> None:
         collector_settings(draft)
 
 
+def _finish_profiles(draft: Draft, kwargs: Kwargs) -> None:
+    # Profiles are downloaded by file name (/profiles/NAME): two with one name would hide one.
+    seen: dict[str, str] = {}
+    for key in ("user-profile", "service-profile-vpn-mgmt", "service-profile-nvm"):
+        found = draft.last(key, ProfileFile)
+        if found is None:
+            continue
+        line, profile = found
+        if profile.name in seen:
+            raise draft.error(
+                key,
+                line,
+                f"{seen[profile.name]} already serves a file named {profile.name!r}",
+                "profile files with distinct names (they are downloaded as /profiles/NAME)",
+            )
+        seen[profile.name] = key
+
+
 _FINISHERS: tuple[Callable[[Draft, Kwargs], None], ...] = (
     _finish_auth,
     _finish_certificates,
@@ -225,6 +244,7 @@ _FINISHERS: tuple[Callable[[Draft, Kwargs], None], ...] = (
     _finish_compat,
     _finish_camouflage,
     _finish_collector,
+    _finish_profiles,
 )
 
 

@@ -101,8 +101,11 @@ existing ocserv.conf loses no protection silently:
 Scopes follow ocserv's `doc/sample.config`: *global* (top level only), *vhost* (top level or a
 `[vhost:NAME]` section), *vhost user* (also in per-user and per-group files), *user* (only in
 per-user and per-group files; ignored with a warning in ocserv.conf, as ocserv does).
-`[vhost:NAME]` sections are skipped with one warning each: virtual hosts are not implemented, and
-every client gets the top-level settings. The last column is the key's status in a per-user or
+`[vhost:NAME]` sections are virtual hosts, chosen by the TLS server name (SNI) the client sends
+(an unknown or missing name gets the top level): each has its own certificate, authentication,
+pools, routes and every other vhost-scope key it sets, and inherits the keys it does not set from
+the top level, as ocserv 1.5 does. A *global* key inside a vhost section is an error naming
+file:line. The last column is the key's status in a per-user or
 per-group file (`config-per-user`, `config-per-group`, `default-user-config`,
 `default-group-config`); "—" means ocserv does not read the key there, so it is skipped with a
 warning.

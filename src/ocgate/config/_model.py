@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ocgate.config._profile import ProfileFile
 from ocgate.ipfilter import PortPolicy
 from ocgate.nvm._config import ListenAddress as NvmListen
 from ocgate.nvm._config import SinkAddress as NvmSink
@@ -103,6 +104,12 @@ class Config:
     """``no-udp``: the session gets no ``X-DTLS-*`` headers and no DTLS (CSTP only)."""
     switch_to_tcp_timeout: int = 25
     try_mtu_discovery: bool = False
+    compression: bool = False
+    """Negotiate packet compression (``ocgate.compress``); off by default: sizes leak."""
+    compression_algo_priority: tuple[str, ...] = ("lz4", "lzs")
+    """Method names (``lz4``, ``lzs``, ``deflate``), preferred first."""
+    no_compress_limit: int = 256
+    """Packets of at most this many bytes are sent uncompressed (at least 64)."""
     ping_leases: bool = False
     """``ping-leases``: a new pool address that answers a ping is skipped (``daemon/_ping.py``)."""
 
@@ -115,6 +122,8 @@ class Config:
 
     # What clients are told (§4.6).
     dns: tuple[IPAddress, ...] = ()
+    nbns: tuple[IPAddress, ...] = ()
+    """``nbns`` (WINS) servers, sent as ``X-CSTP-NBNS``."""
     split_dns: tuple[str, ...] = ()
     default_domain: str | None = None
     route: tuple[IPNetwork, ...] = ()
@@ -123,6 +132,13 @@ class Config:
     """``route = default`` (or ``0.0.0.0/0``, ``::/0``): full tunnel, DNS forced through it."""
     no_route: tuple[IPNetwork, ...] = ()
     tunnel_all_dns: bool = False
+    client_bypass_protocol: bool = False
+    user_profile: ProfileFile | None = None
+    """``user-profile``: the AnyConnect VPN profile listed in the login's manifest."""
+    mgmt_tunnel_profile: ProfileFile | None = None
+    """``service-profile-vpn-mgmt`` (ocgate): the management-tunnel profile (``vpn-mgmt``)."""
+    nvm_profile: ProfileFile | None = None
+    """``service-profile-nvm`` (ocgate): the NVM service profile (``nvm``)."""
     restrict_user_to_routes: bool = False
     """``restrict-user-to-routes``: the client may send only to its routes and DNS servers."""
     restrict_user_to_ports: PortPolicy | None = None
@@ -148,6 +164,14 @@ class Config:
     session_timeout: int | None = None
     cookie_timeout: int = 300
     auth_timeout: int = 240
+    rekey_time: int = 172800
+    """``rekey-time``: seconds after which clients rekey (0: never; ocserv's default two days)."""
+    rekey_method: str = "ssl"
+    """``rekey-method``: ``ssl`` (TLS 1.2 renegotiation, TLS 1.3 KeyUpdate, DTLS rehandshake) or
+    ``new-tunnel`` (a reconnect with the cookie)."""
+    strap: str = "off"
+    """``strap`` (ocgate): ``off``, ``optional`` or ``required`` — whether a CONNECT must prove,
+    with the key its login presented, that it comes from the client that logged in."""
 
     # Limits (§4.9).
     rx_data_per_sec: int = 0
@@ -213,6 +237,39 @@ class Config:
 
     warnings: tuple[ConfigWarning, ...] = ()
     """Non-fatal findings: keys ocserv knows that ocgate does not implement yet, renamed keys."""
+
+    # Virtual hosts (ocserv-compatibility §3).
+    vhost_name: str | None = None
+    """The ``[vhost:NAME]`` this configuration serves (canonical, lower case); ``None``: the
+    default host (the top level of the file)."""
+    vhosts: tuple[Config, ...] = ()
+    """The default host's virtual hosts, in file order: each a whole ``Config`` that inherited
+    every key its section does not set from the top level (ocserv 1.5), with ``vhost_name`` set
+    and no ``vhosts`` of its own."""
+
+    @property
+    def vhost_label(self) -> str:
+        """The name occtl and the scripts show (``VHOST``): the vhost's, or ``default``."""
+        return self.vhost_name or "default"
+
+    def vhost(self, server_name: str | bytes | None) -> Config:
+        """The configuration for a TLS server name (SNI): the vhost of that name, compared
+        without case and a trailing dot, else the default host (ocserv's rule for an unknown or
+        missing name).
+        """
+        if server_name is None or not self.vhosts:
+            return self
+        if isinstance(server_name, bytes):
+            server_name = server_name.decode("ascii", "replace")
+        wanted = server_name.rstrip(".").lower()
+        for vhost in self.vhosts:
+            if vhost.vhost_name == wanted:
+                return vhost
+        return self
+
+    def hosts(self) -> tuple[Config, ...]:
+        """The default host, then its virtual hosts."""
+        return (self, *self.vhosts)
 
     @property
     def passwd_file(self) -> str | None:

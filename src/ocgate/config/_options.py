@@ -35,10 +35,12 @@ from dataclasses import dataclass
 from ocgate.config import _net
 from ocgate.config._auth import parse_auth_method
 from ocgate.config._policy import parse_iroute, parse_restrict_user_to_ports
+from ocgate.config._profile import parse_profile_file
 from ocgate.config._values import (
     Parser,
     parse_banner,
     parse_bool,
+    parse_compression_priority,
     parse_device,
     parse_domain,
     parse_existing_file,
@@ -51,6 +53,7 @@ from ocgate.config._values import (
     parse_realm,
     parse_rekey_method,
     parse_store_url,
+    parse_strap,
     parse_string,
     parse_tls_priorities,
     parse_udp_port,
@@ -73,12 +76,17 @@ __all__ = [
 
 
 class Scope(enum.Enum):
-    """Where a key may appear (the ``[scope: …]`` notes of ocserv ``doc/sample.config``)."""
+    """Where a key may appear (the ``[scope: …]`` notes of ocserv ``doc/sample.config``).
+
+    The loader enforces it: a :attr:`GLOBAL` key inside a ``[vhost:NAME]`` section is a
+    ``ConfigError`` at its line (ocserv ≥ 1.4.2); every other key set there applies to that vhost,
+    which inherits the rest from the top level (ocserv 1.5, :mod:`ocgate.config._load`).
+    """
 
     GLOBAL = "global"
-    """Top level only."""
+    """Top level only; a vhost has the top level's value."""
     VHOST = "vhost"
-    """Top level or a ``[vhost:NAME]`` section."""
+    """Top level or a ``[vhost:NAME]`` section (the vhost's own value)."""
     VHOST_USER = "vhost user"
     """Also in per-user / per-group files (``src/sup-config/file.c``)."""
     USER = "user"
@@ -276,18 +284,23 @@ _B, _I, _S, _W, _P = Kind.BOOL, Kind.INTEGER, Kind.STRING, Kind.WORD, Kind.PATH
 # Reasons shared by several rows.
 _AUTH_NOTE = "methods ocgate lacks (pam, gssapi, oidc) are refused at start"
 _PINS = "PINs unlock PKCS#11 or TPM keys; ocgate reads server-key from a PEM file only"
-_NO_COMPRESSION = "no compression is negotiated; data flows uncompressed"
-_NO_IROUTES = "iroutes are not routed to clients, so there is nothing to add or expose"
-_NO_NBNS = "NBNS (WINS) servers are not sent to clients"
+_COMPRESSION = (
+    "oc-lz4 and lzs on CSTP and DTLS, deflate on CSTP, by compression-algo-priority. Off by "
+    "default, and best left off: compressing before encrypting lets anyone who sees the encrypted "
+    "packets learn about their content from their sizes (as the CRIME and BREACH attacks on TLS "
+    "did), for instance whether a secret guessed by an attacker who can inject traffic matches"
+)
+_ROUTE_CMD = (
+    "the supervisor routes each iroute through the client's device over netlink, as the default "
+    "command does (ip route add NET dev DEV; the route goes with the device); no command is run"
+)
 _USER_POOL = (
-    "per-user and per-group address pools are not implemented: the session would get an address "
-    "of the global pool, outside the range that firewall rules for this user or group expect"
+    "in a per-user or per-group file: the session leases from a pool of that network (made on "
+    "first use, leases kept across restarts), whose first address is the gateway's end of the "
+    "tunnel, as ocserv; the network must be the vhost's own or apart from every other pool, "
+    "else the session is refused"
 )
 _ONLY_PER_USER = "only valid in per-user and per-group config files"
-_REKEY = (
-    "clients are asked for a new tunnel (a cookie reconnect) every 172800 s, ocserv's default; "
-    "TLS renegotiation is refused"
-)
 
 _SPECS: tuple[OptionSpec, ...] = (
     # --- Read once at start (above the "reloaded on SIGHUP" line; ocserv perm_config). ---
@@ -419,18 +432,22 @@ _SPECS: tuple[OptionSpec, ...] = (
         "user-profile",
         _P,
         _VU,
-        ignore="no XML client profile is served",
-        user_ignore="no XML client profile is served",
+        parse=parse_profile_file,
+        field="user_profile",
+        user_applied=True,
+        note="read (and its SHA-1 computed) at load, served as /profiles/NAME and "
+        "/CACHE/stc/profiles/NAME to a valid session cookie, listed in the login's manifest; "
+        "see docs/profiles.md",
     ),
     _o(
         "client-bypass-protocol",
         _B,
         _VU,
+        field="client_bypass_protocol",
         default=False,
-        harmless=False,
-        ignore="X-CSTP-Client-Bypass-Protocol is always false: traffic of a family without an "
-        "address stays in the tunnel, where it is dropped (stricter than asked)",
-        user_ignore="X-CSTP-Client-Bypass-Protocol is always false (stricter than asked)",
+        user_applied=True,
+        note="X-CSTP-Client-Bypass-Protocol: true (false by default): AnyConnect sends traffic of "
+        "a family without an address outside the tunnel",
     ),
     _o("default-domain", _S, _V, field="default_domain"),
     _o("crl", Kind.FILE, _V, field="crl"),
@@ -455,9 +472,25 @@ _SPECS: tuple[OptionSpec, ...] = (
     ),
     _o("dtls-psk", _B, _G, field="dtls_psk", default=True),
     _o("match-tls-dtls-ciphers", _B, _V, field="match_tls_dtls_ciphers", default=False),
-    _o("compression", _B, _V, default=False, harmless=False, ignore=_NO_COMPRESSION),
-    _o("compression-algo-priority", _S, _G, default="lz4:lzs", ignore=_NO_COMPRESSION),
-    _o("no-compress-limit", _I, _V, default=256, ignore=_NO_COMPRESSION),
+    _o("compression", _B, _V, field="compression", default=False, note=_COMPRESSION),
+    _o(
+        "compression-algo-priority",
+        _S,
+        _G,
+        parse=parse_compression_priority,
+        field="compression_algo_priority",
+        default="lz4:lzs",
+        note="ocgate also accepts deflate (CSTP only; Cisco clients offer it, openconnect with "
+        "--compression=all)",
+    ),
+    _o(
+        "no-compress-limit",
+        _I,
+        _V,
+        field="no_compress_limit",
+        default=256,
+        note="packets of at most this size go uncompressed; values below 64 count as 64 (ocserv)",
+    ),
     _o("use-seccomp", _B, _G, field="isolate_workers", replaced_by="isolate-workers"),
     _o("isolate-workers", _B, _G, field="isolate_workers", default=False),
     _o(
@@ -499,6 +532,37 @@ _SPECS: tuple[OptionSpec, ...] = (
         field="session_store",
         reloadable=False,
         extension=True,
+    ),
+    _o(
+        "service-profile-vpn-mgmt",
+        _P,
+        _V,
+        parse=parse_profile_file,
+        field="mgmt_tunnel_profile",
+        extension=True,
+        note="a management-tunnel profile (ocgate profile mgmt), listed in the manifest as "
+        "service-type vpn-mgmt and served like user-profile",
+    ),
+    _o(
+        "service-profile-nvm",
+        _P,
+        _V,
+        parse=parse_profile_file,
+        field="nvm_profile",
+        extension=True,
+        note="an NVM service profile (ocgate profile nvm), listed in the manifest as "
+        "service-type nvm and served like user-profile",
+    ),
+    _o(
+        "strap",
+        Kind.CHOICE,
+        _V,
+        parse=parse_strap,
+        field="strap",
+        default="off",
+        extension=True,
+        note="off (as ocserv), optional or required: the CONNECT's X-AnyConnect-STRAP-Verify "
+        "signature, made with the key the login presented, must verify (required: must be there)",
     ),
     _o("max-pre-auth-clients", _I, _G, field="max_pre_auth_clients", default=1024, extension=True),
     _o(
@@ -595,8 +659,33 @@ _SPECS: tuple[OptionSpec, ...] = (
         note="a cookie is refused at CONNECT from another address than the login's",
     ),
     _o("stats-report-time", _I, _VU, field="stats_report_time", user_applied=True),
-    _o("rekey-time", _I, _V, default=172800, ignore=_REKEY),
-    _o("rekey-method", Kind.CHOICE, _V, parse=parse_rekey_method, default="ssl", ignore=_REKEY),
+    _o(
+        "rekey-time",
+        _I,
+        _V,
+        field="rekey_time",
+        default=172800,
+        note=(
+            "sent as X-CSTP-Rekey-Time (±29 s above 30 s, as ocserv) and X-DTLS-Rekey-Time "
+            "(10 s later); 0 sends no rekey headers (never the method none, which Cisco Secure "
+            "Client rejects); a TLS renegotiation sooner than half of it after the previous one "
+            "closes the connection (as ocserv), a DTLS one ends DTLS only (ocserv ends the session)"
+        ),
+    ),
+    _o(
+        "rekey-method",
+        Kind.CHOICE,
+        _V,
+        parse=parse_rekey_method,
+        field="rekey_method",
+        default="ssl",
+        note=(
+            "ssl: TLS 1.2 clients that offer secure renegotiation renegotiate in place (others "
+            "are told new-tunnel), TLS 1.3 clients send KeyUpdate and get ours back, DTLS "
+            "rehandshakes in the established session (also in legacy mode, where ocserv 1.1.6 "
+            "drops the session); new-tunnel: the client reconnects with its cookie"
+        ),
+    ),
     _o("cookie-timeout", _I, _V, field="cookie_timeout", default=300),
     _o(
         "persistent-cookies",
@@ -642,7 +731,8 @@ _SPECS: tuple[OptionSpec, ...] = (
         _VU,
         parse=_net.parse_ipv4_network,
         implemented=True,
-        user_refuse=_USER_POOL,
+        note=_USER_POOL,
+        user_applied=True,
     ),
     _o(
         "ipv4-netmask",
@@ -650,7 +740,8 @@ _SPECS: tuple[OptionSpec, ...] = (
         _VU,
         parse=_net.parse_ipv4_netmask,
         implemented=True,
-        user_refuse=_USER_POOL,
+        note=_USER_POOL,
+        user_applied=True,
     ),
     _o(
         "ipv6-network",
@@ -658,7 +749,8 @@ _SPECS: tuple[OptionSpec, ...] = (
         _VU,
         parse=_net.parse_ipv6_network,
         implemented=True,
-        user_refuse=_USER_POOL,
+        note=_USER_POOL,
+        user_applied=True,
     ),
     _o("ipv6-prefix", Kind.PREFIX, _V, parse=_net.parse_ipv6_prefix, implemented=True),
     _o(
@@ -668,7 +760,8 @@ _SPECS: tuple[OptionSpec, ...] = (
         parse=_net.parse_ipv6_subnet_prefix,
         implemented=True,
         default=128,
-        user_refuse=_USER_POOL,
+        note=_USER_POOL,
+        user_applied=True,
     ),
     _o("custom-header", _S, _V, multi=True, ignore="custom headers are not sent to clients"),
     _o("split-dns", Kind.DOMAIN, _VU, field="split_dns", multi=True, user_applied=True),
@@ -706,14 +799,21 @@ _SPECS: tuple[OptionSpec, ...] = (
     _o("dns", Kind.ADDRESS, _VU, field="dns", multi=True, user_applied=True),
     _o("ipv4-dns", Kind.ADDRESS, _VU, field="dns", multi=True, user_applied=True),
     _o("ipv6-dns", Kind.ADDRESS, _VU, field="dns", multi=True, user_applied=True),
-    _o("nbns", Kind.ADDRESS, _VU, multi=True, ignore=_NO_NBNS, user_ignore=_NO_NBNS),
-    _o("ipv4-nbns", Kind.ADDRESS, _VU, multi=True, ignore=_NO_NBNS, user_ignore=_NO_NBNS),
-    _o("ipv6-nbns", Kind.ADDRESS, _VU, multi=True, ignore=_NO_NBNS, user_ignore=_NO_NBNS),
-    _o("route-add-cmd", _S, _G, ignore=_NO_IROUTES),
-    _o("route-del-cmd", _S, _G, ignore=_NO_IROUTES),
+    _o("nbns", Kind.ADDRESS, _VU, field="nbns", multi=True, user_applied=True),
+    _o("ipv4-nbns", Kind.ADDRESS, _VU, field="nbns", multi=True, user_applied=True),
+    _o("ipv6-nbns", Kind.ADDRESS, _VU, field="nbns", multi=True, user_applied=True),
+    _o("route-add-cmd", _S, _G, ignore=_ROUTE_CMD),
+    _o("route-del-cmd", _S, _G, ignore=_ROUTE_CMD),
     _o("config-per-user", _P, _V, field="config_per_user"),
     _o("config-per-group", _P, _V, field="config_per_group"),
-    _o("expose-iroutes", _B, _V, default=False, harmless=False, ignore=_NO_IROUTES),
+    _o(
+        "expose-iroutes",
+        _B,
+        _V,
+        default=False,
+        harmless=False,
+        ignore="other users' iroutes are not sent to clients as routes",
+    ),
     _o("default-user-config", _P, _V, field="default_user_config"),
     _o("default-group-config", _P, _V, field="default_group_config"),
     _o(
@@ -738,7 +838,8 @@ _SPECS: tuple[OptionSpec, ...] = (
     ),
     # Per-user / per-group only (src/sup-config/file.c); ignored in ocserv.conf, as ocserv does.
     # iroute per user: packets from these networks are admitted from the client (the source
-    # check of ocgate.ipfilter); no server route to them is added (route-add-cmd is a no-op).
+    # check of ocgate.ipfilter), and the supervisor routes them through the client's TUN device
+    # while the tunnel is up (ocgate.tun._route).
     _o(
         "iroute",
         Kind.ROUTE,
@@ -758,7 +859,7 @@ _SPECS: tuple[OptionSpec, ...] = (
         field="no_udp",
         default=False,
         user_applied=True,
-        note="no X-DTLS-* headers and no DTLS for the session",
+        note="no X-DTLS-* headers and no DTLS for the session (also per vhost)",
     ),
 )
 

@@ -8,16 +8,24 @@ Theory of operation:
   parsed with the same parsers as ocserv.conf, so a bad value is a :class:`ConfigError` naming the
   file and the line, and the caller refuses that user's session. The option row's ``user_status``
   decides the rest: applied, ignored with a warning, or (a key that grants or restricts access and
-  that ocgate cannot honour per user, e.g. a per-group address pool) a ``ConfigError`` as well.
+  that ocgate cannot honour per user) a ``ConfigError`` as well.
 * The file is named after the user or the group. The name must be a single, safe path component
   (:func:`check_name_component`): ocserv 1.5.1 fixed a path traversal there. The file is opened
   relative to its directory with ``O_NOFOLLOW``, so a symbolic link cannot lead elsewhere.
 * :func:`load_session_layers` returns the group layer first, then the user layer; a directory
   without a matching file falls back to ``default-group-config`` / ``default-user-config``; a
   configured default file that is missing or broken refuses the session (ocserv 1.5.1).
-* :func:`apply_layers` folds the layers over the global :class:`Config` with
-  :func:`dataclasses.replace`: each value **replaces** the global one, except routes with
-  ``append-routes = true``, which are appended.
+* :func:`apply_layers` merges the layers as ocserv does (multi-value lines of the group and the
+  user file add up, a single value of the user file wins) and applies the result to the global
+  :class:`Config` with :func:`dataclasses.replace`: each value **replaces** the global one, except
+  routes and no-routes with ``append-routes = true``, which are followed by the global ones.
+* Address pools (``ipv4-network``/``ipv4-netmask``, ``ipv6-network``/``ipv6-subnet-prefix``):
+  the session's network replaces the host's, and sec-mod leases from a pool of that network
+  (ocserv ``src/ip-lease.c``: the user's network, its first address the gateway's end). The
+  network is checked here, naming the file and the line: a prefix (CIDR or ``ipv4-netmask``),
+  room for a client, and no partial overlap with the host's own pool (the same network shares
+  that pool; an overlapping one could lease an address twice). The same network with another
+  ``ipv6-subnet-prefix`` than the host's pool is refused for the same reason.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from types import MappingProxyType
 from ocgate.config._lexer import Assignment, tokenize
 from ocgate.config._load import refusal
 from ocgate.config._model import Config, ConfigWarning, IPNetwork
-from ocgate.config._net import RouteValue
+from ocgate.config._net import AddressWithPrefix, RouteValue
 from ocgate.config._options import OPTIONS, OptionSpec, Status
 from ocgate.config._values import ParseContext
 from ocgate.errors import ConfigError
@@ -74,15 +82,22 @@ _SCALAR_FIELDS: Mapping[str, str] = {
     "tx-data-per-sec": "tx_data_per_sec",
     "restrict-user-to-routes": "restrict_user_to_routes",
     "restrict-user-to-ports": "restrict_user_to_ports",
+    "client-bypass-protocol": "client_bypass_protocol",
+    "user-profile": "user_profile",
 }
 _LIST_FIELDS: Mapping[str, str] = {
     "dns": "dns",
     "ipv4-dns": "dns",
     "ipv6-dns": "dns",
+    "nbns": "nbns",
+    "ipv4-nbns": "nbns",
+    "ipv6-nbns": "nbns",
     "split-dns": "split_dns",
 }
+_LIST_TARGETS = frozenset(_LIST_FIELDS.values())
 _ROUTE_KEYS = frozenset({"route", "no-route"})
 _OWN_KEYS = frozenset({"explicit-ipv4", "explicit-ipv6", "hostname"})
+_POOL_KEYS = frozenset({"ipv4-network", "ipv4-netmask", "ipv6-network", "ipv6-subnet-prefix"})
 _FORBIDDEN_NAMES = frozenset({"", ".", ".."})
 
 
@@ -102,6 +117,10 @@ def _empty() -> Mapping[str, object]:
     return MappingProxyType({})
 
 
+def _no_pool() -> Mapping[str, tuple[int, object]]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UserConfig:
     """One parsed per-user or per-group file.
@@ -115,6 +134,8 @@ class UserConfig:
     :param explicit_ipv6: ``explicit-ipv6``.
     :param hostname: ``hostname``.
     :param iroutes: ``iroute`` lines: networks behind the client (valid tunnel sources).
+    :param pool: the address-pool keys the file sets (``ipv4-network``, ``ipv4-netmask``,
+        ``ipv6-network``, ``ipv6-subnet-prefix``): key → (line, parsed value).
     :param warnings: skipped keys, for the log.
     """
 
@@ -126,6 +147,7 @@ class UserConfig:
     explicit_ipv6: ipaddress.IPv6Address | None = None
     hostname: str | None = None
     iroutes: tuple[IPNetwork, ...] = ()
+    pool: Mapping[str, tuple[int, object]] = field(default_factory=_no_pool)
     warnings: tuple[ConfigWarning, ...] = ()
 
 
@@ -143,6 +165,7 @@ class _Builder:
         self.routes: dict[str, list[RouteValue]] = {}
         self.own: dict[str, object] = {}
         self.iroutes: list[IPNetwork] = []
+        self.pool: dict[str, tuple[int, object]] = {}
         self.warnings: list[ConfigWarning] = []
 
     def warn(self, token: Assignment, message: str) -> None:
@@ -161,6 +184,10 @@ class _Builder:
             self.routes.setdefault(key, []).append(value)
         elif key in _OWN_KEYS:
             self.own[key] = value
+        elif key in _POOL_KEYS:
+            if key == "ipv6-subnet-prefix" and not value:
+                return  # 0: unset, as in ocserv.conf.
+            self.pool[key] = (token.line, value)
         elif key == "iroute":
             assert isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network)
             if value not in self.iroutes:
@@ -188,6 +215,7 @@ class _Builder:
             explicit_ipv6=explicit6 if isinstance(explicit6, ipaddress.IPv6Address) else None,
             hostname=hostname if isinstance(hostname, str) else None,
             iroutes=tuple(self.iroutes),
+            pool=MappingProxyType(dict(self.pool)),
             warnings=tuple(self.warnings),
         )
 
@@ -331,28 +359,162 @@ def _networks(routes: Sequence[RouteValue]) -> tuple[list[IPNetwork], bool]:
     return networks, default
 
 
-def _apply_routes(config: Config, layer: UserConfig, append: bool) -> dict[str, object]:
+def _apply_routes(
+    config: Config,
+    routes: Sequence[RouteValue] | None,
+    no_routes: Sequence[RouteValue] | None,
+    append: bool,
+) -> dict[str, object]:
+    """The route changes of the session's own ``route``/``no-route`` lines (ocserv main.c
+    ``apply_default_config`` and ``append_routes``): they replace the global ones; with
+    ``append-routes`` the global routes and no-routes follow them."""
     changes: dict[str, object] = {}
-    if layer.routes is not None:
-        networks, default = _networks(layer.routes)
+    if routes is not None:
+        networks, default = _networks(routes)
         if default:
             changes.update(route=(), route_default=True, tunnel_all_dns=True)
         elif append and not config.route_default:
-            changes["route"] = tuple(dict.fromkeys((*config.route, *networks)))
+            changes["route"] = tuple(dict.fromkeys((*networks, *config.route)))
         elif not append:
             changes.update(route=tuple(networks), route_default=False)
-    if layer.no_routes is not None:
-        networks, _ = _networks(layer.no_routes)
+    if no_routes is not None:
+        networks, _ = _networks(no_routes)
         base = config.no_route if append else ()
-        changes["no_route"] = tuple(dict.fromkeys((*base, *networks)))
+        changes["no_route"] = tuple(dict.fromkeys((*networks, *base)))
     return changes
 
 
 def apply_layers(config: Config, layers: Sequence[UserConfig]) -> Config:
-    """``config`` with each layer's values applied in order (later layers win)."""
+    """``config`` with the session's layers applied, as ocserv does (``sup-config/file.c``).
+
+    ocserv reads the group file, then the user file, into one set of values: a single-value key
+    of the user file overrides the group's, while the lines of a multi-value key (``route``,
+    ``no-route``, ``dns``, ``split-dns``, …) of both files add up. Only then are the globals
+    filled in: each key the files set replaces the global value, except that ``append-routes``
+    appends the global routes and no-routes.
+    """
+    changes: dict[str, object] = {}
+    lists: dict[str, tuple[object, ...]] = {}
+    routes: list[RouteValue] | None = None
+    no_routes: list[RouteValue] | None = None
     for layer in layers:
-        changes = dict(layer.values)
-        changes.update(_apply_routes(config, layer, config.append_routes))
-        if changes:
-            config = dataclasses.replace(config, **changes)  # type: ignore[arg-type]
-    return config
+        for name, value in layer.values.items():
+            if name in _LIST_TARGETS and isinstance(value, tuple):
+                lists[name] = tuple(dict.fromkeys((*lists.get(name, ()), *value)))
+            else:
+                changes[name] = value
+        if layer.routes is not None:
+            routes = [*(routes or ()), *layer.routes]
+        if layer.no_routes is not None:
+            no_routes = [*(no_routes or ()), *layer.no_routes]
+    changes.update(lists)
+    changes.update(_apply_routes(config, routes, no_routes, config.append_routes))
+    changes.update(_pool_changes(config, layers))
+    if not changes:
+        return config
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
+
+
+_Found = dict[str, tuple[str, int, object]]
+"""Pool keys of the layers: key → (file, line, parsed value); a later layer (the user's) wins."""
+
+
+def _pool_error(found: _Found, key: str, message: str, expected: str) -> ConfigError:
+    source, line, _ = found[key]
+    return ConfigError(message, file=source, line=line, key=key, expected=expected)
+
+
+def _check_overlap(found: _Found, key: str, network: IPNetwork, host: IPNetwork | None) -> None:
+    """A session's network is the host's (it shares that pool) or apart from it: two pools over
+    one range would lease an address twice, or the gateway's own end of one to a client."""
+    if host is not None and network != host and network.overlaps(host):
+        raise _pool_error(
+            found,
+            key,
+            f"{network} overlaps the pool {host} without being it (an address could be leased "
+            "twice)",
+            f"the same network as the pool ({host}), or a network apart from it",
+        )
+
+
+def _ipv4_pool(config: Config, found: _Found) -> ipaddress.IPv4Network | None:
+    expected = "ipv4-network = 10.0.0.0/24, or ipv4-network = 10.0.0.0 with ipv4-netmask"
+    if "ipv4-network" not in found:
+        if "ipv4-netmask" in found:
+            raise _pool_error(found, "ipv4-netmask", "ipv4-netmask without an ipv4-network in "
+                              "the per-user or per-group files", expected)  # fmt: skip
+        return None
+    spec = found["ipv4-network"][2]
+    assert isinstance(spec, AddressWithPrefix)
+    prefix = spec.prefix
+    if "ipv4-netmask" in found:
+        mask = found["ipv4-netmask"][2]
+        assert isinstance(mask, int)
+        if prefix is not None and prefix != mask:
+            message = f"/{mask} from ipv4-netmask contradicts /{prefix} in ipv4-network"
+            raise _pool_error(found, "ipv4-netmask", message, expected)
+        prefix = mask
+    if prefix is None:
+        raise _pool_error(found, "ipv4-network", "the network has no prefix or ipv4-netmask",
+                          expected)  # fmt: skip
+    network = ipaddress.IPv4Network((spec.address, prefix), strict=False)
+    if prefix > 30:
+        message = f"{network} leaves no address for clients"
+        raise _pool_error(found, "ipv4-network", message, "/30 or larger")
+    _check_overlap(found, "ipv4-network", network, config.ipv4_network)
+    return network
+
+
+def _ipv6_pool(config: Config, found: _Found) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    subnet = config.ipv6_subnet_prefix
+    if "ipv6-subnet-prefix" in found:
+        value = found["ipv6-subnet-prefix"][2]
+        assert isinstance(value, int)
+        subnet = changes["ipv6_subnet_prefix"] = value
+    network = config.ipv6_network
+    if "ipv6-network" in found:
+        spec = found["ipv6-network"][2]
+        assert isinstance(spec, AddressWithPrefix)
+        if spec.prefix is None:
+            raise _pool_error(found, "ipv6-network", "the network has no prefix",
+                              "ipv6-network = fd00:1234::/64")  # fmt: skip
+        network = ipaddress.IPv6Network((spec.address, spec.prefix), strict=False)
+        changes["ipv6_network"] = network
+        _check_overlap(found, "ipv6-network", network, config.ipv6_network)
+    if network is None:
+        return changes
+    key = "ipv6-subnet-prefix" if "ipv6-subnet-prefix" in found else "ipv6-network"
+    if not network.prefixlen < subnet <= 128 or network.prefixlen > 126:
+        message = f"{network} with subnet prefix {subnet} leaves nothing for clients"
+        expected = f"ipv6-subnet-prefix {network.prefixlen + 1}..128, a network of /126 or larger"
+        raise _pool_error(found, key, message, expected)
+    if network == config.ipv6_network and subnet != config.ipv6_subnet_prefix:
+        message = (
+            f"/{subnet} leases of {network}, whose pool leases /{config.ipv6_subnet_prefix} "
+            "(one network has one pool)"
+        )
+        expected = "the pool's ipv6-subnet-prefix, or an ipv6-network of this user's or group's own"
+        raise _pool_error(found, key, message, expected)
+    return changes
+
+
+def _pool_changes(config: Config, layers: Sequence[UserConfig]) -> dict[str, object]:
+    """The session's address pool: ``ipv4_network``, ``ipv6_network`` and
+    ``ipv6_subnet_prefix`` of the layers, checked (ocserv ``sup-config/file.c`` reads them; its
+    ``ip-lease.c`` leases from the session's network when it has one).
+
+    :raises ConfigError: a network without a prefix, too small, overlapping the host's pool, or
+        an ``ipv6-subnet-prefix`` that does not fit (file, line and key of the value at fault).
+    """
+    found: _Found = {}
+    for layer in layers:
+        for key, (line, value) in layer.pool.items():
+            found[key] = (layer.source, line, value)
+    if not found:
+        return {}
+    changes = _ipv6_pool(config, found)
+    network4 = _ipv4_pool(config, found)
+    if network4 is not None:
+        changes["ipv4_network"] = network4
+    return changes

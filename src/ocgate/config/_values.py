@@ -26,6 +26,7 @@ __all__ = [
     "Parser",
     "parse_banner",
     "parse_bool",
+    "parse_compression_priority",
     "parse_device",
     "parse_domain",
     "parse_existing_file",
@@ -36,6 +37,7 @@ __all__ = [
     "parse_port",
     "parse_realm",
     "parse_rekey_method",
+    "parse_strap",
     "parse_string",
     "parse_tls_priorities",
     "parse_udp_port",
@@ -231,6 +233,32 @@ def parse_banner(value: str, ctx: ParseContext) -> str:
             f"banner is too long ({len(value)} characters)",
             expected=f"at most {BANNER_MAX} characters",
         )
+    return value
+
+
+_COMPRESSION_NAMES = ("lz4", "lzs", "deflate")
+
+
+def parse_compression_priority(value: str, ctx: ParseContext) -> tuple[str, ...]:
+    """``compression-algo-priority``: method names joined by ``:`` (ocserv ``lz4:lzs``).
+
+    ocgate also knows ``deflate`` (CSTP only, Cisco clients); an unknown or repeated name is an
+    error.
+    """
+    names = tuple(part.strip().lower() for part in value.split(":"))
+    expected = "method names joined by ':' from lz4, lzs, deflate (e.g. lz4:lzs)"
+    for name in names:
+        if name not in _COMPRESSION_NAMES:
+            raise ConfigError(f"unknown compression method: {name!r}", expected=expected)
+    if len(set(names)) != len(names):
+        raise ConfigError("a compression method is listed twice", expected=expected)
+    return names
+
+
+def parse_strap(value: str, ctx: ParseContext) -> str:
+    """``strap``: ``off``, ``optional`` or ``required`` (STRAP signatures on CONNECT)."""
+    if value not in ("off", "optional", "required"):
+        raise ConfigError(f"unknown strap policy: {value!r}", expected="off, optional or required")
     return value
 
 

@@ -225,6 +225,9 @@ def user_block(e: Emitter, user: UserInfo, *, now: float, tz: tzinfo | None) -> 
     _dropped(e, user)
     e.pair("DPD", str(user.dpd), "KeepAlive", str(user.keepalive))
     e.single("Hostname", user.hostname)
+    e.pair("Platform", user.platform, "Platform version", user.platform_version)
+    e.pair("Device type", user.device_type, "Computer name", user.computer_name)
+    e.single("Unique ID", user.unique_id)
     _user_times(e, user, now, tz)
     if e.json:
         e.single("Full session", user.session_id)

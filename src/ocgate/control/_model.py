@@ -63,6 +63,14 @@ class UserInfo:
     dpd: int = 0
     keepalive: int = 0
     hostname: str = ""
+    platform: str = ""
+    """What the client says of its machine (``<device-id>``, ``X-AnyConnect-Identifier-*``):
+    ``platform`` (``win``, ``linux-64``, ``apple-ios``…), ``platform_version``, ``device_type``,
+    ``computer_name`` and ``unique_id``; ocgate additions to occtl's block, empty when not sent."""
+    platform_version: str = ""
+    device_type: str = ""
+    computer_name: str = ""
+    unique_id: str = ""
     connected_at: float = 0.0
     session_started_at: float = 0.0
     session_id: str = ""

@@ -10,9 +10,14 @@ Theory of operation (anyconnect-protocol.md §7, §8; ocserv ``src/worker-vpn.c`
   does not read): then the echo is dropped and counted, so a client that sends DPD-REQs and never
   reads cannot make the server buffer without bound.
   DPD-RESP, KEEPALIVE and a client TERMINATE only refresh last-rx; unknown types are counted and
-  ignored (ocserv ``parse_data``). DISCONNECT ends the connection with :class:`ByeReceived`;
-  COMPRESSED without negotiated compression (none is negotiated by this core) and broken framing
-  end it with :class:`ProtocolFailed`.
+  ignored (ocserv ``parse_data``). DISCONNECT ends the connection with :class:`ByeReceived`.
+  COMPRESSED (0x08) payloads are decompressed with the negotiated method (``compression``, an
+  :class:`ocgate.compress.PacketCompression`) and delivered with the DATA packets in order; one
+  that does not decompress, COMPRESSED when nothing was negotiated and broken framing end the
+  connection with :class:`ProtocolFailed`.
+* With compression, :meth:`CstpConnection.send_packets` sends what the method compresses as
+  COMPRESSED frames and the rest (short packets, incompressible ones) as DATA; without it the
+  per-packet loop is the plain one.
 * Frames to send accumulate in a list; :meth:`CstpConnection.frames_to_send` returns them and each
   element must be written as exactly one TLS record (openconnect drops coalesced frames, §7).
 * Timers (ocserv ``periodic_check``): after 2 × dpd without any received frame the server sends an
@@ -30,6 +35,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from ocgate.cstp._frame import (
     DEFAULT_MAX_PAYLOAD,
@@ -50,7 +56,10 @@ from ocgate.cstp.events import (
     ProtocolFailed,
     SessionTimeout,
 )
-from ocgate.errors import BadFrame, LocalProtocolError
+from ocgate.errors import BadCompressedData, BadFrame, LocalProtocolError
+
+if TYPE_CHECKING:
+    from ocgate.compress import PacketCompression
 
 __all__ = ["CstpConnection", "CstpState"]
 
@@ -63,6 +72,7 @@ PERIODIC_CHECK_TIME = 30.0
 MAX_REASON_BYTES = 255
 
 _DATA = PacketType.DATA
+_COMPRESSED = PacketType.COMPRESSED
 _pack_header = FRAME_HEADER.pack
 
 
@@ -96,9 +106,11 @@ class CstpConnection:
                          off.
     :param session_deadline: absolute monotonic time of :class:`SessionTimeout`; ``None`` = off.
     :param max_payload: longest frame payload accepted from and sent to the client (≥ tunnel MTU).
+    :param compression: the negotiated CSTP compression (``X-CSTP-Content-Encoding``), or ``None``.
     """
 
     __slots__ = (
+        "_compression",
         "_control",
         "_decoder",
         "_dpd_next_req",
@@ -134,10 +146,12 @@ class CstpConnection:
         idle_timeout: int | None,
         session_deadline: float | None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        compression: PacketCompression | None = None,
     ) -> None:
         if dpd < 0 or keepalive < 0 or (idle_timeout is not None and idle_timeout < 0):
             raise LocalProtocolError("CSTP timers must not be negative")
         self._decoder = FrameDecoder(max_payload)
+        self._compression = compression
         self.max_payload = max_payload
         self.dpd = dpd
         self.keepalive = keepalive
@@ -214,6 +228,14 @@ class CstpConnection:
             if ptype == _DATA:
                 packets.append(payload)
                 continue
+            if ptype == _COMPRESSED and self._compression is not None:
+                try:
+                    packets.append(self._compression.decompress_untrusted(payload))
+                except BadCompressedData as exc:
+                    control_events.append(ProtocolFailed(f"bad COMPRESSED frame: {exc}"))
+                    self._close()
+                    break
+                continue
             handler = self._control.get(ptype)
             if handler is None:
                 self.rx_unknown_frames += 1
@@ -268,6 +290,9 @@ class CstpConnection:
         """
         if self._state is not CstpState.OPEN:
             return
+        if self._compression is not None:
+            self._send_compressed(packets, now, self._compression)
+            return
         out = self._out
         limit = self.max_payload
         want_activity = self.idle_timeout is not None
@@ -286,6 +311,33 @@ class CstpConnection:
                 active = True
         self.tx_packets += sent
         self.tx_bytes += nbytes
+        if active:
+            if now is None:
+                self._tx_activity_pending = True
+            else:
+                self._last_activity = max(self._last_activity, now)
+
+    def _send_compressed(
+        self, packets: Iterable[bytes], now: float | None, compression: PacketCompression
+    ) -> None:
+        """:meth:`send_packets` with a negotiated method: COMPRESSED where it pays, else DATA."""
+        out = self._out
+        limit = self.max_payload
+        active = False
+        for packet in packets:
+            size = len(packet)
+            payload = compression.compress(packet) if size <= limit else None
+            if size > limit or (payload is not None and len(payload) > limit):
+                self.tx_dropped += 1
+                continue
+            if payload is None:
+                out.append(_pack_header(FRAME_MAGIC, size, 0, 0) + packet)
+            else:
+                out.append(_pack_header(FRAME_MAGIC, len(payload), _COMPRESSED, 0) + payload)
+            self.tx_packets += 1
+            self.tx_bytes += size
+            if self.idle_timeout is not None and not active:
+                active = counts_for_idle_untrusted(packet)
         if active:
             if now is None:
                 self._tx_activity_pending = True

@@ -8,6 +8,19 @@ by cookie at CONNECT and report tunnels up and down. Hashing and OTP file update
 pool and RADIUS does asynchronous I/O, so a slow check never holds up another login, and workers
 never wait on it for data-path work.
 
+Virtual hosts (``[vhost:NAME]``): each has its own login services (backends, group menu, per-user
+files), chosen by the vhost the connection's TLS server name selected (``LoginRequest.vhost``);
+each network has one pool (a vhost with the top level's network shares its pool); a session's
+settings carry its vhost's configuration, and its cookie is claimed only through that vhost.
+
+Per-user and per-group networks (``ipv4-network``/``ipv6-network`` in those files; ocserv
+``src/ip-lease.c`` leases from the session's network): a session whose settings name a network
+other than its vhost's leases from a pool of that network, made at its first lease and dropped
+with its last one (at most :data:`MAX_SESSION_POOLS` at once). A network equal to a configured
+pool's shares that pool; one that overlaps another pool without being it is refused at CONNECT,
+so no address is leased twice. After a restart the sessions' settings name their networks again,
+and their leases are reserved in the pools made for them.
+
 Session times here are wall-clock seconds: the store is durable (SQLite) and a restarted gateway
 must read them back.
 """
@@ -16,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -25,7 +39,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ocgate import ipc
-from ocgate.auth import SessionAccounting, build_accounting, build_auth_backends
+from ocgate.auth import AuthBackends, SessionAccounting, build_accounting, build_auth_backends
 from ocgate.bans import BanPolicy, BanTable
 from ocgate.config import Config
 from ocgate.control import BanInfo, SessionInfo
@@ -33,18 +47,22 @@ from ocgate.daemon._store import open_session_store
 from ocgate.daemon._wire import dump_session
 from ocgate.errors import AuthFailed, InvalidCookie, OcgateError, ResourceError
 from ocgate.gateway import (
+    CONTEXT_COOKIE,
     GroupMenu,
+    LoginContexts,
     LoginDialog,
     LoginServices,
     SessionSettings,
+    StrapProof,
     lease_addresses,
+    verify_strap,
 )
 from ocgate.http import Response
 from ocgate.ipc import messages as m
 from ocgate.metrics import GatewayMetrics, LiveState
 from ocgate.radius import AccountingSession, RadiusResult
 from ocgate.session import Ipv4Pool, Ipv6Pool, Session, SessionStore
-from ocgate.tls import load_credentials
+from ocgate.tls import ServerCredentials, load_credentials
 
 __all__ = ["AuthService"]
 
@@ -53,6 +71,12 @@ log = logging.getLogger("ocgate.secmod")
 _MAINTENANCE_PERIOD = 5.0
 MAX_DIALOGS_PER_WORKER = 4096
 """Login dialogs a worker may hold open here (one per pre-tunnel TLS connection)."""
+MAX_SESSION_POOLS = 256
+"""Pools of per-user and per-group networks held at once; a session that needs another one is
+refused (the files are the administrator's, but a typo per user must not grow state unbounded)."""
+
+_Pool = Ipv4Pool | Ipv6Pool
+_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(slots=True)
@@ -69,12 +93,22 @@ class AuthService:
         self.store: SessionStore = open_session_store(store_path, now=time.time())
         self.pool4: Ipv4Pool | None = None
         self.pool6: Ipv6Pool | None = None
+        self._vhost_pools: dict[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                Ipv4Pool | Ipv6Pool] = {}  # fmt: skip
+        """The pools of vhosts whose network differs from the default host's, by network."""
+        self._session_pools: dict[_Net, _Pool] = {}
+        """The pools of per-user and per-group networks, by network (while they hold leases)."""
+        self.vhost_services: dict[str, LoginServices] = {}
+        """Each ``[vhost:NAME]``'s login services (its own backends, group menu, settings)."""
         self._retired: list[Ipv4Pool | Ipv6Pool] = []
         self.bans = BanTable(BanPolicy())
         self.workers: dict[int, ipc.Channel] = {}
         self.owners: dict[str, _Owner] = {}
         self.counters: dict[str, tuple[int, int, int, int]] = {}
         self.dialogs: dict[tuple[int, int], LoginDialog] = {}
+        """The login dialog of each connection (worker, connection id) that asked for one."""
+        self.contexts: LoginContexts[LoginDialog] = LoginContexts(config.auth_timeout)
+        """``webvpncontext`` tokens: a login's next round may come on another connection."""
         self.metrics = GatewayMetrics(self._live_state)
         self.accounting: SessionAccounting | None = None
         self.auth_failures = 0
@@ -96,15 +130,31 @@ class AuthService:
         backends = build_auth_backends(config)
         accounting = build_accounting(config)
         credentials = load_credentials(config.server_cert[0])
+        vhosts = {
+            vhost.vhost_name or "": (
+                vhost,
+                build_auth_backends(vhost),
+                load_credentials(vhost.server_cert[0]),
+            )
+            for vhost in config.vhosts
+        }
         self.config = config
+        self.contexts.lifetime = config.auth_timeout
         if accounting is not None and self.accounting is None:
             self.accounting = SessionAccounting(
                 accounting, stats_report_time=config.stats_report_time
             )
         self.bans.policy = _ban_policy(config)
         self._load_pools(config)
+        self.login_services = self._services(config, backends, credentials)
+        self.vhost_services = {name: self._services(*built) for name, built in vhosts.items()}
+
+    def _services(
+        self, config: Config, backends: AuthBackends, credentials: ServerCredentials
+    ) -> LoginServices:
+        """The login services of one host (the default or a vhost): its backends, its menu."""
         wants_menu = config.select_group or config.default_select_group or config.auto_select_group
-        self.login_services = LoginServices(
+        return LoginServices(
             config=config,
             backends=backends,
             groups=GroupMenu(config, backends.file_groups()) if wants_menu else None,
@@ -113,25 +163,58 @@ class AuthService:
             store=self.store,
             credentials=credentials,
             clock=time.time,
-            count_connected=self._count_connected,
+            count_connected=lambda username: self._count_connected(username, config.vhost_name),
             end_session=self.end_session,
             on_login=self._count_login,
         )
+
+    def services_for(self, vhost: str) -> LoginServices:
+        """The login services of the host a connection's SNI chose (``""``: the default host;
+        a name that is no longer a vhost, after a reload: the default host too)."""
+        return self.vhost_services.get(vhost, self.login_services) if vhost else self.login_services
+
+    def _same_host(self, a: Session, b: Session) -> bool:
+        return self.session_host(a).vhost_name == self.session_host(b).vhost_name
+
+    def session_host(self, session: Session) -> Config:
+        """The configuration of the host ``session`` logged in to (its vhost, else default)."""
+        settings = session.extra.get("settings")
+        name = settings.config.vhost_name if isinstance(settings, SessionSettings) else None
+        return self.config.vhost(name)
+
+    def pools_for(self, host: Config) -> tuple[Ipv4Pool | None, Ipv6Pool | None]:
+        """The address pools of ``host``: the default host's, or its vhost's own (vhosts with
+        the default host's network share its pool)."""
+        pool4: Ipv4Pool | None = self.pool4
+        pool6: Ipv6Pool | None = self.pool6
+        if host.ipv4_network != (self.pool4.network if self.pool4 is not None else None):
+            found4 = self._vhost_pools.get(host.ipv4_network) if host.ipv4_network else None
+            pool4 = found4 if isinstance(found4, Ipv4Pool) else None
+        if host.ipv6_network != (self.pool6.network if self.pool6 is not None else None):
+            found6 = self._vhost_pools.get(host.ipv6_network) if host.ipv6_network else None
+            pool6 = found6 if isinstance(found6, Ipv6Pool) else None
+        return pool4, pool6
 
     def _load_pools(self, config: Config) -> None:
         if self.pool4 is None or config.ipv4_network != self.pool4.network:
             if self.pool4 is not None:
                 self._retired.append(self.pool4)
+            adopted4 = self._adopt(config.ipv4_network, config.ipv6_subnet_prefix)
             self.pool4 = (
-                Ipv4Pool(config.ipv4_network, predictable=config.predictable_ips)
+                adopted4
+                if isinstance(adopted4, Ipv4Pool)
+                else Ipv4Pool(config.ipv4_network, predictable=config.predictable_ips)
                 if config.ipv4_network is not None
                 else None
             )
         if self.pool6 is None or config.ipv6_network != self.pool6.network:
             if self.pool6 is not None:
                 self._retired.append(self.pool6)
+            adopted6 = self._adopt(config.ipv6_network, config.ipv6_subnet_prefix)
             self.pool6 = (
-                Ipv6Pool(
+                adopted6
+                if isinstance(adopted6, Ipv6Pool)
+                else Ipv6Pool(
                     config.ipv6_network,
                     config.ipv6_subnet_prefix,
                     predictable=config.predictable_ips,
@@ -139,6 +222,97 @@ class AuthService:
                 if config.ipv6_network is not None
                 else None
             )
+        old, self._vhost_pools = self._vhost_pools, {}
+        for vhost in config.vhosts:
+            for network in (vhost.ipv4_network, vhost.ipv6_network):
+                if network is None or network in (config.ipv4_network, config.ipv6_network):
+                    continue
+                if network in self._vhost_pools:
+                    continue
+                pool = old.pop(network, None) or self._adopt(network, vhost.ipv6_subnet_prefix)
+                if pool is None:
+                    pool = (
+                        Ipv4Pool(network, predictable=vhost.predictable_ips)
+                        if isinstance(network, ipaddress.IPv4Network)
+                        else Ipv6Pool(
+                            network, vhost.ipv6_subnet_prefix, predictable=vhost.predictable_ips
+                        )
+                    )
+                self._vhost_pools[network] = pool
+        self._retired.extend(old.values())
+
+    def _adopt(self, network: _Net | None, subnet_prefix: int) -> _Pool | None:
+        """A reload made ``network`` a configured pool: the per-user pool of that network (with
+        its leases) becomes it, so one network keeps one pool."""
+        pool = self._session_pools.get(network) if network is not None else None
+        if isinstance(pool, Ipv6Pool) and pool.subnet_prefix != subnet_prefix:
+            return None
+        if pool is not None:
+            del self._session_pools[pool.network]
+        return pool
+
+    def session_pools(self, session: Session) -> tuple[Ipv4Pool | None, Ipv6Pool | None]:
+        """The pools ``session`` leases from: its vhost's, or for a network of its own (a
+        per-user or per-group ``ipv4-network``/``ipv6-network``) the pool of that network, made
+        now if there is none (ocserv ``src/ip-lease.c``).
+
+        :raises ResourceError: the session's network overlaps another pool without being it, or
+            :data:`MAX_SESSION_POOLS` are in use.
+        """
+        host = self.session_host(session)
+        pool4, pool6 = self.pools_for(host)
+        settings = session.extra.get("settings")
+        if not isinstance(settings, SessionSettings):
+            return pool4, pool6
+        own = settings.config
+        if own.ipv4_network is not None and own.ipv4_network != host.ipv4_network:
+            found4 = self._pool_of(own.ipv4_network, own, session)
+            pool4 = found4 if isinstance(found4, Ipv4Pool) else None
+        if own.ipv6_network is not None and own.ipv6_network != host.ipv6_network:
+            found6 = self._pool_of(own.ipv6_network, own, session)
+            pool6 = found6 if isinstance(found6, Ipv6Pool) else None
+        return pool4, pool6
+
+    def _live_pools(self) -> list[_Pool]:
+        pools = [self.pool4, self.pool6, *self._vhost_pools.values(), *self._session_pools.values()]
+        return [p for p in (*pools, *self._retired) if p is not None]
+
+    def _pool_of(self, network: _Net, own: Config, session: Session) -> _Pool:
+        """The pool of a session's own ``network``: an existing pool of that network, else a
+        new one (see :meth:`session_pools`)."""
+        subnet = own.ipv6_subnet_prefix
+        for pool in self._live_pools():
+            if pool.network != network or pool in self._retired:
+                continue
+            if isinstance(pool, Ipv6Pool) and pool.subnet_prefix != subnet:
+                self._refuse_pool(session, network, f"its pool leases /{pool.subnet_prefix}")
+            return pool
+        for pool in self._live_pools():
+            busy = pool not in self._retired or pool.in_use
+            if busy and pool.network.version == network.version and pool.network.overlaps(network):
+                self._refuse_pool(session, network, f"it overlaps the pool {pool.network}")
+        if len(self._session_pools) >= MAX_SESSION_POOLS:
+            self._refuse_pool(session, network, f"{MAX_SESSION_POOLS} per-user pools in use")
+        created: _Pool = (
+            Ipv4Pool(network, predictable=own.predictable_ips)
+            if isinstance(network, ipaddress.IPv4Network)
+            else Ipv6Pool(network, subnet, predictable=own.predictable_ips)
+        )
+        self._session_pools[network] = created
+        log.info("event=pool-created network=%s user=%r session=%s pools=%d", network,
+                 session.username, session.sid, len(self._session_pools))  # fmt: skip
+        return created
+
+    def _refuse_pool(self, session: Session, network: _Net, why: str) -> None:
+        log.warning("event=pool-refused network=%s user=%r session=%s reason=%r",
+                    network, session.username, session.sid, why)  # fmt: skip
+        raise ResourceError(f"no pool for {network}: {why}")
+
+    def _drop_empty_pools(self) -> None:
+        for network, pool in list(self._session_pools.items()):
+            if not pool.in_use:
+                del self._session_pools[network]
+                log.info("event=pool-dropped network=%s", network)
 
     def _restore_leases(self) -> None:
         """Sessions read back from the durable store keep their addresses."""
@@ -150,6 +324,28 @@ class AuthService:
             return
         for session in restore(self.pool4, self.pool6):
             log.warning("event=lease-lost session=%s user=%r", session.sid, session.username)
+        for session in self.store.sessions():  # Vhost and per-user pools: the store knows one.
+            addr4, addr6 = session.ipv4, session.ipv6
+            if addr4 is None and addr6 is None:
+                continue
+            try:
+                pool4, pool6 = self.session_pools(session)
+            except ResourceError:  # Logged: a reload made its network overlap another pool.
+                pool4 = pool6 = None
+            if pool4 not in (None, self.pool4) and addr4:
+                if _free_in(pool4, addr4):
+                    pool4.allocate(session.username, prefer=addr4)
+                elif pool4.owns(addr4):  # An older session holds it.
+                    session.ipv4 = None
+            if pool6 not in (None, self.pool6) and addr6:
+                if _free_in(pool6, addr6):
+                    pool6.allocate(session.username, prefer=addr6)
+                elif pool6.owns(addr6):
+                    session.ipv6 = None
+            if (session.ipv4, session.ipv6) != (addr4, addr6):
+                log.warning("event=lease-lost session=%s user=%r", session.sid, session.username)
+                self._save(session)
+        self._drop_empty_pools()
         count = len(self.store.sessions())
         if count:
             log.info("event=sessions-restored count=%d", count)
@@ -248,12 +444,14 @@ class AuthService:
 
     # Sessions -------------------------------------------------------------------------------------
 
-    def _count_connected(self, username: str) -> int:
+    def _count_connected(self, username: str, vhost: str | None = None) -> int:
         """Tunnels of ``username`` (``max-same-clients``): a walk over tunnels, not sessions."""
         count = 0
         for sid in self.owners:
             with contextlib.suppress(KeyError):
-                if self.store.by_sid(sid).username == username:
+                other = self.store.by_sid(sid)
+                # A vhost's users are its own: alice of one vhost is not alice of another.
+                if other.username == username and self.session_host(other).vhost_name == vhost:
                     count += 1
         return count
 
@@ -284,18 +482,16 @@ class AuthService:
         if self.accounting is not None:
             self.accounting.session_ended(session.sid, reason)
         self.counters.pop(session.sid, None)
-        if session.ipv4 is not None:
-            for pool4 in (self.pool4, *self._retired):
-                if isinstance(pool4, Ipv4Pool) and pool4.owns(session.ipv4):
-                    pool4.release(session.ipv4)
-                    break
-        if session.ipv6 is not None:
-            for pool6 in (self.pool6, *self._retired):
-                if isinstance(pool6, Ipv6Pool) and pool6.owns(session.ipv6):
-                    pool6.release(session.ipv6)
+        for lease in (session.ipv4, session.ipv6):
+            # The pool holding it: the configured ones, the per-user ones, those a reload retired.
+            for pool in self._live_pools() if lease is not None else ():
+                same_family = isinstance(pool, Ipv4Pool) == isinstance(lease, ipaddress.IPv4Address)
+                if same_family and pool.owns(lease) and lease in pool:  # type: ignore[arg-type]
+                    pool.release(lease)  # type: ignore[arg-type]
                     break
         session.ipv4 = None
         session.ipv6 = None
+        self._drop_empty_pools()
 
     def claim(self, worker: int, msg: m.ClaimSession) -> m.SessionGranted:
         """CONNECT: find the session, take it from an older tunnel, lease its addresses.
@@ -304,8 +500,10 @@ class AuthService:
         :raises ResourceError: no address can be given.
         """
         session = self.store.lookup(msg.cookie, time.time())
+        self._check_vhost(session, msg.vhost)
         self._check_roaming(session, msg.remote)
         self._check_certificate(session, msg.peer_chain)
+        self._check_strap(session, msg)
         limit = self.config.max_clients
         connected = len(self.owners) - (1 if session.sid in self.owners else 0)  # Tunnels.
         if limit and connected >= limit:
@@ -343,7 +541,7 @@ class AuthService:
         ping = self.ping_address
         if not self.config.ping_leases or ping is None:
             return granted
-        pool4, pool6 = self.pool4, self.pool6
+        pool4, pool6 = self.session_pools(session)
         key = session.username
         try:
             if had4 is None and session.ipv4 is not None and pool4 and pool4.owns(session.ipv4):
@@ -366,11 +564,25 @@ class AuthService:
             owner = self.owners.get(session.sid)
             if owner is not None and (owner.worker, owner.tunnel_id) == (worker, msg.tunnel_id):
                 del self.owners[session.sid]
+            self._drop_empty_pools()
             raise
         if (session.ipv4, session.ipv6) == (had4, had6):
             return granted
         self._save(session)
         return m.SessionGranted(payload=dump_session(session, self.config))
+
+    def _check_strap(self, session: Session, msg: m.ClaimSession) -> None:
+        """``strap``: the CONNECT signs its TLS connection with the key of the login (which then
+        rotates to the key the CONNECT brings, as the client's does).
+
+        :raises InvalidCookie: a bad signature, or none where ``strap = required``.
+        """
+        stored = session.extra.get("strap_key")
+        key = stored if isinstance(stored, bytes) else None
+        proof = StrapProof(msg.strap_finished, msg.strap_verify, msg.strap_pubkey)
+        kept = verify_strap(self.session_host(session).strap, key, proof)
+        if kept is not None and kept != key:
+            session.extra["strap_key"] = kept
 
     def _check_certificate(self, session: Session, presented: list[bytes]) -> None:
         """A session that logged in with a certificate: that certificate, still valid now.
@@ -387,10 +599,11 @@ class AuthService:
             return
         if presented and presented[0] != stored[0]:
             raise InvalidCookie("cookie presented with another certificate")
-        if not presented and not self.config.cisco_client_compat:
+        if not presented and not self.session_host(session).cisco_client_compat:
             raise InvalidCookie("cookie presented without its certificate")
         try:
-            self.login_services.backends.verify_certificate(presented or stored)
+            host = self.services_for(self.session_host(session).vhost_name or "")
+            host.backends.verify_certificate(presented or stored)
         except AuthFailed as exc:
             raise InvalidCookie(f"cookie's certificate refused: {exc}") from exc
 
@@ -415,7 +628,7 @@ class AuthService:
                 continue
             with contextlib.suppress(KeyError):
                 other = self.store.by_sid(sid)
-                if other.username == session.username:
+                if other.username == session.username and self._same_host(other, session):
                     others.append(other)
         if len(others) < limit:
             return
@@ -439,10 +652,12 @@ class AuthService:
         # Only an explicit address outside the pool needs the other sessions checked.
         others = self.store.sessions() if explicit else ()
         try:
-            lease_addresses(session, self.pool4, self.pool6, others, want6=msg.want6)
+            pool4, pool6 = self.session_pools(session)
+            lease_addresses(session, pool4, pool6, others, want6=msg.want6)
         except ResourceError as exc:
             log.warning("event=address-refused user=%r session=%s reason=%r",
                         session.username, session.sid, str(exc))  # fmt: skip
+            self._drop_empty_pools()
             raise
         asked4, asked6 = _ipv4(msg.prefer4), _ipv6(msg.prefer6)
         ignored = []
@@ -454,6 +669,25 @@ class AuthService:
         if ignored:  # A client may only ask back for the lease its session holds.
             log.info("event=address-request-ignored user=%r session=%s asked=%s",
                      session.username, session.sid, ",".join(ignored))  # fmt: skip
+
+    def _check_vhost(self, session: Session, vhost: str) -> None:
+        """A cookie is good only on the virtual host it logged in to (the TLS server name of the
+        CONNECT chooses the same vhost): a session of one vhost never gets a tunnel, addresses
+        or routes through another's certificate and policy.
+
+        :raises InvalidCookie: the CONNECT came through another vhost.
+        """
+        own = self.session_host(session).vhost_name or ""
+        if self.services_for(vhost) is self.services_for(own):
+            return
+        log.info(
+            "event=vhost-refused user=%r session=%s vhost=%s connect_vhost=%s",
+            session.username,
+            session.sid,
+            own or "default",
+            vhost or "default",
+        )
+        raise InvalidCookie("cookie presented to another virtual host")
 
     def _check_roaming(self, session: Session, remote: str) -> None:
         """``deny-roaming`` (global, per user, per group): a cookie is good only from the address
@@ -546,7 +780,10 @@ class AuthService:
         # cookie lives exactly cookie-timeout from here (ocserv 1.1.6 adds 15 s of slack; the
         # administrator's number is the contract).
         self.store.mark_disconnected(
-            session, time.time(), self.config.cookie_timeout, tunnel_id=msg.tunnel_id
+            session,
+            time.time(),
+            self.session_host(session).cookie_timeout,
+            tunnel_id=msg.tunnel_id,
         )
 
     def worker_gone(self, worker: int) -> None:
@@ -580,6 +817,7 @@ class AuthService:
                 state="authenticated",
                 username=s.username,
                 groupname=s.group or "",
+                vhost=self.session_host(s).vhost_label,
                 user_agent=s.user_agent or "",
                 remote_ip=s.remote_addr or "",
                 in_use=s.connected,
@@ -590,8 +828,10 @@ class AuthService:
             for s in self.store.sessions()
             if not s.is_expired(now)
         ]
-        # Logins under way are sec-mod entries in ocserv too: `show sessions all` lists them.
-        for dialog in self.dialogs.values():
+        # Logins under way are sec-mod entries in ocserv too: `show sessions all` lists them, also
+        # those waiting for their next round on a new connection.
+        dialogs = {id(d): d for d in (*self.dialogs.values(), *self.contexts.dialogs())}
+        for dialog in dialogs.values():
             progress = dialog.progress()
             if progress is not None:
                 sessions.append(SessionInfo(
@@ -602,8 +842,9 @@ class AuthService:
                     user_agent=progress.user_agent,
                     remote_ip=progress.remote,
                 ))  # fmt: skip
-        leases4 = self.pool4.in_use if self.pool4 is not None else 0
-        leases6 = self.pool6.in_use if self.pool6 is not None else 0
+        pools = self._live_pools()  # Vhosts', per-user and retired pools' leases count too.
+        leases4 = sum(pool.in_use for pool in pools if isinstance(pool, Ipv4Pool))
+        leases6 = sum(pool.in_use for pool in pools if isinstance(pool, Ipv6Pool))
         stats = {
             "auth_failures": float(self.auth_failures),
             "leases4": float(leases4),
@@ -667,21 +908,43 @@ class AuthService:
 
     async def _login(self, worker: int, msg: m.LoginRequest) -> m.LoginResponse:
         key = (worker, msg.conn)
+        now = time.monotonic()
         dialog = self.dialogs.get(key)
         if dialog is None:
             if sum(1 for k in self.dialogs if k[0] == worker) >= MAX_DIALOGS_PER_WORKER:
                 return _response(Response(503, "Service Unavailable", (), b"", close=True))
-            chain = tuple(msg.peer_chain)
-            dialog = LoginDialog(
-                self.login_services,
-                remote_addr=msg.remote,
-                local_addr=msg.local,
-                peer_chain=lambda: chain,
+            dialog = self.contexts.resume(
+                msg.request.cookies().get(CONTEXT_COOKIE),
+                remote=msg.remote,
+                vhost=msg.vhost,
+                now=now,
             )
+            if dialog is None:
+                chain = tuple(msg.peer_chain)
+                dialog = LoginDialog(
+                    self.services_for(msg.vhost),
+                    remote_addr=msg.remote,
+                    local_addr=msg.local,
+                    peer_chain=lambda: chain,
+                )
+            else:  # One connection at a time continues a login.
+                for other in [k for k, d in self.dialogs.items() if d is dialog]:
+                    del self.dialogs[other]
             self.dialogs[key] = dialog
         response = await dialog.handle(msg.request)
-        if response.close:
-            self.dialogs.pop(key, None)
+        progress = dialog.progress()
+        if response.close or progress is None:
+            self.contexts.forget(dialog)
+            if response.close:
+                self.dialogs.pop(key, None)
+        elif response.status == 200 and progress.state != "pre-auth":
+            token = self.contexts.token_for(dialog, remote=msg.remote, vhost=msg.vhost, now=now)
+            cookie = (
+                f"{CONTEXT_COOKIE}={token}; Max-Age={self.config.auth_timeout}; Secure; HttpOnly"
+            )
+            response = dataclasses.replace(
+                response, headers=(*response.headers, ("Set-Cookie", cookie))
+            )
         return _response(response)
 
 
@@ -722,6 +985,13 @@ def _ipv6(text: str | None) -> ipaddress.IPv6Address | None:
         return ipaddress.IPv6Address(text) if text is not None else None
     except ValueError:
         return None
+
+
+def _free_in(
+    pool: Ipv4Pool | Ipv6Pool, address: ipaddress.IPv4Address | ipaddress.IPv6Network
+) -> bool:
+    """Whether ``address`` is a lease of ``pool`` that nobody holds yet."""
+    return pool.owns(address) and address not in pool  # type: ignore[arg-type]
 
 
 def _ban_policy(config: Config) -> BanPolicy:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import pickle
@@ -28,7 +27,8 @@ from OpenSSL import SSL
 
 from ocgate import ipc
 from ocgate.config import Config
-from ocgate.daemon._setup import ChildSetup, tls_context
+from ocgate.daemon._memory import trim, trim_periodically
+from ocgate.daemon._setup import ChildSetup, vhost_tls_context
 from ocgate.ipc import messages as m
 
 __all__ = ["main"]
@@ -93,7 +93,7 @@ async def _run(
     )
     configure, fds = await first
     setup: ChildSetup = pickle.loads(configure.payload)  # From the supervisor: trusted.
-    from ocgate.daemon._main import setup_logging
+    from ocgate.daemon._logs import setup_logging
 
     setup_logging(
         setup.log_level,
@@ -116,7 +116,10 @@ async def _run(
         await asyncio.sleep(0.2)
         return 1
     ready.set_result(m.Ok())
+    trim()  # Start-up garbage (the setup, the TLS context) is free now: give its pages back.
+    trimmer = asyncio.get_running_loop().create_task(trim_periodically())
     await done.wait()
+    trimmer.cancel()
     with contextlib.suppress(Exception):
         await runner.stop(notify=False)
     supervisor.close()
@@ -179,15 +182,9 @@ class _Role:
 
 
 def worker_tls(config: Config, fds: list[int]) -> SSL.Context:
-    """The TLS context from the certificate, key and CA the supervisor passed as memory files."""
-    paths = [f"/proc/self/fd/{fd}" for fd in fds]
-    config = dataclasses.replace(
-        config,
-        server_cert=(paths[0],),
-        server_key=(paths[1],),
-        ca_cert=paths[2] if len(paths) > 2 else None,
-    )
-    ctx, warnings = tls_context(config)
+    """The TLS context from the certificates, keys and CAs the supervisor passed as memory files
+    (``daemon._setup.tls_files``: the default host's, then each vhost's, chosen by SNI)."""
+    ctx, warnings = vhost_tls_context(config, [f"/proc/self/fd/{fd}" for fd in fds])
     for warning in warnings:
         log.debug("event=config-warning %s", warning)
     return ctx
@@ -450,7 +447,10 @@ class _NvmRole(_Role):
         assert isinstance(leases, LeasePublisher)
         if isinstance(msg, m.LeaseEvent):
             if msg.kind == "start" and msg.address is not None:
-                leases.lease_started(msg.username, msg.session_id, msg.address, msg.when)
+                device = (msg.device_platform, msg.device_name, msg.device_unique_id)
+                leases.lease_started(
+                    msg.username, msg.session_id, msg.address, msg.when, device=device
+                )
             elif msg.kind == "end":
                 leases.lease_ended(msg.username, msg.session_id, msg.address, msg.when)
             return None

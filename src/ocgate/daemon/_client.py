@@ -27,6 +27,7 @@ from ocgate.http import (
 from ocgate.tls import TlsEndpoint, TlsFailure
 
 if TYPE_CHECKING:
+    from ocgate.config import Config
     from ocgate.daemon._tunnel import Tunnel
     from ocgate.daemon._worker import Worker
 
@@ -48,13 +49,17 @@ class ClientConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._tls = TlsEndpoint(gateway.tls_context)
         config = gateway.config
-        self._door = FrontDoor(
+        self._tls.rekey_interval = config.rekey_time / 2  # ocserv: sooner is refused.
+        self._door: FrontDoor | None = FrontDoor(
             limits=HttpLimits(auth_timeout=float(config.auth_timeout)), now=self._loop.time()
         )
+        """The HTTP phase; ``None`` once the connection carries a tunnel (its parser state goes:
+        about 2 KB of each of thousands of idle tunnels)."""
         self.camouflage: CamouflageGate | None = None
         """Hides the VPN from requests without the secret (``camouflage = true``)."""
         if config.camouflage and config.camouflage_secret:
             self.camouflage = CamouflageGate(config.camouflage_secret, config.camouflage_realm)
+        self._vhost_applied = False
         self._busy: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._received_any = False
@@ -74,6 +79,11 @@ class ClientConnection(asyncio.Protocol):
         # The supervisor's accept gate has admitted the address already (bans, caps, rate).
         self._gateway.connection_opened(self)
         self._arm_timer()
+
+    def vhost(self) -> Config:
+        """The configuration of the host the client asked for by TLS server name (SNI): a
+        ``[vhost:NAME]``, or the default host (also for an unknown or missing name)."""
+        return self._gateway.config.vhost(self._tls.server_name())
 
     def peer_chain(self) -> list[bytes]:
         """The client's certificate chain (DER, leaf first; empty if none)."""
@@ -101,14 +111,17 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         start = time.monotonic_ns()
         self._received_any = True
+        rekeys = self._tls.renegotiations
         try:
-            plaintext = self._tls.receive_data(data)
+            plaintext = self._tls.receive_data(data, self._loop.time())
         except TlsFailure as exc:
             log.info("event=tls-failed remote=%s reason=%r", self.remote, str(exc))
             self._write_tls()
             self._close()
             return
         self._write_tls()
+        if self._tls.renegotiations != rekeys:
+            self._rekeyed()
         if self.tunnel is not None:
             if plaintext:
                 self.tunnel.receive_cstp(plaintext)
@@ -116,7 +129,7 @@ class ClientConnection(asyncio.Protocol):
             if self._tls.closed:
                 self.tunnel.close("client closed TLS")
             return
-        if plaintext or self._tls.closed:
+        if (plaintext or self._tls.closed) and self._door is not None:
             self._door.receive_data(plaintext if plaintext else b"", self._loop.time())
             self._drive()
 
@@ -127,7 +140,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _drive(self) -> None:
         """Handle the front door's next event unless a request is already being answered."""
-        if self._busy is not None or self.tunnel is not None:
+        if self._busy is not None or self.tunnel is not None or self._door is None:
             return
         event = self._door.next_event()
         if event is None:
@@ -151,6 +164,15 @@ class ClientConnection(asyncio.Protocol):
             self._close()
 
     async def _answer(self, request: Request) -> None:
+        if self._gateway.config.vhosts and not self._vhost_applied:
+            # The TLS server name is known now: camouflage is the vhost's (ocserv: vhost scope).
+            self._vhost_applied = True
+            host = self.vhost()
+            self.camouflage = (
+                CamouflageGate(host.camouflage_secret, host.camouflage_realm)
+                if host.camouflage and host.camouflage_secret
+                else None
+            )
         try:
             hidden = self.camouflage.check(request) if self.camouflage is not None else None
             if hidden is not None:
@@ -175,13 +197,33 @@ class ClientConnection(asyncio.Protocol):
     def respond(self, response: Response) -> None:
         """Send the answer to the current request (closing afterwards if it says so), with the
         ``included-http-headers`` of the configuration."""
-        self._respond_bare(with_headers(response, self._gateway.config.included_http_headers))
+        self._respond_bare(with_headers(response, self.vhost().included_http_headers))
 
     def _respond_bare(self, response: Response) -> None:
+        if self._door is None:  # Handed over for a tunnel: no HTTP answer is possible any more.
+            if self.tunnel is None:  # and the tunnel never came up.
+                self._close()
+            return
         self._door.send_response(response)
         self._send_plain(self._door.data_to_send())
         if response.close:
             self._close()
+
+    def _rekeyed(self) -> None:
+        """A TLS renegotiation (``rekey-method = ssl``) completed on this connection."""
+        if self.tunnel is not None:
+            self.tunnel.tls_rekeyed()
+        else:
+            log.info("event=tls-rekey remote=%s", self.remote)
+
+    @property
+    def secure_renegotiation(self) -> bool:
+        """The client's TLS hello offered RFC 5746 secure renegotiation."""
+        return self._tls.secure_renegotiation
+
+    def tls_finished(self) -> bytes:
+        """The client's TLS ``Finished`` verify_data of this connection (STRAP's binding)."""
+        return self._tls.peer_finished()
 
     def tls_exporter(self, label: bytes, length: int) -> bytes:
         """RFC 5705 keying material of this connection's TLS session (the PSK-DTLS key)."""
@@ -197,10 +239,13 @@ class ClientConnection(asyncio.Protocol):
     def take_over_for_tunnel(self) -> tuple[TlsEndpoint, asyncio.Transport, bytes]:
         """After ``200 CONNECTED``: the TLS endpoint, the transport and the bytes after CONNECT."""
         assert self._transport is not None
+        assert self._door is not None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        return self._tls, self._transport, self._door.tunnel_established()
+        initial = self._door.tunnel_established()
+        self._door = None
+        return self._tls, self._transport, initial
 
     # Plumbing -------------------------------------------------------------------------------------
 
@@ -232,7 +277,7 @@ class ClientConnection(asyncio.Protocol):
         self._close()
 
     def _arm_timer(self) -> None:
-        when = self._door.get_timer()
+        when = self._door.get_timer() if self._door is not None else None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -241,5 +286,6 @@ class ClientConnection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._door.handle_timer(self._loop.time())
-        self._drive()
+        if self._door is not None:
+            self._door.handle_timer(self._loop.time())
+            self._drive()

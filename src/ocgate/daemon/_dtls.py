@@ -7,7 +7,10 @@ Theory of operation (anyconnect-protocol.md §8, §9.1, §9.4, §9.5):
   when its handshake completes, so a stray or replayed hello never disturbs a working channel.
 * Each DTLS record holds one type byte and a payload: 0x00 DATA, 0x03 DPD-REQ (answered with 0x04
   and the *whole* payload echoed, which the client's MTU probe relies on), 0x04 DPD-RESP, 0x07
-  KEEPALIVE. Anything else is counted and dropped.
+  KEEPALIVE, and 0x08 COMPRESSED when a method was negotiated (``X-DTLS-Content-Encoding``):
+  decompressed on the reference path (the fast path takes DATA records only, and stops at the
+  first other one). Anything else, and a COMPRESSED payload that does not decompress, is counted
+  and dropped.
 * Data goes to the client over DTLS while the channel is alive: something arrived within
   ``switch-to-tcp-timeout`` seconds. Otherwise, and for packets too large for a record, it goes over
   CSTP. After 2×dpd of silence the server sends a DPD-REQ; after 3×dpd the association is dropped
@@ -20,7 +23,8 @@ Theory of operation (anyconnect-protocol.md §8, §9.1, §9.4, §9.5):
   that fires early re-arms). The first datagram it cannot take goes through
   :meth:`DtlsChannel.datagram_received`, the reference path, which decides it as before. Sending,
   :meth:`DtlsChannel.send_packets` seals a whole batch with ``seal_data`` and hands it to the
-  socket in one call.
+  socket in one call. With compression the batch is sealed in runs of DATA and COMPRESSED records
+  in packet order; without it the send path is exactly the uncompressed one.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ocgate.compress import PacketCompression
 from ocgate.cstp import counts_for_idle_untrusted
 from ocgate.dtls import (
     Address,
@@ -43,13 +48,15 @@ from ocgate.dtls import (
     LegacyMode,
     PskMode,
 )
+from ocgate.errors import BadCompressedData
 
 __all__ = ["DtlsChannel"]
 
 log = logging.getLogger("ocgate.dtls")
 
-DATA, DPD_REQ, DPD_RESP, KEEPALIVE = 0x00, 0x03, 0x04, 0x07
+DATA, DPD_REQ, DPD_RESP, KEEPALIVE, COMPRESSED = 0x00, 0x03, 0x04, 0x07, 0x08
 _DATA_PREFIX = bytes((DATA,))
+_COMPRESSED_PREFIX = bytes((COMPRESSED,))
 _DPD_REQUEST = bytes((DPD_REQ,))
 _MAX_DATA_MTU = 16384
 
@@ -91,8 +98,14 @@ class DtlsChannel:
         on_established: Callable[[DtlsChannel], None],
         on_activity: Callable[[float], None],
         on_timer_change: Callable[[], None],
+        rekey_interval: float = 0.0,
+        compression: PacketCompression | None = None,
     ) -> None:
         self.mode = mode
+        self._rekey_interval = rekey_interval
+        """A DTLS renegotiation sooner than this after the previous one ends DTLS (ocserv)."""
+        self.compression = compression
+        """The negotiated DTLS compression (``X-DTLS-Content-Encoding``), or ``None``."""
         self._sid = session_sid
         self._dpd = dpd
         self._switch_after = switch_to_tcp_timeout
@@ -117,8 +130,8 @@ class DtlsChannel:
 
     def usable(self, now: float) -> bool:
         """Data to the client goes over DTLS: a channel is up and the client was heard lately."""
-        if self._active is None:
-            return False
+        if self._active is None or self._active.assoc.renegotiating:
+            return False  # A DTLS rekey in progress: CSTP meanwhile, as ocserv.
         return not self._switch_after or now - self._last_rx < self._switch_after
 
     # From the UDP port ----------------------------------------------------------------------------
@@ -137,7 +150,9 @@ class DtlsChannel:
                 self._feed(slot, data)
                 return
         now = time.monotonic()
-        assoc = DtlsAssociation(mode=self.mode, now=now, mtu=self.mtu + 1)
+        assoc = DtlsAssociation(
+            mode=self.mode, now=now, mtu=self.mtu + 1, rekey_interval=self._rekey_interval
+        )
         self._pending = _Slot(assoc, addr, transport, getattr(transport, "send_many", None))
         bind(addr, self)
         self._feed(self._pending, data)
@@ -193,6 +208,14 @@ class DtlsChannel:
         self._on_timer_change()
 
     def _promote(self, slot: _Slot, now: float) -> None:
+        if slot is self._active:  # A renegotiation of the established association completed.
+            log.info(
+                "event=dtls-rekey session=%s cipher=%s count=%d",
+                self._sid,
+                slot.assoc.cipher_description,
+                slot.assoc.rekeys,
+            )
+            return
         if slot is not self._pending:
             return
         self._active, self._pending = slot, None
@@ -223,6 +246,11 @@ class DtlsChannel:
             kind = payload[0] if payload else -1
             if kind == DATA:
                 packets.append(payload[1:])
+            elif kind == COMPRESSED and self.compression is not None:
+                try:
+                    packets.append(self.compression.decompress_untrusted(payload[1:]))
+                except BadCompressedData:
+                    self.dropped += 1
             elif kind == DPD_REQ:
                 # try-mtu-discovery (ocserv): a probe larger than the data MTU made it through,
                 # so the path carries it; raise the MTU used for data records to match.
@@ -253,7 +281,9 @@ class DtlsChannel:
         mtu = self.mtu
         fits = [p for p in packets if len(p) <= mtu]
         state = slot.assoc.fast_path
-        if state is not None:
+        if self.compression is not None:
+            self._send_compressed(slot, fits, self.compression)
+        elif state is not None:
             slot.send(state.seal_data(_DATA_PREFIX, fits))
         else:
             slot.assoc.send_data([_DATA_PREFIX + p for p in fits])
@@ -263,6 +293,27 @@ class DtlsChannel:
         if any(counts_for_idle_untrusted(p) for p in fits):
             self._on_activity(now)
         return [p for p in packets if len(p) > mtu] if len(fits) < len(packets) else []
+
+    @staticmethod
+    def _send_compressed(slot: _Slot, packets: list[bytes], compression: PacketCompression) -> None:
+        """Seal ``packets`` as COMPRESSED where the method shrinks them, else DATA, in order."""
+        runs: list[tuple[bytes, list[bytes]]] = []
+        for packet in packets:
+            payload = compression.compress(packet)
+            prefix = _DATA_PREFIX if payload is None else _COMPRESSED_PREFIX
+            body = packet if payload is None else payload
+            if runs and runs[-1][0] is prefix:
+                runs[-1][1].append(body)
+            else:
+                runs.append((prefix, [body]))
+        state = slot.assoc.fast_path
+        for prefix, bodies in runs:
+            if state is not None:
+                slot.send(state.seal_data(prefix, bodies))
+            else:
+                slot.assoc.send_data([prefix + body for body in bodies])
+        if state is None:
+            slot.flush()
 
     # Timers ---------------------------------------------------------------------------------------
 

@@ -8,11 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import logging.handlers
 import os
-import re
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -20,6 +17,8 @@ from collections.abc import Coroutine, Sequence
 from ocgate import ipc
 from ocgate._version import __version__
 from ocgate.config import Config, load_config
+from ocgate.daemon._logs import SYSLOG_FACILITIES, setup_logging
+from ocgate.daemon._memory import trim, trim_periodically
 from ocgate.daemon._supervisor import LogSetup, Supervisor
 from ocgate.errors import ConfigError, OcgateError
 
@@ -162,12 +161,13 @@ def check_serviceable(config: Config) -> None:
     :raises ConfigError: a certificate, key, password file or RADIUS setting cannot be used.
     """
     from ocgate.auth import build_auth_backends
-    from ocgate.daemon._setup import tls_context
+    from ocgate.daemon._setup import tls_files, vhost_tls_context
     from ocgate.tls import load_credentials
 
-    _ctx, warnings = tls_context(config)
-    load_credentials(config.server_cert[0])
-    build_auth_backends(config)
+    _ctx, warnings = vhost_tls_context(config, tls_files(config))
+    for host in config.hosts():  # The default host, then each [vhost:NAME].
+        load_credentials(host.server_cert[0])
+        build_auth_backends(host)
     for warning in warnings:
         log.warning("event=config-warning %s", warning)
 
@@ -208,6 +208,8 @@ async def _run(config: Config, logs: LogSetup, pid_file: str | None) -> int:
     if pid_file:
         _write_pid_file(pid_file)
     log.info("event=started version=%s pid=%d config=%s", __version__, os.getpid(), config.source)
+    trim()  # The configuration check and the start-up left their garbage in the C heap.
+    spawn(trim_periodically())
     try:
         await stop.wait()
     finally:
@@ -248,61 +250,6 @@ def _check_run_as(config: Config) -> None:
 def _write_pid_file(path: str) -> None:
     with open(path, "w") as f:
         f.write(f"{os.getpid()}\n")
-
-
-class _JsonFormatter(logging.Formatter):
-    """One JSON object per line; ``key=value`` pairs of the message become fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        fields: dict[str, object] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-        }
-        for key, value in _KV.findall(message):
-            fields[key] = value.strip("'\"")
-        fields["message"] = message
-        if record.exc_info:
-            fields["exception"] = self.formatException(record.exc_info)
-        return json.dumps(fields, ensure_ascii=False)
-
-
-_KV = re.compile(r"(\w[\w-]*)=('[^']*'|\"[^\"]*\"|\S+)")
-
-
-SYSLOG_FACILITIES = logging.handlers.SysLogHandler.facility_names
-"""``--syslog-facility`` names (those of syslog(3): ``auth``, ``daemon``, ``local0``, ...)."""
-
-
-def setup_logging(
-    level: int, *, to_stderr: bool, json_lines: bool = False, facility: str = "daemon"
-) -> None:
-    py_level = logging.WARNING if level <= 0 else logging.INFO if level <= 2 else logging.DEBUG
-    handler: logging.Handler
-    if to_stderr or not os.path.exists("/dev/log"):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
-                "%Y-%m-%dT%H:%M:%S",
-            )
-        )
-    else:
-        handler = logging.handlers.SysLogHandler(
-            address="/dev/log", facility=SYSLOG_FACILITIES[facility]
-        )
-        handler.setFormatter(
-            logging.Formatter("ocgate[%(process)d]: %(levelname)s %(name)s: %(message)s")
-        )
-    if json_lines:
-        handler.setFormatter(_JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(py_level)
-    # Library internals (netlink message dumps, selector choice) only at ocserv's TLS-debug level 9.
-    for noisy in ("pyroute2", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if level >= 9 else logging.WARNING)
 
 
 def _daemonize(*, chdir: bool = True) -> None:

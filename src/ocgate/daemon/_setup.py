@@ -6,6 +6,7 @@ Kept small on purpose: the supervisor imports this, not the workers' protocol st
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ __all__ = [
     "bind_udp_socket",
     "server_addresses",
     "tls_context",
+    "tls_files",
+    "vhost_tls_context",
 ]
 
 TUNNEL_IDS_PER_WORKER = 1_000_000
@@ -102,7 +105,10 @@ def tls_context(config: Config) -> tuple[SSL.Context, tuple[str, ...]]:
         config.tls_priorities, cisco_client_compat=config.cisco_client_compat
     )
     ctx = build_server_context(
-        cert_files=config.server_cert, key_files=config.server_key, policy=policy
+        cert_files=config.server_cert,
+        key_files=config.server_key,
+        policy=policy,
+        renegotiation=config.rekey_method == "ssl" and config.rekey_time > 0,
     )
     mode = cert_request_mode(config)
     if mode is not CertRequest.IGNORE and config.ca_cert is not None:
@@ -110,3 +116,45 @@ def tls_context(config: Config) -> tuple[SSL.Context, tuple[str, ...]]:
             ctx, required=mode is CertRequest.REQUIRE, ca_file=config.ca_cert
         )
     return ctx, tuple(policy.warnings)
+
+
+def tls_files(config: Config) -> list[str]:
+    """The files the workers' TLS contexts are made of, in the order the supervisor passes them
+    as memory files: for the default host, then each vhost, its first certificate, its key and,
+    when it has one, its CA. Without vhosts: certificate, key, CA, as before vhosts existed."""
+    paths: list[str] = []
+    for host in config.hosts():
+        paths += [host.server_cert[0], host.server_key[0]]
+        if host.ca_cert is not None:
+            paths.append(host.ca_cert)
+    return paths
+
+
+def vhost_tls_context(config: Config, paths: list[str]) -> tuple[SSL.Context, tuple[str, ...]]:
+    """The TLS context of the default host with every vhost's behind it, chosen by SNI
+    (:func:`ocgate.tls.serve_by_server_name`), from the files of :func:`tls_files` found at
+    ``paths`` (a worker's memory files), and the warnings of the priority strings.
+
+    :raises ConfigError: a certificate, key or CA cannot be used; too few files.
+    """
+    from ocgate.errors import ConfigError
+    from ocgate.tls import serve_by_server_name
+
+    files = iter(paths)
+    contexts: dict[str | None, SSL.Context] = {}
+    warnings: list[str] = []
+    try:
+        for host in config.hosts():
+            cert, key = next(files), next(files)
+            ca = next(files) if host.ca_cert is not None else None
+            host = dataclasses.replace(host, server_cert=(cert,), server_key=(key,), ca_cert=ca)
+            contexts[host.vhost_name], found = tls_context(host)
+            warnings += [w for w in found if w not in warnings]
+    except StopIteration:
+        raise ConfigError(
+            "fewer TLS files than the configuration names", key="server-cert"
+        ) from None
+    default = contexts[None]
+    if config.vhosts:
+        serve_by_server_name(default, lambda name: contexts[config.vhost(name).vhost_name])
+    return default, tuple(warnings)

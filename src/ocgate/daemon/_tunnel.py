@@ -20,6 +20,7 @@ right after the TUN read, before the CSTP/DTLS choice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from ocgate.cstp import (
 )
 from ocgate.daemon._closer import close_later
 from ocgate.daemon._dtls import DtlsChannel
+from ocgate.dtls import PskMode
 from ocgate.gateway import TokenBucket, TunnelPlan
 from ocgate.http import Request
 from ocgate.ipfilter import PacketFilter
@@ -47,6 +49,7 @@ __all__ = ["Tunnel", "TunnelMeta"]
 
 log = logging.getLogger("ocgate.tunnel")
 
+_PSK_EXPORTER_LABEL = b"EXPORTER-openconnect-psk"  # anyconnect-protocol.md §9.3
 _BATCH = 64
 BYE_USER_LOGOUT = 0xB0
 
@@ -132,6 +135,24 @@ class Tunnel:
         """Where data to the client flows now: ``dtls`` or ``cstp``."""
         dtls = self.dtls
         return "dtls" if dtls is not None and dtls.usable(self._loop.time()) else "cstp"
+
+    def tls_rekeyed(self) -> None:
+        """The client renegotiated TLS (``rekey-method = ssl``, TLS 1.2).
+
+        The TLS exporter changed with the master secret, and openconnect derives the key of its
+        next PSK-DTLS handshake from the renegotiated session: new DTLS associations use it. The
+        established one keeps the key it was made with.
+        """
+        log.info(
+            "event=tls-rekey session=%s count=%d cipher=%s",
+            self.session.sid,
+            self._tls.renegotiations,
+            self._tls.cipher_description(),
+        )
+        dtls = self.dtls
+        if dtls is not None and isinstance(dtls.mode, PskMode):
+            psk = self._tls.export_keying_material(_PSK_EXPORTER_LABEL, len(dtls.mode.psk))
+            dtls.mode = dataclasses.replace(dtls.mode, psk=psk)
 
     def attach_dtls(self, channel: DtlsChannel) -> None:
         """Use ``channel`` for data once its handshake completes (set before :meth:`start`)."""

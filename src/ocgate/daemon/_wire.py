@@ -7,6 +7,8 @@ session cost more than the rest of the record (a ``Config`` has some 150 fields)
 configuration object is written as a reference (pickle's ``persistent_id``) and the receiver puts
 its own configuration in its place. Both processes get every reload, so the two are the same file;
 for the moments of a reload the worker's is the newer one, which is what a new tunnel should use.
+A session of a ``[vhost:NAME]`` carries that vhost's configuration (one of ``Config.vhosts``),
+written as ``vhost:NAME`` and replaced by the receiver's vhost of that name.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ocgate.session import Session
 __all__ = ["dump_session", "load_session"]
 
 _CONFIG_REF = "config"
+_VHOST_REF = "vhost:"
 
 
 class _Pickler(pickle.Pickler):
@@ -28,7 +31,12 @@ class _Pickler(pickle.Pickler):
         self._config = config
 
     def persistent_id(self, obj: object) -> str | None:
-        return _CONFIG_REF if obj is self._config else None
+        if obj is self._config:
+            return _CONFIG_REF
+        vhosts = self._config.vhosts
+        if isinstance(obj, Config) and obj.vhost_name and any(obj is v for v in vhosts):
+            return _VHOST_REF + obj.vhost_name
+        return None
 
 
 class _Unpickler(pickle.Unpickler):
@@ -37,9 +45,13 @@ class _Unpickler(pickle.Unpickler):
         self._config = config
 
     def persistent_load(self, pid: object) -> object:
-        if pid != _CONFIG_REF:
-            raise pickle.UnpicklingError(f"unknown reference {pid!r}")
-        return self._config
+        if pid == _CONFIG_REF:
+            return self._config
+        if isinstance(pid, str) and pid.startswith(_VHOST_REF):
+            vhost = self._config.vhost(pid[len(_VHOST_REF) :])
+            if vhost.vhost_name == pid[len(_VHOST_REF) :]:
+                return vhost
+        raise pickle.UnpicklingError(f"unknown reference {pid!r}")
 
 
 def dump_session(session: Session, config: Config) -> bytes:

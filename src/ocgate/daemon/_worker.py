@@ -28,12 +28,14 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Literal
 
 from OpenSSL import SSL
 
 from ocgate import ipc
+from ocgate.aggauth import DeviceId
+from ocgate.compress import CompressionMethod, PacketCompression
 from ocgate.config import Config
 from ocgate.control import UserInfo
 from ocgate.cstp import CstpConnection
@@ -47,6 +49,8 @@ from ocgate.daemon._wire import load_session
 from ocgate.dtls import DtlsOffer, PskMode, negotiate_dtls
 from ocgate.errors import OcgateError, ResourceError
 from ocgate.gateway import (
+    STRAP_PUBKEY,
+    STRAP_VERIFY,
     ScriptContext,
     SessionSettings,
     TunnelPlan,
@@ -164,6 +168,7 @@ class Worker:
                     remote=conn.remote[:64],
                     local=conn.local[:64],
                     peer_chain=list(conn.peer_chain()[:16]),
+                    vhost=conn.vhost().vhost_name or "",
                 ),
                 timeout=120.0,
             )
@@ -206,6 +211,26 @@ class Worker:
         settings = session.extra.get("settings")
         return settings.config if isinstance(settings, SessionSettings) else self.config
 
+    def _servers(
+        self, session: Session
+    ) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv6Address | None]:
+        """The gateway's tunnel addresses for ``session``: the first hosts of its pools (its
+        vhost's, or its own per-user or per-group network's)."""
+        config = self.session_config(session)
+        if config.vhost_name is None and _networks(config) == _networks(self.config):
+            return self.server4, self.server6
+        return server_addresses(config)
+
+    def _own_networks(self, session: Session) -> tuple[str | None, str | None]:
+        """The session's pool networks where they are its own (not its vhost's), for OpenTun."""
+        config = self.session_config(session)
+        host = self.config.vhost(config.vhost_name)
+        own4, own6 = config.ipv4_network, config.ipv6_network
+        return (
+            str(own4) if own4 is not None and own4 != host.ipv4_network else None,
+            str(own6) if own6 is not None and own6 != host.ipv6_network else None,
+        )
+
     async def handle_connect(self, conn: ClientConnection, request: Request) -> None:
         """Claim the session, create the TUN device, run the connect-script, switch to CSTP."""
         if request.target.split("?", 1)[0] not in _CONNECT_PATHS:
@@ -224,6 +249,10 @@ class Worker:
                     want6=client_wants_ipv6(headers),
                     remote=conn.remote[:64],
                     peer_chain=list(conn.peer_chain()[:16]),
+                    vhost=conn.vhost().vhost_name or "",
+                    strap_finished=conn.tls_finished()[:64],
+                    strap_verify=_bounded(request.header(STRAP_VERIFY), 256),
+                    strap_pubkey=_bounded(request.header(STRAP_PUBKEY), 512),
                 )
             )
         except ipc.RemoteFailure as exc:
@@ -245,18 +274,22 @@ class Worker:
         # worker's configuration object (shared by its tunnels, not a copy per tunnel).
         session = load_session(granted.payload, self.config)
         settings = session.extra.get("settings")
-        if (
-            isinstance(settings, SessionSettings)
-            and settings.config is not self.config
-            and settings.config == self.config
-        ):  # Restored from the store after a restart: an equal copy, shared all the same.
-            session.extra["settings"] = dataclasses.replace(settings, config=self.config)
+        if isinstance(settings, SessionSettings):
+            host = self.config.vhost(settings.config.vhost_name)  # The default host or a vhost.
+            if settings.config is not host and settings.config == host:
+                # Restored from the store after a restart: an equal copy, shared all the same.
+                session.extra["settings"] = dataclasses.replace(settings, config=host)
         try:
             # no-udp (global, per user, per group): no X-DTLS-* headers, no DTLS channel.
             no_udp = self.session_config(session).no_udp
             offer = None if no_udp else self._dtls_offer(conn, request)
             plan = self._plan(session, request, offer)
-            tun = await self._open_tun(plan)
+            tun = await self._open_tun(
+                plan,
+                _iroutes(session),
+                vhost=self.session_config(session).vhost_name or "",
+                networks=self._own_networks(session),
+            )
         except (ResourceError, OSError, OcgateError, ipc.RemoteFailure, TimeoutError) as exc:
             log.error(
                 "event=connect-failed user=%r session=%s reason=%r",
@@ -316,7 +349,7 @@ class Worker:
         """The DTLS mode for this CONNECT (anyconnect-protocol.md §9), or None for CSTP only."""
         if self.dtls_port is None:
             return None
-        config = self.config
+        config = conn.vhost()
         headers = {name: value for name, value in reversed(request.headers)}
         psk = conn.tls_exporter(PSK_EXPORTER_LABEL, 32)
         offer = negotiate_dtls(
@@ -351,12 +384,23 @@ class Worker:
             sessions=(),
         )
 
-    async def _open_tun(self, plan: TunnelPlan) -> TunDevice:
+    async def _open_tun(
+        self,
+        plan: TunnelPlan,
+        iroutes: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+        *,
+        vhost: str = "",
+        networks: tuple[str | None, str | None] = (None, None),
+    ) -> TunDevice:
         reply, fds = await self.supervisor.call_fds(
             m.OpenTun(
                 mtu=plan.mtu,
                 peer4=str(plan.ipv4) if plan.ipv4 is not None else None,
                 peer6=str(plan.ipv6) if plan.ipv6 is not None else None,
+                iroutes=[str(network) for network in iroutes],
+                vhost=vhost,
+                network4=networks[0],
+                network6=networks[1],
             )
         )
         if len(fds) != 1 or not isinstance(reply, m.TunOpened):
@@ -392,8 +436,10 @@ class Worker:
         if old is not None:
             # The session and its leases carry over; the older client is told (ocserv).
             old.close("replaced by a newer connection", notify=True)
-        conn.respond(Response(200, "CONNECTED", tuple(connect_headers(config, plan)), b""))
+        headers = connect_headers(config, plan, secure_renegotiation=conn.secure_renegotiation)
+        conn.respond(Response(200, "CONNECTED", tuple(headers), b""))
         tls, transport, initial = conn.take_over_for_tunnel()
+        tls.rekey_interval = plan.rekey_time / 2  # ocserv: a rehandshake sooner is refused.
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = None
@@ -405,6 +451,7 @@ class Worker:
             keepalive=config.keepalive,
             idle_timeout=plan.idle_timeout,
             session_deadline=deadline,
+            compression=_compression(plan.cstp_compression, config, plan),
         )
         tunnel = Tunnel(
             session=session,
@@ -451,13 +498,17 @@ class Worker:
             mode=mode,
             session_sid=tunnel.session.sid,
             dpd=tunnel.plan.dpd,
-            switch_to_tcp_timeout=self.config.switch_to_tcp_timeout,
+            switch_to_tcp_timeout=self.session_config(tunnel.session).switch_to_tcp_timeout,
             mtu=tunnel.plan.mtu,
             mtu_discovery=self.config.try_mtu_discovery,
             on_packets=tunnel.write_packets,
             on_established=lambda _: self.metrics.dtls_handshakes.labels(mode=label).inc(),
             on_activity=tunnel.note_activity,
             on_timer_change=tunnel.rearm_timer,
+            rekey_interval=tunnel.plan.rekey_time / 2,
+            compression=_compression(
+                tunnel.plan.dtls_compression, self.session_config(tunnel.session), tunnel.plan
+            ),
         )
         tunnel.attach_dtls(channel)
         port.offer(mode.app_id if isinstance(mode, PskMode) else mode.session_id, channel)
@@ -520,6 +571,7 @@ class Worker:
     def _script_env(
         self, reason: str, session: Session, plan: TunnelPlan, device: str, meta: TunnelMeta
     ) -> dict[str, str]:
+        claimed = _device(session)
         ctx = ScriptContext(
             reason=reason,
             tunnel_id=meta.id,
@@ -528,14 +580,17 @@ class Worker:
             hostname=session.hostname or "",
             device=device,
             user_agent=meta.user_agent,
-            device_type=meta.device_type,
-            device_platform=meta.platform,
+            device_type=meta.device_type or claimed.device_type,
+            device_platform=meta.platform or claimed.platform,
+            device_platform_version=claimed.platform_version,
+            device_computer_name=claimed.computer_name,
+            device_unique_id=claimed.unique_id,
             remote_ip=meta.remote_ip,
             local_ip=meta.local_ip,
             ipv4=plan.ipv4,
-            server_ipv4=self.server4,
+            server_ipv4=self._servers(session)[0],
             ipv6=plan.ipv6,
-            server_ipv6=self.server6,
+            server_ipv6=self._servers(session)[1],
         )
         return script_environment(self.session_config(session), ctx)
 
@@ -596,30 +651,41 @@ class Worker:
         session, plan, meta = tunnel.session, tunnel.plan, tunnel.meta
         counters = tunnel.counters()
         ports = config.restrict_user_to_ports
+        server4, server6 = self._servers(session)
+        device = _device(session)
         return UserInfo(
             id=meta.id,
             username=session.username,
             groupname=session.group or "",
+            vhost=config.vhost_label,
             device=tunnel.tun.name,
             mtu=plan.mtu,
             remote_ip=meta.remote_ip,
             local_device_ip=meta.local_ip,
             ipv4=str(plan.ipv4) if plan.ipv4 else "",
-            ptp_ipv4=str(self.server4) if self.server4 is not None and plan.ipv4 else "",
+            ptp_ipv4=str(server4) if server4 is not None and plan.ipv4 else "",
             ipv6=str(plan.ipv6.network_address) if plan.ipv6 else "",
-            ptp_ipv6=str(self.server6) if self.server6 is not None and plan.ipv6 else "",
+            ptp_ipv6=str(server6) if server6 is not None and plan.ipv6 else "",
             user_agent=meta.user_agent,
             rx=counters.rx_bytes,
             tx=counters.tx_bytes,
             dpd=plan.dpd,
             keepalive=config.keepalive,
             hostname=session.hostname or "",
+            platform=device.platform or meta.platform,
+            platform_version=device.platform_version,
+            device_type=device.device_type or meta.device_type,
+            computer_name=device.computer_name,
+            unique_id=device.unique_id,
             connected_at=meta.connected_at,
             session_started_at=session.created,
             session_id=session.sid,
             tls_ciphersuite=tunnel.tls_description,
             dtls_cipher=tunnel.dtls_description,
+            cstp_compression=plan.cstp_compression.value if plan.cstp_compression else "",
+            dtls_compression=plan.dtls_compression.value if plan.dtls_compression else "",
             dns=tuple(str(a) for a in config.dns),
+            nbns=tuple(str(a) for a in config.nbns),
             split_dns=config.split_dns,
             routes=() if config.route_default else tuple(_route_text(r) for r in config.route),
             no_routes=tuple(_route_text(r) for r in config.no_route),
@@ -634,6 +700,19 @@ class Worker:
                          sessions_disconnected=0)  # fmt: skip
 
 
+def _compression(
+    method: CompressionMethod | None, config: Config, plan: TunnelPlan
+) -> PacketCompression | None:
+    """The channel's compression state; a packet never decompresses beyond the tunnel MTU."""
+    if method is None:
+        return None
+    return PacketCompression(method, no_compress_limit=config.no_compress_limit, limit=plan.mtu)
+
+
+def _networks(config: Config) -> tuple[object, ...]:
+    return config.ipv4_network, config.ipv6_network
+
+
 def _iroutes(session: Session) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     settings = session.extra.get("settings")
     return settings.iroutes if isinstance(settings, SessionSettings) else ()
@@ -643,3 +722,14 @@ def _route_text(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     if isinstance(net, ipaddress.IPv4Network):
         return f"{net.network_address}/{net.netmask}"
     return str(net)
+
+
+def _bounded(value: str | None, limit: int) -> str | None:
+    """A header value for a size-bounded IPC field: one that is too long is not forwarded."""
+    return value if value is not None and len(value) <= limit else None
+
+
+def _device(session: Session) -> DeviceId:
+    """What the session's login said of the client's machine (empty fields when nothing)."""
+    device = session.extra.get("device")
+    return device if isinstance(device, DeviceId) else DeviceId()

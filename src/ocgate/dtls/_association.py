@@ -17,8 +17,16 @@ Theory of operation.
   doubling) and when the client retransmits the flight before it; the handshake gives up 60 s
   after the association was created (ocserv's numbers). The final PSK flight has no timer and is
   only repeated on demand, a bounded number of times.
-* **Epochs**: 0 before ChangeCipherSpec, 1 after; epoch-1 records pass the 64-record replay window
+* **Epochs**: 0 before ChangeCipherSpec, 1 after; records pass the epoch's 64-record replay window
   (RFC 6347 §4.1.2.6) before decryption and mark it only once authenticated.
+* **Renegotiation** (a DTLS rekey: openconnect's ``X-DTLS-Rekey-Method: ssl``, answered in place
+  by ocserv): a ClientHello protected by the established epoch N starts a new handshake of the same
+  mode whose messages travel in epoch N and whose keys become epoch N+1; data keeps flowing in
+  epoch N meanwhile. The hello must carry RFC 5746 ``renegotiation_info`` with the client's last
+  Finished, and our ServerHello echoes both Finished values; a renegotiation sooner than
+  ``rekey_interval`` after the previous one fails the association (ocserv refuses it too). Epoch
+  N is kept, as the previous one, until the next switch: our last flight may have to be repeated
+  in it and late records of it are still authentic.
 """
 
 from __future__ import annotations
@@ -170,6 +178,7 @@ class DtlsAssociation:
         now: float,
         random_bytes: Callable[[int], bytes] = os.urandom,
         mtu: int = 1400,
+        rekey_interval: float = 0.0,
     ) -> None:
         if mtu < 256:
             raise LocalProtocolError("DTLS MTU below 256")
@@ -193,6 +202,22 @@ class DtlsAssociation:
         self._write_seq0 = 0
         self._write_epoch = 0
         self._epoch: EpochState | None = None
+        self._epoch_number = 1
+        """The number of :attr:`_epoch` (the epoch data travels in)."""
+        self._next: EpochState | None = None
+        """Epoch ``_epoch_number + 1`` while a renegotiation installs it."""
+        self._previous: EpochState | None = None
+        """Epoch ``_epoch_number - 1`` after a renegotiation (late records, repeated flights)."""
+        self._hs_epoch = 0
+        """The epoch the messages of the running handshake travel in."""
+        self.renegotiating = False
+        self.rekeys = 0
+        """Completed renegotiations."""
+        self._rekey_interval = rekey_interval
+        self._last_rekey: float | None = None
+        self._client_verify = b""
+        self._server_verify = b""
+        self._secure_renegotiation = False
         self._reassembler = Reassembler()
         self._transcript: Transcript | None = None
         self._master = b""
@@ -267,14 +292,15 @@ class DtlsAssociation:
         Ignored once closed or failed; before the handshake completes it is a caller bug.
         """
         if self._state is not DtlsState.ESTABLISHED:
-            if self._state in _TERMINAL:
-                return
+            if self._state in _TERMINAL or self.renegotiating:
+                return  # Renegotiating: data goes over CSTP meanwhile (ocserv sends none).
             raise LocalProtocolError("DTLS handshake not complete")
         encode = self._encode
+        epoch = self._epoch_number
         for payload in payloads:
             if len(payload) > MAX_PLAINTEXT:
                 raise LocalProtocolError("DTLS payload longer than 2^14")
-            self._out.append(encode(ContentType.application_data, 1, payload))
+            self._out.append(encode(ContentType.application_data, epoch, payload))
 
     def close(self) -> None:
         """Queue a close_notify alert and stop; no event follows."""
@@ -300,10 +326,18 @@ class DtlsAssociation:
     # -- record layer ---------------------------------------------------------------------------
 
     def _receive_record(self, record: Record) -> None:
+        if self.renegotiating and not record.epoch:
+            return  # Plaintext beside an established epoch could be forged: dropped, as then.
         try:
             plaintext = self._unprotect(record)
-            if plaintext is not None:
-                self._CONTENT_HANDLERS[record.content_type](self, record, plaintext)
+        except BadRecord as exc:
+            if self._state in HANDSHAKING and not self.renegotiating:
+                self._fail(exc.description, f"{exc} (alert {exc.description} sent)")
+            return  # A forgery must not end an established association (renegotiating or not).
+        if plaintext is None:
+            return
+        try:
+            self._CONTENT_HANDLERS[record.content_type](self, record, plaintext)
         except BadRecord as exc:
             if self._state in HANDSHAKING:
                 self._fail(exc.description, f"{exc} (alert {exc.description} sent)")
@@ -313,15 +347,28 @@ class DtlsAssociation:
         epoch = record.epoch
         if epoch == 0:
             return record.fragment
-        if epoch != 1 or self._epoch is None or record.version != self._version:
+        if record.version != self._version:
+            return None
+        state = self._epoch_state(epoch)
+        if state is None:
             return None
         # Replay check, authentication, the 2^14 limit, then the window (in EpochState.open).
-        return self._epoch.open(record.epoch_seq, record.content_type, record.fragment)
+        return state.open(record.epoch_seq, record.content_type, record.fragment)
+
+    def _epoch_state(self, epoch: int) -> EpochState | None:
+        if epoch == self._epoch_number:
+            return self._epoch
+        if epoch == self._epoch_number + 1:
+            return self._next
+        if epoch == self._epoch_number - 1:
+            return self._previous
+        return None
 
     def _encode(self, content_type: int, epoch: int, plaintext: bytes) -> bytes:
         if epoch:
-            assert self._epoch is not None
-            return self._epoch.seal(content_type, plaintext)
+            state = self._epoch_state(epoch)
+            assert state is not None
+            return state.seal(content_type, plaintext)
         seq = self._write_seq0
         if seq > SEQ_MASK:
             raise LocalProtocolError("DTLS sequence numbers exhausted")
@@ -383,7 +430,7 @@ class DtlsAssociation:
         if self._state in HANDSHAKING:
             self._finish(DtlsState.FAILED)
             self._emit(HandshakeFailed(f"client sent alert {description}"))
-        elif record.epoch == 1:  # Plaintext alerts after the handshake could be forged.
+        elif record.epoch:  # Plaintext alerts after the handshake could be forged.
             self._finish(DtlsState.CLOSED)
             name = "close_notify" if description == 0 else f"fatal alert {description}"
             self._emit(AssociationClosed(f"client sent {name}"))
@@ -396,11 +443,13 @@ class DtlsAssociation:
             raise BadRecord("bad ChangeCipherSpec")
 
     def _on_application_data(self, record: Record, plaintext: bytes) -> None:
-        if self._state is DtlsState.ESTABLISHED and record.epoch == 1:
+        established = self._state is DtlsState.ESTABLISHED or self.renegotiating
+        if established and record.epoch and record.epoch <= self._epoch_number:
             self._payloads.append(plaintext)
 
     def _on_handshake(self, record: Record, plaintext: bytes) -> None:
-        if self._state not in HANDSHAKING and not self._flight:
+        renegotiation = self._state is DtlsState.ESTABLISHED and record.epoch == self._epoch_number
+        if self._state not in HANDSHAKING and not self._flight and not renegotiation:
             return
         for fragment in handshake_fragments_untrusted(plaintext):
             self._on_fragment(fragment, record)
@@ -416,8 +465,18 @@ class DtlsAssociation:
 
     def _on_fragment(self, fragment: HandshakeFragment, record: Record) -> None:
         reassembler = self._reassembler
-        if self._state is DtlsState.SERVER_EXPECT_CLIENT_HELLO:
-            if fragment.msg_type != HandshakeType.client_hello or record.epoch:
+        if (
+            self._state is DtlsState.ESTABLISHED
+            and record.epoch == self._epoch_number
+            and fragment.msg_type == HandshakeType.client_hello
+        ):
+            # Protected by the current epoch, so never a retransmission of an earlier hello.
+            if not self._begin_renegotiation():
+                return
+            reassembler.restart_at(fragment.message_seq)
+            self._hello_epoch_seq = record.epoch_seq
+        elif self._state is DtlsState.SERVER_EXPECT_CLIENT_HELLO:
+            if fragment.msg_type != HandshakeType.client_hello or record.epoch != self._hs_epoch:
                 return
             self._hello_epoch_seq = record.epoch_seq
             if fragment.message_seq > reassembler.next_seq:
@@ -435,13 +494,47 @@ class DtlsAssociation:
     def _on_message(self, message: Message) -> None:
         key = (self._kind, self._state, message.msg_type)
         next_state = TRANSITIONS.get(key)
-        if next_state is None or message.epoch != _EXPECTED_EPOCH.get(message.msg_type, 0):
+        expected_epoch = self._hs_epoch + _EXPECTED_EPOCH.get(message.msg_type, 0)
+        if next_state is None or message.epoch != expected_epoch:
             raise BadRecord(f"unexpected handshake message {message.msg_type}", description=10)
         if self._MESSAGE_HANDLERS[message.msg_type](self, message):
             self._state = next_state
             if next_state is DtlsState.ESTABLISHED:
                 assert self._suite is not None
+                if self.renegotiating:
+                    self._switch_epoch()
                 self._emit(HandshakeCompleted(self._suite.description))
+
+    def _begin_renegotiation(self) -> bool:
+        """A ClientHello in the established epoch: run a new handshake under it (a DTLS rekey).
+
+        One sooner than ``rekey_interval`` after the previous rekey ends the association, as
+        ocserv ends the session ("client requested DTLS rehandshake too soon").
+        """
+        last = self._last_rekey
+        if last is not None and self._now - last < self._rekey_interval:
+            self._fail(
+                AlertDescription.no_renegotiation, "client requested DTLS rehandshake too soon"
+            )
+            return False
+        self.renegotiating = True
+        self._state = DtlsState.SERVER_EXPECT_CLIENT_HELLO
+        self._hs_epoch = self._epoch_number
+        self._deadline = self._now + HANDSHAKE_TIMEOUT
+        self._interval = INITIAL_RETRANSMIT
+        self._retransmit_at = None
+        self._flight = []
+        self._on_demand_left = _MAX_ON_DEMAND
+        self._next = None
+        return True
+
+    def _switch_epoch(self) -> None:
+        """The renegotiation completed: its keys become the epoch data travels in."""
+        self._previous, self._epoch, self._next = self._epoch, self._next, None
+        self._epoch_number += 1
+        self.renegotiating = False
+        self.rekeys += 1
+        self._last_rekey = self._now
 
     def _on_client_hello(self, message: Message) -> bool:
         hello = pull_client_hello_untrusted(message.body)
@@ -450,7 +543,7 @@ class DtlsAssociation:
         if message.message_seq > _MAX_HELLO_SEQ:
             raise BadRecord(f"ClientHello message_seq {message.message_seq}", description=47)
         if isinstance(self._mode, PskMode):
-            if not hello.cookie:
+            if not hello.cookie and not self.renegotiating:
                 return False  # Stale pre-cookie hello; cookies are checked before we exist.
             suite = self._choose_psk_suite(hello.cipher_suites)
             session_id = b""  # A full handshake: an echoed id would claim resumption.
@@ -471,15 +564,20 @@ class DtlsAssociation:
         self._transcript = Transcript(suite, bodies_only=bodies_only)
         self._transcript.add(HandshakeType.client_hello, message.message_seq, message.body)
         extensions: tuple[tuple[int, bytes], ...] = ()
-        if hello.offers_renegotiation_info:
+        if self.renegotiating:  # RFC 5746 §3.7: both Finished values of the last handshake.
+            verify = self._client_verify + self._server_verify
+            extensions = ((ExtensionType.renegotiation_info, bytes((len(verify),)) + verify),)
+        elif hello.offers_renegotiation_info:
+            self._secure_renegotiation = True
             extensions = ((ExtensionType.renegotiation_info, b"\x00"),)
         server_hello = ServerHello(
             suite.version, self._server_random, session_id, suite.cipher_suite, extensions
         )
         self._flight = []
-        self._queue_handshake(HandshakeType.server_hello, encode_server_hello(server_hello), 0)
+        epoch = self._hs_epoch
+        self._queue_handshake(HandshakeType.server_hello, encode_server_hello(server_hello), epoch)
         if isinstance(self._mode, PskMode):
-            self._queue_handshake(HandshakeType.server_hello_done, b"", 0)
+            self._queue_handshake(HandshakeType.server_hello_done, b"", epoch)
         else:
             self._master = self._mode.master_secret
             self._install_keys()
@@ -500,7 +598,15 @@ class DtlsAssociation:
         if 0 not in hello.compression_methods:
             raise BadRecord("null compression not offered", description=40)
         renegotiation = hello.extension(ExtensionType.renegotiation_info)
-        if renegotiation not in (None, b"\x00"):
+        if self.renegotiating:
+            # RFC 5746 §3.7: only a client that offered secure renegotiation may renegotiate, and
+            # it proves the link to the last handshake with that handshake's client Finished.
+            expected = bytes((len(self._client_verify),)) + self._client_verify
+            if not self._secure_renegotiation or renegotiation is None:
+                raise BadRecord("insecure DTLS renegotiation refused", description=40)
+            if not hmac.compare_digest(renegotiation, expected):
+                raise BadRecord("renegotiation_info does not match", description=40)
+        elif renegotiation not in (None, b"\x00"):
             raise BadRecord("renegotiation_info on an initial handshake", description=40)
 
     def _choose_psk_suite(self, offered: tuple[int, ...]) -> DtlsSuite:
@@ -528,6 +634,7 @@ class DtlsAssociation:
         expected = self._transcript.verify_data(self._master, b"client finished")
         if not hmac.compare_digest(message.body, expected):
             raise BadRecord("client Finished does not verify", description=51)
+        self._client_verify = message.body
         self._retransmit_at = None
         self._flight = []
         if isinstance(self._mode, PskMode):
@@ -549,7 +656,11 @@ class DtlsAssociation:
         assert self._suite is not None
         assert self._client_random is not None
         keys = derive_key_block(self._suite, self._master, self._client_random, self._server_random)
-        self._epoch = new_epoch_state(self._suite, keys, self._random_bytes)
+        state = new_epoch_state(self._suite, keys, self._random_bytes, self._hs_epoch + 1)
+        if self.renegotiating:
+            self._next = state
+        else:
+            self._epoch = state
 
     def _queue_handshake(self, msg_type: HandshakeType, body: bytes, epoch: int) -> None:
         assert self._transcript is not None
@@ -564,7 +675,8 @@ class DtlsAssociation:
         if self._version == ProtocolVersion.DTLS1_BAD_VER:
             ccs += self._message_seq.to_bytes(2, "big")
             self._message_seq += 1
-        self._flight.append((ContentType.change_cipher_spec, 0, ccs))
-        self._write_epoch = 1
+        self._flight.append((ContentType.change_cipher_spec, self._hs_epoch, ccs))
+        self._write_epoch = self._hs_epoch + 1
         verify_data = self._transcript.verify_data(self._master, label)
-        self._queue_handshake(HandshakeType.finished, verify_data, 1)
+        self._server_verify = verify_data
+        self._queue_handshake(HandshakeType.finished, verify_data, self._hs_epoch + 1)

@@ -1,15 +1,16 @@
-"""Epoch 1 of an association: both directions' record protection, the replay window, the write
-sequence, and the fast path for established application data.
+"""One epoch of an association: both directions' record protection, the replay window, the write
+sequence, and the fast path for established application data. The first handshake's keys are
+epoch 1; each renegotiation (a DTLS rekey) installs the next epoch (RFC 6347 §4.1).
 
 Theory of operation.
 
-* Once the handshake has keys (:func:`new_epoch_state`), every epoch-1 record of the association,
+* Once the handshake has keys (:func:`new_epoch_state`), every record of that epoch,
   in and out, handshake or data, goes through its one :class:`EpochState`: the reference path
   (:meth:`DtlsAssociation.receive_datagram` → ``records_untrusted`` → ``Record`` →
   :meth:`EpochState.open`) and the fast path share the replay window and the write sequence.
 * **The fast path accepts one kind of datagram only**: a single ``application_data`` record of
-  epoch 1 in the negotiated version that fills the datagram exactly, is not a replay, authenticates
-  and holds at most 2^14 bytes of plaintext. For such a datagram
+  its epoch in the negotiated version that fills the datagram exactly, is not a replay,
+  authenticates and holds at most 2^14 bytes of plaintext. For such a datagram
   :meth:`EpochState.open_batch_untrusted` returns the plaintext and marks the window, exactly as the
   reference path would. Any other datagram — several records, another content type, epoch or
   version, a replay, a bad MAC or padding, a bad length, a sequence number far ahead or behind —
@@ -70,7 +71,6 @@ __all__ = [
 ]
 
 _APPLICATION_DATA = int(ContentType.application_data)
-_EPOCH1 = 1 << 48
 # Record header + the AES-GCM explicit nonce (equal to epoch||seq), 21 bytes (RFC 6347 §4.1,
 # RFC 5288 §3): type (1) | version (2) | epoch||seq (8) | length (2) | explicit nonce (8).
 _HEADER = struct.Struct("!BHQH")
@@ -83,7 +83,7 @@ _TAG = 16
 
 
 class EpochState(Protocol):
-    """Epoch 1 of one association (see the module docstring); both implementations provide it."""
+    """One epoch of one association (see the module docstring); both implementations provide it."""
 
     @property
     def version(self) -> int:
@@ -127,7 +127,16 @@ class EpochState(Protocol):
         ...
 
 
-EpochFactory = Callable[[DtlsSuite, KeyBlock, Callable[[int], bytes]], EpochState]
+class EpochFactory(Protocol):
+    """Builds the :class:`EpochState` of ``epoch`` (1 after the first handshake)."""
+
+    def __call__(
+        self,
+        suite: DtlsSuite,
+        keys: KeyBlock,
+        random_bytes: Callable[[int], bytes],
+        epoch: int = 1,
+    ) -> EpochState: ...
 
 
 class PyEpochState:
@@ -137,6 +146,7 @@ class PyEpochState:
         "_block",
         "_decrypt",
         "_encrypt",
+        "_epoch_bits",
         "_iv_read",
         "_iv_write",
         "_mac_read",
@@ -162,8 +172,15 @@ class PyEpochState:
     _write_ctx: CipherContext
 
     def __init__(
-        self, suite: DtlsSuite, keys: KeyBlock, random_bytes: Callable[[int], bytes]
+        self,
+        suite: DtlsSuite,
+        keys: KeyBlock,
+        random_bytes: Callable[[int], bytes],
+        epoch: int = 1,
     ) -> None:
+        if not 1 <= epoch <= 0xFFFF:
+            raise ValueError("epoch out of range")
+        self._epoch_bits = epoch << 48
         self.version = int(suite.version)
         self.write_seq = 0
         self._replay = ReplayWindow()
@@ -213,7 +230,7 @@ class PyEpochState:
         if len(plaintext) > MAX_PLAINTEXT:
             raise LocalProtocolError("DTLS payload longer than 2^14")
         seq = self._take(1)
-        epoch_seq = _EPOCH1 | seq
+        epoch_seq = self._epoch_bits | seq
         fragment = self._write.seal(epoch_seq, content_type, self.version, plaintext)
         return encode_record(content_type, self.version, epoch_seq, fragment)
 
@@ -242,7 +259,7 @@ class PyEpochState:
             _, record_version, epoch_seq, length = _HEADER.unpack_from(datagram)
             if (
                 record_version != version
-                or epoch_seq >> 48 != 1
+                or (epoch_seq & ~SEQ_MASK) != self._epoch_bits
                 or length != size - 13
                 or length > MAX_CIPHERTEXT
             ):
@@ -312,7 +329,7 @@ class PyEpochState:
         header, pseudo = _HEADER_GCM.pack, _PSEUDO.pack
         out = []
         for payload in payloads:
-            epoch_seq = _EPOCH1 | seq
+            epoch_seq = self._epoch_bits | seq
             seq += 1
             plaintext = prefix + payload
             size = len(plaintext)
@@ -326,7 +343,7 @@ class PyEpochState:
         header, pseudo = _HEADER.pack, _PSEUDO.pack
         out = []
         for payload in payloads:
-            epoch_seq = _EPOCH1 | seq
+            epoch_seq = self._epoch_bits | seq
             seq += 1
             plaintext = prefix + payload
             size = len(plaintext)
@@ -342,7 +359,7 @@ class PyEpochState:
         randoms = self._random_bytes(block * len(payloads))
         out = []
         for i, payload in enumerate(payloads):
-            epoch_seq = _EPOCH1 | seq
+            epoch_seq = self._epoch_bits | seq
             seq += 1
             plaintext = prefix + payload
             size = len(plaintext)
@@ -370,7 +387,10 @@ def _compiled() -> EpochFactory | None:
         return None
 
     def factory(
-        suite: DtlsSuite, keys: KeyBlock, random_bytes: Callable[[int], bytes]
+        suite: DtlsSuite,
+        keys: KeyBlock,
+        random_bytes: Callable[[int], bytes],
+        epoch: int = 1,
     ) -> EpochState:
         state: EpochState = _fastpath.EpochState(
             _BULK_CODES[suite.params.bulk],
@@ -382,6 +402,7 @@ def _compiled() -> EpochFactory | None:
             keys.read_mac,
             keys.write_mac,
             random_bytes,
+            epoch,
         )
         return state
 
@@ -406,7 +427,7 @@ DEFAULT: list[EpochFactory] = [_C or PyEpochState]
 
 
 def new_epoch_state(
-    suite: DtlsSuite, keys: KeyBlock, random_bytes: Callable[[int], bytes]
+    suite: DtlsSuite, keys: KeyBlock, random_bytes: Callable[[int], bytes], epoch: int = 1
 ) -> EpochState:
-    """Epoch 1 for ``suite`` and ``keys`` in the fastest implementation available."""
-    return DEFAULT[0](suite, keys, random_bytes)
+    """``epoch`` for ``suite`` and ``keys`` in the fastest implementation available."""
+    return DEFAULT[0](suite, keys, random_bytes, epoch)

@@ -86,6 +86,7 @@ class AlertDescription(IntEnum):
     decrypt_error = 51
     protocol_version = 70
     internal_error = 80
+    no_renegotiation = 100
 
 
 class _Reader:

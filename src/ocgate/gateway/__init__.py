@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         dtls_headers,
         is_mobile,
     )
+    from ocgate.gateway._contexts import CONTEXT_COOKIE, LoginContexts
     from ocgate.gateway._filter import tunnel_filter
     from ocgate.gateway._groups import GroupEntry, GroupMenu, parse_group_entry
     from ocgate.gateway._login import DOWNLOADER_STUBS, LoginDialog, LoginServices
@@ -29,9 +30,18 @@ if TYPE_CHECKING:
     )
     from ocgate.gateway._scripts import ScriptContext, script_environment
     from ocgate.gateway._settings import SessionSettings, radius_overrides, session_settings
+    from ocgate.gateway._strap import (
+        STRAP_PUBKEY,
+        STRAP_VERIFY,
+        StrapProof,
+        load_strap_pubkey_untrusted,
+        verify_strap,
+    )
 
 _WHERE = {
     "Accepted": "ocgate.gateway._authflow",
+    "CONTEXT_COOKIE": "ocgate.gateway._contexts",
+    "LoginContexts": "ocgate.gateway._contexts",
     "DOWNLOADER_STUBS": "ocgate.gateway._login",
     "GroupEntry": "ocgate.gateway._groups",
     "GroupMenu": "ocgate.gateway._groups",
@@ -39,6 +49,11 @@ _WHERE = {
     "LoginDialog": "ocgate.gateway._login",
     "LoginFlow": "ocgate.gateway._authflow",
     "LoginServices": "ocgate.gateway._login",
+    "STRAP_PUBKEY": "ocgate.gateway._strap",
+    "STRAP_VERIFY": "ocgate.gateway._strap",
+    "StrapProof": "ocgate.gateway._strap",
+    "load_strap_pubkey_untrusted": "ocgate.gateway._strap",
+    "verify_strap": "ocgate.gateway._strap",
     "Prompt": "ocgate.gateway._authflow",
     "ScriptContext": "ocgate.gateway._scripts",
     "SessionSettings": "ocgate.gateway._settings",
@@ -72,11 +87,15 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "CONTEXT_COOKIE",
     "DOWNLOADER_STUBS",
+    "STRAP_PUBKEY",
+    "STRAP_VERIFY",
     "Accepted",
     "GroupEntry",
     "GroupMenu",
     "LoginBackends",
+    "LoginContexts",
     "LoginDialog",
     "LoginFlow",
     "LoginServices",
@@ -84,6 +103,7 @@ __all__ = [
     "ScriptContext",
     "SessionSettings",
     "Step",
+    "StrapProof",
     "TokenBucket",
     "TunnelPlan",
     "client_wants_ipv6",
@@ -93,6 +113,7 @@ __all__ = [
     "lease_addresses",
     "lease_ipv4",
     "lease_ipv6",
+    "load_strap_pubkey_untrusted",
     "parse_group_entry",
     "plan_tunnel",
     "previous_addresses",
@@ -100,4 +121,5 @@ __all__ = [
     "script_environment",
     "session_settings",
     "tunnel_filter",
+    "verify_strap",
 ]

@@ -21,6 +21,11 @@ Theory of operation (anyconnect-protocol.md §2.3, §3; ocserv ``src/worker-auth
   UTF-8, quotes); only the lookup of a per-user or per-group file refuses a name that is not one
   safe path component, and then the session is refused with that reason in the log.
 * A ``logout`` document or ``GET /logout`` with the cookie ends the session.
+* ``GET /profiles/NAME`` and ``GET /CACHE/stc/profiles/NAME`` (the ASA's form) return a profile
+  of the cookie's session (``user-profile``, ``service-profile-vpn-mgmt``,
+  ``service-profile-nvm``, read at configuration load); without a valid cookie they get
+  ``401``. The ``complete`` reply lists them in ``<vpn-profile-manifest>`` with their SHA-1,
+  and the ``webvpnc`` cookie names the user profile as ocserv's does (docs/profiles.md).
 * ``/svc`` is the login of Cisco IP phones (``cisco-svc-client-compat``, :meth:`LoginDialog._svc`):
   a cookie-setting ``GET``, then a urlencoded POST; no forms, one try.
 * A certificate-only login with a group to choose (``select-group`` entries, or several groups
@@ -35,11 +40,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ocgate.aggauth import (
     AuthReply,
+    DeviceId,
     FormInput,
     GroupOption,
     InitRequest,
@@ -55,15 +62,18 @@ from ocgate.aggauth import (
 from ocgate.auth import AuthResult, LoginContext, select_group
 from ocgate.certauth import check_cert_group
 from ocgate.config import Config
-from ocgate.errors import AuthFailed, BadAuthXml, ConfigError, InvalidCookie
+from ocgate.config._profile import ProfileFile
+from ocgate.errors import AuthFailed, BadAuthXml, BadStrap, ConfigError, InvalidCookie
 from ocgate.gateway._authflow import Accepted, LoginBackends, LoginFlow, Prompt, Step
+from ocgate.gateway._device import device_from_login
 from ocgate.gateway._groups import GroupMenu
 from ocgate.gateway._settings import SessionSettings, session_settings
+from ocgate.gateway._strap import STRAP_PUBKEY, load_strap_pubkey_untrusted
 from ocgate.http import Request, Response
 from ocgate.session import Session, SessionStore
 from ocgate.tls import ServerCredentials
 
-__all__ = ["DOWNLOADER_STUBS", "LoginDialog", "LoginServices"]
+__all__ = ["DOWNLOADER_STUBS", "PROFILE_PATHS", "LoginDialog", "LoginServices", "session_profiles"]
 
 log = logging.getLogger("ocgate.auth")
 
@@ -72,6 +82,8 @@ SVC_PATH = "/svc"
 SVC_USER_AGENT = "Cisco SVC IPPhone Client"
 """ocserv's ``AGENT_SVC_IPPHONE``: the user agent prefix of the phones (``src/worker-http.c``)."""
 _AUTH_PATHS = frozenset({"/", "/auth", "/VPN"})
+PROFILE_PATHS = ("/profiles/", "/CACHE/stc/profiles/")
+"""Where profiles are downloaded: ocserv's form (listed in the manifest), then the ASA's."""
 _XML_HEADERS = (("Content-Type", "text/xml; charset=utf-8"), ("X-Transcend-Version", "1"))
 _FAILED = "Login failed."
 _GROUP_PROMPT = "Please select your group."
@@ -179,6 +191,10 @@ class LoginDialog:
         self._state = "pre-auth"
         self._username = ""
         self._user_agent = ""
+        self._strap_key: bytes | None = None
+        self._device: DeviceId | None = None
+        """What the client's init said of its machine (``<device-id>``, identifier headers)."""
+        """The client's STRAP public key (DER) from its login requests, if it sent one."""
         self._flow = LoginFlow(
             services.backends,
             LoginContext(client_ip=remote_addr, server_ip=local_addr),
@@ -189,6 +205,12 @@ class LoginDialog:
         """Answer ``request`` (anything but ``CONNECT``)."""
         if not self._user_agent:
             self._user_agent = request.header("user-agent") or ""
+        strap = request.header(STRAP_PUBKEY)
+        if strap is not None:
+            try:
+                self._strap_key = load_strap_pubkey_untrusted(strap)
+            except BadStrap as exc:
+                log.info("event=bad-strap-key remote=%s reason=%r", self._remote, str(exc))
         path = request.target.split("?", 1)[0]
         if path == SVC_PATH and request.method in ("GET", "POST"):
             return await self._svc(request)
@@ -198,6 +220,8 @@ class LoginDialog:
             if path == "/logout":
                 self._logout_by_cookie(request)
                 return Response(200, "OK", (("Content-Type", "text/html"),), b"<html></html>\n")
+            if urllib.parse.unquote(path).startswith(PROFILE_PATHS):
+                return self._profile(request, urllib.parse.unquote(path))
             stub = DOWNLOADER_STUBS.get(path)
             if stub is not None:
                 return Response(200, "OK", (("Content-Type", stub[0]),), stub[1])
@@ -207,6 +231,38 @@ class LoginDialog:
         return Response(
             405, "Method Not Allowed", (("Allow", "GET, POST, CONNECT"),), b"", close=True
         )
+
+    def _profile(self, request: Request, path: str) -> Response:
+        """A profile download (ocserv ``get_config_handler``): refused without a valid cookie.
+
+        The name is the last part of either URL form, percent-decoded: openconnect 9.01 follows
+        the ``webvpnc`` cookie (``bu:/`` + ``fu:profiles%2FNAME``) and asks for
+        ``/profiles%2FNAME``. A ``:PORT`` suffix is dropped (later openconnect versions append
+        the port to the manifest's URL when it is not 443). Only the profiles of the
+        cookie's own session (its ``user-profile``, ``service-profile-vpn-mgmt``,
+        ``service-profile-nvm``, after per-user and per-group files) can be fetched, by the
+        name the manifest gave.
+        """
+        services = self._services
+        cookie = request.cookies().get("webvpn", "")
+        try:
+            if not cookie:
+                raise InvalidCookie("no webvpn cookie")
+            session = services.store.lookup(cookie, services.clock())
+        except InvalidCookie as exc:
+            log.warning("event=profile-refused remote=%s reason=%r", self._remote, str(exc))
+            return Response(401, "Unauthorized", (), b"", close=True)
+        name = _profile_name(path)
+        settings = session.extra.get("settings")
+        config = settings.config if isinstance(settings, SessionSettings) else services.config
+        for _service, profile in session_profiles(config):
+            if profile.name == name:
+                log.info(
+                    "event=profile-download user=%r session=%s profile=%r sha1=%s",
+                    session.username, session.sid, profile.name, profile.sha1,
+                )  # fmt: skip
+                return Response(200, "OK", (("Content-Type", "text/xml"),), profile.data)
+        return Response(404, "Not Found", (), b"")
 
     def progress(self) -> LoginProgress | None:
         """This login for ``show sessions all``; ``None`` once it has made a session."""
@@ -230,6 +286,8 @@ class LoginDialog:
         if isinstance(message, LogoutRequest):
             return self._logout(message)
         if isinstance(message, InitRequest):
+            if message.device is not None or self._device is None:
+                self._device = device_from_login(message.device, request)
             if message.group_select:
                 self._group = message.group_select
             return self._start(request)
@@ -449,6 +507,11 @@ class LoginDialog:
             session_timeout=config.session_timeout,
         )
         session.extra["settings"] = settings
+        if self._strap_key is not None:  # CONNECT proves the client still holds it (strap).
+            session.extra["strap_key"] = self._strap_key
+        device = self._device if self._device is not None else device_from_login(None, request)
+        if device is not None:
+            session.extra["device"] = device
         session.extra["login_address"] = self._remote  # deny-roaming compares CONNECTs with it.
         if accepted.radius is not None:
             session.extra["radius"] = accepted.radius
@@ -472,13 +535,21 @@ class LoginDialog:
             headers = (("Set-Cookie", f"webvpn={cookie}; secure"), ("X-Transcend-Version", "1"))
             return Response(200, "OK", headers, b"")
         sha1 = services.credentials.sha1_hex
+        profiles = session_profiles(config)
+        webvpnc = f"bu:/&p:t&iu:1/&sh:{sha1}"
+        user_profile = config.user_profile
+        if user_profile is not None:  # ocserv post_common_handler, with a profile.
+            webvpnc += (
+                "&lu:/+CSCOT+/translation-table?textdomain%3DAnyConnect%26type%3Dmanifest"
+                f"&fu:profiles%2F{user_profile.name}&fh:{user_profile.sha1}"
+            )
         cookies = (
             ("Set-Cookie", f"webvpn={cookie}; Secure; HttpOnly"),
             (
                 "Set-Cookie",
                 "webvpnc=; expires=Thu, 01 Jan 1970 22:00:00 GMT; path=/; Secure; HttpOnly",
             ),
-            ("Set-Cookie", f"webvpnc=bu:/&p:t&iu:1/&sh:{sha1}; path=/; Secure; HttpOnly"),
+            ("Set-Cookie", f"webvpnc={webvpnc}; path=/; Secure; HttpOnly"),
         )
         if _is_xml(request):
             body = render_complete(
@@ -486,6 +557,10 @@ class LoginDialog:
                 session_id=session.sid,
                 banner=config.banner,
                 server_cert_hash=sha1,
+                manifest=[
+                    (service, f"{PROFILE_PATHS[0]}{profile.name}", profile.sha1)
+                    for service, profile in profiles
+                ],
             )
         else:
             body = render_legacy_success()
@@ -538,6 +613,22 @@ class LoginDialog:
             return
         log.info("event=logout user=%r session=%s", session.username, session.sid)
         self._services.end_session(session, "user logout")
+
+
+def session_profiles(config: Config) -> list[tuple[str, ProfileFile]]:
+    """The profiles a session's configuration serves, as ``(manifest service-type, file)``."""
+    listed = (
+        ("user", config.user_profile),
+        ("vpn-mgmt", config.mgmt_tunnel_profile),
+        ("nvm", config.nvm_profile),
+    )
+    return [(service, profile) for service, profile in listed if profile is not None]
+
+
+def _profile_name(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    base, colon, port = name.rpartition(":")
+    return base if colon and port.isdigit() else name
 
 
 def _svc_hello() -> Response:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets
 from collections.abc import Sequence
 
 from ocgate.config import Config
 from ocgate.cstp import compute_mtu, dtls_packet_overhead, parse_mtu_headers_untrusted
 from ocgate.dtls import DtlsAssociation, DtlsOffer, LegacyMode
 from ocgate.errors import ResourceError
+from ocgate.gateway._compression import negotiated_compression
 from ocgate.gateway._connect import (
     TunnelPlan,
     client_wants_ipv6,
     dtls_headers,
+    fuzzed_rekey_time,
     is_mobile,
+    old_openconnect,
 )
 from ocgate.gateway._settings import SessionSettings
 from ocgate.http import Request
@@ -90,6 +94,7 @@ def plan_tunnel(
     if session.ipv4 is not None and off_pool:
         netmask = ipaddress.IPv4Address("255.255.255.255")  # A framed address off-pool.
     dpd = (config.mobile_dpd or config.dpd) if mobile else config.dpd
+    rekey_time = fuzzed_rekey_time(config.rekey_time, secrets.randbits(16))
     dtls: tuple[tuple[str, str], ...] = ()
     if offer is not None:
         dtls = dtls_headers(
@@ -98,7 +103,9 @@ def plan_tunnel(
             mtu=mtu.tunnel_mtu,
             offer_headers=offer.headers,
             legacy=isinstance(offer.mode, LegacyMode),
+            rekey_time=rekey_time,
         )
+    cstp_compression, dtls_compression = negotiated_compression(config, headers, dtls=bool(dtls))
     return TunnelPlan(
         ipv4=session.ipv4,
         ipv4_netmask=netmask,
@@ -110,6 +117,10 @@ def plan_tunnel(
         session_remaining=remaining,
         hostname=hostname,
         dtls=dtls,
+        rekey_time=rekey_time,
+        ipv6_routes=not old_openconnect(headers.get("user-agent", "")),
+        cstp_compression=cstp_compression,
+        dtls_compression=dtls_compression,
     )
 
 

@@ -49,6 +49,10 @@ class ScriptContext:
     bytes_in: int = 0
     bytes_out: int = 0
     duration: int | None = None
+    device_platform_version: str = ""
+    """What the login said of the machine beyond ocserv's two (ocgate additions)."""
+    device_computer_name: str = ""
+    device_unique_id: str = ""
 
 
 def _route_text(net: IPNetwork) -> str:
@@ -75,7 +79,7 @@ def script_environment(config: Config, ctx: ScriptContext) -> dict[str, str]:
     env: dict[str, str] = {
         "REASON": ctx.reason,
         "ID": str(ctx.tunnel_id),
-        "VHOST": "default",
+        "VHOST": config.vhost_label,
         "USERNAME": ctx.username,
         "GROUPNAME": ctx.groupname,
         "HOSTNAME": ctx.hostname,
@@ -87,6 +91,14 @@ def script_environment(config: Config, ctx: ScriptContext) -> dict[str, str]:
         "IP_REAL": ctx.remote_ip,
         "IP_REAL_LOCAL": ctx.local_ip,
     }
+    # ocgate additions: the rest of what the login said of the machine, when it said it.
+    for name, value in (
+        ("DEVICE_PLATFORM_VERSION", ctx.device_platform_version),
+        ("DEVICE_COMPUTER_NAME", ctx.device_computer_name),
+        ("DEVICE_UNIQUE_ID", ctx.device_unique_id),
+    ):
+        if value:
+            env[name] = value
     if ctx.ipv4 is not None and ctx.server_ipv4 is not None:
         env["IP_LOCAL"] = str(ctx.server_ipv4)
         env["IP_REMOTE"] = str(ctx.ipv4)

@@ -47,7 +47,7 @@ def radius_overrides(config: Config, result: RadiusResult) -> Config:
     routes: tuple[IPNetwork, ...] = (*result.routes, *result.ipv6_routes)
     if routes:
         base = config.route if config.append_routes and not config.route_default else ()
-        changes.update(route=tuple(dict.fromkeys((*base, *routes))), route_default=False)
+        changes.update(route=tuple(dict.fromkeys((*routes, *base))), route_default=False)
     if result.dns:
         changes["dns"] = result.dns
     if result.session_timeout is not None:

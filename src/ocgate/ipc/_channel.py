@@ -39,7 +39,10 @@ log = logging.getLogger("ocgate.ipc")
 
 MAX_MESSAGE = 4 << 20
 """Largest message either end sends or accepts (a snapshot of thousands of tunnels fits)."""
-MAX_FDS = 4
+MAX_FDS = 200
+"""Most descriptors one message carries: a worker's ``Configure`` holds the certificate, key and CA
+of the default host and of each vhost (at most ``config.MAX_VHOSTS``, 64: 195 files); Linux caps
+one message at 253 (``SCM_MAX_FD``)."""
 _BUFFER = 8 << 20
 
 Outgoing = Message | tuple[Message, list[int]] | None

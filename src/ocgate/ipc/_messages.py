@@ -153,6 +153,16 @@ class OpenTun(Message):
     mtu: Annotated[int, msgspec.Meta(ge=576, le=65535)]
     peer4: Host | None = None
     peer6: Host | None = None
+    iroutes: Annotated[list[Host], msgspec.Meta(max_length=1024)] = []
+    """The session's ``iroute`` networks (CIDR): routed through the device while it exists."""
+    vhost: Name = ""
+    """The session's ``[vhost:NAME]`` (its pool's first address is the device's own); ``""``:
+    the default host."""
+    network4: Host | None = None
+    network6: Host | None = None
+    """The session's own pool network (CIDR; a per-user or per-group ``ipv4-network`` /
+    ``ipv6-network``): its first address is the device's own, as ocserv's ``ip-lease.c``.
+    ``None``: the vhost's pool."""
 
 
 class TunOpened(Reply):
@@ -242,6 +252,8 @@ class LoginRequest(Message):
     remote: Host
     local: Host
     peer_chain: Annotated[list[bytes], msgspec.Meta(max_length=16)] = []
+    vhost: Name = ""
+    """The ``[vhost:NAME]`` the connection's TLS server name chose; ``""``: the default host."""
 
 
 class LoginResponse(Reply):
@@ -268,6 +280,14 @@ class ClaimSession(Message):
     """The client's address (``deny-roaming`` compares it with the login's)."""
     peer_chain: Annotated[list[bytes], msgspec.Meta(max_length=16)] = []
     """The certificate chain this connection presented (a certificate session's check)."""
+    vhost: Name = ""
+    """The connection's ``[vhost:NAME]`` (SNI); a session is good only on its own vhost."""
+    strap_finished: Annotated[bytes, msgspec.Meta(max_length=64)] = b""
+    """The client's TLS ``Finished`` verify_data of this connection (STRAP's binding)."""
+    strap_verify: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    """``X-AnyConnect-STRAP-Verify`` as sent (a longer one is not forwarded)."""
+    strap_pubkey: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    """``X-AnyConnect-STRAP-Pubkey`` of the CONNECT: the client's next key."""
 
 
 class SessionGranted(Reply):
@@ -343,6 +363,11 @@ class LeaseEvent(Message):
     session_id: Name
     address: Host | None
     when: float
+    device_platform: Name = ""
+    """What the login said of the machine (``ctl show user``'s Platform, Computer name and
+    Unique ID), recorded with the lease."""
+    device_name: Name = ""
+    device_unique_id: Name = ""
 
 
 SUPERVISOR_FROM_WORKER = (

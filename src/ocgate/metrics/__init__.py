@@ -1,7 +1,7 @@
 """Prometheus metrics: the registry of the gateway and its scrape endpoint (``metrics-listen``).
 
-The registry (:class:`GatewayMetrics`, on ``prometheus_client``) is imported on first use (PEP 562):
-the supervisor only merges samples and never loads ``prometheus_client``.
+The registry (:class:`GatewayMetrics`, on the small model of :mod:`ocgate.metrics._core`, not
+``prometheus_client``) is imported on first use (PEP 562): the supervisor only merges samples.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from ocgate.ipc import messages as m
 if TYPE_CHECKING:  # The supervisor merges without importing prometheus_client at all.
     from prometheus_client import CollectorRegistry
 
+    from ocgate.metrics._core import Registry
+
 __all__ = ["render_merged", "samples_of"]
 
 _COMBINE = {
@@ -29,7 +31,7 @@ _COMBINE = {
 }
 
 
-def samples_of(registry: CollectorRegistry) -> m.Metrics:
+def samples_of(registry: Registry | CollectorRegistry) -> m.Metrics:
     """Every sample of ``registry``, with the help text of each family."""
     samples: list[m.Sample] = []
     helps: dict[str, str] = {}

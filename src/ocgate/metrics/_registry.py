@@ -7,6 +7,7 @@ packet counters add the totals of closed tunnels to the live counters of open on
 ever grow.
 
 Names follow the Prometheus conventions (``ocgate_`` prefix, ``_total`` counters, base units).
+The registry is :mod:`ocgate.metrics._core`'s, not ``prometheus_client``'s (see there why).
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
-
 from ocgate.ipfilter import DropReason
+from ocgate.metrics._core import (
+    Counter,
+    MetricFamily,
+    Registry,
+    counter_family,
+    gauge_family,
+    platform_collector,
+    process_collector,
+)
+from ocgate.metrics._merge import render_merged, samples_of
 
 __all__ = ["GatewayMetrics", "LiveState", "TunnelCounters"]
 
@@ -60,15 +65,15 @@ class _Closed:
     dropped: list[int] = field(default_factory=lambda: [0] * len(DropReason))
 
 
-class _LiveCollector(Collector):
+class _LiveCollector:
     def __init__(self, snapshot: Callable[[], LiveState], closed: _Closed) -> None:
         self._snapshot = snapshot
         self._closed = closed
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[MetricFamily]:
         state = self._snapshot()
         tunnels = list(state.tunnels)
-        sessions = GaugeMetricFamily(
+        sessions = gauge_family(
             "ocgate_sessions",
             "Sessions by state and data transport",
             labels=["state", "transport"],
@@ -79,19 +84,19 @@ class _LiveCollector(Collector):
         sessions.add_metric(["disconnected", "none"], state.sessions_disconnected)
         yield sessions
         closed = self._closed
-        traffic = CounterMetricFamily(
+        traffic = counter_family(
             "ocgate_tunnel_bytes", "IP bytes carried, by direction", labels=["direction"]
         )
         traffic.add_metric(["rx"], closed.rx_bytes + sum(t.rx_bytes for t in tunnels))
         traffic.add_metric(["tx"], closed.tx_bytes + sum(t.tx_bytes for t in tunnels))
         yield traffic
-        packets = CounterMetricFamily(
+        packets = counter_family(
             "ocgate_tunnel_packets", "IP packets carried, by direction", labels=["direction"]
         )
         packets.add_metric(["rx"], closed.rx_packets + sum(t.rx_packets for t in tunnels))
         packets.add_metric(["tx"], closed.tx_packets + sum(t.tx_packets for t in tunnels))
         yield packets
-        dropped = CounterMetricFamily(
+        dropped = counter_family(
             "ocgate_tunnel_dropped_packets",
             "Packets from clients not written to the TUN device, by reason (spoofed-source, "
             "link-local, malformed, restricted-route, restricted-port)",
@@ -101,7 +106,7 @@ class _LiveCollector(Collector):
             live = sum(t.dropped[reason] for t in tunnels if len(t.dropped) > reason)
             dropped.add_metric([reason.label], closed.dropped[reason] + live)
         yield dropped
-        bans = GaugeMetricFamily("ocgate_banned_addresses", "Source addresses currently banned")
+        bans = gauge_family("ocgate_banned_addresses", "Source addresses currently banned")
         bans.add_metric([], state.banned_addresses)
         yield bans
 
@@ -110,11 +115,11 @@ class GatewayMetrics:
     """The gateway's metrics registry; :meth:`render` gives the Prometheus text exposition."""
 
     def __init__(self, snapshot: Callable[[], LiveState]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = Registry()
         self._closed = _Closed()
         self.registry.register(_LiveCollector(snapshot, self._closed))
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
+        self.registry.register(process_collector())
+        self.registry.register(platform_collector())
         self.logins = Counter(
             "ocgate_logins",
             "Login attempts by result and reason",
@@ -157,4 +162,4 @@ class GatewayMetrics:
         self.tunnels_closed.labels(reason=reason).inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return render_merged([samples_of(self.registry)])

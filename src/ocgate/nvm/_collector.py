@@ -137,12 +137,19 @@ class LeasePublisher:
         self.written = 0
         self.errors = 0
 
-    def lease_started(self, username: str, session_id: str, address: str, start: float) -> None:
-        """``address`` (IPv4 or IPv6 text) was leased to ``username`` at ``start`` (epoch s)."""
-        self._put(
-            "start",
-            {"username": username, "session_id": session_id, "address": address, "start": start},
-        )
+    def lease_started(
+        self,
+        username: str,
+        session_id: str,
+        address: str,
+        start: float,
+        *,
+        device: tuple[str, str, str] = ("", "", ""),
+    ) -> None:
+        """``address`` (IPv4 or IPv6 text) was leased to ``username`` at ``start`` (epoch s), on
+        the ``device`` the login described (platform, computer name, unique id)."""
+        args = {"username": username, "session_id": session_id, "address": address}
+        self._put("start", {**args, "start": start, "device": device})
 
     def lease_ended(self, username: str, session_id: str, address: str | None, end: float) -> None:
         """The lease of ``address`` (``None``: every address of the session) ended at ``end``."""
@@ -218,6 +225,7 @@ class LeasePublisher:
                 address=str(args["address"]),
                 start=float(args["start"]),  # type: ignore[arg-type]
                 end=None,
+                device=_device_claims(args.get("device")),
             )
         else:
             address = args["address"]
@@ -226,6 +234,12 @@ class LeasePublisher:
                 address=None if address is None else str(address),
                 end=float(args["end"]),  # type: ignore[arg-type]
             )
+
+
+def _device_claims(value: object) -> tuple[str, str, str]:
+    if isinstance(value, tuple) and len(value) == 3:
+        return (str(value[0]), str(value[1]), str(value[2]))
+    return ("", "", "")
 
 
 @dataclass(slots=True)

@@ -3,7 +3,6 @@ code verification with replay protection, and ``ocgate otp`` (enrollment with QR
 
 from __future__ import annotations
 
-from ocgate.otp._cli import DEFAULT_OTP_FILE, main
 from ocgate.otp._usersfile import (
     OtpEntry,
     OtpKind,
@@ -12,6 +11,10 @@ from ocgate.otp._usersfile import (
     parse_users_file,
 )
 from ocgate.otp._verify import DEFAULT_HOTP_LOOKAHEAD, OtpVerifier, generate_otp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocgate.otp._cli import DEFAULT_OTP_FILE, main
 
 __all__ = [
     "DEFAULT_HOTP_LOOKAHEAD",
@@ -25,3 +28,17 @@ __all__ = [
     "main",
     "parse_users_file",
 ]
+
+_LAZY = {
+    "DEFAULT_OTP_FILE": "_cli",
+    "main": "_cli",
+}
+"""Loaded on first use (PEP 562): sec-mod verifies codes without the enrollment CLI (QR codes)."""
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -428,6 +428,10 @@ def _bad_file(path: str, why: object) -> ConfigError:
     )
 
 
+_CACHE_KIB = 256
+"""SQLite page cache of the store's connection, in KiB."""
+
+
 def _connect(path: str) -> sqlite3.Connection:
     os.close(_open_private(path))
     conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
@@ -437,6 +441,9 @@ def _connect(path: str) -> sqlite3.Connection:
         if mode != "wal":
             log.warning("event=no-wal db=%s journal_mode=%s", path, mode)
         conn.execute("PRAGMA synchronous = NORMAL")
+        # The store is read whole once, at start, then written row by row: SQLite's default page
+        # cache (2 MB) would only keep sec-mod's memory up. The OS caches the file anyway.
+        conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
             conn.execute("BEGIN IMMEDIATE")
             for statement in SCHEMA:

@@ -10,6 +10,7 @@ from ocgate.tls._endpoint import (
     load_credentials,
 )
 from ocgate.tls._priorities import TlsPolicy, translate_priorities
+from ocgate.tls._sni import serve_by_server_name
 
 __all__ = [
     "ServerCredentials",
@@ -18,5 +19,6 @@ __all__ = [
     "TlsPolicy",
     "build_server_context",
     "load_credentials",
+    "serve_by_server_name",
     "translate_priorities",
 ]

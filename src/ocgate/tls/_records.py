@@ -75,6 +75,30 @@ class RecordIO:
             self._conn._raise_ssl_error(ssl, n)
         self._conn.sendall(bytes(data[n:]))  # A partial write (never with memory BIOs).
 
+    def fresh_bios(self) -> None:
+        """Replace the memory BIOs by new ones: their buffers go.
+
+        OpenSSL's memory BIO never shrinks: it keeps the capacity of the most it ever held, so the
+        handshake's flights, or one burst (asyncio hands over up to 256 KiB at once), would stay
+        with the connection as long as it lives. Meant for when everything fed was read and
+        everything written was drained; bytes still waiting in either BIO move to its successor,
+        so nothing is ever lost.
+        """
+        into = _lib.BIO_new(_lib.BIO_s_mem())
+        out = _lib.BIO_new(_lib.BIO_s_mem())
+        if into == _ffi.NULL or out == _ffi.NULL:  # Out of memory: keep the old ones.
+            for bio in (into, out):
+                if bio != _ffi.NULL:
+                    _lib.BIO_free(bio)
+            return
+        for old, new in ((self._into, into), (self._out, out)):
+            while (n := _lib.BIO_read(old, _BUFFER, _CHUNK)) > 0:
+                _lib.BIO_write(new, _BUFFER, n)
+        _lib.SSL_set_bio(self._ssl, into, out)  # Frees the old pair.
+        conn: Any = self._conn
+        self._into = conn._into_ssl = into
+        self._out = conn._from_ssl = out
+
     def drain(self) -> bytes:
         """Ciphertext waiting in the write BIO."""
         out = self._out

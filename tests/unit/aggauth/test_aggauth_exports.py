@@ -5,6 +5,7 @@ from __future__ import annotations
 import ocgate.aggauth
 
 EXPECTED = {
+    "DeviceId",
     "MAX_BODY_BYTES",
     "AuthReply",
     "ClientMessage",

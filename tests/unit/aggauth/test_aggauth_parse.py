@@ -11,6 +11,7 @@ import pytest
 from ocgate.aggauth import (
     MAX_BODY_BYTES,
     AuthReply,
+    DeviceId,
     InitRequest,
     LogoutRequest,
     make_opaque,
@@ -52,6 +53,7 @@ def test_openconnect_init() -> None:
     assert msg == InitRequest(
         version="v9.01-3",
         device_id="linux-64",
+        device=DeviceId(platform="linux-64"),
         group_access="https://vpn.example.com/",
         group_select=None,
         client_cert_fail=False,
@@ -209,9 +211,39 @@ def test_init_with_client_cert_fail_and_mobile_device_id() -> None:
     assert msg == InitRequest(
         version="4.10.05095",
         device_id="android",
+        device=DeviceId(
+            platform="android", platform_version="14", device_type="Pixel", unique_id="AB"
+        ),
         group_access="https://vpn.example.com/sales",
         client_cert_fail=True,
     )
+
+
+def test_cisco_device_id_attributes_are_kept_and_bad_ones_dropped() -> None:
+    # Cisco Secure Client 5.1 on Windows (attribute set from ASA login captures, cisco-headend.md).
+    body = config_auth(
+        '<device-id computer-name="LAPTOP-7" device-type="VMware, Inc. VMware7,1" '
+        'platform-version="10.0.19045  #1" unique-id="9F1C" unique-id-global="E2B0">'
+        "win</device-id>",
+        msg_type="init",
+    )
+    msg = parse(body)
+    assert isinstance(msg, InitRequest)
+    assert msg.device == DeviceId(
+        platform="win",
+        computer_name="LAPTOP-7",
+        device_type="VMware, Inc. VMware7,1",
+        platform_version="10.0.19045  #1",
+        unique_id="9F1C",
+        unique_id_global="E2B0",
+    )
+    odd = config_auth(
+        '<device-id computer-name="a&#10;b" unique-id="' + "F" * 200 + '">linux-64</device-id>',
+        msg_type="init",
+    )
+    msg = parse(odd)
+    assert isinstance(msg, InitRequest)
+    assert msg.device == DeviceId(platform="linux-64")  # a login is not refused for them
 
 
 def test_xml_without_declaration_and_with_bom_and_whitespace() -> None:

@@ -234,8 +234,7 @@ def test_complete_without_banner_and_with_profile() -> None:
         session_id="1",
         banner=None,
         server_cert_hash="AB",
-        profile_uri="/profiles/corp.xml",
-        profile_hash="CD" * 20,
+        manifest=[("user", "/profiles/corp.xml", "CD" * 20)],
     )
     root = ET.fromstring(body)
     assert root.find("auth/banner") is None

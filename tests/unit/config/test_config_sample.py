@@ -18,7 +18,13 @@ def test_sample_parses_with_only_warnings(tmp_path: Path) -> None:
     doc.mkdir()
     certs.mkdir(parents=True)
     (doc / "sample.passwd").write_text("test:tost:$5$salt$hash\n")
-    for name in ("server-cert.pem", "server-key.pem", "ca.pem"):
+    for name in (
+        "server-cert.pem",
+        "server-key.pem",
+        "ca.pem",
+        "server-cert-secp521r1.pem",
+        "server-key-secp521r1.pem",
+    ):
         (certs / name).write_text("x\n")
     source = str(doc / "ocserv.conf")
 
@@ -54,8 +60,15 @@ def test_sample_parses_with_only_warnings(tmp_path: Path) -> None:
     # camouflage is implemented: the sample's keys land in the Config.
     assert config.camouflage is False
     assert config.camouflage_secret == "mysecretkey"
-    vhost = [w for w in config.warnings if w.key == "[vhost:www.example.com]"]
-    assert [w.message for w in vhost] == ["virtual hosts are not implemented; section ignored"]
+    # The sample's virtual host: its own keys, the rest inherited from the top level (1.5).
+    (vhost,) = config.vhosts
+    assert vhost.vhost_name == "www.example.com"
+    assert [m.name for m in vhost.auth] == ["certificate"]
+    assert vhost.server_cert == (str(certs / "server-cert-secp521r1.pem"),)
+    assert vhost.ipv4_network == ipaddress.IPv4Network("192.168.2.0/24")
+    assert vhost.cert_user_oid == "0.9.2342.19200300.100.1.1"
+    assert (vhost.dns, vhost.route, vhost.dpd) == (config.dns, config.route, config.dpd)
+    assert config.vhost("WWW.example.com") is vhost
     for warning in config.warnings:
         if warning.key in OPTIONS:
             assert not OPTIONS[warning.key].implemented or OPTIONS[warning.key].replaced_by

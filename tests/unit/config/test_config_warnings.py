@@ -151,29 +151,18 @@ def test_empty_value_is_ignored_with_warning(parse: Parse, source: str) -> None:
 
 
 class TestSections:
-    def test_vhost_is_skipped_with_one_warning(self, parse: Parse, source: str) -> None:
-        config = parse(
-            "tcp-port = 1443\n"
-            "[vhost:www.example.com]\n"
-            "auth = certificate\n"
-            "tcp-port = 9\n"
-            "no-such-key = anything\n"
-            "server-cert = /missing.pem\n"
-        )
+    def test_vhost_is_read_not_skipped(self, parse: Parse) -> None:
+        # Virtual hosts are implemented (tests/unit/config/test_config_vhosts.py): no warning.
+        config = parse("tcp-port = 1443\n[vhost:www.example.com]\nauth = certificate\n")
         assert config.tcp_port == 1443
         assert [m.name for m in config.auth] == ["plain"]
-        assert config.warnings == (
-            ConfigWarning(
-                file=source,
-                line=5,
-                key="[vhost:www.example.com]",
-                message="virtual hosts are not implemented; section ignored",
-            ),
-        )
+        assert [m.name for m in config.vhosts[0].auth] == ["certificate"]
+        assert config.vhosts[0].tcp_port == 1443
+        assert config.warnings == ()
 
-    def test_each_vhost_warns(self, parse: Parse) -> None:
+    def test_each_vhost_is_its_own(self, parse: Parse) -> None:
         config = parse("[vhost:a]\ndpd = 1\n[vhost:b]\ndpd = 2\n")
-        assert [(w.line, w.key) for w in config.warnings] == [(4, "[vhost:a]"), (6, "[vhost:b]")]
+        assert [(v.vhost_name, v.dpd) for v in config.vhosts] == [("a", 1), ("b", 2)]
         assert config.dpd == 90
 
     def test_empty_section_returns_to_top_level(self, parse: Parse) -> None:

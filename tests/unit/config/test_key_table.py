@@ -218,7 +218,7 @@ PER_USER_SAMPLES = {
     "hostname": "laptop", "rx-data-per-sec": "100000", "tx-data-per-sec": "100000",
     "stats-report-time": "60", "session-timeout": "3600", "mtu": "1300", "dpd": "30",
     "mobile-dpd": "60", "idle-timeout": "600", "mobile-idle-timeout": "900", "keepalive": "60",
-    "max-same-clients": "1", "net-priority": "3", "user-profile": "/etc/ocserv/profile.xml",
+    "max-same-clients": "1", "net-priority": "3", "user-profile": __file__,
     "client-bypass-protocol": "true",
 }  # fmt: skip
 

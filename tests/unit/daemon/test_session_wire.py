@@ -76,3 +76,17 @@ def test_an_unknown_reference_is_refused(config_dir: Path) -> None:
     Other(buffer).dump(_session(_config(config_dir)))
     with pytest.raises(pickle.UnpicklingError, match="unknown reference"):
         load_session(buffer.getvalue(), _config(config_dir))
+
+
+def test_a_vhost_config_travels_by_reference_too(config_dir: Path) -> None:
+    extra = "[vhost:b.example]\nipv4-network = 10.8.0.0/24\n"
+    sender, receiver = _config(config_dir, extra), _config(config_dir, extra)
+    (vhost,) = sender.vhosts
+    payload = dump_session(_session(vhost), sender)
+    session = load_session(payload, receiver)
+    assert _settings(session).config is receiver.vhosts[0]
+    assert _settings(session).config.ipv4_network == ipaddress.IPv4Network("10.8.0.0/24")
+    assert len(payload) * 2 < len(pickle.dumps(_session(vhost)))
+    # A receiver without that vhost (a reload removed it) refuses the record.
+    with pytest.raises(pickle.UnpicklingError, match=r"vhost:b\.example"):
+        load_session(payload, _config(config_dir))

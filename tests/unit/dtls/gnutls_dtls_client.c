@@ -7,6 +7,8 @@
  *   psk:    gnutls_dtls_client PORT psk PSK_HEX APP_ID_HEX MESSAGE
  *
  * Prints "DESCRIPTION <gnutls session description>" and "ECHO <reply>", exits 0 on success.
+ * With OCG_REHANDSHAKE=N in the environment it then rehandshakes N times ("REHANDSHAKE i" and
+ * one more "ECHO <reply>" each).
  */
 #include <arpa/inet.h>
 #include <gnutls/dtls.h>
@@ -88,6 +90,23 @@ int main(int argc, char **argv) {
     buffer[n] = 0;
     printf("ECHO %s\n", buffer);
     fflush(stdout);
+    /* OCG_REHANDSHAKE=N: rekey N times as openconnect does at X-DTLS-Rekey-Time with method ssl
+     * (gnutls_handshake on the established session: a renegotiation in the current epoch), each
+     * followed by one more echo. */
+    const char *rekeys = getenv("OCG_REHANDSHAKE");
+    for (int i = 0; rekeys != NULL && i < atoi(rekeys); i++) {
+        do {
+            rc = gnutls_handshake(session);
+        } while (rc < 0 && !gnutls_error_is_fatal(rc));
+        check(rc, "rehandshake");
+        printf("REHANDSHAKE %d\n", i + 1);
+        check(gnutls_record_send(session, message, strlen(message)), "send");
+        n = gnutls_record_recv(session, buffer, sizeof(buffer) - 1);
+        check(n, "recv");
+        buffer[n] = 0;
+        printf("ECHO %s\n", buffer);
+        fflush(stdout);
+    }
     gnutls_bye(session, GNUTLS_SHUT_WR);
     gnutls_deinit(session);
     close(fd);

@@ -25,6 +25,7 @@ from ocgate.dtls import (
     DataReceived,
     DtlsAssociation,
     HandshakeCompleted,
+    HandshakeFailed,
     LegacyMode,
     PskMode,
     peek_client_hello_untrusted,
@@ -47,6 +48,7 @@ class EchoServer(threading.Thread):
         self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
         self.jar = CookieJar()
+        self.rekey_interval = 0.0
         self.association: DtlsAssociation | None = None
         self.events: list[DtlsEvent] = []
         self.stopping = threading.Event()
@@ -72,7 +74,9 @@ class EchoServer(threading.Thread):
                 return
             if isinstance(self.mode, PskMode):
                 self.jar.check(info, addr, now)
-            self.association = DtlsAssociation(mode=self.mode, now=now)
+            self.association = DtlsAssociation(
+                mode=self.mode, now=now, rekey_interval=self.rekey_interval
+            )
         self.association.receive_datagram(data, now)
         while (event := self.association.next_event()) is not None:
             self.events.append(event)
@@ -203,3 +207,65 @@ def test_gnutls_psk_with_app_id(gnutls_client: Path) -> None:
         "DESCRIPTION (DTLS1.2)-(PSK)-(AES-256-GCM)",
         "ECHO psk-data",
     ]
+
+
+REKEY_CASES = [
+    ("psk", "(DTLS1.2)-(PSK)-(AES-256-GCM)"),
+    ("dtls-AES256-SHA", DTLS_CIPHERSUITES["AES256-SHA"][0].description),
+    ("dtls-OC-DTLS1_2-AES128-GCM", DTLS_CIPHERSUITES["OC-DTLS1_2-AES128-GCM"][0].description),
+]
+
+
+def _rekey_argv(
+    gnutls_client: Path, case: str, port: int
+) -> tuple[LegacyMode | PskMode, list[str]]:
+    if case == "psk":
+        app_id = bytes(range(1, 33))
+        argv = [str(gnutls_client), str(port), "psk", PSK.hex(), app_id.hex(), "rekey-data"]
+        return PskMode(app_id=app_id, psk=PSK), argv
+    table, name = case.split("-", 1)
+    legacy = next(c for c in LEGACY_CASES if c[:2] == (table, name))
+    suite = DTLS_CIPHERSUITES[name][0]
+    argv = [str(gnutls_client), str(port), "legacy", *legacy[2:], MASTER.hex(), SESSION_ID.hex(),
+            "rekey-data"]  # fmt: skip
+    return LegacyMode(SESSION_ID, MASTER, suite), argv
+
+
+@pytest.mark.parametrize(("case", "description"), REKEY_CASES, ids=[c[0] for c in REKEY_CASES])
+def test_gnutls_rehandshake_moves_to_the_next_epoch(
+    gnutls_client: Path, case: str, description: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """openconnect's DTLS rekey (``X-DTLS-Rekey-Method: ssl``): GnuTLS renegotiates inside the
+    established session, twice here; each completes, and data flows in epochs 2 and 3."""
+    monkeypatch.setenv("OCG_REHANDSHAKE", "2")
+    mode, _ = _rekey_argv(gnutls_client, case, 0)
+    with EchoServer(mode) as server:
+        _, argv = _rekey_argv(gnutls_client, case, server.port)
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"DESCRIPTION {description}", "ECHO rekey-data",
+        "REHANDSHAKE 1", "ECHO rekey-data",
+        "REHANDSHAKE 2", "ECHO rekey-data",
+    ]  # fmt: skip
+    assert completed(server) == [description] * 3
+    assert server.association is not None
+    assert server.association.rekeys == 2
+
+
+def test_gnutls_rehandshake_too_soon_ends_the_association(
+    gnutls_client: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second rekey within ``rekey_interval`` of the first fails the association (ocserv:
+    "client requested DTLS rehandshake too soon"); the first one is always allowed."""
+    monkeypatch.setenv("OCG_REHANDSHAKE", "2")
+    mode, _ = _rekey_argv(gnutls_client, "psk", 0)
+    with EchoServer(mode) as server:
+        server.rekey_interval = 60.0
+        _, argv = _rekey_argv(gnutls_client, "psk", server.port)
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "REHANDSHAKE 1" in result.stdout
+    assert "REHANDSHAKE 2" not in result.stdout
+    failures = [e.reason for e in server.events if isinstance(e, HandshakeFailed)]
+    assert failures == ["client requested DTLS rehandshake too soon"], server.events

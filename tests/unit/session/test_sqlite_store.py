@@ -535,3 +535,10 @@ def test_directory_in_the_way_gives_an_os_error(db: Path) -> None:
     db.mkdir(parents=True)
     with pytest.raises(OSError, match=r"sessions\.sqlite"):
         SqliteSessionStore(db, now=T0)
+
+
+def test_page_cache_is_small(db: Path) -> None:
+    """The store is read whole at start, then written row by row: SQLite's default 2 MB page
+    cache only held sec-mod's memory up (2.6 MB less with 1,000 sessions, bench_gateway)."""
+    with SqliteSessionStore(db, now=T0) as store:
+        assert store._conn.execute("PRAGMA cache_size").fetchone()[0] == -256

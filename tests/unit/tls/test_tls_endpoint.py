@@ -126,3 +126,65 @@ def test_credentials_pin_matches_openconnect_format(tmp_path: Path) -> None:
     assert len(creds.pin_sha256) == 11 + 44
     assert len(creds.sha1_hex) == 40
     assert creds.sha1_hex == creds.sha1_hex.upper()
+
+
+def _anonymous_kib() -> int:
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("Anonymous:"):
+            return int(line.split()[1])
+    raise AssertionError("no Anonymous line in smaps_rollup")
+
+
+def test_a_burst_does_not_stay_with_the_connection(tmp_path: Path) -> None:
+    """OpenSSL's memory BIOs never shrink; the endpoint replaces them after the handshake and
+    after a burst, so a connection that once moved 256 KiB at once does not keep 256 KiB (it
+    did: 221 KB per connection measured before, 22 KB after)."""
+    cert, key = _write_pair(tmp_path)
+    ctx = build_server_context(
+        cert_files=(cert,), key_files=(key,), policy=translate_priorities(None)
+    )
+    burst = 256 * 1024
+    keep: list[TlsEndpoint] = []  # The servers only: the client's own BIOs keep their bursts.
+
+    def one() -> None:
+        server, client = TlsEndpoint(ctx), _client(SSL.TLS1_3_VERSION)
+        _pump(client, server)
+        client.sendall(b"u" * burst)  # Up: one receive_data of 256 KiB of records.
+        assert len(server.receive_data(client.bio_read(2 * burst))) == burst
+        for _ in range(burst // 16384):  # Down: 256 KiB of records drained at once.
+            server.send(b"d" * 16384)
+        client.bio_write(server.data_to_send())
+        got = b""
+        with contextlib.suppress(SSL.WantReadError):
+            while len(got) < burst:
+                got += client.recv(65536)
+        assert got == b"d" * burst
+        client.send(b"still fine")  # The replaced BIOs carry on.
+        assert _pump(client, server) == b"still fine"
+        keep.append(server)
+
+    for _ in range(20):
+        one()
+    before, count = _anonymous_kib(), 200
+    for _ in range(count):
+        one()
+    per_connection = (_anonymous_kib() - before) / count
+    assert per_connection < 64, f"{per_connection:.0f} KiB kept per connection"
+
+
+def test_fresh_bios_keep_bytes_still_waiting() -> None:
+    # Whatever sits in the old read BIO when the pair is replaced moves to the new one, in order.
+    from OpenSSL import SSL
+    from OpenSSL._util import ffi, lib
+
+    from ocgate.tls._records import RecordIO
+
+    conn = SSL.Connection(SSL.Context(SSL.TLS_SERVER_METHOD), None)
+    io = RecordIO(conn)
+    io.feed(b"partial record")
+    old = conn._into_ssl
+    io.fresh_bios()
+    assert conn._into_ssl != old
+    buf = ffi.new("char[]", 100)
+    n = lib.BIO_read(conn._into_ssl, buf, 100)
+    assert ffi.buffer(buf, n)[:] == b"partial record"

@@ -24,7 +24,13 @@ needs_root = pytest.mark.skipif(
 
 
 def test_exports() -> None:
-    assert sorted(ocgate.tun.__all__) == ["TunDevice", "configure_tun", "open_tun", "remove_tun"]
+    assert sorted(ocgate.tun.__all__) == [
+        "TunDevice",
+        "add_device_routes",
+        "configure_tun",
+        "open_tun",
+        "remove_tun",
+    ]
     for name in ocgate.tun.__all__:
         assert getattr(ocgate.tun, name) is not None
 

@@ -155,9 +155,17 @@ class Store(Protocol):
         """The persisted template snapshot (empty if none)."""
 
     async def record_lease(
-        self, *, username: str, session_id: str, address: str, start: float, end: float | None
+        self,
+        *,
+        username: str,
+        session_id: str,
+        address: str,
+        start: float,
+        end: float | None,
+        device: tuple[str, str, str] = ("", "", ""),
     ) -> None:
-        """Note that ``address`` was leased to ``username`` from ``start`` (until ``end``)."""
+        """Note that ``address`` was leased to ``username`` from ``start`` (until ``end``), on the
+        ``device`` its login described (platform, computer name, unique id; ``""`` unknown)."""
 
     async def end_lease(self, *, session_id: str, address: str | None, end: float) -> None:
         """Close the open leases of a session (of one address, or all of them)."""

@@ -329,10 +329,17 @@ class SqlStore:
         )
 
     async def record_lease(
-        self, *, username: str, session_id: str, address: str, start: float, end: float | None
+        self,
+        *,
+        username: str,
+        session_id: str,
+        address: str,
+        start: float,
+        end: float | None,
+        device: tuple[str, str, str] = ("", "", ""),
     ) -> None:
         addr = canonical_address(address)
-        await self._write_call("record_lease", username, session_id, addr, start, end)
+        await self._write_call("record_lease", username, session_id, addr, start, end, device)
 
     async def end_lease(self, *, session_id: str, address: str | None, end: float) -> None:
         addr = None if address is None else canonical_address(address)

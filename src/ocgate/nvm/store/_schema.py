@@ -237,6 +237,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ),
     ),
+    Migration(
+        2,
+        "the device each VPN lease's login described (platform, computer name, unique id)",
+        (
+            "ALTER TABLE vpn_leases ADD COLUMN device_platform TEXT",
+            "ALTER TABLE vpn_leases ADD COLUMN device_name TEXT",
+            "ALTER TABLE vpn_leases ADD COLUMN device_unique_id TEXT",
+        ),
+    ),
 )
 
 

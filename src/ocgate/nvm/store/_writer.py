@@ -331,8 +331,11 @@ class Writer:
         addr: str,
         start: float,
         end: float | None,
+        device: tuple[str, str, str] = ("", "", ""),
     ) -> None:
-        """Record (or update) a lease of ``addr`` (canonical)."""
+        """Record (or update) a lease of ``addr`` (canonical); ``device`` is what the login said of
+        the machine: platform, computer name, unique id (``""``: not said, stored as NULL)."""
+        platform, name, unique_id = (value or None for value in device)
         # An address handed to a new lease ends whatever lease still held it.
         conn.execute(
             "UPDATE vpn_leases SET lease_end = ? "
@@ -347,9 +350,10 @@ class Writer:
         if not updated:
             conn.execute(
                 "INSERT INTO vpn_leases "
-                "(username, session_id, address, lease_start, lease_end) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (username, session_id, addr, start, end),
+                "(username, session_id, address, lease_start, lease_end, "
+                "device_platform, device_name, device_unique_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (username, session_id, addr, start, end, platform, name, unique_id),
             )
         self._invalidate(addr)
 

@@ -29,7 +29,16 @@ from ocgate.nvm._records import (
     JsonValue,
     Module,
 )
-from ocgate.nvm.store import FlowFilter, SqliteStore, Store, _engine, _process, open_store
+from ocgate.nvm.store import (
+    FlowFilter,
+    SqliteStore,
+    Store,
+    _engine,
+    _process,
+    _schema,
+    _writer,
+    open_store,
+)
 from ocgate.nvm.store._base import decode_cursor, encode_cursor
 
 T10 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC).timestamp()
@@ -82,8 +91,41 @@ def all_flows(runner: asyncio.Runner, store: Store, filters: FlowFilter) -> list
 
 
 def test_migrations_are_idempotent(runner: asyncio.Runner, store: Store) -> None:
-    assert runner.run(store.migrate()) == 1
-    assert runner.run(store.migrate()) == 1
+    latest = _schema.MIGRATIONS[-1].version
+    assert runner.run(store.migrate()) == latest
+    assert runner.run(store.migrate()) == latest
+
+
+def test_a_version_1_store_gains_the_lease_device_columns(
+    runner: asyncio.Runner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A store made by the first release: its leases survive, and new ones keep their device.
+    path = tmp_path / "nvm.db"
+    monkeypatch.setattr(_writer, "MIGRATIONS", _schema.MIGRATIONS[:1])
+    old = SqliteStore(path, linger=0.001)
+    runner.run(old.open())
+    assert runner.run(old.migrate()) == 1
+    runner.run(old.close())
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # a lease written by version 1
+        db.execute(
+            "INSERT INTO vpn_leases (username, session_id, address, lease_start) "
+            "VALUES ('a', 's1', '10.1.0.2', ?)",
+            (T10,),
+        )
+    monkeypatch.undo()
+    new = SqliteStore(path, linger=0.001)
+    runner.run(new.open())
+    assert runner.run(new.migrate()) == 2
+    device = ("win", "LAPTOP-7", "9F1C")
+    runner.run(new.record_lease(username="b", session_id="s2", address="10.1.0.3", start=T10,
+                                end=None, device=device))  # fmt: skip
+    runner.run(new.close())
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            "SELECT username, device_platform, device_name, device_unique_id FROM vpn_leases "
+            "ORDER BY username"
+        ).fetchall()
+    assert rows == [("a", None, None, None), ("b", "win", "LAPTOP-7", "9F1C")]
 
 
 def test_round_trip_keeps_every_field(runner: asyncio.Runner, store: Store) -> None:
