@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ocgate.nvm.store import PostgresStore, SqliteStore, Store
+from ocgate.nvm.store._schema import MIGRATIONS
 from tests.unit.nvm.store import test_nvm_store as _cases
 
 from ._postgres import PgCluster, postgres_skip_reason, start_cluster
@@ -76,4 +77,5 @@ def test_postgres_migrations_race(pg_cluster: PgCluster, runner: asyncio.Runner)
             for s in stores:
                 await s.close()
 
-    assert runner.run(both()) == [1, 1]
+    latest = MIGRATIONS[-1].version
+    assert runner.run(both()) == [latest, latest]
