@@ -149,8 +149,11 @@ def _apply(
     add = sign == "+"
     if name in versions:
         versions[name] = add
+    elif name in {"VERS-ALL", "VERS-TLS-ALL"}:  # GnuTLS: every version at once.
+        for version in versions:
+            versions[version] = add
     elif name.startswith("VERS-"):
-        if add and name not in {"VERS-ALL", "VERS-TLS-ALL"}:
+        if add:
             warnings.append(
                 f"tls-priorities: {element}: ocgate never enables versions below TLS 1.2"
             )

@@ -41,6 +41,23 @@ def test_ocserv_sample_string() -> None:
     assert policy.warnings == ()
 
 
+@pytest.mark.parametrize(
+    ("priorities", "tls12", "tls13"),
+    [
+        ("NORMAL:-VERS-ALL:+VERS-TLS1.2", True, False),
+        ("NORMAL:-VERS-TLS-ALL:+VERS-TLS1.3", False, True),
+        ("NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", True, True),
+        ("NORMAL:-VERS-TLS1.3:+VERS-ALL", True, True),
+    ],
+)
+def test_vers_all_names_every_version(priorities: str, tls12: bool, tls13: bool) -> None:
+    # GnuTLS's -VERS-ALL removes every version; the ones added after it are the only ones left
+    # (ocgate once ignored it, so "-VERS-ALL:+VERS-TLS1.2" still offered TLS 1.3).
+    policy = translate_priorities(priorities)
+    assert (policy.tls12, policy.tls13) == (tls12, tls13)
+    assert policy.warnings == ()
+
+
 def test_removing_tls13_and_a_cipher() -> None:
     policy = translate_priorities("NORMAL:-VERS-TLS1.3:-AES-128-GCM:-RSA:-ARCFOUR-128")
     assert not policy.tls13
