@@ -69,6 +69,9 @@ __all__ = ["AuthService"]
 log = logging.getLogger("ocgate.secmod")
 
 _MAINTENANCE_PERIOD = 5.0
+_COMMIT_DELAY = 0.01
+"""Seconds the session store's row changes wait to be committed together (group commit: one
+login makes five or six of them; at most this much is lost if the service crashes)."""
 MAX_DIALOGS_PER_WORKER = 4096
 """Login dialogs a worker may hold open here (one per pre-tunnel TLS connection)."""
 MAX_SESSION_POOLS = 256
@@ -90,7 +93,10 @@ class AuthService:
     """The state and the request handlers of the authentication service."""
 
     def __init__(self, config: Config, *, store_path: str) -> None:
-        self.store: SessionStore = open_session_store(store_path, now=time.time())
+        self._commit: asyncio.TimerHandle | None = None
+        self.store: SessionStore = open_session_store(
+            store_path, now=time.time(), on_queued=self._commit_soon
+        )
         self.pool4: Ipv4Pool | None = None
         self.pool6: Ipv6Pool | None = None
         self._vhost_pools: dict[ipaddress.IPv4Network | ipaddress.IPv6Network,
@@ -353,9 +359,31 @@ class AuthService:
     def start(self) -> None:
         self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
 
+    def _commit_soon(self) -> None:
+        if self._commit is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # Not serving (a tool, a test): commit at once.
+            self._commit_now()
+            return
+        self._commit = loop.call_later(_COMMIT_DELAY, self._commit_now)
+
+    def _commit_now(self) -> None:
+        self._commit = None
+        flush = getattr(self.store, "flush", None)
+        if callable(flush):
+            try:
+                flush()
+            except OSError as exc:  # The changes hold in memory; the next save writes again.
+                log.error("event=session-store-write-failed error=%r", str(exc))
+
     async def close(self) -> None:
         if self._maintenance is not None:
             self._maintenance.cancel()
+        if self._commit is not None:
+            self._commit.cancel()
+            self._commit = None
         self._save_bans()
         if self.accounting is not None:
             await self.accounting.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ocgate.config import Config
 from ocgate.session import SessionStore
 
@@ -15,9 +17,14 @@ def session_store_path(config: Config) -> str:
     return f"{config.socket_file}.sessions.sqlite"
 
 
-def open_session_store(path: str, *, now: float) -> SessionStore:
-    """The SQLite store at ``path``: every unexpired session of an earlier run comes back."""
+def open_session_store(
+    path: str, *, now: float, on_queued: Callable[[], None] | None = None
+) -> SessionStore:
+    """The SQLite store at ``path``: every unexpired session of an earlier run comes back.
+
+    ``on_queued``: group commit (see :class:`~ocgate.session.SqliteSessionStore`).
+    """
     from ocgate.session import SqliteSessionStore
 
-    store: SessionStore = SqliteSessionStore.open(path, now=now)
+    store: SessionStore = SqliteSessionStore.open(path, now=now, on_queued=on_queued)
     return store

@@ -6,7 +6,14 @@ Theory of operation
   to a SQLite file. The in-memory dicts stay the index every lookup uses; SQLite is only written,
   and read once, when the store is opened. ``create``, ``mark_connected``, ``mark_disconnected``,
   ``invalidate``, ``expire`` and :meth:`SqliteSessionStore.save` each commit one small
-  transaction before they return.
+  transaction before they return — unless the owner asked for **group commit** (``on_queued``):
+  then the row changes queue in order and :meth:`SqliteSessionStore.flush` commits the queue in
+  one transaction. A commit costs far more than the statements in it (the write lock, WAL frames
+  of every page touched, the WAL index), and one login makes five or six row changes, so the
+  authentication service commits at most every few milliseconds instead (``bench_gateway.py
+  logins``). The cost: a crash loses the changes still queued (a session created in the last
+  milliseconds is forgotten and its user logs in again), and a failed commit is reported by
+  ``flush``, not by the mutation, so the changes of that batch hold in memory only.
 * The owner changes some fields itself (``ipv4``, ``ipv6``, ``hostname``, ``device``,
   ``remote_addr``, ``user_agent``, ``group``, ``extra``); it calls
   :meth:`SqliteSessionStore.save` afterwards, or the change is lost at the next restart.
@@ -27,7 +34,8 @@ Theory of operation
   renamed by an upgrade) is deleted with a warning, so the user simply logs in again.
 * Durability: WAL journal with ``synchronous=NORMAL``. A power loss may lose the last commits (a
   session created just before is forgotten and its user logs in again) but never corrupts the
-  file; a crash of the process alone loses nothing.
+  file; a crash of the process alone loses nothing written through, and with group commit only
+  what was still queued.
 * One owner: opening takes an exclusive ``flock`` on ``PATH.lock`` (which records the owner's
   pid) and keeps it until :meth:`SqliteSessionStore.close`. A second opener, in this process or
   another, gets :class:`BlockingIOError`. The lock dies with its process, so a crash leaves no
@@ -51,7 +59,7 @@ import os
 import secrets
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from ipaddress import IPv4Address, IPv6Network
 from types import TracebackType
@@ -105,12 +113,16 @@ class SqliteSessionStore(MemorySessionStore):
     :raises ConfigError: the file is not an ocgate session database, is damaged, or is newer.
     :raises OSError: the file or its directory cannot be created or opened.
 
+    :param on_queued: group commit: mutations queue their row changes instead of committing, and
+        this is called when the queue gets its first change; the owner then calls :meth:`flush`
+        soon (the authentication service: a few milliseconds later, on its event loop).
+
     Every mutation raises :class:`OSError` if the database cannot be written (the change then
     holds in memory only, except for ``create``, which is undone) and :class:`ValueError` after
-    :meth:`close`.
+    :meth:`close`; with group commit, :meth:`flush` raises the :class:`OSError` instead.
     """
 
-    __slots__ = ("_conn", "_lock_fd", "expired_at_open", "path")
+    __slots__ = ("_conn", "_lock_fd", "_on_queued", "_queued", "expired_at_open", "path")
 
     def __init__(
         self,
@@ -118,9 +130,12 @@ class SqliteSessionStore(MemorySessionStore):
         *,
         now: float,
         random_bytes: RandomBytes = secrets.token_bytes,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(random_bytes)
         self.path = os.fspath(path)
+        self._on_queued = on_queued
+        self._queued: list[tuple[str, Sequence[object]]] = []
         self.expired_at_open: list[Session] = []
         """Sessions found over when the file was opened; already deleted, their tunnels gone."""
         self._conn: sqlite3.Connection | None = None
@@ -144,9 +159,10 @@ class SqliteSessionStore(MemorySessionStore):
         now: float,
         *,
         random_bytes: RandomBytes = secrets.token_bytes,
+        on_queued: Callable[[], None] | None = None,
     ) -> SqliteSessionStore:
-        """The same as ``SqliteSessionStore(path, now=now, random_bytes=random_bytes)``."""
-        return cls(path, now=now, random_bytes=random_bytes)
+        """The same as ``SqliteSessionStore(path, now=now, ...)`` with the same keywords."""
+        return cls(path, now=now, random_bytes=random_bytes, on_queued=on_queued)
 
     def __repr__(self) -> str:
         return f"SqliteSessionStore({self.path!r}, sessions={len(self)})"
@@ -163,10 +179,17 @@ class SqliteSessionStore(MemorySessionStore):
         self.close()
 
     def close(self) -> None:
-        """Close the database and release the lock; calling it again does nothing.
+        """Commit what is queued, close the database and release the lock; calling it again does
+        nothing.
 
         The sessions stay readable in memory; any further mutation raises :class:`ValueError`.
+        A queue that cannot be committed is logged and lost (the file keeps its last commit).
         """
+        if self._conn is not None and self._queued:
+            try:
+                self.flush()
+            except OSError as exc:
+                log.error("event=session-store-write-failed db=%s error=%r", self.path, str(exc))
         conn, self._conn = self._conn, None
         try:
             if conn is not None:
@@ -342,9 +365,29 @@ class SqliteSessionStore(MemorySessionStore):
             raise ValueError(f"session database {self.path} is closed")
         return self._conn
 
+    @property
+    def queued(self) -> int:
+        """Row changes waiting for :meth:`flush` (group commit)."""
+        return len(self._queued)
+
+    def flush(self) -> None:
+        """Commit the queued row changes in one transaction (group commit; nothing if none).
+
+        :raises OSError: the database cannot be written; the queue is dropped (the changes hold
+            in memory only, and a later save of a session writes its whole row again).
+        """
+        if self._queued:
+            with self._transaction():
+                pass  # _transaction runs the queue first.
+
     def _write(self, statement: str, params: Sequence[object]) -> None:
-        """Run one statement in its own (autocommit) transaction."""
+        """Run one statement in its own (autocommit) transaction, or queue it (group commit)."""
         conn = self._db()
+        if self._on_queued is not None:
+            self._queued.append((statement, params))
+            if len(self._queued) == 1:
+                self._on_queued()
+            return
         try:
             conn.execute(statement, params)
         except sqlite3.Error as exc:
@@ -352,9 +395,13 @@ class SqliteSessionStore(MemorySessionStore):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction that first runs the queued row changes, in their order."""
         conn = self._db()
+        queued, self._queued = self._queued, []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            for statement, params in queued:
+                conn.execute(statement, params)
             yield conn
             conn.execute("COMMIT")
         except BaseException as exc:

@@ -542,3 +542,59 @@ def test_page_cache_is_small(db: Path) -> None:
     cache only held sec-mod's memory up (2.6 MB less with 1,000 sessions, bench_gateway)."""
     with SqliteSessionStore(db, now=T0) as store:
         assert store._conn.execute("PRAGMA cache_size").fetchone()[0] == -256
+
+
+# --- group commit (on_queued) -------------------------------------------------------------------
+
+
+def _rows(db: Path) -> list[tuple[str, int]]:
+    """(sid, connected) of every row in the file, as another reader sees it."""
+    with closing(sqlite3.connect(db)) as conn:
+        return sorted(conn.execute("SELECT sid, connected FROM sessions").fetchall())
+
+
+def test_group_commit_queues_row_changes_until_flush(db: Path) -> None:
+    calls: list[int] = []
+    with SqliteSessionStore(db, now=T0, on_queued=lambda: calls.append(store.queued)) as store:
+        _, alice = create(store)
+        _, bob = create(store, user="bob")
+        store.mark_connected(alice, T0 + 1, tunnel_id=7)
+        assert calls == [1]  # Called once, when the queue got its first change.
+        assert store.queued == 3
+        assert _rows(db) == []  # Nothing committed yet.
+        store.flush()
+        assert store.queued == 0
+        assert _rows(db) == sorted([(alice.sid, 1), (bob.sid, 0)])
+        store.invalidate(bob)
+        assert calls == [1, 1]  # A new batch calls again.
+    # Closing committed the last batch.
+    assert _rows(db) == [(alice.sid, 1)]
+
+
+def test_group_commit_keeps_the_order_of_changes(db: Path) -> None:
+    # An expire (its own transaction) runs after the queued changes it follows, in one commit.
+    with SqliteSessionStore(db, now=T0, on_queued=lambda: None) as store:
+        _, alice = create(store)
+        store.mark_connected(alice, T0 + 1)
+        store.mark_disconnected(alice, T0 + 2, COOKIE_TIMEOUT)
+        assert store.expire(T0 + 2 + COOKIE_TIMEOUT + 1) == [alice]
+        assert store.queued == 0
+        assert _rows(db) == []
+    with SqliteSessionStore(db, now=T0 + 1) as again:
+        assert again.sessions() == []
+
+
+def test_group_commit_failure_is_raised_by_flush_and_memory_keeps_the_change(db: Path) -> None:
+    with SqliteSessionStore(db, now=T0, on_queued=lambda: None) as store:
+        _, alice = create(store)
+        store.flush()
+        store._db().execute("PRAGMA query_only = ON")
+        store.mark_connected(alice, T0 + 1, tunnel_id=1)  # Queued: no error yet.
+        with pytest.raises(OSError, match="session database write failed"):
+            store.flush()
+        assert store.queued == 0  # The batch is dropped; memory holds the change.
+        assert alice.connected
+        store._db().execute("PRAGMA query_only = OFF")
+        store.save(alice)  # A later save writes the whole row again.
+        store.flush()
+    assert _rows(db) == [(alice.sid, 1)]
