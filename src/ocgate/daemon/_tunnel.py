@@ -255,6 +255,10 @@ class Tunnel:
         if self.rx_limit is not None:
             packets = self.rx_limit.filter(packets, self._loop.time())
         self.tun.write_batch(self.packet_filter.admit_untrusted(packets))
+        if self._reading and not self.closed:
+            # What the kernel answered while taking the write (an echo reply, TCP ACKs) is queued
+            # already: send it now, not after another trip through the event loop.
+            self._on_tun_readable()
 
     def note_activity(self, now: float) -> None:
         """Idle-relevant traffic on the DTLS channel."""
