@@ -366,6 +366,44 @@ def test_seal_and_open_match_the_reference(mode: LegacyMode, impl: str) -> None:
         assert info.value.description == 22
 
 
+def _ivs(state: object, count: int) -> list[bytes]:
+    """The explicit IVs of ``count`` CBC records ``state`` seals (its default randomness)."""
+    records = state.seal_data(b"\x00", [b"x"] * count)  # type: ignore[attr-defined]
+    return [r[13:29] for r in records]  # After the 13-byte header: the 16-byte IV.
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_cbc_ivs_never_repeat_across_refills_and_forks(impl: str) -> None:
+    """With ``os.urandom`` the compiled path takes its IVs from a 4 KiB pool that RAND_bytes
+    refills (256 IVs each): over several refills every IV differs, the records still open, and a
+    forked child never sends the IVs its parent sends next."""
+    mode = legacy_mode("AES256-SHA")
+    server, _, client_read, _ = _states(mode, impl)  # Default randomness (os.urandom).
+    ivs = _ivs(server, 1000)
+    assert len(set(ivs)) == len(ivs)
+    (record,) = server.seal_data(b"\x00", [b"still opens"])  # type: ignore[attr-defined]
+    (parsed,) = records_untrusted(record)
+    assert client_read.open(parsed.epoch_seq, 23, parsed.version, parsed.fragment) == (
+        b"\x00still opens"
+    )
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe only.
+        try:
+            os.write(write_end, b"".join(_ivs(server, 10)))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    parent = b"".join(_ivs(server, 10))
+    assert len(child) == len(parent) == 160
+    assert not {child[i : i + 16] for i in range(0, 160, 16)} & {
+        parent[i : i + 16] for i in range(0, 160, 16)
+    }
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_seal_limits(impl: str) -> None:
     server, *_ = _states(legacy_mode("OC-DTLS1_2-AES256-GCM"), impl)
