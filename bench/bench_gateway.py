@@ -21,7 +21,9 @@ defaults, a /16 pool and no client limits) and is measured in turn:
   CPU.
 
 Figures depend on the machine (2 cores here, client and server on the same cores): compare the
-servers within one run, not across machines.
+servers within one run, not across machines. Runs on a 2-core machine scatter by 10-15 %: use
+``--rounds 3`` (the servers take turns in a rotating order, each round) and read the medians and
+the ratios to ocserv printed at the end.
 """
 
 from __future__ import annotations
@@ -410,8 +412,11 @@ def _run_one(ctx: _Ctx, label: str, fn: Callable[[Server, Path], object]) -> Non
     )
     server.wait_ready()
     try:
-        ctx.row[label] = fn(server, workdir)
-        print(f"   {label}: {ctx.row[label]}", flush=True)
+        value = fn(server, workdir)
+        runs = ctx.row.setdefault(label, [])
+        assert isinstance(runs, list)
+        runs.append(value)
+        print(f"   {label}: {value}", flush=True)
     finally:
         server.stop()
         ctx.pair.kill_in(ctx.pair.server)
@@ -426,6 +431,7 @@ def main() -> int:
     parser.add_argument("--scenarios", default="throughput,logins,setup,flood")
     parser.add_argument("--tunnels", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds, servers in rotating order")
     parser.add_argument("--flood-rate", type=int, default=20_000, help="datagrams per second")
     parser.add_argument(
         "--flood-without-collector",
@@ -442,13 +448,18 @@ def main() -> int:
     servers = servers_wanted(args.servers)
     if any(kind is ServerKind.OCSERV for _, kind, _ in servers):
         ensure_ocserv()
-    results: dict[str, dict[str, object]] = {}
+    results: dict[str, dict[str, object]] = {name: {} for name, _, _ in servers}
     pair = NetnsPair.create("bench")
     tmp = Path(tempfile.mkdtemp(prefix="ocgate-bench-"))
     try:
         cert = make_server_cert(tmp / "pki", SERVER_ADDR)
-        for name, kind, extra in servers:
-            print(f"== {name}", flush=True)
+        turns = [
+            (round_, servers[(round_ + i) % len(servers)])
+            for round_ in range(args.rounds)
+            for i in range(len(servers))
+        ]
+        for round_, (name, kind, extra) in turns:
+            print(f"== {name} (round {round_})", flush=True)
             overrides: dict[str, str | None] = {**BASE, **extra}
             flood_overrides: dict[str, str | None] = dict(overrides)
             if not args.flood_without_collector:
@@ -457,8 +468,7 @@ def main() -> int:
                 # The flood comes from the client namespace's own address: let it be decoded
                 # (exporters outside the VPN pools are refused by default, which costs less).
                 flood_overrides["nvm-allow"] = f"{pair.client_addr}/32"
-            row: dict[str, object] = {}
-            results[name] = row
+            row = results[name]
 
             def run(label: str, fn: Callable[[Server, Path], object], *, ctx: _Ctx) -> None:
                 _run_one(ctx, label, fn)
@@ -491,8 +501,42 @@ def main() -> int:
     finally:
         pair.destroy()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("\n" + json.dumps(results, indent=2))
+    medians = {name: {label: _median(runs) for label, runs in row.items()}
+               for name, row in results.items()}  # fmt: skip
+    print("\n" + json.dumps({"rounds": results, "medians": medians}, indent=2))
+    if "ocserv" in medians:
+        print("\nmedians, and ratio to ocserv:")
+        for name, row in medians.items():
+            for label, value in row.items():
+                base = medians["ocserv"].get(label)
+                for key, figure, ref in _figures(label, value, base):
+                    ratio = f"  ({figure / ref:.2f}x ocserv)" if ref else ""
+                    print(f"  {name:12} {key:28} {figure:10.3f}{ratio}")
     return 0
+
+
+def _median(runs: object) -> object:
+    """The median of a scenario's rounds: of each number, key by key for dicts."""
+    assert isinstance(runs, list)
+    if all(isinstance(r, int | float) for r in runs):
+        return statistics.median(runs)
+    if all(isinstance(r, dict) for r in runs):
+        keys = [k for k in runs[0] if all(k in r for r in runs)]
+        return {k: _median([r[k] for r in runs]) for k in keys}
+    return runs[-1]
+
+
+def _figures(label: str, value: object, base: object) -> list[tuple[str, float, float | None]]:
+    """(name, figure, ocserv's figure or None) of every number in a scenario's median."""
+    if isinstance(value, int | float):
+        return [(label, float(value), float(base) if isinstance(base, int | float) else None)]
+    if isinstance(value, dict):
+        rows = []
+        for key, item in value.items():
+            ref = base.get(key) if isinstance(base, dict) else None
+            rows += _figures(f"{label}.{key}", item, ref)
+        return rows
+    return []
 
 
 if __name__ == "__main__":
