@@ -22,6 +22,10 @@
  *   packet, ICMP error for an earlier datagram, firewall), as ocgate.tun._batch.DROPPED_ERRNOS.
  * - Nothing here releases the GIL: every call is short and non-blocking, and the objects are used
  *   from the event-loop thread only.
+ * - close_later(fd): closing a TUN device's last descriptor waits for RCU grace periods (ms). Four
+ *   C threads of this module do it, fed through a pipe; they never take the GIL. Python threads
+ *   doing the same (ocgate.daemon._closer's fallback) take the GIL back after each close, and on
+ *   a busy machine a thread descheduled while holding it stalls the event loop behind it.
  * - CBC: the MAC and the padding are both checked before one verdict, as in the reference (no
  *   padding oracle through distinct errors; a Lucky13-grade constant-time MAC is not attempted,
  *   as in the reference). Explicit IVs come from RAND_bytes, or from the association's
@@ -36,7 +40,9 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -853,7 +859,74 @@ fail:
     return NULL;
 }
 
+/* -- close_later ------------------------------------------------------------------------------ */
+
+#define CLOSER_THREADS 4
+static int closer_pipe[2] = {-1, -1};
+static int closer_errno;
+static pthread_once_t closer_once = PTHREAD_ONCE_INIT;
+
+static void *closer_main(void *unused) {
+    int fd;
+    for (;;) {
+        ssize_t n = read(closer_pipe[0], &fd, sizeof fd);
+        if (n == (ssize_t)sizeof fd)
+            close(fd);
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            return NULL;
+    }
+}
+
+static void closer_start(void) {
+    if (pipe2(closer_pipe, O_CLOEXEC) != 0 || fcntl(closer_pipe[1], F_SETFL, O_NONBLOCK) != 0) {
+        closer_errno = errno;
+        return;
+    }
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* The threads inherit it: signals go elsewhere. */
+    int started = 0;
+    for (int i = 0; i < CLOSER_THREADS; i++) {
+        pthread_t thread;
+        if (pthread_create(&thread, &attr, closer_main, NULL) == 0)
+            started++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (started == 0)
+        closer_errno = EAGAIN;
+}
+
+static PyObject *close_later(PyObject *module, PyObject *arg) {
+    long value = PyLong_AsLong(arg);
+    if (value == -1 && PyErr_Occurred())
+        return NULL;
+    if (value < 0 || value > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "close_later needs a descriptor");
+        return NULL;
+    }
+    int fd = (int)value;
+    pthread_once(&closer_once, closer_start);
+    ssize_t n = -1;
+    if (closer_errno == 0) {
+        do
+            n = write(closer_pipe[1], &fd, sizeof fd);
+        while (n < 0 && errno == EINTR);
+    }
+    if (n != (ssize_t)sizeof fd)
+        close(fd); /* No thread, or 16,384 closes already waiting: close here, slowly. */
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"close_later", close_later, METH_O,
+     "close_later(fd) -> None: close fd on one of this module's threads (they hold no GIL)"},
     {"read_many", read_many, METH_VARARGS,
      "read_many(fd, limit) -> list[bytes]: up to limit packets, fewer when none is waiting"},
     {"write_many", write_many, METH_VARARGS,

@@ -2,9 +2,14 @@
 
 Closing a TUN device's last descriptor unregisters the device, and the kernel waits for RCU grace
 periods before it returns (milliseconds, tens of them on a busy machine). A worker closes one per
-tunnel it ends, so it hands them to a few threads of its own. A plain queue costs the event loop one
-``put`` per descriptor, where ``run_in_executor`` cost a future, a work item, locks and a callback
-back into the loop that nobody needed (the close has no result).
+tunnel it ends, so it hands them to a few threads of its own.
+
+With the compiled ``ocgate._fastpath`` those are C threads fed through a pipe: they never hold the
+GIL. The fallback here uses Python threads and a plain queue (one ``put`` per descriptor, where
+``run_in_executor`` cost a future, a work item, locks and a callback nobody needed); each of them
+takes the GIL back after its close, and on a machine whose cores are all busy a thread that is
+descheduled while holding it stalls the event loop behind it (``bench_gateway.py logins`` with one
+worker: the loop waited on the GIL after most of its ``send`` calls).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import os
 import queue
 import threading
+from collections.abc import Callable
 
 __all__ = ["close_later"]
 
@@ -30,7 +36,7 @@ def _run() -> None:
             os.close(fd)
 
 
-def close_later(fd: int) -> None:
+def _py_close_later(fd: int) -> None:
     """Close ``fd`` on a background thread (started on first use); returns at once."""
     if len(_threads) < _THREADS:
         with _lock:
@@ -39,3 +45,14 @@ def close_later(fd: int) -> None:
                 thread.start()
                 _threads.append(thread)
     _queue.put(fd)
+
+
+close_later: Callable[[int], None] = _py_close_later
+"""Close ``fd`` on a background thread (started on first use); returns at once."""
+if os.environ.get("OCGATE_FASTPATH", "").strip().lower() != "python":  # As ocgate.tun._batch.
+    try:
+        from ocgate import _fastpath  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - depends on how the package was built
+        pass
+    else:
+        close_later = _fastpath.close_later
