@@ -5,7 +5,7 @@ Pure code (sans-IO): no I/O, no logging, no clock. Reference: anyconnect-protoco
 
 from __future__ import annotations
 
-from ocgate.aggauth._codec import parse_client_message_untrusted
+from ocgate.aggauth._codec import device_claim, parse_client_message_untrusted
 from ocgate.aggauth._messages import (
     AuthReply,
     ClientMessage,
@@ -36,6 +36,7 @@ __all__ = [
     "InitRequest",
     "LoginForm",
     "LogoutRequest",
+    "device_claim",
     "make_opaque",
     "parse_client_message_untrusted",
     "render_auth_request",

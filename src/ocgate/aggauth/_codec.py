@@ -92,9 +92,10 @@ _DEVICE_ATTRIBUTES = (
 )
 
 
-def _claim(value: str | None) -> str:
-    """A device claim as kept: stripped, or empty when over the cap or holding control characters
-    (a login is not refused for what it says about the machine, only that part is not kept)."""
+def device_claim(value: str | None) -> str:
+    """A device claim as kept (from the XML or a header): stripped, or empty when over
+    :data:`MAX_DEVICE_ID_BYTES` or holding control characters (a login is not refused for what it
+    says about the machine, only that part is not kept)."""
     value = (value or "").strip()
     if len(value.encode("utf-8", "surrogatepass")) > MAX_DEVICE_ID_BYTES or _CONTROL_RE.search(
         value
@@ -108,8 +109,8 @@ def _parse_device(root: ET.Element) -> DeviceId | None:
     element = root.find("device-id")
     if element is None:
         return None
-    values = {field: _claim(element.get(attribute)) for attribute, field in _DEVICE_ATTRIBUTES}
-    return DeviceId(platform=_claim(element.text), **values)
+    values = {field: device_claim(element.get(name)) for name, field in _DEVICE_ATTRIBUTES}
+    return DeviceId(platform=device_claim(element.text), **values)
 
 
 def _parse_init(root: ET.Element) -> InitRequest:

@@ -11,28 +11,18 @@ lease, so an endpoint's flows can be matched to the machine that logged in.
 from __future__ import annotations
 
 import dataclasses
-import re
 
-from ocgate.aggauth import DeviceId
+from ocgate.aggauth import DeviceId, device_claim
 from ocgate.http import Request
 
 __all__ = ["device_from_login"]
 
-_MAX = 128
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _HEADERS = (
     ("platform", "x-anyconnect-identifier-platform"),
     ("platform_version", "x-anyconnect-identifier-platformversion"),
     ("device_type", "x-anyconnect-identifier-devicetype"),
     ("unique_id", "x-anyconnect-identifier-device-uniqueid"),
 )
-
-
-def _claim(value: str | None) -> str:
-    value = (value or "").strip()
-    if len(value.encode("utf-8", "surrogatepass")) > _MAX or _CONTROL_RE.search(value):
-        return ""
-    return value
 
 
 def device_from_login(xml: DeviceId | None, request: Request) -> DeviceId | None:
@@ -42,7 +32,7 @@ def device_from_login(xml: DeviceId | None, request: Request) -> DeviceId | None
     """
     device = xml if xml is not None else DeviceId()
     fills = {
-        field: _claim(request.header(header))
+        field: device_claim(request.header(header))
         for field, header in _HEADERS
         if not getattr(device, field)
     }

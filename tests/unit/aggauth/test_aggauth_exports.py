@@ -14,6 +14,7 @@ EXPECTED = {
     "InitRequest",
     "LoginForm",
     "LogoutRequest",
+    "device_claim",
     "make_opaque",
     "parse_client_message_untrusted",
     "render_auth_request",
