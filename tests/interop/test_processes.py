@@ -163,8 +163,8 @@ def test_a_killed_worker_costs_only_its_clients_a_reconnect(
     time.sleep(0.5)
     iperf_client = subprocess.Popen(
         pair.exec_argv(pair.client, ["iperf3", "-c", SERVER_TUN4, "-p", "5301", "-t", "4",
-                                     "-B", env_b["INTERNAL_IP4_ADDRESS"], "--bind-dev", _ifname(bob),
-                                     "-J"]),
+                                     "-B", env_b["INTERNAL_IP4_ADDRESS"],
+                                     "--bind-dev", _ifname(bob), "-J"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
