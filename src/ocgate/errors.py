@@ -17,6 +17,7 @@
             ├── BadControlMessage   control-socket (occtl) request or response line
             ├── BadFrame            CSTP framing; carries the disconnect reason
             ├── BadIpfix            IPFIX / nvzFlow message from a flow exporter
+            ├── BadProxyHeader      PROXY protocol v1/v2 header from a balancer
             └── BadRecord           DTLS record, handshake message or HelloVerify cookie;
                 │                   carries the alert ``description``
                 └── BadRecordMac    a DTLS record failed its MAC / AEAD tag check
@@ -37,6 +38,7 @@ __all__ = [
     "BadFrame",
     "BadHttpRequest",
     "BadIpfix",
+    "BadProxyHeader",
     "BadRecord",
     "BadRecordMac",
     "BadStrap",
@@ -144,6 +146,11 @@ class BadFrame(RemoteProtocolError):
 
 class BadIpfix(RemoteProtocolError):
     """A malformed IPFIX message, set, template or record (RFC 7011 §9.1): discard the message."""
+
+
+class BadProxyHeader(RemoteProtocolError):
+    """A PROXY protocol header (``listen-proxy-proto``) that is missing, malformed or too long:
+    the connection is closed before TLS."""
 
 
 class BadRecord(RemoteProtocolError):

@@ -40,6 +40,7 @@ from ._openconnect import OpenConnect, OpenConnectRunner
 from ._rawclient import aggauth_login, connect_tunnel, open_conn
 from ._server import Server, ServerKind, StartServer, server_kind
 from ._traffic import ping
+from .test_ops import without_node
 
 pytestmark = [
     pytest.mark.interop,
@@ -245,7 +246,7 @@ class Gateway:
         )
         scrape = pair.run_in(pair.server, [sys.executable, "-c", code]).stdout
         for line in scrape.splitlines():
-            if line.startswith(name + " "):
+            if without_node(line).startswith(name + " "):
                 return float(line.split()[-1])
         raise AssertionError(f"{name} not in the scrape:\n{scrape}")
 

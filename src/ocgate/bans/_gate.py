@@ -23,6 +23,13 @@ a ``max-clients`` of a few dozen, one source holding that many silent connection
 everybody out. ``max-clients`` bounds tunnels (checked at CONNECT, where a reconnect replacing its
 own tunnel is not counted twice); the pre-authentication caps bound the rest.
 
+Behind a balancer (``listen-proxy-proto``) the peer is the balancer, so the supervisor admits
+each connection *unattributed* (:meth:`AdmissionGate.admit_unattributed`: only the global cap
+applies) and the worker, having read the PROXY protocol header, names the client:
+:meth:`AdmissionGate.attribute` then applies the bans, the per-source cap and the rate slot to that
+address, exactly as :meth:`~AdmissionGate.admit` does to a peer. The balancer's own address is
+never banned or capped.
+
 Every table is bounded: pending connections by the global cap, bans by :data:`MAX_BANS`, per-source
 rate slots by ``max_sources`` (stale ones go first, then the oldest).
 """
@@ -80,7 +87,7 @@ class AdmissionGate:
         self._max_sources = max_sources
         self._bans: dict[str, float] = {}
         self._slots: dict[str, float] = {}  # Source -> when its next connection may start.
-        self._pending: dict[int, str] = {}  # Token -> source.
+        self._pending: dict[int, str | None] = {}  # Token -> source (None: not known yet).
         self._per_source: dict[str, int] = {}
         self._next_token = 0
 
@@ -104,25 +111,38 @@ class AdmissionGate:
 
         :raises AdmissionRefused: banned, or a cap is reached.
         """
-        policy = self.policy
         key = ban_key(address) or address
-        until = self._bans.get(key)
-        if until is not None:
-            if now < until:
-                raise AdmissionRefused("address is banned")
-            del self._bans[key]
-        if policy.max_pre_auth and len(self._pending) >= policy.max_pre_auth:
-            raise AdmissionRefused("too many connections before authentication")
-        from_source = self._per_source.get(key, 0)
-        limit = policy.max_pre_auth_per_source
-        if limit and from_source >= limit and not _is_loopback_key(key):
-            raise AdmissionRefused("too many connections before authentication from this source")
-        delay = self._take_slot(key, now)
-        self._next_token += 1
-        token = self._next_token
-        self._pending[token] = key
-        self._per_source[key] = from_source + 1
-        return Admission(token=token, delay=delay)
+        self._refuse_banned(key, now)
+        self._refuse_over_global_cap()
+        self._refuse_over_source_cap(key)
+        token = self._new_token()
+        return Admission(token=token, delay=self._count(token, key, now))
+
+    def admit_unattributed(self) -> Admission:
+        """Let in a connection whose source is not known yet (``listen-proxy-proto``: the peer is
+        the balancer); only the global cap applies until :meth:`attribute` names the source.
+
+        :raises AdmissionRefused: the global cap is reached.
+        """
+        self._refuse_over_global_cap()
+        token = self._new_token()
+        self._pending[token] = None
+        return Admission(token=token, delay=0.0)
+
+    def attribute(self, token: int, address: str, now: float) -> float:
+        """The connection of ``token`` (admitted unattributed) is from ``address``: apply the bans,
+        the per-source cap and the rate slot to it. A refused one stays counted until released.
+
+        :returns: the delay before the connection may proceed (``rate-limit-ms``).
+        :raises AdmissionRefused: banned, over the per-source cap, or ``token`` is not a
+            connection waiting for its source.
+        """
+        if token not in self._pending or self._pending[token] is not None:
+            raise AdmissionRefused("not a connection waiting for its source address")
+        key = ban_key(address) or address
+        self._refuse_banned(key, now)
+        self._refuse_over_source_cap(key)
+        return self._count(token, key, now)
 
     def release(self, token: int) -> None:
         """The connection of ``token`` reached its tunnel or closed (unknown tokens are ignored)."""
@@ -134,6 +154,34 @@ class AdmissionGate:
             self._per_source[key] = left
         else:
             del self._per_source[key]
+
+    def _refuse_banned(self, key: str, now: float) -> None:
+        until = self._bans.get(key)
+        if until is not None:
+            if now < until:
+                raise AdmissionRefused("address is banned")
+            del self._bans[key]
+
+    def _refuse_over_global_cap(self) -> None:
+        limit = self.policy.max_pre_auth
+        if limit and len(self._pending) >= limit:
+            raise AdmissionRefused("too many connections before authentication")
+
+    def _refuse_over_source_cap(self, key: str) -> None:
+        limit = self.policy.max_pre_auth_per_source
+        if limit and self._per_source.get(key, 0) >= limit and not _is_loopback_key(key):
+            raise AdmissionRefused("too many connections before authentication from this source")
+
+    def _new_token(self) -> int:
+        self._next_token += 1
+        return self._next_token
+
+    def _count(self, token: int, key: str, now: float) -> float:
+        """Count ``token`` against ``key`` and take the source's rate slot; return the delay."""
+        delay = self._take_slot(key, now)
+        self._pending[token] = key
+        self._per_source[key] = self._per_source.get(key, 0) + 1
+        return delay
 
     def _take_slot(self, key: str, now: float) -> float:
         rate = self.policy.rate_limit

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ocgate.config._profile import ProfileFile
+from ocgate.config._values import default_node_name
 from ocgate.ipfilter import PortPolicy
 from ocgate.nvm._config import ListenAddress as NvmListen
 from ocgate.nvm._config import SinkAddress as NvmSink
@@ -81,6 +82,9 @@ class Config:
     # Sockets (§4.6).
     listen_host: str | None = None
     tcp_port: int = 443
+    listen_proxy_proto: bool = False
+    """``listen-proxy-proto``: each TCP connection starts with a PROXY protocol header naming the
+    client (read by the worker before TLS; see :mod:`ocgate.proxyproto`)."""
     udp_port: int | None = None
 
     # TLS (§4.4).
@@ -217,6 +221,10 @@ class Config:
     host_update_script: str | None = None
     metrics_listen: str | None = None
     """``HOST:PORT`` of the Prometheus endpoint (an ocgate extension; off when unset)."""
+    health_listen: str | None = None
+    """``HOST:PORT`` of the balancer's ``GET /health`` alone (ocgate extension; off when unset)."""
+    node_name: str = field(default_factory=default_node_name)
+    """This gateway's name among several (ocgate ``node-name``; default: the host name)."""
 
     # NVM collector (ocgate extension; checked across keys by ocgate.nvm._config.NvmSettings).
     nvm_listen: tuple[NvmListen, ...] = ()

@@ -47,6 +47,7 @@ from ocgate.config._values import (
     parse_http_header,
     parse_listen,
     parse_net_priority,
+    parse_node_name,
     parse_optional_uint,
     parse_path,
     parse_port,
@@ -400,10 +401,12 @@ _SPECS: tuple[OptionSpec, ...] = (
         "listen-proxy-proto",
         _B,
         _G,
+        field="listen_proxy_proto",
         default=False,
-        harmless=False,
-        refuse="the PROXY protocol header is not read: every client would have the proxy's "
-        "address, so bans, max-same-clients and deny-roaming would act on the proxy",
+        note="every TCP connection must start with a PROXY protocol v1 or v2 header (HAProxy "
+        "send-proxy / send-proxy-v2), read before TLS; its client address is the connection's "
+        "for the accept gate, bans, logs, scripts, occtl and RADIUS. A connection without one "
+        "is closed, and so is a LOCAL (health check) one, as in ocserv; DTLS is unchanged",
     ),
     _o("append-routes", _B, _V, field="append_routes", default=False),
     _o(
@@ -522,6 +525,29 @@ _SPECS: tuple[OptionSpec, ...] = (
         reloadable=False,
         collector=True,
         extension=True,
+    ),
+    _o(
+        "health-listen",
+        _W,
+        _G,
+        parse=parse_listen,
+        field="health_listen",
+        reloadable=False,
+        extension=True,
+        note="HTTP GET /health for a balancer: 200 ready, 503 draining (also served on "
+        "metrics-listen); no metrics here",
+    ),
+    _o(
+        "node-name",
+        _W,
+        _G,
+        parse=parse_node_name,
+        field="node_name",
+        default="the host name",
+        reloadable=False,
+        extension=True,
+        note="this gateway among several behind a balancer: the node label of every metric, "
+        "Node in ctl show status and show users",
     ),
     _o("workers", _W, _G, parse=parse_workers, field="workers", reloadable=False, extension=True),
     _o(

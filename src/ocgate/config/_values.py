@@ -32,6 +32,7 @@ __all__ = [
     "parse_existing_file",
     "parse_http_header",
     "parse_net_priority",
+    "parse_node_name",
     "parse_optional_uint",
     "parse_path",
     "parse_port",
@@ -318,6 +319,31 @@ def parse_tls_priorities(value: str, ctx: ParseContext) -> str:
     for element in rest:
         if _TLS_MODIFIER.fullmatch(element) is None:
             raise ConfigError(f"bad element {element!r} in {value!r}", expected=_TLS_EXPECTED)
+    return value
+
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+_NODE_NAME_EXPECTED = (
+    "1-63 characters from A-Z a-z 0-9 . _ -, starting and ending with a letter or digit, "
+    "e.g. gw1 or vpn-a.example"
+)
+
+
+def default_node_name() -> str:
+    """The node name when ``node-name`` is unset: the machine's host name (its first label when
+    that is no valid node name as a whole), else ``ocgate``."""
+    host = os.uname().nodename
+    for candidate in (host, host.split(".", 1)[0]):
+        if _NODE_NAME.fullmatch(candidate) is not None:
+            return candidate
+    return "ocgate"
+
+
+def parse_node_name(value: str, ctx: ParseContext) -> str:
+    """``node-name``: this gateway's name among several behind a balancer (a DNS label, or a few
+    dotted ones); it labels metrics and ``ctl`` output, so it must be short and printable."""
+    if _NODE_NAME.fullmatch(value) is None:
+        raise ConfigError(f"not a node name: {value!r}", expected=_NODE_NAME_EXPECTED)
     return value
 
 

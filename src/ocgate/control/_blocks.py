@@ -206,6 +206,7 @@ def _dropped(e: Emitter, user: UserInfo) -> None:
 def user_block(e: Emitter, user: UserInfo, *, now: float, tz: tzinfo | None) -> None:
     """One user's detail block (ocserv ``src/occtl/unix.c`` ``common_info_cmd()``)."""
     e.integer("ID", user.id)
+    e.single("Node", user.node)  # ocgate: the gateway serving it (empty: not printed).
     e.pair("Username", user.username or NO_USER, "Groupname", user.groupname or NO_GROUP)
     e.single("State", user.state)
     e.single("vhost", user.vhost)
@@ -246,6 +247,15 @@ def _latency(us: int) -> str:
 def _status_general(e: Emitter, st: StatusInfo, now: float, tz: tzinfo | None, debug: bool) -> None:
     e.text("General info:")
     e.single("Status", "online")
+    e.single("Node", st.node)
+    e.single("State", st.state)
+    if st.drain_deadline > 0:
+        e.timed(
+            "Drain deadline",
+            format_date(st.drain_deadline, tz),
+            interval_between(st.drain_deadline, now),
+        )
+        e.raw("raw_drain_deadline", int(st.drain_deadline))
     e.integer("Server PID", st.server_pid)
     e.integer("Sec-mod PID", st.sec_mod_pid)
     e.integer("Sec-mod instance count", st.sec_mod_instances)

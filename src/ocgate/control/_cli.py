@@ -257,6 +257,10 @@ _ACTION_TEXT: Final[dict[Command, tuple[str, str]]] = {
     Command.UNBAN_IP: ("IP '{}' was unbanned", "could not unban IP '{}'"),
     Command.RELOAD: ("Server scheduled to reload", "Error scheduling reload"),
     Command.STOP: ("Server scheduled to stop", "Error scheduling server stop"),
+    Command.DRAIN: (
+        "Server draining: new logins refused; tunnels close and it stops when the grace ends",
+        "Error scheduling server drain",
+    ),
 }
 
 

@@ -15,6 +15,7 @@ from typing import Final, Protocol
 
 from ocgate.control._model import BanInfo, SessionInfo, StatusInfo, UserInfo
 from ocgate.control._protocol import (
+    DEFAULT_DRAIN_SECONDS,
     BansResponse,
     Command,
     ErrorResponse,
@@ -48,6 +49,11 @@ class ControlBackend(Protocol):
     def unban(self, ip: str) -> bool: ...
     def reload(self) -> bool: ...
     def stop(self) -> bool: ...
+
+    def drain(self, seconds: int) -> bool:
+        """Refuse new logins and CONNECTs now, and stop in ``seconds`` without telling the
+        clients (their sessions stay, so they reconnect elsewhere with their cookies)."""
+        ...
 
 
 def match_session(session: SessionInfo, sid: str) -> bool:
@@ -124,6 +130,9 @@ _HANDLERS: Final[dict[Command, _Handler]] = {
     Command.UNBAN_IP: lambda b, r: _done(b.unban(str(r.arg)), f"IP {r.arg}"),
     Command.RELOAD: lambda b, r: _done(b.reload(), "reload"),
     Command.STOP: lambda b, r: _done(b.stop(), "stop"),
+    Command.DRAIN: lambda b, r: _done(
+        b.drain(r.arg if isinstance(r.arg, int) else DEFAULT_DRAIN_SECONDS), "drain"
+    ),
 }
 
 

@@ -42,6 +42,9 @@ class UserInfo:
     """
 
     id: int
+    node: str = ""
+    """The gateway (``node-name``) that serves the tunnel; an ocgate addition, for listings
+    that span several nodes behind a balancer."""
     username: str = ""
     groupname: str = ""
     state: str = "connected"
@@ -133,6 +136,12 @@ class StatusInfo:
     max_mtu: int = 0
     rx: int = 0
     tx: int = 0
+    node: str = ""
+    """ocgate additions: the gateway's ``node-name``; its ``state`` for a balancer (``ready``,
+    ``draining``, ``stopping``; empty from a server that does not say) and, while draining, the
+    epoch time it stops at (``drain_deadline``, 0 otherwise)."""
+    state: str = ""
+    drain_deadline: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

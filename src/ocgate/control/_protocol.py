@@ -39,6 +39,8 @@ from ocgate.errors import BadControlMessage, LocalProtocolError
 
 __all__ = [
     "COMMAND_TABLE",
+    "DEFAULT_DRAIN_SECONDS",
+    "MAX_DRAIN_SECONDS",
     "MAX_LINE_BYTES",
     "PROTOCOL_VERSION",
     "BansResponse",
@@ -66,6 +68,10 @@ PROTOCOL_VERSION: Final = 1
 #: Longest accepted line, newline included (a thousand detailed users fit comfortably).
 MAX_LINE_BYTES: Final = 1 << 20
 _MAX_INT: Final = 1 << 63
+#: ``stop drain`` without SECONDS: the grace before the tunnels close (ocgate extension).
+DEFAULT_DRAIN_SECONDS: Final = 30
+#: The longest drain grace accepted (a day).
+MAX_DRAIN_SECONDS: Final = 86400
 
 
 class Command(StrEnum):
@@ -89,6 +95,7 @@ class Command(StrEnum):
     UNBAN_IP = "unban_ip"
     RELOAD = "reload"
     STOP = "stop"
+    DRAIN = "drain"
 
 
 class _Arg(StrEnum):
@@ -98,6 +105,8 @@ class _Arg(StrEnum):
     IP = "[IP]"
     SID = "[SID]"
     FIXED = "fixed"
+    SECONDS = "[SECONDS]"
+    """Optional: whole seconds up to :data:`MAX_DRAIN_SECONDS`; ``None`` means the default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +203,14 @@ COMMAND_TABLE: Final[tuple[CommandSpec, ...]] = (
         "Provides information about connecting users",
     ),
     CommandSpec("stop now", _Arg.NONE, Command.STOP, "Terminates the server"),
+    CommandSpec(
+        "stop drain",
+        _Arg.SECONDS,
+        Command.DRAIN,
+        "Refuses new logins (health: draining), then after SECONDS (default "
+        f"{DEFAULT_DRAIN_SECONDS}) closes every tunnel without ending its session and stops",
+    ),
+    CommandSpec("drain", _Arg.SECONDS, Command.DRAIN, "Alias of stop drain"),
 )
 
 _COMMANDS: Final = frozenset(c.value for c in Command)
@@ -214,7 +231,8 @@ class UsageError(LocalProtocolError):
 @dataclass(frozen=True, slots=True)
 class Request:
     """One control request. ``arg`` is a user name, an IP, a session id, ``"all"``/``"valid"``
-    (``show_sessions``) or an ``int`` connection id, as the command needs."""
+    (``show_sessions``), an ``int`` connection id or the ``int`` seconds of ``drain`` (``None``:
+    the default grace), as the command needs."""
 
     cmd: Command
     arg: str | int | None = None
@@ -274,6 +292,13 @@ _EVENT_KINDS: Final = frozenset({"connect", "disconnect"})
 
 def _check_arg(spec: CommandSpec, rest: list[str], line: str) -> Request:
     kind = _Arg(spec.arg)
+    if kind is _Arg.SECONDS:
+        if not rest:
+            return Request(spec.command)
+        arg = " ".join(rest)
+        if not arg.isascii() or not arg.isdigit() or int(arg) > MAX_DRAIN_SECONDS:
+            raise UsageError(f"invalid SECONDS: {arg} (0-{MAX_DRAIN_SECONDS})", candidates=(spec,))
+        return Request(spec.command, int(arg))
     if kind in (_Arg.NONE, _Arg.FIXED):
         if rest:
             raise UsageError(f"unexpected argument after {spec.words!r}: {' '.join(rest)}")
@@ -443,6 +468,8 @@ def parse_request_untrusted(line: bytes) -> Request:
     kind = _ARG_OF[cmd]
     if kind is _Arg.NONE:
         ok = arg is None
+    elif kind is _Arg.SECONDS:
+        ok = arg is None or (_is_int(arg) and 0 <= arg <= MAX_DRAIN_SECONDS)
     elif kind is _Arg.ID:
         ok = isinstance(arg, int) and _is_int(arg) and arg > 0
     elif kind is _Arg.FIXED:

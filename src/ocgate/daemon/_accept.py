@@ -8,6 +8,13 @@ at once or, under ``rate-limit-ms``, when its source's slot comes (held here unt
 accepted address earns ``ban-points-connection`` in the authentication service, which keeps the
 scores; the addresses go there in batches (one message per 50 ms at most) rather than one
 round trip per connection. The gate hears of bans back from the authentication service.
+
+Behind a balancer (``listen-proxy-proto``) the peer address is the balancer's: the connection is
+admitted unattributed (the global cap only, no points) and handed over at once, marked
+``proxied``. The worker reads the PROXY protocol header and reports the client's address
+(:class:`~ocgate.ipc.messages.RealAddress`); :meth:`Acceptor.attribute` then applies the bans, the
+per-source cap, the rate slot and the connection's ban points to it, and answers with the delay or
+a refusal (logged and counted here, like one at accept; the worker closes the connection).
 """
 
 from __future__ import annotations
@@ -43,8 +50,9 @@ def gate_policy(config: Config) -> GatePolicy:
 class Acceptor:
     """Accepts from the listening sockets and hands connections over.
 
-    :param hand_over: gives an accepted socket with its gate token to a worker; returns False if
-        no worker could take it (the caller closes the socket either way).
+    :param hand_over: gives an accepted socket with its gate token and whether it is proxied
+        (starts with a PROXY protocol header) to a worker; returns False if no worker could take
+        it (the caller closes the socket either way).
     :param send_points: sends a :class:`~ocgate.ipc.messages.ConnectionPoints` to the auth service.
     """
 
@@ -52,11 +60,12 @@ class Acceptor:
         self,
         config: Config,
         *,
-        hand_over: Callable[[socket.socket, int], bool],
+        hand_over: Callable[[socket.socket, int, bool], bool],
         send_points: Callable[[m.ConnectionPoints], None],
     ) -> None:
         self.gate = AdmissionGate(gate_policy(config))
         self._points_enabled = config.max_ban_score > 0 and config.ban_points_connection > 0
+        self._proxied = config.listen_proxy_proto
         self._hand_over = hand_over
         self._send_points = send_points
         self._held: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
@@ -91,6 +100,7 @@ class Acceptor:
         """A reload: new limits; connections already in keep their places."""
         self.gate.policy = gate_policy(config)
         self._points_enabled = config.max_ban_score > 0 and config.ban_points_connection > 0
+        self._proxied = config.listen_proxy_proto
 
     def accept(self, listener: socket.socket) -> None:
         """Accept what is waiting on ``listener`` (at most 64 at a time, then yield to the loop)."""
@@ -103,6 +113,9 @@ class Acceptor:
                 log.warning("event=accept-failed reason=%r", exc.strerror)
                 return
             address = str(peer[0])[:64] if peer else ""
+            if self._proxied:
+                self._accept_proxied(conn, address)
+                continue
             try:
                 admission = self.gate.admit(address, time.monotonic())
             except AdmissionRefused as exc:
@@ -117,6 +130,17 @@ class Acceptor:
                 self._held[admission.token] = (conn, timer)
                 continue
             self._give(conn, admission.token)
+
+    def attribute(self, token: int, address: str) -> m.Admitted | m.Failed:
+        """A worker read the PROXY protocol header of ``token``: the client is ``address``."""
+        try:
+            delay = self.gate.attribute(token, address, time.monotonic())
+        except AdmissionRefused as exc:
+            self._refused(address, str(exc))
+            return m.Failed(message=str(exc))
+        if self._points_enabled:
+            self._add_points(address)
+        return m.Admitted(delay=min(delay, 3600.0))  # The message's bound.
 
     def release(self, token: int) -> None:
         """A worker reports the connection of ``token`` done (tunnel up, or closed)."""
@@ -144,9 +168,19 @@ class Acceptor:
 
     # ---------------------------------------------------------------------------------------------
 
-    def _give(self, conn: socket.socket, token: int) -> None:
+    def _accept_proxied(self, conn: socket.socket, balancer: str) -> None:
+        """The peer is the balancer: the client is judged when the worker names it."""
         try:
-            if not self._hand_over(conn, token):
+            admission = self.gate.admit_unattributed()
+        except AdmissionRefused as exc:
+            conn.close()
+            self._refused(balancer, str(exc))
+            return
+        self._give(conn, admission.token, proxied=True)
+
+    def _give(self, conn: socket.socket, token: int, *, proxied: bool = False) -> None:
+        try:
+            if not self._hand_over(conn, token, proxied):
                 self.gate.release(token)
         finally:
             conn.close()  # The worker has its own descriptor now.

@@ -252,11 +252,18 @@ class _WorkerRole(_Role):
         worker = self.worker
         if isinstance(msg, m.NewConnection):
             for fd in fds:
-                worker.adopt_connection(fd, msg.token)
+                worker.adopt_connection(fd, msg.token, proxied=msg.proxied)
             return None
         if isinstance(msg, m.MetricsConnection):
             for fd in fds:
-                asyncio.get_running_loop().create_task(_serve_scrape(worker.supervisor, fd))
+                asyncio.get_running_loop().create_task(
+                    _serve_scrape(worker.supervisor, fd, msg.health, metrics=msg.metrics)
+                )
+            return None
+        if isinstance(msg, m.Drain):
+            for fd in fds:
+                os.close(fd)
+            worker.drain(msg.deadline)
             return None
         if isinstance(msg, m.Steered):
             if worker.dtls_port is None or len(fds) != 1:
@@ -298,16 +305,19 @@ class _WorkerRole(_Role):
         await asyncio.sleep(0.05)  # Let the TunnelDown reports reach the auth service.
 
 
-async def _serve_scrape(supervisor: ipc.Channel, fd: int) -> None:
-    from ocgate.metrics._http import answer_scrape
+async def _serve_scrape(supervisor: ipc.Channel, fd: int, health: str, *, metrics: bool) -> None:
+    """One request on ``metrics-listen`` (``/metrics``, ``/health``) or ``health-listen``
+    (``/health`` only); ``health`` is the node's state the supervisor handed over with it."""
+    from ocgate.metrics._http import answer_http
 
-    sock = socket.socket(fileno=fd)
-    try:
-        reply: m.ScrapeText = await supervisor.call(m.Scrape(), timeout=10.0)
-        text = reply.text.encode()
-    except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
-        text = b"# the supervisor did not answer\n"
-    await answer_scrape(sock, lambda: text)
+    async def scrape() -> bytes:
+        try:
+            reply: m.ScrapeText = await supervisor.call(m.Scrape(), timeout=10.0)
+        except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+            return b"# the supervisor did not answer\n"
+        return reply.text.encode()
+
+    await answer_http(socket.socket(fileno=fd), scrape=scrape if metrics else None, health=health)
 
 
 class _AuthRole(_Role):

@@ -4,6 +4,14 @@ This adapter makes no protocol decisions: it feeds bytes to the TLS endpoint, pl
 door or the tunnel, hands requests to the login dialog or the gateway's CONNECT handler, and writes
 what the cores produce. Every error a peer can cause is answered by the core that detected it and
 logged once here; nothing a peer sends raises out of ``data_received``.
+
+Behind a balancer (``listen-proxy-proto``, the supervisor marks the connection ``proxied``) the
+first bytes are a PROXY protocol header, read by :class:`ocgate.proxyproto.ProxyHeaderReader`
+before any TLS. A connection without a valid header within its time is closed; a LOCAL one (a
+health check) too, as ocserv does. Otherwise the header's client address becomes ``remote`` (and
+its destination ``local``) for everything after: the supervisor's accept gate judges it (reading
+pauses until the verdict; the bytes after the header wait for TLS), then logs, logins, scripts,
+occtl and RADIUS all see it.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from ocgate.http import (
     TimedOut,
     with_headers,
 )
+from ocgate.proxyproto import Command, HeaderRefused, ProxyHeaderReader
 from ocgate.tls import TlsEndpoint, TlsFailure
 
 if TYPE_CHECKING:
@@ -39,13 +48,18 @@ log = logging.getLogger("ocgate.conn")
 class ClientConnection(asyncio.Protocol):
     """asyncio protocol for one TCP connection on the TLS port."""
 
-    def __init__(self, gateway: Worker, gate_token: int = 0) -> None:
+    def __init__(self, gateway: Worker, gate_token: int = 0, *, proxied: bool = False) -> None:
         self._gateway = gateway
         self.gate_token = gate_token
         """The supervisor's name for this connection until it reaches a tunnel or closes."""
         self.conn_id = gateway.next_conn_id()
         self.asked_auth = False
         self._loop = asyncio.get_running_loop()
+        self._proxy = ProxyHeaderReader(now=self._loop.time()) if proxied else None
+        """Reads the PROXY protocol header first (``listen-proxy-proto``); ``None`` after it."""
+        self._proxy_timer: asyncio.TimerHandle | None = None
+        self._held: bytearray | None = None
+        """The client's bytes after the header while the accept gate judges its address."""
         self._transport: asyncio.Transport | None = None
         self._tls = TlsEndpoint(gateway.tls_context)
         config = gateway.config
@@ -76,9 +90,14 @@ class ClientConnection(asyncio.Protocol):
         self.remote = str(peer[0]) if peer else "?"
         sock = transport.get_extra_info("sockname")
         self.local = str(sock[0]) if sock else "?"
-        # The supervisor's accept gate has admitted the address already (bans, caps, rate).
+        # The supervisor's accept gate has admitted the address already (bans, caps, rate), or,
+        # for a proxied connection, will judge the client the header names.
         self._gateway.connection_opened(self)
         self._arm_timer()
+        if self._proxy is not None:
+            when = self._proxy.get_timer()
+            if when is not None:
+                self._proxy_timer = self._loop.call_at(when, self._on_proxy_timer)
 
     def vhost(self) -> Config:
         """The configuration of the host the client asked for by TLS server name (SNI): a
@@ -92,6 +111,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._proxy_timer is not None:
+            self._proxy_timer.cancel()
         if self._busy is not None:
             self._busy.cancel()
         if self.tunnel is not None:
@@ -111,6 +132,13 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         start = time.monotonic_ns()
         self._received_any = True
+        if self._held is not None:  # The accept gate is judging the client: TLS waits.
+            self._held += data
+            return
+        if self._proxy is not None:
+            self._proxy.receive_data(data, self._loop.time())
+            self._proxy_event()
+            return
         rekeys = self._tls.renegotiations
         try:
             plaintext = self._tls.receive_data(data, self._loop.time())
@@ -135,6 +163,69 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None
+
+    # PROXY protocol (listen-proxy-proto) ----------------------------------------------------------
+
+    def _proxy_event(self) -> None:
+        """The header is read (or refused): the client's address, judged before any TLS."""
+        assert self._proxy is not None
+        event = self._proxy.next_event()
+        if event is None:
+            return
+        self._proxy = None
+        if self._proxy_timer is not None:
+            self._proxy_timer.cancel()
+            self._proxy_timer = None
+        if isinstance(event, HeaderRefused):
+            log.info("event=proxy-header-refused remote=%s reason=%r", self.remote, event.reason)
+            self._drop()
+            return
+        header = event.header
+        if header.command is Command.LOCAL:  # ocserv: a health check, closed at once.
+            log.debug("event=proxy-health-check remote=%s", self.remote)
+            self._drop()
+            return
+        if header.source is not None:
+            log.debug("event=proxy-header balancer=%s remote=%s", self.remote, header.source)
+            self.remote = header.source
+        if header.destination is not None:
+            self.local = header.destination
+        self._held = bytearray(event.data)
+        if self._transport is not None:
+            self._transport.pause_reading()
+        self._busy = self._loop.create_task(self._admit())
+
+    async def _admit(self) -> None:
+        """The accept gate's verdict on ``remote``; then TLS gets the bytes held meanwhile."""
+        delay = await self._gateway.admit_client(self, self.remote)
+        if delay is None:
+            self._busy = None
+            self._drop()
+            return
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._busy = None
+        held, self._held = self._held, None
+        if self._transport is None or self._transport.is_closing():
+            return
+        self._transport.resume_reading()
+        if held:
+            self.data_received(bytes(held))
+
+    def _on_proxy_timer(self) -> None:
+        self._proxy_timer = None
+        if self._proxy is None:
+            return
+        self._proxy.handle_timer(self._loop.time())
+        self._proxy_event()
+        when = self._proxy.get_timer() if self._proxy is not None else None
+        if when is not None:  # The loop woke a little early: wait again.
+            self._proxy_timer = self._loop.call_at(when, self._on_proxy_timer)
+
+    def _drop(self) -> None:
+        """Close before TLS started: there is nothing to say to the peer."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
 
     # HTTP -----------------------------------------------------------------------------------------
 

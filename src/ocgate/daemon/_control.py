@@ -172,3 +172,7 @@ class ControlService:
     def stop(self) -> bool:
         self._request_stop()
         return True
+
+    def drain(self, seconds: int) -> bool:
+        self._sup.drain(seconds)
+        return True

@@ -186,7 +186,7 @@ async def _run(config: Config, logs: LogSetup, pid_file: str | None) -> int:
     # (SIGUSR2 and SIGHUP would by default).
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    supervisor = Supervisor(config, logs=logs, request_stop=stop_now)
+    supervisor = Supervisor(config, logs=logs, request_stop=stop_now, request_exit=stop.set)
     tasks: set[asyncio.Task[object]] = set()
 
     def spawn(coro: Coroutine[object, object, object]) -> None:

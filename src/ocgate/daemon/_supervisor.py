@@ -11,6 +11,11 @@ restarts any that dies, and does for them what needs privileges:
 * binds a UDP socket connected to a DTLS client when a worker steers a hello to its owner;
 * runs the connect and disconnect scripts;
 * serves the occtl socket, gathering snapshots from the workers and the auth service;
+* holds the node's state for a balancer (ready, draining until a deadline, stopping): it hands
+  each connection on ``metrics-listen``/``health-listen`` to a worker with that state, which
+  answers ``GET /health``; ``ctl stop drain`` tells the workers to refuse new logins and
+  CONNECTs, and at the deadline stops the node as SIGTERM does (tunnels closed without a word,
+  sessions kept, so clients reconnect with their cookies through the balancer elsewhere);
 * handles SIGHUP (reload everywhere), SIGTERM/SIGINT (stop; sessions stay in the store), SIGUSR2.
 
 Everything a child asks is a typed message validated on arrival (:mod:`ocgate.ipc.messages`).
@@ -32,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ocgate import ipc
 from ocgate.config import Config, load_config
@@ -61,7 +67,7 @@ log = logging.getLogger("ocgate")
 _STATIC_KEYS = (
     "listen_host", "tcp_port", "udp_port", "udp_listen_host", "socket_file", "occtl_socket_file",
     "use_occtl", "pid_file", "run_as_user", "run_as_group", "metrics_listen", "device", "workers",
-    "session_store", "isolate_workers",
+    "session_store", "isolate_workers", "node_name", "health_listen",
 )  # fmt: skip
 _RESTART_DELAY = 0.5
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -94,12 +100,25 @@ class LogSetup:
 class Supervisor:
     """Starts, watches and serves the other processes."""
 
-    def __init__(self, config: Config, *, logs: LogSetup, request_stop: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        logs: LogSetup,
+        request_stop: Callable[[], None],
+        request_exit: Callable[[], None] | None = None,
+    ) -> None:
+        """:param request_stop: stop telling the clients (``stop now``: they exit).
+        :param request_exit: stop without telling them (SIGTERM; the end of a drain)."""
         from ocgate.sandbox import resolve_account
 
         self.config = config
         self.logs = logs
         self.request_stop = request_stop
+        self.request_exit = request_exit or request_stop
+        self.drain_deadline: float | None = None
+        """Epoch seconds at which a draining node stops; ``None``: not draining."""
+        self._drain_timer: asyncio.TimerHandle | None = None
         self.account = resolve_account(config.run_as_user or "nobody", config.run_as_group)
         self.cookie_key = secrets.token_bytes(32)
         count = config.workers or os.cpu_count() or 1
@@ -111,6 +130,7 @@ class Supervisor:
         self._tcp: list[socket.socket] = []
         self._udp: list[socket.socket] = []
         self._metrics_sock: socket.socket | None = None
+        self._health_sock: socket.socket | None = None
         self._rr = 0
         self._tasks: set[asyncio.Task[object]] = set()
         self._steer_budget = float(_STEERS_PER_SECOND)
@@ -146,7 +166,9 @@ class Supervisor:
             sock.listen(1024)
             loop.add_reader(sock.fileno(), self.acceptor.accept, sock)
         if self._metrics_sock is not None:
-            loop.add_reader(self._metrics_sock.fileno(), self._accept_metrics)
+            loop.add_reader(self._metrics_sock.fileno(), self._accept_metrics, self._metrics_sock)
+        if self._health_sock is not None:
+            loop.add_reader(self._health_sock.fileno(), self._accept_metrics, self._health_sock)
         if config.use_occtl:
             from ocgate.daemon._control import ControlService
 
@@ -176,15 +198,9 @@ class Supervisor:
                 self._udp.append(sock)
                 log.info("event=listening proto=udp address=%s", sock.getsockname()[:2])
         if config.metrics_listen:
-            mhost, mport = parse_listen_address(config.metrics_listen)
-            family = socket.AF_INET6 if ":" in mhost else socket.AF_INET
-            msock = socket.socket(family, socket.SOCK_STREAM)
-            msock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            msock.bind((mhost, mport))
-            msock.listen(64)
-            msock.setblocking(False)
-            self._metrics_sock = msock
-            log.info("event=listening proto=metrics address=%s", (mhost, mport))
+            self._metrics_sock = _bind_http(config.metrics_listen, "metrics")
+        if config.health_listen:
+            self._health_sock = _bind_http(config.health_listen, "health")
 
     def _prepare_nvm_store(self) -> None:
         """The collector runs as run-as-user: its SQLite directory must be its own."""
@@ -209,10 +225,13 @@ class Supervisor:
                 loop.remove_reader(sock.fileno())
             sock.close()
         self.acceptor.close()
-        if self._metrics_sock is not None:
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(self._metrics_sock.fileno())
-            self._metrics_sock.close()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        for http in (self._metrics_sock, self._health_sock):
+            if http is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    loop.remove_reader(http.fileno())
+                http.close()
         if self.control is not None:
             await self.control.close()  # type: ignore[attr-defined]
             with contextlib.suppress(FileNotFoundError):
@@ -322,6 +341,9 @@ class Supervisor:
             for fd in fds:
                 os.close(fd)
         child.ready = True
+        if child.role == "worker" and self.drain_deadline is not None:
+            with contextlib.suppress(ipc.ChannelClosed):  # A restarted worker drains too.
+                channel.send(m.Drain(deadline=self.drain_deadline))
         log.info(
             "event=child-started role=%s index=%d generation=%d pid=%d",
             child.role,
@@ -367,12 +389,13 @@ class Supervisor:
         self._rr += 1
         return min(ready, key=lambda w: (w.tunnels, w.handed, (w.index - self._rr) % len(ready)))
 
-    def _hand_over(self, conn: socket.socket, token: int) -> bool:
+    def _hand_over(self, conn: socket.socket, token: int, proxied: bool = False) -> bool:
         worker = self._pick_worker()
         if worker is None or worker.channel is None:
             return False
         try:
-            worker.channel.send(m.NewConnection(token=token), [conn.fileno()])
+            message = m.NewConnection(token=token, proxied=proxied)
+            worker.channel.send(message, [conn.fileno()])
         except (ipc.ChannelClosed, ValueError):
             return False
         worker.handed += 1
@@ -385,19 +408,49 @@ class Supervisor:
             self.acceptor.release(token)
         child.pending.clear()
 
-    def _accept_metrics(self) -> None:
-        assert self._metrics_sock is not None
+    def _accept_metrics(self, listener: socket.socket) -> None:
+        """A connection on ``metrics-listen`` or ``health-listen``: a worker answers it (the
+        supervisor parses no HTTP), with the node's state as of now for ``GET /health``."""
         try:
-            conn, _addr = self._metrics_sock.accept()
+            conn, _addr = listener.accept()
         except OSError:
             return
         try:
             worker = self._pick_worker()
             if worker is not None and worker.channel is not None:
+                handed = m.MetricsConnection(
+                    health=self.health, metrics=listener is self._metrics_sock
+                )
                 with contextlib.suppress(ipc.ChannelClosed):
-                    worker.channel.send(m.MetricsConnection(), [conn.fileno()])
+                    worker.channel.send(handed, [conn.fileno()])
         finally:
             conn.close()
+
+    @property
+    def health(self) -> Literal["ready", "draining", "stopping"]:
+        """What ``GET /health`` answers: ``ready`` (200), else ``draining``/``stopping`` (503)."""
+        if self.stopping:
+            return "stopping"
+        return "draining" if self.drain_deadline is not None else "ready"
+
+    def drain(self, seconds: float) -> None:
+        """Drain: health says ``draining`` at once, the workers refuse new logins and CONNECTs,
+        and in ``seconds`` the node stops as SIGTERM stops it (no DISCONNECT, sessions kept).
+        Draining again sets a new deadline; a reload does not end a drain."""
+        loop = asyncio.get_running_loop()
+        self.drain_deadline = time.time() + seconds
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        self._drain_timer = loop.call_later(seconds, self._drained)
+        for worker in self.workers:
+            if worker.channel is not None and worker.ready:
+                with contextlib.suppress(ipc.ChannelClosed):
+                    worker.channel.send(m.Drain(deadline=self.drain_deadline))
+        log.warning("event=draining node=%s seconds=%g", self.config.node_name, seconds)
+
+    def _drained(self) -> None:
+        log.warning("event=drained node=%s reason='drain deadline'", self.config.node_name)
+        self.request_exit()
 
     # Requests from the children -------------------------------------------------------------------
 
@@ -442,6 +495,10 @@ class Supervisor:
                 child.pending.discard(msg.token)
                 self.acceptor.release(msg.token)
             return None
+        if isinstance(msg, m.RealAddress):  # listen-proxy-proto: the gate judges the client.
+            if msg.token not in child.pending:  # Only its own connections.
+                return m.Failed(message="not a connection of this worker")
+            return self.acceptor.attribute(msg.token, msg.address)
         if isinstance(msg, m.Scrape):
             return m.ScrapeText(text=(await self.scrape()).decode())
         return m.Failed(message=f"unexpected {type(msg).__name__}")
@@ -626,7 +683,13 @@ class Supervisor:
 
         children = [self.auth, *self.workers] + ([self.nvm] if self.nvm else [])
         parts = await asyncio.gather(*(collect(c) for c in children))
-        return render_merged([*parts, self.acceptor.metrics()])
+        node = m.Metrics(
+            samples=[m.Sample("ocgate_node_draining", {}, float(self.health != "ready"), "gauge")],
+            help={"ocgate_node_draining": "1 while the node drains or stops (health 503), else 0"},
+        )
+        return render_merged(
+            [*parts, self.acceptor.metrics(), node], {"node": self.config.node_name}
+        )
 
     async def stats_line(self) -> str:
         workers, auth = await self.gather()
@@ -727,12 +790,28 @@ class Supervisor:
             max_mtu=int(max((w.stats.get("max_mtu", 0) for w in workers), default=0)),
             rx=int(total("rx") + total("live_rx")),
             tx=int(total("tx") + total("live_tx")),
+            node=self.config.node_name,
+            state=self.health,
+            drain_deadline=self.drain_deadline or 0.0,
         )
 
     def _background(self, coro: Coroutine[object, object, object]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _bind_http(value: str, proto: str) -> socket.socket:
+    """The listening socket of ``metrics-listen`` or ``health-listen`` (a worker answers it)."""
+    host, port = parse_listen_address(value)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(64)
+    sock.setblocking(False)
+    log.info("event=listening proto=%s address=%s", proto, (host, port))
+    return sock
 
 
 def _own_network(

@@ -112,6 +112,21 @@ class Worker:
         self.latency = LatencySampler(self.stats)
         """occtl's ``Median latency``/``STDEV latency`` (see ``daemon/_latency.py``)."""
         self.server4, self.server6 = server_addresses(config)
+        self.draining_until: float | None = None
+        """Set by the supervisor's ``Drain``: new logins and CONNECTs are refused (so clients
+        go to another node behind the balancer); a reload does not clear it."""
+
+    def drain(self, deadline: float) -> None:
+        self.draining_until = deadline
+        log.info("event=draining node=%s tunnels=%d", self.config.node_name, len(self.tunnels))
+
+    def _draining_refusal(self, conn: ClientConnection, what: str) -> Response | None:
+        """The answer to a login request or CONNECT while the node drains, else ``None``."""
+        if self.draining_until is None:
+            return None
+        log.info("event=%s-refused remote=%s reason='node draining'", what, conn.remote)
+        reason = f"gateway {self.config.node_name} is draining: connect again to reach another node"
+        return Response(503, "Service Unavailable", (("X-Reason", reason[:200]),), b"", close=True)
 
     def next_conn_id(self) -> int:
         return next(self._conn_ids)
@@ -140,11 +155,12 @@ class Worker:
             self.dtls_port.close()
         await asyncio.sleep(0)
 
-    def adopt_connection(self, fd: int, gate_token: int = 0) -> None:
-        """A TCP connection the supervisor accepted; ``gate_token`` names it at the accept gate."""
+    def adopt_connection(self, fd: int, gate_token: int = 0, *, proxied: bool = False) -> None:
+        """A TCP connection the supervisor accepted; ``gate_token`` names it at the accept gate;
+        ``proxied``: it starts with a PROXY protocol header (``listen-proxy-proto``)."""
         sock = socket.socket(fileno=fd)
         loop = asyncio.get_running_loop()
-        protocol = ClientConnection(self, gate_token)
+        protocol = ClientConnection(self, gate_token, proxied=proxied)
 
         async def adopt() -> None:
             try:
@@ -159,6 +175,9 @@ class Worker:
 
     async def login(self, conn: ClientConnection, request: Request) -> Response:
         """A pre-tunnel request: answered by the connection's login dialog in the auth service."""
+        refusal = self._draining_refusal(conn, "login")
+        if refusal is not None:
+            return refusal
         conn.asked_auth = True
         try:
             reply: m.LoginResponse = await self.auth.call(
@@ -179,6 +198,24 @@ class Worker:
 
     def connection_opened(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
+
+    async def admit_client(self, conn: ClientConnection, address: str) -> float | None:
+        """``listen-proxy-proto``: the accept gate's verdict on the client a PROXY protocol
+        header named (bans, per-source cap, rate slot).
+
+        :returns: the delay before the connection may go on, or ``None``: refused (the
+            supervisor logged why) or no verdict to be had; close it.
+        """
+        try:
+            reply: m.Admitted = await self.supervisor.call(
+                m.RealAddress(token=conn.gate_token, address=address[:64]), timeout=30.0
+            )
+        except ipc.RemoteFailure:
+            return None
+        except (ipc.ChannelClosed, TimeoutError) as exc:
+            log.error("event=accept-gate-unavailable remote=%s reason=%r", address, str(exc))
+            return None
+        return reply.delay
 
     def gate_done(self, conn: ClientConnection) -> None:
         """``conn`` has its tunnel or is closed: the accept gate counts it no more."""
@@ -235,6 +272,10 @@ class Worker:
         """Claim the session, create the TUN device, run the connect-script, switch to CSTP."""
         if request.target.split("?", 1)[0] not in _CONNECT_PATHS:
             conn.respond(Response(404, "Not Found", (), b"", close=True))
+            return
+        refusal = self._draining_refusal(conn, "connect")
+        if refusal is not None:
+            conn.respond(refusal)
             return
         headers = {name: value for name, value in reversed(request.headers)}
         prefer4, prefer6 = previous_addresses(request)
@@ -655,6 +696,7 @@ class Worker:
         device = _device(session)
         return UserInfo(
             id=meta.id,
+            node=self.config.node_name,
             username=session.username,
             groupname=session.group or "",
             vhost=config.vhost_label,

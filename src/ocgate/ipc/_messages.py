@@ -86,13 +86,28 @@ class NewConnection(Message):
     """To a worker: the TCP connection beside it, accepted by the supervisor.
 
     ``token`` names it to the accept gate until the worker sends :class:`ConnectionDone`.
+    ``proxied``: it starts with a PROXY protocol header (``listen-proxy-proto`` when it was
+    accepted), and the gate waits for :class:`RealAddress` to judge its source.
     """
 
     token: Count = 0
+    proxied: bool = False
 
 
 class MetricsConnection(Message):
-    """To worker 0: a scrape connection on ``metrics-listen``, beside it."""
+    """To a worker: a connection on ``metrics-listen`` (``metrics``) or ``health-listen``, beside
+    it, with the node's state at accept for ``GET /health`` (the supervisor's to decide)."""
+
+    health: Literal["ready", "draining", "stopping"] = "ready"
+    metrics: bool = True
+
+
+class Drain(Message):
+    """To every worker: the node drains until ``deadline`` (epoch seconds); refuse new logins and
+    CONNECTs so that clients go to another node. Running tunnels keep serving until the
+    supervisor stops the node at the deadline."""
+
+    deadline: float
 
 
 class Steered(Message):
@@ -213,6 +228,21 @@ class ConnectionDone(Message):
     """The connection of ``token`` left the accept gate's count: tunnel up, or closed."""
 
     token: Count
+
+
+class RealAddress(Message):
+    """The proxied connection of ``token`` is from ``address`` (its PROXY protocol header, or the
+    balancer's own address when the header names none): the accept gate judges that source.
+    Reply: :class:`Admitted`, or :class:`Failed` (refused: the worker closes it)."""
+
+    token: Count
+    address: Host
+
+
+class Admitted(Reply):
+    """The source passed the gate; go on after ``delay`` seconds (``rate-limit-ms``)."""
+
+    delay: Annotated[float, msgspec.Meta(ge=0.0, le=3600.0)] = 0.0
 
 
 # Supervisor ⇄ auth service (the accept gate) ------------------------------------------------------
@@ -373,13 +403,14 @@ class LeaseEvent(Message):
 SUPERVISOR_FROM_WORKER = (
     Ok | Failed | Metrics | Users
     | OpenTun | RunScript | SteerDatagram | TunnelEvent | Scrape | ConnectionDone
+    | RealAddress
 )  # fmt: skip
 SUPERVISOR_FROM_AUTH = Ok | Failed | Metrics | Sessions | Bans | PingAddress
 SUPERVISOR_FROM_NVM = Ok | Failed | Metrics
 WORKER_ACCEPTS = (
-    Ok | Failed | Configure | Stop | NewConnection | MetricsConnection | Steered | CollectMetrics
-    | UsersQuery | CloseTunnels | CloseSession | TunOpened | ScriptDone | ScrapeText
-    | LoginResponse | SessionGranted
+    Ok | Failed | Configure | Stop | NewConnection | MetricsConnection | Drain | Steered
+    | CollectMetrics | UsersQuery | CloseTunnels | CloseSession | TunOpened | ScriptDone
+    | ScrapeText | LoginResponse | SessionGranted | Admitted
 )  # fmt: skip
 AUTH_ACCEPTS = (
     Configure | Stop | AttachWorker | CollectMetrics | SessionsQuery | Unban | TerminateSession

@@ -5,13 +5,15 @@ tunnels, handshakes and scripts; the authentication service its logins, bans and
 sessions). On a scrape, :func:`samples_of` turns a registry into plain typed samples that cross
 the process boundary, and :func:`render_merged` adds the samples of every process up by name and
 labels and writes the Prometheus text exposition. Counters and most gauges add up; a few
-process-level gauges where a sum means nothing take the minimum or maximum instead.
+process-level gauges where a sum means nothing take the minimum or maximum instead. Labels the
+caller gives (``extra_labels``: the gateway's ``node`` label) are added to every sample, so that
+the scrapes of several gateways behind one balancer stay apart in one Prometheus.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Literal
 
 from ocgate.ipc import messages as m
@@ -48,15 +50,22 @@ def samples_of(registry: Registry | CollectorRegistry) -> m.Metrics:
     return m.Metrics(samples=samples, help=helps)
 
 
-def render_merged(parts: Iterable[m.Metrics]) -> bytes:
-    """The Prometheus text exposition of the samples of every process, added up."""
+def render_merged(
+    parts: Iterable[m.Metrics], extra_labels: Mapping[str, str] | None = None
+) -> bytes:
+    """The Prometheus text exposition of the samples of every process, added up.
+
+    :param extra_labels: labels set on every sample (they replace a sample's own of that name).
+    """
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     kinds: dict[str, str] = {}
     helps: dict[str, str] = {}
+    extra = dict(extra_labels or {})
     for part in parts:
         helps.update(part.help)
         for sample in part.samples:
-            key = (sample.name, tuple(sorted(sample.labels.items())))
+            merged = {**sample.labels, **extra} if extra else sample.labels
+            key = (sample.name, tuple(sorted(merged.items())))
             combine = _COMBINE.get(sample.name)
             if key in values:
                 old = values[key]

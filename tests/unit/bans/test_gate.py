@@ -116,3 +116,50 @@ def test_rate_slots_are_bounded() -> None:
     for i in range(1000):
         g.admit(f"10.0.{i >> 8}.{i & 255}", 0.0)
     assert len(g._slots) <= 64
+
+
+# Behind a balancer (listen-proxy-proto): admitted unattributed, judged by the client's address.
+
+
+def test_unattributed_connections_count_only_against_the_global_cap() -> None:
+    g = gate(max_pre_auth=3, max_pre_auth_per_source=1)
+    g.ban("198.18.0.1", until=100.0)  # The balancer's own address: not what is judged.
+    tokens = [g.admit_unattributed().token for _ in range(3)]
+    assert (g.pending, g.pending_from("198.18.0.1")) == (3, 0)
+    with pytest.raises(AdmissionRefused, match="too many connections before authentication"):
+        g.admit_unattributed()
+    g.release(tokens[0])
+    g.release(tokens[0])  # Twice: ignored.
+    assert g.pending == 2
+
+
+def test_attribute_applies_bans_caps_and_rate_to_the_client() -> None:
+    g = gate(max_pre_auth_per_source=2, rate_limit=0.5)
+    g.ban("198.18.0.9", until=100.0)
+    banned = g.admit_unattributed().token
+    with pytest.raises(AdmissionRefused, match="address is banned"):
+        g.attribute(banned, "198.18.0.9", 1.0)
+    assert g.pending == 1  # Refused, still counted until the worker reports it closed.
+    g.release(banned)
+    first, second, third = (g.admit_unattributed().token for _ in range(3))
+    assert g.attribute(first, "198.18.0.2", 1.0) == 0.0
+    assert g.attribute(second, "198.18.0.2", 1.0) == 0.5  # The rate slot of the client.
+    assert g.pending_from("198.18.0.2") == 2
+    with pytest.raises(AdmissionRefused, match="from this source"):
+        g.attribute(third, "198.18.0.2", 1.0)
+    assert g.attribute(third, "198.18.0.3", 1.0) == 0.0  # Another client, same balancer.
+    g.release(first)
+    assert (g.pending, g.pending_from("198.18.0.2")) == (2, 1)
+
+
+def test_attribute_takes_only_a_waiting_connection_once() -> None:
+    g = gate()
+    token = g.admit_unattributed().token
+    g.attribute(token, "192.0.2.1", 0.0)
+    with pytest.raises(AdmissionRefused, match="not a connection waiting"):
+        g.attribute(token, "192.0.2.2", 0.0)  # A second header cannot move the count.
+    with pytest.raises(AdmissionRefused, match="not a connection waiting"):
+        g.attribute(g.admit("192.0.2.3", 0.0).token, "192.0.2.4", 0.0)
+    with pytest.raises(AdmissionRefused, match="not a connection waiting"):
+        g.attribute(9999, "192.0.2.5", 0.0)
+    assert g.pending_from("192.0.2.1") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -61,22 +62,29 @@ def test_refused_key_stops_the_start_naming_file_line_and_why(
     assert spec.reason  # Every refusal says why.
 
 
-@pytest.mark.parametrize(
-    ("line", "expected"),
-    [
-        ("listen-proxy-proto = false", "no such line, or listen-proxy-proto = false"),
-    ],
-)
+@pytest.fixture
+def refused_boolean(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A refused boolean key with a harmless value (no real key is one any more since
+    listen-proxy-proto was implemented): listen-proxy-proto's row, turned into one."""
+    key = "listen-proxy-proto"
+    row = dataclasses.replace(
+        OPTIONS[key], status=Status.REFUSED, reason="refused for this test", harmless=False
+    )
+    monkeypatch.setitem(OPTIONS, key, row)  # type: ignore[arg-type]
+    return key
+
+
 def test_refused_boolean_at_its_harmless_default_is_accepted(
-    parse: Parse, line: str, expected: str
+    parse: Parse, refused_boolean: str
 ) -> None:
-    assert parse(line + "\n").warnings == ()
-    key = line.split(" = ")[0]
+    key = refused_boolean
+    assert parse(f"{key} = false\n").warnings == ()
+    expected = f"no such line, or {key} = false"
     with pytest.raises(ConfigError, match=rf"\(expected: {expected}\)"):
         parse(f"{key} = true\n")
 
 
-def test_the_last_line_of_a_refused_key_decides(parse: Parse) -> None:
+def test_the_last_line_of_a_refused_key_decides(parse: Parse, refused_boolean: str) -> None:
     assert parse("listen-proxy-proto = true\nlisten-proxy-proto = false\n").warnings == ()
     with pytest.raises(ConfigError, match=r":5: listen-proxy-proto: refused"):
         parse("listen-proxy-proto = false\nlisten-proxy-proto = yes\n")
@@ -97,10 +105,23 @@ def test_ignored_values_are_still_checked(parse: Parse) -> None:
         parse("server-stats-reset-time = soon\n")
     with pytest.raises(ConfigError, match=r":4: rekey-method: unknown rekey method"):
         parse("rekey-method = sometimes\n")
-    # ocserv's booleans: anything but true/yes is false, which is listen-proxy-proto's harmless
-    # value.
+    # ocserv's booleans: anything but true/yes is false.
     config = parse("listen-proxy-proto = maybe\nuse-utmp = true\nproxy-url = http://p\n")
     assert [w.key for w in config.warnings] == ["use-utmp", "proxy-url"]
+    assert config.listen_proxy_proto is False
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("true", True), ("yes", True), ("false", False), ("no", False)]
+)
+def test_listen_proxy_proto_is_a_boolean_and_no_longer_refused(
+    parse: Parse, value: str, expected: bool
+) -> None:
+    config = parse(f"listen-proxy-proto = {value}\n")
+    assert config.listen_proxy_proto is expected
+    assert config.warnings == ()
+    assert OPTIONS["listen-proxy-proto"].status is Status.IMPLEMENTED
+    assert parse("").listen_proxy_proto is False  # The default, as ocserv's.
 
 
 def test_old_names_set_the_new_field(parse: Parse) -> None:
@@ -205,7 +226,8 @@ class TestQuotesAndComments:
 
 
 def test_the_collector_alone_does_not_judge_the_vpn_s_keys(source: str) -> None:
-    # ocgate nvm serve reads only its own keys of an ocserv.conf; the gateway refuses these two.
+    # ocgate nvm serve reads only its own keys of an ocserv.conf, not the VPN's (listen-netns is
+    # refused by the gateway).
     config = parse_collector_config(
         "listen-proxy-proto = true\nlisten-netns = vpn\nnvm-listen = udp://127.0.0.1:2055\n",
         source=source,

@@ -66,6 +66,10 @@ class FakeBackend:
         self.actions.append(("stop", None))
         return self.accept
 
+    def drain(self, seconds: int) -> bool:
+        self.actions.append(("drain", seconds))
+        return self.accept
+
 
 def make_backend(
     user: UserInfo,

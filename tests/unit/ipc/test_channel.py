@@ -127,3 +127,23 @@ def test_socket_pair_is_seqpacket() -> None:
     assert a.type == socket.SOCK_SEQPACKET
     a.close()
     b.close()
+
+
+def test_real_address_is_size_bounded_and_admitted_round_trips() -> None:
+    """listen-proxy-proto: a worker names a proxied connection's client to the supervisor."""
+    decoder = msgspec.msgpack.Decoder(m.SUPERVISOR_FROM_WORKER)
+    encoder = msgspec.msgpack.Encoder()
+    message = m.RealAddress(token=7, address="198.18.0.2", rid=3)
+    assert decoder.decode(encoder.encode(message)) == message
+    with pytest.raises(msgspec.ValidationError):
+        decoder.decode(encoder.encode(m.RealAddress(token=7, address="1" * 65)))
+    with pytest.raises(msgspec.ValidationError):
+        decoder.decode(encoder.encode(m.RealAddress(token=-1, address="198.18.0.2")))
+    replies = msgspec.msgpack.Decoder(m.WORKER_ACCEPTS)
+    assert replies.decode(encoder.encode(m.Admitted(delay=0.5, rid=3))) == m.Admitted(
+        delay=0.5, rid=3
+    )
+    with pytest.raises(msgspec.ValidationError):
+        replies.decode(encoder.encode(m.Admitted(delay=-1.0)))
+    connection = m.NewConnection(token=9, proxied=True)
+    assert replies.decode(encoder.encode(connection)) == connection
