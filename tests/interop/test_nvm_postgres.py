@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ocgate.nvm.store import PostgresStore, SqliteStore, Store
+from ocgate.nvm.store import FlowFilter, PostgresStore, SqliteStore, Store
 from ocgate.nvm.store._schema import MIGRATIONS
 from tests.unit.nvm.store import test_nvm_store as _cases
 
@@ -79,3 +80,35 @@ def test_postgres_migrations_race(pg_cluster: PgCluster, runner: asyncio.Runner)
 
     latest = MIGRATIONS[-1].version
     assert runner.run(both()) == [latest, latest]
+
+
+@pytest.mark.parametrize("max_age", [0.2, None])
+def test_a_lease_recorded_by_another_node_reaches_attribution(
+    pg_cluster: PgCluster, runner: asyncio.Runner, max_age: float | None
+) -> None:
+    """Two gateways on one PostgreSQL database (issue 14 §4): node B records a lease of an address
+    whose history node A's writer has cached (as "no lease"); with ``lease_max_age`` A's next flow
+    from that address is attributed to B's user. Without it (``None``, what a lone writer may
+    assume) A keeps its stale history — which is why PostgreSQL stores set it."""
+    url = pg_cluster.url(pg_cluster.create_database())
+    addr, exporter = "10.8.0.7", "udp://10.8.0.7:50000"
+    node_a = PostgresStore(url, linger=0.001, lease_max_age=max_age)
+    node_b = PostgresStore(url, linger=0.001, lease_max_age=max_age)
+    for node in (node_a, node_b):
+        runner.run(node.open())
+    try:
+        runner.run(node_a.migrate())
+        _cases.write(runner, node_a, [_cases.flow(_cases.T10, exporter=exporter, src_port=1)])
+        runner.run(
+            node_b.record_lease(
+                username="erin", session_id="s9", address=addr, start=_cases.T10, end=None
+            )
+        )
+        time.sleep(0.3)
+        _cases.write(runner, node_a, [_cases.flow(_cases.T10 + 1, exporter=exporter, src_port=2)])
+        flows = _cases.all_flows(runner, node_a, FlowFilter())
+        got = {f.src_port: f.vpn_user for f in flows}
+        assert got == {1: None, 2: "erin" if max_age is not None else None}
+    finally:
+        for node in (node_a, node_b):
+            runner.run(node.close())

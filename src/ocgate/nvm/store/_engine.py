@@ -122,6 +122,11 @@ class Dialect(Protocol):
     def name(self) -> str:
         """``sqlite`` or ``postgres``."""
 
+    @property
+    def lease_max_age(self) -> float | None:
+        """Seconds the writer trusts a cached lease history (``None``: this writer is the only
+        one that records leases, so it invalidates them itself)."""
+
     def connect(self, *, writer: bool) -> Connection:
         """A new connection (the one writer, or a reader)."""
 

@@ -8,8 +8,11 @@ bob at 11:00 attributes an 11:00 flow to bob. Per batch, the writer asks :class:
 per distinct exporter address (never the flow's claimed source address); the cache loads that
 address's whole lease history (one query), sorted by start, and answers each flow by bisection.
 Lease changes go through the same writer and invalidate the address, so the cache never serves
-stale history. The cache is bounded by
-address count (it is emptied when full: cheaper per lookup than an LRU); retention clears it.
+stale history of its own. Another gateway writing the same database (several nodes on one
+PostgreSQL) changes leases this cache never hears of: with ``max_age`` a history older than that
+is loaded again at its next lookup, so another node's lease reaches attribution within
+``max_age``. The cache is bounded by address count (it is emptied when full: cheaper per lookup
+than an LRU); retention clears it.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ class Lease:
 
 
 class _History:
-    __slots__ = ("leases", "starts")
+    __slots__ = ("leases", "loaded", "starts")
 
-    def __init__(self, leases: list[Lease]) -> None:
+    def __init__(self, leases: list[Lease], loaded: float) -> None:
+        self.loaded = loaded
         self.leases = sorted(leases, key=lambda lease: lease.start)
         self.starts = [lease.start for lease in self.leases]
 
@@ -52,13 +56,26 @@ class _History:
 
 
 class LeaseCache:
-    """Per-address lease histories, loaded on demand by ``load(address)``."""
+    """Per-address lease histories, loaded on demand by ``load(address)``.
+
+    :param max_age: seconds a loaded history is trusted (``None``: until invalidated), for a
+        database other writers change too; ``clock`` (monotonic seconds) measures it.
+    """
 
     def __init__(
-        self, load: Callable[[str], list[Lease]], *, max_addresses: int = _DEFAULT_SIZE
+        self,
+        load: Callable[[str], list[Lease]],
+        *,
+        max_addresses: int = _DEFAULT_SIZE,
+        max_age: float | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        if max_age is not None and clock is None:
+            raise ValueError("a lease cache with a max_age needs a clock")
         self._load = load
         self._max = max_addresses
+        self._max_age = max_age
+        self._clock = clock or (lambda: 0.0)
         self._histories: dict[str, _History] = {}
         self.loads = 0
         """How many histories were loaded (one query each)."""
@@ -66,9 +83,12 @@ class LeaseCache:
     def lookup(self, address: str, t: float) -> Lease | None:
         """The lease of ``address`` that covers time ``t``."""
         history = self._histories.get(address)
+        max_age = self._max_age
+        if history is not None and max_age is not None and self._clock() - history.loaded > max_age:
+            history = None
         if history is None:
             self.loads += 1
-            history = _History(self._load(address))
+            history = _History(self._load(address), self._clock())
             if len(self._histories) >= self._max:
                 self._histories.clear()
             self._histories[address] = history

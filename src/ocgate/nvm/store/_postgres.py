@@ -23,6 +23,9 @@ __all__ = ["PostgresDialect", "PostgresStore"]
 _EXTRA_HINT: Final = "PostgreSQL storage needs psycopg 3: pip install 'ocgate[postgres]'"
 # pg_advisory_xact_lock key of the migration runner ("ocgn" in ASCII).
 _MIGRATION_LOCK: Final = 0x6F63676E
+SHARED_LEASE_AGE: Final = 5.0
+"""Seconds the writer trusts a cached lease history: several gateways may share the database, and
+a lease another node records reaches this node's attribution within this time."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -79,8 +82,9 @@ class PostgresDialect:
 
     name: Final = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lease_max_age: float | None = SHARED_LEASE_AGE) -> None:
         self.url = url
+        self.lease_max_age = lease_max_age
 
     def connect(self, *, writer: bool) -> Connection:
         _require_psycopg()
@@ -99,6 +103,8 @@ class PostgresStore(SqlStore):
     """The NVM store in a PostgreSQL database.
 
     :param url: a libpq connection string or URL (``postgresql://user@host/db``).
+    :param lease_max_age: seconds the writer trusts a cached lease history: several gateways may
+        record leases in one database, and another node's lease must reach attribution here.
     :raises ConfigError: psycopg is not installed (install the ``ocgate[postgres]`` extra).
     """
 
@@ -111,11 +117,12 @@ class PostgresStore(SqlStore):
         queue_batches: int = 64,
         readers: int = 4,
         retention_chunk: int = 10000,
+        lease_max_age: float | None = SHARED_LEASE_AGE,
     ) -> None:
         _require_psycopg()
         self._url = url
         super().__init__(
-            PostgresDialect(url),
+            PostgresDialect(url, lease_max_age=lease_max_age),
             max_batch_rows=max_batch_rows,
             linger=linger,
             queue_batches=queue_batches,

@@ -123,6 +123,7 @@ class SqliteDialect:
     """Connections to one SQLite file."""
 
     name: Final = "sqlite"
+    lease_max_age: Final = None  # One file, one gateway: its writer records every lease.
 
     def __init__(self, path: str) -> None:
         self.path = path

@@ -121,7 +121,11 @@ class Writer:
         """Open the writer connection (raises what the backend raises)."""
         conn = self._dialect.connect(writer=True)
         self._conn = conn
-        self._leases = LeaseCache(lambda address: _load_leases(conn, address))
+        self._leases = LeaseCache(
+            lambda address: _load_leases(conn, address),
+            max_age=self._dialect.lease_max_age,
+            clock=time.monotonic,
+        )
 
     def close(self) -> None:
         """Close the writer connection."""
