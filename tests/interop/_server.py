@@ -38,6 +38,7 @@ __all__ = [
     "ServerKind",
     "StartServer",
     "User",
+    "recording_script",
     "render_config",
     "server_kind",
     "start_server",
@@ -145,6 +146,17 @@ def _override_lines(key: str, value: str | Sequence[str] | None) -> list[str]:
     if isinstance(value, str):
         return [f"{key} = {value}"]
     return [f"{key} = {v}" for v in value]
+
+
+def recording_script(tmp_path: Path) -> tuple[Path, Path]:
+    """A connect/disconnect script that writes its environment to ``out/$REASON-$$``; returns the
+    script and ``out``."""
+    out = tmp_path / "script-env"
+    out.mkdir()
+    script = tmp_path / "record.sh"
+    script.write_text(f'#!/bin/sh\nenv > "{out}/$REASON-$$"\nexit 0\n')
+    script.chmod(0o755)
+    return script, out
 
 
 def _passwd_tool(kind: ServerKind) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ._openconnect import OpenConnectRunner
-from ._server import ServerKind, StartServer, server_kind
+from ._server import ServerKind, StartServer, recording_script, server_kind
 
 pytestmark = [
     pytest.mark.interop,
@@ -36,11 +36,7 @@ def test_the_device_shows_in_ctl_scripts_and_lease_history(
     start_gateway: StartServer, openconnect: OpenConnectRunner, tmp_path: Path
 ) -> None:
     sock = tmp_path / "occtl.sock"
-    out = tmp_path / "script-env"
-    out.mkdir()
-    script = tmp_path / "record.sh"
-    script.write_text(f'#!/bin/sh\nenv > "{out}/$REASON-$$"\nexit 0\n')
-    script.chmod(0o755)
+    script, out = recording_script(tmp_path)
     store = tmp_path / "nvm.sqlite"
     server = start_gateway(
         {

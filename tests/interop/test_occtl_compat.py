@@ -23,7 +23,7 @@ import pytest
 
 from ._netns import NetnsPair
 from ._openconnect import OPENCONNECT, OpenConnect, OpenConnectRunner
-from ._server import SERVER_TUN4, SERVER_TUN6, Server, ServerKind, StartServer
+from ._server import SERVER_TUN4, SERVER_TUN6, Server, ServerKind, StartServer, recording_script
 from ._traffic import ping
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
@@ -103,7 +103,7 @@ def test_disconnect_ends_the_connection_and_its_cookie(
     kind: ServerKind,
     by: str,
 ) -> None:
-    script, out = _recording_script(tmp_path)
+    script, out = recording_script(tmp_path)
     server, ctl = _start(start_gateway, kind, tmp_path, **{"disconnect-script": str(script)})
     cookie = _login(server, openconnect)
     client = openconnect.connect(server, cookie=cookie)
@@ -125,16 +125,6 @@ def test_disconnect_ends_the_connection_and_its_cookie(
     _refused(server, openconnect, cookie)
     assert "alice" not in ctl("show", "sessions", "valid")  # The cookie's session is gone.
     server.assert_alive()
-
-
-def _recording_script(tmp_path: Path) -> tuple[Path, Path]:
-    """A connect/disconnect script that writes its environment to ``out/$REASON-$$``."""
-    out = tmp_path / "script-env"
-    out.mkdir()
-    script = tmp_path / "record.sh"
-    script.write_text(f'#!/bin/sh\nenv > "{out}/$REASON-$$"\nexit 0\n')
-    script.chmod(0o755)
-    return script, out
 
 
 def test_terminate_user_ends_every_session_connected_or_not(
@@ -444,7 +434,7 @@ def test_scripts_get_every_ocserv_variable(
                 "IPv6-only tunnel gets no IP_LOCAL/IP_REMOTE (its intent: the IPv6 ends)",
             )
         )
-    script, out = _recording_script(tmp_path)
+    script, out = recording_script(tmp_path)
     hooks = {"connect-script": str(script), "disconnect-script": str(script)}
     server, ctl = _start(start_gateway, kind, tmp_path, **hooks, **_FAMILIES[family])  # type: ignore[arg-type]
     client = openconnect.connect(server, cookie=_login(server, openconnect))

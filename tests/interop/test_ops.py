@@ -18,7 +18,7 @@ import pytest
 
 from ._netns import NetnsPair
 from ._openconnect import OpenConnectRunner
-from ._server import SERVER_TUN4, Server, ServerKind, StartServer
+from ._server import SERVER_TUN4, Server, ServerKind, StartServer, recording_script
 from ._traffic import iperf3_report, ping
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
@@ -139,11 +139,7 @@ def test_connect_and_disconnect_scripts(
     openconnect: OpenConnectRunner,
     tmp_path: Path,
 ) -> None:
-    out = tmp_path / "script-env"
-    out.mkdir()
-    script = tmp_path / "record.sh"
-    script.write_text(f'#!/bin/sh\nenv > "{out}/$REASON-$$"\nexit 0\n')
-    script.chmod(0o755)
+    script, out = recording_script(tmp_path)
     server, _sock = _ops_server(
         start_gateway, tmp_path, **{"connect-script": str(script), "disconnect-script": str(script)}
     )

@@ -29,7 +29,15 @@ from ._freeradius import FreeRadius
 from ._haproxy import Balancer, haproxy_missing, start_haproxy
 from ._netns import CLIENT_ADDR, SERVER_ADDR, NetnsPair, SideNetns, netns_socket
 from ._openconnect import OPENCONNECT, OpenConnectRunner, StaticEndpoint
-from ._server import PORT, SERVER_TUN4, Server, ServerKind, StartServer, server_kind
+from ._server import (
+    PORT,
+    SERVER_TUN4,
+    Server,
+    ServerKind,
+    StartServer,
+    recording_script,
+    server_kind,
+)
 from ._traffic import ping
 
 pytestmark = [
@@ -110,11 +118,7 @@ def test_a_tunnel_through_haproxy_carries_the_clients_address(
     tmp_path: Path,
     send_proxy: str,
 ) -> None:
-    out = tmp_path / "script-env"
-    out.mkdir()
-    script = tmp_path / "record.sh"
-    script.write_text(f'#!/bin/sh\nenv > "{out}/$REASON-$$"\nexit 0\n')
-    script.chmod(0o755)
+    script, out = recording_script(tmp_path)
     dtls = send_proxy == "send-proxy-v2"  # DTLS goes straight to the gateway, as with ocserv.
     extra = {"connect-script": str(script), **({"udp-port": "443"} if dtls else {})}
     server, sock = _gateway(start_gateway, tmp_path, **extra)
