@@ -29,9 +29,9 @@ import pytest
 from ._certs import ServerCert, make_server_cert
 from ._netns import SERVER_ADDR, NetnsPair
 from ._openconnect import OpenConnect, OpenConnectRunner, StaticEndpoint
-from ._server import POOL4, ServerKind, StartServer, User, write_passwd
+from ._server import POOL4, ServerKind, StartServer, User, recording_script, write_passwd
 from ._traffic import ping
-from .test_occtl_compat import Ctl, _occtl_json, _read_env, _recording_script, _wait_for
+from .test_occtl_compat import Ctl, _occtl_json, _read_env, _wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 
@@ -106,7 +106,7 @@ def test_vhosts_by_sni_have_their_own_certificate_users_pool_routes_and_udp(
         assert isinstance(user, User)
         write_passwd(files[name], [user], kind)
     sock = tmp_path / "occtl.sock"
-    script, script_out = _recording_script(tmp_path)
+    script, script_out = recording_script(tmp_path)
     tail = _section("a.vpn.test", certs["a.vpn.test"], files["a.vpn.test"], kind)
     tail += _section(
         "b.vpn.test", certs["b.vpn.test"], files["b.vpn.test"], kind, "no-udp = true\n"
