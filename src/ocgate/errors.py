@@ -6,6 +6,7 @@
     ├── ConfigError                 a config file is wrong: file, line, key, expected form
     ├── AuthError
     │   ├── AuthFailed              credentials refused (unknown, locked and wrong look the same)
+    │   ├── SsoError                single sign-on refused; the message is safe to show the client
     │   └── InvalidCookie           a session cookie names no live session
     ├── ResourceError               a pool or limit is exhausted (no address left, too many clients)
     └── ProtocolError
@@ -49,6 +50,7 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "ResourceError",
+    "SsoError",
 ]
 
 
@@ -94,6 +96,14 @@ class AuthError(OcgateError):
 
 class AuthFailed(AuthError):
     """Credentials were refused. The message is for the log, never for the client."""
+
+
+class SsoError(AuthError):
+    """A single sign-on login was refused (bad, expired, replayed or foreign assertion or token).
+
+    Unlike :class:`AuthFailed`, the message is written for the user: the gateway shows it as an
+    AggAuth message. It never contains a token, an assertion or a secret.
+    """
 
 
 class InvalidCookie(AuthError):

@@ -5,6 +5,8 @@ PROXY protocol v1 or ``send-proxy-v2`` for v2) into its temporary directory and 
 the foreground (``-db``); :meth:`Balancer.stop` ends it. HAProxy listens on every address of the
 server namespace at :data:`BALANCER_PORT` and connects to the gateway at the server namespace's
 own address, so the gateway's TCP peer is the balancer (198.18.0.1), never the client.
+:func:`run_haproxy` starts HAProxy with a configuration the caller wrote (several frontends and
+backends, health checks: ``test_cluster.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from ._netns import NetnsPair, tcp_port_open
 
-__all__ = ["BALANCER_PORT", "Balancer", "haproxy_missing", "start_haproxy"]
+__all__ = ["BALANCER_PORT", "Balancer", "haproxy_missing", "run_haproxy", "start_haproxy"]
 
 BALANCER_PORT = 8443
 
@@ -86,7 +88,13 @@ def start_haproxy(
         "backend gateways\n"
         f"    server gw1 {backend[0]}:{backend[1]} {send_proxy}\n"
     )
-    log_path = workdir / "haproxy.log"
+    return run_haproxy(pair, config_path, port=port)
+
+
+def run_haproxy(pair: NetnsPair, config_path: Path, *, port: int = BALANCER_PORT) -> Balancer:
+    """Start HAProxy in the server namespace with the configuration at ``config_path`` (written
+    by the caller, its log beside it) and wait until ``:port`` accepts from the client side."""
+    log_path = config_path.with_name("haproxy.log")
     argv = pair.exec_argv(pair.server, ["haproxy", "-db", "-f", str(config_path)])
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

@@ -15,6 +15,7 @@ from ocgate.aggauth._messages import (
     InitRequest,
     LoginForm,
     LogoutRequest,
+    SsoLinks,
 )
 from ocgate.aggauth._render import (
     make_opaque,
@@ -36,6 +37,7 @@ __all__ = [
     "InitRequest",
     "LoginForm",
     "LogoutRequest",
+    "SsoLinks",
     "device_claim",
     "make_opaque",
     "parse_client_message_untrusted",

@@ -127,6 +127,18 @@ def _parse_init(root: ET.Element) -> InitRequest:
             _child_text(root, "group-select"), "group-select", MAX_GROUP_BYTES, name_like=True
         ),
         client_cert_fail=root.find("client-cert-fail") is not None,
+        capabilities=_capabilities(root),
+    )
+
+
+def _capabilities(root: ET.Element) -> tuple[str, ...]:
+    """``<capabilities><auth-method>`` texts (at most :data:`MAX_FIELDS`, names only)."""
+    element = root.find("capabilities")
+    if element is None:
+        return ()
+    methods = [child.text or "" for child in element.findall("auth-method")][:MAX_FIELDS]
+    return tuple(
+        _checked(m.strip(), "auth-method", MAX_FIELD_NAME_BYTES, name_like=True) for m in methods
     )
 
 

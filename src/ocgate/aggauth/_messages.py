@@ -81,6 +81,8 @@ class InitRequest:
     group_access: str | None = None
     group_select: str | None = None
     client_cert_fail: bool = False
+    capabilities: tuple[str, ...] = ()
+    """``<capabilities><auth-method>`` values, e.g. ``single-sign-on-v2``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,15 +140,16 @@ class LogoutRequest:
 #: Anything :func:`~ocgate.aggauth.parse_client_message_untrusted` returns.
 ClientMessage: TypeAlias = InitRequest | AuthReply | LogoutRequest
 
-InputType: TypeAlias = Literal["text", "password", "hidden"]
-_INPUT_TYPES = frozenset({"text", "password", "hidden"})
+InputType: TypeAlias = Literal["text", "password", "hidden", "sso"]
+_INPUT_TYPES = frozenset({"text", "password", "hidden", "sso"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FormInput:
     """One ``<input>`` of a login form (reference §3.2).
 
-    :param type: ``text``, ``password`` or ``hidden``.
+    :param type: ``text``, ``password``, ``hidden`` or ``sso`` (the ``sso-token`` of an sso-v2
+        form, which the client fills from its browser).
     :param name: the field name the client echoes as an element (``username``, ``password``,
         ``secondary_password`` for OTP steps, §3.5).
     :param label: the prompt shown, e.g. ``Username:``.
@@ -206,3 +209,23 @@ class LoginForm:
     inputs: tuple[FormInput, ...] = ()
     groups: tuple[GroupOption, ...] = ()
     opaque: bytes | None = None
+    sso: SsoLinks | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SsoLinks:
+    """The sso-v2 elements of a login form (openconnect ``auth.c`` ``parse_auth_node``; the ASA's
+    form, cisco-headend.md).
+
+    :param login: ``<sso-v2-login>``, the URL the client opens in a browser.
+    :param login_final: ``<sso-v2-login-final>``, where an embedded browser stops.
+    :param token_cookie: ``<sso-v2-token-cookie-name>``, the cookie holding the token there.
+    :param error_cookie: ``<sso-v2-error-cookie-name>``, the cookie holding a refusal there.
+    :param browser_mode: ``external`` for the client's system browser, ``None`` for embedded.
+    """
+
+    login: str
+    login_final: str
+    token_cookie: str = "acSamlv2Token"
+    error_cookie: str = "acSamlv2Error"
+    browser_mode: str | None = None

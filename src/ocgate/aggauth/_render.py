@@ -113,6 +113,18 @@ def _auth_element(form: LoginForm) -> list[str]:
         parts.append(
             f'<error id="88" param1="{_attr(form.error)}" param2="">Login failed: %s</error>\n'
         )
+    sso = form.sso
+    if sso is not None:
+        parts.append(f"<sso-v2-login>{_text(sso.login)}</sso-v2-login>\n")
+        parts.append(f"<sso-v2-login-final>{_text(sso.login_final)}</sso-v2-login-final>\n")
+        parts.append(
+            f"<sso-v2-token-cookie-name>{_text(sso.token_cookie)}</sso-v2-token-cookie-name>\n"
+        )
+        parts.append(
+            f"<sso-v2-error-cookie-name>{_text(sso.error_cookie)}</sso-v2-error-cookie-name>\n"
+        )
+        if sso.browser_mode is not None:
+            parts.append(f"<sso-v2-browser-mode>{_text(sso.browser_mode)}</sso-v2-browser-mode>\n")
     parts.append(f'<form method="post" action="{_attr(form.action)}">\n')
     parts.extend(_select(form.groups))
     parts.extend(_input(field) for field in form.inputs)

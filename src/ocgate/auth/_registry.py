@@ -3,8 +3,9 @@
 Theory of operation: ocserv ANDs the ``auth`` lines and ORs the ``enable-auth`` lines
 (``figure_auth_funcs``), so the configuration is a list of *alternatives*, each a set of methods:
 the ``auth`` lines together, then each ``enable-auth`` line on its own. A login succeeds when one
-alternative is satisfied. Only ``certificate`` and one password method (``plain`` with optional
-OTP, or ``radius``) exist in ocgate; ``pam``, ``gssapi`` and ``oidc`` are refused at start.
+alternative is satisfied. ``certificate``, one password method (``plain`` with optional OTP, or
+``radius``) and one single sign-on method (``oidc`` or ``saml``, :mod:`ocgate.sso`, whose
+provider the login services build) exist in ocgate; ``pam`` and ``gssapi`` are refused at start.
 
 This module is the I/O adapter of the backends: hashing, the OTP users file (``flock`` and
 ``fsync``) run in a worker thread (:func:`asyncio.to_thread`) so they never stall the event loop;
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio  # noqa: TID251 - the adapter that moves blocking backend work off the event loop.
 import datetime
 import time  # noqa: TID251 - TOTP needs the wall clock; this is an adapter, not a core.
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ocgate.auth._base import AuthResult
@@ -43,11 +44,15 @@ __all__ = [
 ]
 
 OTP_WINDOW = 1
+OTP_REPLAY_SECONDS = 30 * (2 * OTP_WINDOW + 2)
+"""How long a code used on one node of a shared session store is refused on all of them (every
+step it could still be accepted in, with 30-second steps, and one more)."""
 """TOTP steps accepted on each side of the current one (liboath's users-file default is 20;
 one step each way is enough for clock skew and shrinks the guessing window)."""
 
 _PASSWORD_METHODS = frozenset({"plain", "radius"})
-_SUPPORTED = frozenset({"plain", "radius", "certificate"})
+SSO_METHODS = frozenset({"oidc", "saml"})
+_SUPPORTED = frozenset({"plain", "radius", "certificate", *SSO_METHODS})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,12 +97,28 @@ class AuthAlternatives:
     @property
     def cert_and_password(self) -> bool:
         """Some alternative needs a certificate and a password."""
-        return any("certificate" in a and len(a) > 1 for a in self.alternatives)
+        return any("certificate" in a and a - SSO_METHODS - {"certificate"}
+                   for a in self.alternatives)  # fmt: skip
 
     @property
     def password_alone(self) -> bool:
         """Some alternative needs only a password."""
-        return any("certificate" not in a for a in self.alternatives)
+        return any("certificate" not in a and not a & SSO_METHODS for a in self.alternatives)
+
+    @property
+    def sso_alone(self) -> bool:
+        """Some alternative needs only a single sign-on."""
+        return any("certificate" not in a and a & SSO_METHODS for a in self.alternatives)
+
+    @property
+    def cert_and_sso(self) -> bool:
+        """Some alternative needs a certificate and a single sign-on."""
+        return any("certificate" in a and a & SSO_METHODS for a in self.alternatives)
+
+    @property
+    def sso_method(self) -> AuthMethod | None:
+        """The configured ``oidc`` or ``saml`` method, if any."""
+        return getattr(self, "_sso_method", None)
 
 
 class AuthBackends(AuthAlternatives):
@@ -114,12 +135,17 @@ class AuthBackends(AuthAlternatives):
         otp: OtpVerifier | None = None,
         radius: RadiusAuthenticator | None = None,
         cert: CertVerifier | None = None,
+        sso: AuthMethod | None = None,
     ) -> None:
         self.alternatives = tuple(alternatives)
+        self._sso_method = sso
         self.plain = plain
         self.otp = otp
         self.radius = radius
         self.cert = cert
+        self.otp_first_use: Callable[[str, str, int], Awaitable[None]] | None = None
+        """With a shared session store: records a code on every node, raising
+        :class:`AuthFailed` if any node saw it already (``username, code, seconds``)."""
 
     def __repr__(self) -> str:
         names = [sorted(a) for a in self.alternatives]
@@ -193,6 +219,8 @@ class AuthBackends(AuthAlternatives):
         if self.otp is None:
             raise AuthFailed("OTP is not configured")
         await asyncio.to_thread(self.otp.verify, username, code, time.time())
+        if self.otp_first_use is not None:  # Another node's users file does not know this use.
+            await self.otp_first_use(username, code, OTP_REPLAY_SECONDS)
 
     def verify_certificate(self, chain: Sequence[bytes]) -> CertIdentity:
         """Verify a client chain (leaf first, DER).
@@ -228,7 +256,7 @@ def _unsupported(methods: Sequence[AuthMethod], source: str) -> None:
                 f"the {method.name!r} method is not supported by ocgate",
                 key="auth",
                 file=source,
-                expected="plain, radius and certificate",
+                expected="plain, radius, certificate, oidc and saml",
             )
 
 
@@ -240,8 +268,11 @@ def build_auth_backends(config: Config) -> AuthBackends:
     methods = (*config.auth, *config.enable_auth)
     _unsupported(methods, config.source)
     plain = otp = radius = cert = None
+    sso: AuthMethod | None = None
     for method in methods:
-        if method.name == "plain":
+        if method.name in SSO_METHODS:
+            sso = method  # Its provider is loaded with the login services (it needs the URL).
+        elif method.name == "plain":
             plain = PlainBackend(method.params["passwd"])
             otp_file = method.params.get("otp")
             otp = OtpVerifier(otp_file, window=OTP_WINDOW) if otp_file else None
@@ -264,7 +295,7 @@ def build_auth_backends(config: Config) -> AuthBackends:
                 )
             )
     return AuthBackends(
-        alternatives=_alternatives(config), plain=plain, otp=otp, radius=radius, cert=cert
+        alternatives=_alternatives(config), plain=plain, otp=otp, radius=radius, cert=cert, sso=sso
     )
 
 

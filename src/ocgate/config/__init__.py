@@ -30,6 +30,7 @@ from ocgate.config._peruser import (
     load_user_config_file,
     parse_user_config,
 )
+from ocgate.config._values import redact_store_url
 
 __all__ = [
     "COLLECTOR_KEYS",
@@ -51,4 +52,5 @@ __all__ = [
     "parse_collector_config",
     "parse_config",
     "parse_user_config",
+    "redact_store_url",
 ]

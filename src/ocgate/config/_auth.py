@@ -11,6 +11,7 @@ directory and required to exist), and which parameters are mandatory.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Sequence
 
 from ocgate.config._model import AuthMethod
@@ -25,8 +26,11 @@ __all__ = [
     "parse_auth_method",
 ]
 
-AUTH_METHODS = frozenset({"plain", "certificate", "pam", "radius", "gssapi", "oidc"})
-"""Method names ocserv 1.5 knows (``avail_auth_types``)."""
+AUTH_METHODS = frozenset({"plain", "certificate", "pam", "radius", "gssapi", "oidc", "saml"})
+"""Method names ocserv 1.5 knows (``avail_auth_types``), and ocgate's ``saml``."""
+
+SSO_METHODS = frozenset({"oidc", "saml"})
+"""Single sign-on methods (docs/SSO.md): at most one may be configured."""
 
 PASSWORD_METHODS = frozenset({"plain", "pam", "radius"})
 """Methods of ocserv type ``AUTH_TYPE_USERNAME_PASS``: at most one may be configured."""
@@ -35,7 +39,7 @@ MAX_AUTH_METHODS = 4
 """ocserv ``MAX_AUTH_METHODS``."""
 
 _LEGACY_PARAM = {"plain": "passwd", "radius": "config"}
-_REQUIRED_PARAM = {"plain": "passwd", "radius": "config", "oidc": "config"}
+_REQUIRED_PARAM = {"plain": "passwd", "radius": "config", "oidc": "config", "saml": "config"}
 _EXISTING_FILE_PARAMS = frozenset({"passwd", "otp", "config"})
 _PATH_PARAMS = frozenset({"keytab"})
 _INTEGER_PARAMS = frozenset({"gid-min", "tgt-freshness-time"})
@@ -72,6 +76,12 @@ def _convert(name: str, key: str, val: str, ctx: ParseContext) -> str:
             return str(parse_uint(val, ctx))
     except ConfigError as exc:
         raise ConfigError(f"{name}[{key}]: {exc.message}", expected=exc.expected) from None
+    if key == "base-url":
+        parts = urllib.parse.urlsplit(val)
+        if parts.scheme != "https" or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(f"{name}[base-url]: not an https://HOST[:PORT] URL: {val!r}",
+                              expected="base-url=https://vpn.example.com")  # fmt: skip
+        return f"https://{parts.netloc}"
     return val
 
 
@@ -117,6 +127,12 @@ def check_auth(primary: Sequence[AuthMethod], alternatives: Sequence[AuthMethod]
         raise ConfigError(
             f"cannot combine {non_certificate[0]!r} and {non_certificate[1]!r} in 'auth'",
             expected="at most one method besides 'certificate' in the auth lines",
+        )
+    sso = [m.name for m in (*primary, *alternatives) if m.name in SSO_METHODS]
+    if len(sso) > 1:
+        raise ConfigError(
+            f"cannot configure {sso[0]!r} and {sso[1]!r} together",
+            expected="at most one of oidc and saml",
         )
     passwords = [m.name for m in (*primary, *alternatives) if m.name in PASSWORD_METHODS]
     if len(passwords) > 1:

@@ -210,8 +210,10 @@ class Config:
     """Workers install a seccomp allow-list (ocserv ``isolate-workers``)."""
     workers: int = 0
     """Worker processes (ocgate ``workers``); 0 = ``auto``, one per core."""
-    session_store: str | None = None
-    """``sqlite:///PATH`` of the durable session store; ``None``: beside ``socket-file``."""
+    session_store: str | None = field(default=None, repr=False)
+    """``sqlite:///PATH`` of the durable session store (``None``: beside ``socket-file``), or
+    the ``redis://``/``rediss://`` URL of a store shared by several gateways (it may hold a
+    password: never in a repr)."""
 
     # Operations (§4.10, §5).
     use_occtl: bool = False

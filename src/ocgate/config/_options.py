@@ -283,7 +283,7 @@ def _nvm_o(
 _B, _I, _S, _W, _P = Kind.BOOL, Kind.INTEGER, Kind.STRING, Kind.WORD, Kind.PATH
 
 # Reasons shared by several rows.
-_AUTH_NOTE = "methods ocgate lacks (pam, gssapi, oidc) are refused at start"
+_AUTH_NOTE = "methods ocgate lacks (pam, gssapi) are refused at start; oidc and saml: docs/SSO.md"
 _PINS = "PINs unlock PKCS#11 or TPM keys; ocgate reads server-key from a PEM file only"
 _COMPRESSION = (
     "oc-lz4 and lzs on CSTP and DTLS, deflate on CSTP, by compression-algo-priority. Off by "

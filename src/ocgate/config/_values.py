@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ __all__ = [
     "parse_udp_port",
     "parse_uint",
     "parse_word",
+    "redact_store_url",
 ]
 
 INT_MAX = 2**31 - 1
@@ -146,11 +148,59 @@ def parse_workers(value: str, ctx: ParseContext) -> int:
     return number
 
 
+_STORE_FORMS = "sqlite:///ABSOLUTE/PATH, redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://..."
+
+
 def parse_store_url(value: str, ctx: ParseContext) -> str:
-    """``sqlite:///ABSOLUTE/PATH`` (ocgate's ``session-store``)."""
-    if not value.startswith("sqlite:///") or len(value) <= len("sqlite:///"):
-        raise ConfigError(f"unsupported store {value!r}", expected="sqlite:///ABSOLUTE/PATH")
+    """ocgate's ``session-store``: ``sqlite:///ABSOLUTE/PATH``, or a Redis/Valkey server shared by
+    several gateways, ``redis://`` or ``rediss://`` (TLS) with an optional password and database
+    number. A URL that is refused is named without its password."""
+    if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return value
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme not in ("redis", "rediss"):
+        raise ConfigError(f"unsupported store {_no_password(value)!r}", expected=_STORE_FORMS)
+    try:
+        url = urllib.parse.urlsplit(value)
+        port = url.port
+        host = url.hostname
+    except ValueError:
+        raise ConfigError(f"bad store URL {_no_password(value)!r}", expected=_STORE_FORMS) from None
+    database = url.path.strip("/")
+    if (
+        not host
+        or (port is not None and not 1 <= port <= 65535)
+        or (database and not (database.isdigit() and int(database) <= 65535))
+    ):
+        raise ConfigError(f"bad store URL {_no_password(value)!r}", expected=_STORE_FORMS)
     return value
+
+
+def _no_password(url: str) -> str:
+    """``url`` without its secrets: the password of the user part and every query value are
+    ``***``; a URL that does not parse is only its scheme and ``***``."""
+    scheme = url.split("://", 1)[0] if "://" in url else "?"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port, user, password = parts.hostname, parts.port, parts.username, parts.password
+    except ValueError:
+        return f"{scheme}://***"
+    if host is None:
+        return f"{scheme}://***"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    if user or password is not None:
+        netloc = f"{user or ''}{':***' if password is not None else ''}@{netloc}"
+    query = "&".join(
+        f"{name}=***" for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_store_url(url: str) -> str:
+    """A ``session-store`` URL fit for a log line (no password)."""
+    return _no_password(url)
 
 
 def parse_optional_uint(value: str, ctx: ParseContext) -> int | None:

@@ -38,8 +38,9 @@ class ControlBackend(Protocol):
     def sessions(self) -> Sequence[SessionInfo]: ...
     def bans(self) -> Sequence[BanInfo]: ...
 
-    def disconnect(self, ids: Sequence[int], *, terminate: bool) -> bool:
-        """Drop these tunnels; with ``terminate`` also invalidate their session cookies."""
+    def disconnect(self, users: Sequence[UserInfo], *, terminate: bool) -> bool:
+        """Drop these tunnels (rows of :meth:`users`, of this node or of another one sharing its
+        session store); with ``terminate`` also invalidate their session cookies."""
         ...
 
     def terminate_session(self, session_id: str) -> bool:
@@ -55,6 +56,11 @@ class ControlBackend(Protocol):
         clients (their sessions stay, so they reconnect elsewhere with their cookies)."""
         ...
 
+    def terminate_user_elsewhere(self, username: str) -> bool:
+        """With a session store shared by several gateways: end the user's sessions on the
+        other nodes too, tunnels or not (``False``: this gateway is alone)."""
+        ...
+
 
 def match_session(session: SessionInfo, sid: str) -> bool:
     """Whether ``sid`` names ``session``: its full id, or a prefix of its 6-character short id
@@ -67,13 +73,15 @@ def _users_named(backend: ControlBackend, name: object) -> list[UserInfo]:
 
 
 def _users_with_id(backend: ControlBackend, uid: object) -> list[UserInfo]:
-    return [u for u in backend.users() if u.id == uid]
+    """The tunnel with id ``uid``; none if several nodes (a shared session store) list it."""
+    found = [u for u in backend.users() if u.id == uid]
+    return found if len({u.node for u in found}) <= 1 else []
 
 
 def _drop(backend: ControlBackend, users: list[UserInfo], terminate: bool, what: str) -> Response:
     if not users:
         return ErrorResponse(f"{what} is not connected")
-    if backend.disconnect([u.id for u in users], terminate=terminate):
+    if backend.disconnect(users, terminate=terminate):
         return OkResponse()
     return ErrorResponse(f"could not drop {what}")
 
@@ -82,11 +90,12 @@ def _terminate_user(backend: ControlBackend, req: Request) -> Response:
     """Every session of the user ends, connected or not: tunnels are told, cookies die."""
     users = _users_named(backend, req.arg)
     sids = [s.session_id for s in backend.sessions() if s.username == req.arg]
-    if not users and not sids:
+    elsewhere = isinstance(req.arg, str) and backend.terminate_user_elsewhere(req.arg)
+    if not users and not sids and not elsewhere:
         return ErrorResponse(f"user {req.arg!r} has no session")
     ok = all([backend.terminate_session(sid) for sid in sids])
     if users:
-        ok = backend.disconnect([u.id for u in users], terminate=True) and ok
+        ok = backend.disconnect(users, terminate=True) and ok
     return _done(ok, f"user {req.arg!r}")
 
 

@@ -78,18 +78,23 @@ def format_status_offline() -> str:
 
 
 def format_users(users: Sequence[UserInfo], *, now: float, tz: tzinfo | None = None) -> str:
-    """``show users``: ``%8s %8s %8s %14s %14s %6s %7s %14s %9s`` (``common_user_list()``)."""
+    """``show users``: ``%8s %8s %8s %14s %14s %6s %7s %14s %9s`` (``common_user_list()``).
+
+    A listing that spans several gateways (a shared session store) ends each line with the
+    node serving the tunnel (an ocgate addition; one node's listing is occtl's, unchanged)."""
     if not users:
         return ""
+    nodes = len({u.node for u in users}) > 1
     lines = [
         f"{'id':>8} {'user':>8} {'vhost':>8} {'ip':>14} {'vpn-ip':>14} {'device':>6} "
-        f"{'since':>7} {'dtls-cipher':>14} {'status':>9}"
+        f"{'since':>7} {'dtls-cipher':>14} {'status':>9}" + (f" {'node':>10}" if nodes else "")
     ]
     for u in users:
         lines.append(
             f"{u.id:8d} {u.username or NO_USER:>8} {u.vhost:>8} {u.remote_ip:>14} "
             f"{u.vpn_ip:>14} {u.device:>6} {interval_between(now, u.connected_at)} "
             f"{fix_ciphersuite(u.dtls_cipher):>14} {u.state:>9}"
+            + (f" {u.node:>10}" if nodes else "")
         )
     return _join(lines)
 

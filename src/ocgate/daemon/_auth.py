@@ -33,7 +33,9 @@ import dataclasses
 import ipaddress
 import logging
 import os
+import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -43,7 +45,9 @@ from ocgate.auth import AuthBackends, SessionAccounting, build_accounting, build
 from ocgate.bans import BanPolicy, BanTable
 from ocgate.config import Config
 from ocgate.control import BanInfo, SessionInfo
-from ocgate.daemon._store import open_session_store
+from ocgate.daemon._cluster import Cluster, SharedSessionStore
+from ocgate.daemon._shared import REFRESH_PERIOD, SharedState
+from ocgate.daemon._store import open_session_store, shared_store_url
 from ocgate.daemon._wire import dump_session
 from ocgate.errors import AuthFailed, InvalidCookie, OcgateError, ResourceError
 from ocgate.gateway import (
@@ -53,15 +57,19 @@ from ocgate.gateway import (
     LoginDialog,
     LoginServices,
     SessionSettings,
+    SsoService,
     StrapProof,
     lease_addresses,
     verify_strap,
 )
+from ocgate.gateway._contexts import parse_context_token_untrusted
+from ocgate.gateway._resume import dialog_state, restore_dialog
 from ocgate.http import Response
 from ocgate.ipc import messages as m
 from ocgate.metrics import GatewayMetrics, LiveState
 from ocgate.radius import AccountingSession, RadiusResult
 from ocgate.session import Ipv4Pool, Ipv6Pool, Session, SessionStore
+from ocgate.sso import load_sso_provider
 from ocgate.tls import ServerCredentials, load_credentials
 
 __all__ = ["AuthService"]
@@ -97,6 +105,13 @@ class AuthService:
         self.store: SessionStore = open_session_store(
             store_path, now=time.time(), on_queued=self._commit_soon
         )
+        self.cluster: Cluster | None = None
+        """With a shared (Redis) ``session-store``: this node among the others."""
+        url = shared_store_url(config)
+        if url is not None:
+            shared = SharedState(url, config.node_name, on_event=self._cluster_event)
+            self.store = SharedSessionStore(self.store, shared)  # type: ignore[arg-type]
+            self.cluster = Cluster(self, shared)
         self.pool4: Ipv4Pool | None = None
         self.pool6: Ipv6Pool | None = None
         self._vhost_pools: dict[ipaddress.IPv4Network | ipaddress.IPv6Network,
@@ -115,6 +130,10 @@ class AuthService:
         """The login dialog of each connection (worker, connection id) that asked for one."""
         self.contexts: LoginContexts[LoginDialog] = LoginContexts(config.auth_timeout)
         """``webvpncontext`` tokens: a login's next round may come on another connection."""
+        self._shared_contexts: weakref.WeakKeyDictionary[LoginDialog, str] = (
+            weakref.WeakKeyDictionary()
+        )
+        """With a shared store: the token each login under way is kept under there."""
         self.metrics = GatewayMetrics(self._live_state)
         self.accounting: SessionAccounting | None = None
         self.auth_failures = 0
@@ -123,6 +142,7 @@ class AuthService:
         self.ping_address: Callable[[str], Awaitable[bool]] | None = None
         """``ping-leases``: asks the supervisor whether an address answers (``daemon/_ping.py``)."""
         self._maintenance: asyncio.Task[None] | None = None
+        self._cluster_start: asyncio.Task[None] | None = None
         self.load(config)
         self._restore_leases()
 
@@ -136,14 +156,16 @@ class AuthService:
         backends = build_auth_backends(config)
         accounting = build_accounting(config)
         credentials = load_credentials(config.server_cert[0])
-        vhosts = {
-            vhost.vhost_name or "": (
+        sso = self._sso(config, backends)
+        vhosts = {}
+        for vhost in config.vhosts:
+            vhost_backends = build_auth_backends(vhost)
+            vhosts[vhost.vhost_name or ""] = (
                 vhost,
-                build_auth_backends(vhost),
+                vhost_backends,
                 load_credentials(vhost.server_cert[0]),
+                self._sso(vhost, vhost_backends),
             )
-            for vhost in config.vhosts
-        }
         self.config = config
         self.contexts.lifetime = config.auth_timeout
         if accounting is not None and self.accounting is None:
@@ -152,14 +174,40 @@ class AuthService:
             )
         self.bans.policy = _ban_policy(config)
         self._load_pools(config)
-        self.login_services = self._services(config, backends, credentials)
+        self.login_services = self._services(config, backends, credentials, sso)
         self.vhost_services = {name: self._services(*built) for name, built in vhosts.items()}
 
+    def _sso(self, config: Config, backends: AuthBackends) -> SsoService | None:
+        """The ``oidc``/``saml`` flow of one host: its provider is loaded here, in sec-mod, with
+        its secrets and (OIDC) the provider's discovery document and keys (docs/SSO.md).
+
+        :raises ConfigError: a bad provider config or an unreachable provider.
+        """
+        method = backends.sso_method
+        if method is None:
+            return None
+        base_url = method.params.get("base-url") or _default_base_url(config)
+        provider = load_sso_provider(method.name, method.params["config"], base_url=base_url)
+        return SsoService(
+            provider,
+            base_url=base_url,
+            clock=time.time,
+            run_blocking=asyncio.to_thread,
+            on_refusal=self._wrong_password,
+            login_lifetime=float(config.auth_timeout),
+        )
+
     def _services(
-        self, config: Config, backends: AuthBackends, credentials: ServerCredentials
+        self,
+        config: Config,
+        backends: AuthBackends,
+        credentials: ServerCredentials,
+        sso: SsoService | None = None,
     ) -> LoginServices:
         """The login services of one host (the default or a vhost): its backends, its menu."""
         wants_menu = config.select_group or config.default_select_group or config.auto_select_group
+        if self.cluster is not None:
+            backends.otp_first_use = self.cluster.otp_first_use
         return LoginServices(
             config=config,
             backends=backends,
@@ -172,6 +220,8 @@ class AuthService:
             count_connected=lambda username: self._count_connected(username, config.vhost_name),
             end_session=self.end_session,
             on_login=self._count_login,
+            unavailable=self.cluster.unavailable if self.cluster is not None else lambda: None,
+            sso=sso,
         )
 
     def services_for(self, vhost: str) -> LoginServices:
@@ -357,7 +407,14 @@ class AuthService:
             log.info("event=sessions-restored count=%d", count)
 
     def start(self) -> None:
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+        loop = asyncio.get_running_loop()
+        self._maintenance = loop.create_task(self._maintain())
+        if self.cluster is not None:
+            self._cluster_start = loop.create_task(self.cluster.start())
+
+    def _cluster_event(self, event: dict[str, object]) -> None:
+        if self.cluster is not None:
+            self.cluster.on_event(event)
 
     def _commit_soon(self) -> None:
         if self._commit is not None:
@@ -385,6 +442,8 @@ class AuthService:
             self._commit.cancel()
             self._commit = None
         self._save_bans()
+        if self.cluster is not None:
+            await self.cluster.close()
         if self.accounting is not None:
             await self.accounting.close()
         closer = getattr(self.store, "close", None)
@@ -392,8 +451,12 @@ class AuthService:
             closer()
 
     async def _maintain(self) -> None:
+        refreshed = time.monotonic()
         while True:
             await asyncio.sleep(_MAINTENANCE_PERIOD)
+            if self.cluster is not None and time.monotonic() - refreshed >= REFRESH_PERIOD:
+                refreshed = time.monotonic()
+                await self.cluster.refresh()
             for session in self.store.expire(time.time()):
                 log.info("event=session-expired user=%r session=%s", session.username, session.sid)
                 owner = self.owners.pop(session.sid, None)
@@ -422,11 +485,14 @@ class AuthService:
         for address in addresses:
             self._add_points(address, points, "connection")
 
-    def unban(self, address: str) -> bool:
+    def unban(self, address: str, *, share: bool = True) -> bool:
+        """Lift the ban of ``address`` (``share``: on every node of a shared store too)."""
         found = self.bans.unban(address)
         if found:
             log.info("event=address-unbanned remote=%s", address)
             self.publish_bans([m.BanState(address=address[:64], seconds=0.0)], False)
+        if share and self.cluster is not None:
+            self.cluster.unbanned(address)
         return found
 
     def publish_all_bans(self) -> None:
@@ -442,12 +508,20 @@ class AuthService:
         )
 
     def _add_points(self, address: str, points: int, why: str) -> None:
+        self.add_points(address, points, why)
+
+    def add_points(self, address: str, points: int, why: str, *, share: bool = True) -> None:
+        """Ban points for ``address`` (``share``: they count on every node of a shared store)."""
+        if share and self.cluster is not None:
+            self.cluster.points(address, points, why)
         now = time.monotonic()
         was_banned = self.bans.is_banned(address, now)
         if self.bans.add_points(address, points, now) and not was_banned:
             self.metrics.bans.inc()
             ban = self.bans.policy.ban_time
             self.publish_bans([m.BanState(address=address[:64], seconds=float(ban))], False)
+            if self.cluster is not None:  # A node that starts (or returns) later learns it too.
+                self.cluster.banned(address, self.bans.policy.ban_time)
             log.warning(
                 "event=address-banned remote=%s reason=%s ban_time=%d",
                 address,
@@ -505,6 +579,16 @@ class AuthService:
             session.sid,
             reason,
         )
+
+    def release_locally(self, session: Session) -> None:
+        """Free ``session``'s addresses in the pools here: it moved to another node."""
+        self._release(session, "moved to another gateway")
+
+    def live_pools(self) -> list[_Pool]:
+        return self._live_pools()
+
+    def tell(self, worker: int, message: ipc.messages.Message) -> None:
+        self._tell(worker, message)
 
     def _release(self, session: Session, reason: str) -> None:
         if self.accounting is not None:
@@ -907,6 +991,8 @@ class AuthService:
             return None
         if isinstance(msg, m.ClaimSession):
             try:
+                if self.cluster is not None:
+                    return await self._claim_shared(self.cluster, worker, msg)
                 return await self.claim_pinged(worker, msg)
             except (InvalidCookie, ResourceError, OcgateError) as exc:
                 return m.Failed(message=str(exc))
@@ -934,6 +1020,37 @@ class AuthService:
             return m.Ok()
         return m.Failed(message=f"unexpected {type(msg).__name__}")
 
+    async def _claim_shared(
+        self, cluster: Cluster, worker: int, msg: m.ClaimSession
+    ) -> m.SessionGranted:
+        """:meth:`claim_pinged` with the session and its addresses shared with other nodes
+        (:mod:`ocgate.daemon._cluster`); one CONNECT per cookie at a time."""
+        async with cluster.claim_lock(msg.cookie):
+            return await self._claim_shared_locked(cluster, worker, msg)
+
+    async def _claim_shared_locked(
+        self, cluster: Cluster, worker: int, msg: m.ClaimSession
+    ) -> m.SessionGranted:
+        moved = await cluster.prepare_claim(msg.cookie)
+        session = self.store.lookup(msg.cookie, time.time())
+        # A session that moved here has its addresses taken in the shared store again (its old
+        # home may not have written them back after an outage): one held by another session is
+        # replaced, as a new one would be.
+        had = (None, None) if moved else (session.ipv4, session.ipv6)
+        granted = await self.claim_pinged(worker, msg)
+        if moved or (session.ipv4, session.ipv6) != had:
+            try:
+                await cluster.confirm_leases(session, had)
+            except ResourceError:
+                owner = self.owners.get(session.sid)
+                if owner is not None and (owner.worker, owner.tunnel_id) == (worker, msg.tunnel_id):
+                    del self.owners[session.sid]
+                self._drop_empty_pools()
+                raise
+            granted = m.SessionGranted(payload=dump_session(session, self.config))
+        await cluster.after_claim()
+        return granted
+
     async def _login(self, worker: int, msg: m.LoginRequest) -> m.LoginResponse:
         key = (worker, msg.conn)
         now = time.monotonic()
@@ -941,12 +1058,10 @@ class AuthService:
         if dialog is None:
             if sum(1 for k in self.dialogs if k[0] == worker) >= MAX_DIALOGS_PER_WORKER:
                 return _response(Response(503, "Service Unavailable", (), b"", close=True))
-            dialog = self.contexts.resume(
-                msg.request.cookies().get(CONTEXT_COOKIE),
-                remote=msg.remote,
-                vhost=msg.vhost,
-                now=now,
-            )
+            token = msg.request.cookies().get(CONTEXT_COOKIE)
+            dialog = self.contexts.resume(token, remote=msg.remote, vhost=msg.vhost, now=now)
+            if dialog is None and self.cluster is not None:
+                dialog = await self._resume_elsewhere(token, msg, now)
             if dialog is None:
                 chain = tuple(msg.peer_chain)
                 dialog = LoginDialog(
@@ -959,14 +1074,31 @@ class AuthService:
                 for other in [k for k, d in self.dialogs.items() if d is dialog]:
                     del self.dialogs[other]
             self.dialogs[key] = dialog
+        if self.cluster is not None and msg.request.method == "POST":
+            await self.cluster.check()  # A login must not rely on a store that went away.
         response = await dialog.handle(msg.request)
         progress = dialog.progress()
+        if self.cluster is not None and progress is None:
+            await self.cluster.login_done()  # Every node knows the cookie before the client.
         if response.close or progress is None:
+            ended = self._shared_contexts.pop(dialog, None) or self.contexts.token_of(dialog)
+            if ended is not None and self.cluster is not None:
+                self.cluster.forget_context(ended)
             self.contexts.forget(dialog)
             if response.close:
                 self.dialogs.pop(key, None)
         elif response.status == 200 and progress.state != "pre-auth":
             token = self.contexts.token_for(dialog, remote=msg.remote, vhost=msg.vhost, now=now)
+            state = dialog_state(dialog) if self.cluster is not None else None
+            if self.cluster is not None and state is not None:
+                kept = await self.cluster.keep_context(token, state, remote=msg.remote,
+                    vhost=msg.vhost, seconds=self.config.auth_timeout)  # fmt: skip
+                if kept:  # The next round on a new connection takes it from the store.
+                    self.contexts.forget(dialog)
+                    older = self._shared_contexts.get(dialog)
+                    if older is not None and older != token:
+                        self.cluster.forget_context(older)
+                    self._shared_contexts[dialog] = token
             cookie = (
                 f"{CONTEXT_COOKIE}={token}; Max-Age={self.config.auth_timeout}; Secure; HttpOnly"
             )
@@ -974,6 +1106,35 @@ class AuthService:
                 response, headers=(*response.headers, ("Set-Cookie", cookie))
             )
         return _response(response)
+
+    async def _resume_elsewhere(
+        self, token: str | None, msg: m.LoginRequest, now: float
+    ) -> LoginDialog | None:
+        """The login another node started, if ``token`` names one kept in the shared store."""
+        cluster = self.cluster
+        token = parse_context_token_untrusted(token)
+        if cluster is None or token is None:
+            return None
+        state = await cluster.take_context(token, remote=msg.remote, vhost=msg.vhost)
+        if state is None:
+            return None
+        chain = tuple(msg.peer_chain)
+        try:
+            dialog = restore_dialog(
+                self.services_for(msg.vhost),
+                state,
+                remote_addr=msg.remote,
+                local_addr=msg.local,
+                peer_chain=lambda: chain,
+            )
+        except ValueError as exc:
+            log.warning("event=login-context-unreadable reason=%r", str(exc))
+            return None
+        self.contexts.adopt(dialog, token, remote=msg.remote, vhost=msg.vhost, now=now)
+        progress = dialog.progress()
+        log.info("event=login-resumed remote=%s user=%r", msg.remote,
+                 progress.username if progress is not None else "")  # fmt: skip
+        return dialog
 
 
 def _response(response: Response) -> m.LoginResponse:
@@ -1020,6 +1181,14 @@ def _free_in(
 ) -> bool:
     """Whether ``address`` is a lease of ``pool`` that nobody holds yet."""
     return pool.owns(address) and address not in pool  # type: ignore[arg-type]
+
+
+def _default_base_url(config: Config) -> str:
+    """``https://HOST[:PORT]`` from ``listen-host`` (else this host's name) and ``tcp-port``."""
+    host = config.listen_host or socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}" if config.tcp_port == 443 else f"https://{host}:{config.tcp_port}"
 
 
 def _ban_policy(config: Config) -> BanPolicy:

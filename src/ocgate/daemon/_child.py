@@ -332,7 +332,9 @@ class _AuthRole(_Role):
     async def create(cls, setup: ChildSetup, supervisor: ipc.Channel) -> _AuthRole:
         from ocgate.daemon._auth import AuthService
         from ocgate.sandbox import AUTH_CAPS
+        from ocgate.sso import preload_sso_modules
 
+        preload_sso_modules()  # SSO providers load after the drop below.
         # The OTP users file is rewritten in place of a root-owned one: keep its owner and mode.
         _drop(setup, keep_caps=(*AUTH_CAPS, _CAP_CHOWN, _CAP_FOWNER))
         service = AuthService(setup.config, store_path=setup.store_path)
@@ -382,7 +384,18 @@ class _AuthRole(_Role):
         for fd in fds:
             os.close(fd)
         if isinstance(msg, m.SessionsQuery):
-            return service.sessions_reply()
+            reply = service.sessions_reply()
+            if service.cluster is not None:
+                reply.remote_users = await service.cluster.remote_users()
+            return reply
+        if isinstance(msg, m.TerminateUser):
+            if service.cluster is not None:
+                service.cluster.end_user_elsewhere(msg.username)
+            return None
+        if isinstance(msg, m.NodeUsers):
+            if service.cluster is not None:
+                await service.cluster.publish_rows(msg.users)
+            return None
         if isinstance(msg, m.Unban):
             return m.Ok(found=service.unban(msg.address))
         if isinstance(msg, m.ConnectionPoints):
@@ -393,6 +406,8 @@ class _AuthRole(_Role):
                 if session.sid == msg.sid or session.sid.startswith(msg.sid):
                     service.end_session(session, "admin terminate")
                     return m.Ok()
+            if service.cluster is not None:  # A session of another node (ctl lists them too).
+                return m.Ok(found=await service.cluster.end_elsewhere(msg.sid, "admin terminate"))
             return m.Ok(found=False)
         if isinstance(msg, m.CollectMetrics):
             from ocgate.metrics import samples_of

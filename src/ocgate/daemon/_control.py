@@ -135,8 +135,10 @@ class ControlService:
         return self._sup.status(self._workers, self._auth)
 
     def users(self) -> Sequence[UserInfo]:
-        users = [u for part in self._workers for u in part.users]
-        return sorted(users, key=lambda u: u.id)
+        """This node's tunnels by id, then those of the other nodes sharing its session store."""
+        users = sorted((u for part in self._workers for u in part.users), key=lambda u: u.id)
+        remote = sorted(self._auth.remote_users, key=lambda u: (u.node, u.id))
+        return [*users, *remote]
 
     def sessions(self) -> Sequence[SessionInfo]:
         return list(self._auth.sessions)
@@ -146,11 +148,18 @@ class ControlService:
 
     # Actions --------------------------------------------------------------------------------------
 
-    def disconnect(self, ids: Sequence[int], *, terminate: bool) -> bool:
-        known = [u.id for u in self.users() if u.id in ids]
+    def disconnect(self, users: Sequence[UserInfo], *, terminate: bool) -> bool:
+        """This node's tunnels are closed here; another node's tunnel ends with its session (a
+        ``disconnect`` invalidates the cookie too, as ocserv's code does)."""
+        remote = {id(u) for u in self._auth.remote_users}
+        local = [u.id for u in users if id(u) not in remote]
+        known = [u.id for part in self._workers for u in part.users if u.id in local]
         if known:
             self._sup.close_tunnels(known, terminate=terminate)
-        return bool(known)
+        ended = [u for u in users if id(u) in remote and u.session_id]
+        for user in ended:
+            self._sup.tell_auth(m.TerminateSession(sid=user.session_id))
+        return bool(known or ended)
 
     def terminate_session(self, session_id: str) -> bool:
         for session in self._auth.sessions:
@@ -158,6 +167,12 @@ class ControlService:
                 self._sup.tell_auth(m.TerminateSession(sid=session.session_id))
                 return True
         return False
+
+    def terminate_user_elsewhere(self, username: str) -> bool:
+        if not self._sup.shared_store:
+            return False
+        self._sup.tell_auth(m.TerminateUser(username=username))
+        return True
 
     def unban(self, ip: str) -> bool:
         key = ban_key(ip)

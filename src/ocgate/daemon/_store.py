@@ -7,12 +7,22 @@ from collections.abc import Callable
 from ocgate.config import Config
 from ocgate.session import SessionStore
 
-__all__ = ["open_session_store", "session_store_path"]
+__all__ = ["open_session_store", "session_store_path", "shared_store_url"]
+
+
+def shared_store_url(config: Config) -> str | None:
+    """The Redis/Valkey server ``session-store`` names (sessions shared by several gateways),
+    or ``None`` for the embedded store alone."""
+    url = config.session_store
+    return url if url is not None and url.startswith(("redis://", "rediss://")) else None
 
 
 def session_store_path(config: Config) -> str:
-    """``session-store``'s path, or by default a file beside ``socket-file`` (runtime state)."""
-    if config.session_store is not None:
+    """``session-store``'s path, or by default a file beside ``socket-file`` (runtime state).
+
+    With a shared (Redis) store the node keeps this file too, as its durable copy of the
+    sessions it serves."""
+    if config.session_store is not None and shared_store_url(config) is None:
         return config.session_store.removeprefix("sqlite://")
     return f"{config.socket_file}.sessions.sqlite"
 

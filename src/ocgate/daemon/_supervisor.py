@@ -35,6 +35,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -53,7 +54,7 @@ from ocgate.daemon._setup import (
     server_addresses,
     tls_files,
 )
-from ocgate.daemon._store import session_store_path
+from ocgate.daemon._store import session_store_path, shared_store_url
 from ocgate.errors import ConfigError
 from ocgate.ipc import messages as m
 from ocgate.ipc._channel import Handler, Outgoing
@@ -70,6 +71,8 @@ _STATIC_KEYS = (
     "session_store", "isolate_workers", "node_name", "health_listen",
 )  # fmt: skip
 _RESTART_DELAY = 0.5
+_USERS_PERIOD = 5.0
+"""Seconds between two updates of this node's users list in a shared session store."""
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _STEERS_PER_SECOND = 2000
 
@@ -126,13 +129,16 @@ class Supervisor:
         self.auth = Child("auth", 0, 0)
         self.nvm: Child | None = None
         self.stopping = False
-        self._generations = 0
+        self._generations = _first_generation(config)
         self._tcp: list[socket.socket] = []
         self._udp: list[socket.socket] = []
         self._metrics_sock: socket.socket | None = None
         self._health_sock: socket.socket | None = None
         self._rr = 0
         self._tasks: set[asyncio.Task[object]] = set()
+        self._users_changed = asyncio.Event()
+        self.shared_store = shared_store_url(config) is not None
+        """Whether several gateways share the session store (``session-store = redis://``)."""
         self._steer_budget = float(_STEERS_PER_SECOND)
         self._steer_time = time.monotonic()
         self.control: object = None
@@ -161,6 +167,8 @@ class Supervisor:
             self._prepare_nvm_store()
             await self._spawn(self.nvm)
         await asyncio.gather(*(self._spawn(w) for w in self.workers))
+        if shared_store_url(config) is not None:
+            self._background(self._publish_users())
         loop = asyncio.get_running_loop()
         for sock in self._tcp:
             sock.listen(1024)
@@ -613,8 +621,20 @@ class Supervisor:
         finally:
             sock.close()
 
+    async def _publish_users(self) -> None:
+        """With a shared session store: this node's tunnels, for ``show users`` on the others
+        (every few seconds, and soon after a tunnel comes up or goes down)."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._users_changed.wait(), _USERS_PERIOD)
+            await asyncio.sleep(0.2)  # Tunnels that come up together: one update.
+            self._users_changed.clear()
+            parts, _ = await self.gather(sessions=False)
+            self.tell_auth(m.NodeUsers(users=[u for part in parts for u in part.users]))
+
     def _tunnel_event(self, child: Child, msg: m.TunnelEvent) -> None:
         user = msg.user
+        self._users_changed.set()
         if msg.kind == "connect":
             child.tunnels += 1
         else:
@@ -649,7 +669,9 @@ class Supervisor:
 
     # Snapshots for occtl, metrics and SIGUSR2 -----------------------------------------------------
 
-    async def gather(self) -> tuple[list[m.Users], m.Sessions]:
+    async def gather(self, *, sessions: bool = True) -> tuple[list[m.Users], m.Sessions]:
+        """Every worker's tunnels and (``sessions``) the authentication service's snapshot."""
+
         async def users(worker: Child) -> m.Users:
             if worker.channel is None or not worker.ready:
                 return m.Users()
@@ -659,7 +681,7 @@ class Supervisor:
                 return m.Users()
             return reply
 
-        async def sessions() -> m.Sessions:
+        async def auth_snapshot() -> m.Sessions:
             if self.auth.channel is None:
                 return m.Sessions()
             try:
@@ -669,7 +691,7 @@ class Supervisor:
             return reply
 
         parts = await asyncio.gather(*(users(w) for w in self.workers))
-        return list(parts), await sessions()
+        return list(parts), await auth_snapshot() if sessions else m.Sessions()
 
     async def scrape(self) -> bytes:
         async def collect(child: Child) -> m.Metrics:
@@ -799,6 +821,15 @@ class Supervisor:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _first_generation(config: Config) -> int:
+    """Where this node's child generations (hence its tunnel ids) start: 0 alone; with a shared
+    session store a base from the node name, so the ids ``ctl show users`` lists from several
+    nodes differ (``ctl`` refuses an id that two nodes share, in the unlikely event)."""
+    if shared_store_url(config) is None:
+        return 0
+    return (zlib.crc32(config.node_name.encode()) % 999 + 1) * 1000
 
 
 def _bind_http(value: str, proto: str) -> socket.socket:

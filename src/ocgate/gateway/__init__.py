@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     )
     from ocgate.gateway._scripts import ScriptContext, script_environment
     from ocgate.gateway._settings import SessionSettings, radius_overrides, session_settings
+    from ocgate.gateway._sso import SsoService
     from ocgate.gateway._strap import (
         STRAP_PUBKEY,
         STRAP_VERIFY,
@@ -57,6 +58,7 @@ _WHERE = {
     "Prompt": "ocgate.gateway._authflow",
     "ScriptContext": "ocgate.gateway._scripts",
     "SessionSettings": "ocgate.gateway._settings",
+    "SsoService": "ocgate.gateway._sso",
     "Step": "ocgate.gateway._authflow",
     "TokenBucket": "ocgate.gateway._bandwidth",
     "TunnelPlan": "ocgate.gateway._connect",
@@ -102,6 +104,7 @@ __all__ = [
     "Prompt",
     "ScriptContext",
     "SessionSettings",
+    "SsoService",
     "Step",
     "StrapProof",
     "TokenBucket",

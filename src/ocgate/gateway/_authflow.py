@@ -18,6 +18,12 @@ alternative needs certificate *and* password, the verified identity is kept and 
 must equal it; if no alternative works without a certificate and it does not verify, the login
 fails at once (:class:`~ocgate.errors.AuthFailed`). Every refusal carries a log-only reason.
 
+Single sign-on (``oidc``/``saml``, :mod:`ocgate.gateway._sso`): when an alternative is the SSO
+method alone, or certificate AND SSO with a verified certificate, :meth:`LoginFlow.begin` answers
+``Step.SSO`` (the sso-v2 form) if the client can do SSO or no password alternative is left; the
+identity the provider vouched for is accepted by :meth:`LoginFlow.accept_sso`, which with a
+certificate requires the SSO user to be the certificate's user (as for certificate AND password).
+
 After a wrong OTP code the OTP form is shown again (the password stays accepted); after a
 refused challenge answer the dialog starts over, because a RADIUS State is single-use.
 """
@@ -46,6 +52,7 @@ __all__ = [
 
 OTP_PROMPT = "Please enter your OTP password."
 CREDENTIALS_PROMPT = "Please enter your username and password."
+SSO_PROMPT = "Please complete the authentication process in the browser."
 
 
 class Step(enum.Enum):
@@ -54,6 +61,7 @@ class Step(enum.Enum):
     CREDENTIALS = "credentials"
     OTP = "otp"
     CHALLENGE = "challenge"
+    SSO = "sso"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +101,10 @@ class LoginBackends(Protocol):
     def password_alone(self) -> bool: ...
     @property
     def has_otp(self) -> bool: ...
+    @property
+    def sso_alone(self) -> bool: ...
+    @property
+    def cert_and_sso(self) -> bool: ...
 
     async def check_password(
         self,
@@ -151,7 +163,8 @@ class LoginFlow:
     def _check_certificate(self) -> CertIdentity | None:
         """Verify the client's certificate once per connection (when any alternative uses one)."""
         backends = self._backends
-        if not self._checked_cert and (backends.cert_alone or backends.cert_and_password):
+        uses_cert = backends.cert_alone or backends.cert_and_password or backends.cert_and_sso
+        if not self._checked_cert and uses_cert:
             self._checked_cert = True
             try:
                 self._identity = backends.verify_certificate(self._peer_chain())
@@ -159,9 +172,10 @@ class LoginFlow:
                 self.cert_refusal = str(exc)
         return self._identity
 
-    def begin(self) -> Accepted | Prompt:
+    def begin(self, *, sso_capable: bool = False) -> Accepted | Prompt:
         """Start (or restart) the dialog.
 
+        :param sso_capable: the client can do an sso-v2 login (it said so, or is Cisco's).
         :raises AuthFailed: every alternative needs a certificate and none verified.
         """
         backends = self._backends
@@ -170,9 +184,33 @@ class LoginFlow:
         if identity is not None and backends.cert_alone:
             return Accepted(username=identity.username, groups=identity.groups, cert=identity,
                             method="certificate")  # fmt: skip
-        if identity is None and not backends.password_alone:
+        sso = backends.sso_alone or (identity is not None and backends.cert_and_sso)
+        if identity is None and not backends.password_alone and not sso:
             raise AuthFailed(f"certificate required: {self.cert_refusal or 'no certificate'}")
+        password = backends.password_alone or (identity is not None and backends.cert_and_password)
+        if sso and (sso_capable or not password):
+            self.step = Step.SSO
+            return Prompt(step=Step.SSO, message=SSO_PROMPT)
         return Prompt(step=Step.CREDENTIALS, message=CREDENTIALS_PROMPT)
+
+    def accept_sso(self, username: str, groups: tuple[str, ...], method: str) -> Accepted:
+        """The SSO provider vouched for ``username``: the login is done.
+
+        :raises AuthFailed: SSO is not part of any usable alternative now, or (certificate AND
+            SSO) the certificate is for another user.
+        """
+        backends = self._backends
+        identity = self._identity
+        if backends.sso_alone:
+            self.restart()
+            return Accepted(username=username, groups=groups, method=method)
+        if identity is None or not backends.cert_and_sso:
+            raise AuthFailed(f"certificate required: {self.cert_refusal or 'no certificate'}")
+        check_cert_user(identity, username)
+        self.restart()
+        return Accepted(
+            username=username, groups=groups, cert=identity, method=f"certificate+{method}"
+        )
 
     def restart(self) -> None:
         """Back to the credentials form (the certificate verdict is kept)."""
@@ -255,8 +293,11 @@ class LoginFlow:
         return self._after_password(pending.username, outcome)
 
     def after_failure(self) -> Prompt:
-        """The form to show after a refused step: the OTP form again, else the credentials."""
+        """The form to show after a refused step: the OTP or SSO form again, else the
+        credentials."""
         if self.step is Step.OTP:
             return Prompt(step=Step.OTP, message=OTP_PROMPT)
+        if self.step is Step.SSO:
+            return Prompt(step=Step.SSO, message=SSO_PROMPT)
         self.restart()
         return Prompt(step=Step.CREDENTIALS, message=CREDENTIALS_PROMPT)

@@ -109,6 +109,22 @@ class LoginContexts(Generic[D]):
         self._entries.move_to_end(token)
         return entry.dialog
 
+    def adopt(self, dialog: D, token: str, *, remote: str, vhost: str, now: float) -> None:
+        """Name ``dialog`` by ``token`` here: a login another gateway started, whose state came
+        through the shared session store (``gateway/_resume.py``)."""
+        self.sweep(now)
+        self.forget(dialog)
+        if token in self._entries:
+            self._drop(token)
+        while len(self._entries) >= self._limit:
+            self._drop(next(iter(self._entries)))
+        self._tokens[id(dialog)] = token
+        self._entries[token] = _Entry(dialog, remote, vhost, now + self.lifetime)
+
+    def token_of(self, dialog: D) -> str | None:
+        """The token naming ``dialog``, if it has one."""
+        return self._tokens.get(id(dialog))
+
     def forget(self, dialog: D) -> None:
         """``dialog``'s login is over: its token names nothing any more."""
         token = self._tokens.get(id(dialog))

@@ -20,7 +20,13 @@ Theory of operation (anyconnect-protocol.md §2.3, §3; ocserv ``src/worker-auth
   ``<session-token>``. Any user or group name the backend accepts may log in (``sp@c/al``,
   UTF-8, quotes); only the lookup of a per-user or per-group file refuses a name that is not one
   safe path component, and then the session is refused with that reason in the log.
-* A ``logout`` document or ``GET /logout`` with the cookie ends the session.
+* Single sign-on (``oidc``/``saml``): the sso-v2 form, the browser's pages under ``/+CSCOE+/``
+  and the ``sso-token`` reply are :mod:`ocgate.gateway._sso`'s; the identity then goes through
+  the same group choice, per-user/per-group settings and session creation as any login. An
+  ``Authorization: Bearer`` JWT on a login request is ocserv's OIDC bearer mode. SSO refusals are
+  shown as the AggAuth form's error and count toward bans like a wrong password.
+* A ``logout`` document or ``GET /logout`` with the cookie ends the session (after an SSO login,
+  ``GET /logout`` then redirects to the provider's logout, where it has one).
 * ``GET /profiles/NAME`` and ``GET /CACHE/stc/profiles/NAME`` (the ASA's form) return a profile
   of the cookie's session (``user-profile``, ``service-profile-vpn-mgmt``,
   ``service-profile-nvm``, read at configuration load); without a valid cookie they get
@@ -63,14 +69,16 @@ from ocgate.auth import AuthResult, LoginContext, select_group
 from ocgate.certauth import check_cert_group
 from ocgate.config import Config
 from ocgate.config._profile import ProfileFile
-from ocgate.errors import AuthFailed, BadAuthXml, BadStrap, ConfigError, InvalidCookie
+from ocgate.errors import AuthFailed, BadAuthXml, BadStrap, ConfigError, InvalidCookie, SsoError
 from ocgate.gateway._authflow import Accepted, LoginBackends, LoginFlow, Prompt, Step
 from ocgate.gateway._device import device_from_login
 from ocgate.gateway._groups import GroupMenu
 from ocgate.gateway._settings import SessionSettings, session_settings
+from ocgate.gateway._sso import SSO_CAPABILITY, SsoService, is_cisco_agent
 from ocgate.gateway._strap import STRAP_PUBKEY, load_strap_pubkey_untrusted
 from ocgate.http import Request, Response
 from ocgate.session import Session, SessionStore
+from ocgate.sso import SsoIdentity
 from ocgate.tls import ServerCredentials
 
 __all__ = ["DOWNLOADER_STUBS", "PROFILE_PATHS", "LoginDialog", "LoginServices", "session_profiles"]
@@ -86,6 +94,9 @@ PROFILE_PATHS = ("/profiles/", "/CACHE/stc/profiles/")
 """Where profiles are downloaded: ocserv's form (listed in the manifest), then the ASA's."""
 _XML_HEADERS = (("Content-Type", "text/xml; charset=utf-8"), ("X-Transcend-Version", "1"))
 _FAILED = "Login failed."
+STRAP_DH_PUBKEY = "x-anyconnect-strap-dh-pubkey"
+"""The client's ECDH P-256 key for the external-browser token envelope (openconnect ``hpke.c``)."""
+_SSO_INPUTS = (FormInput(type="sso", name="sso-token", label=""),)
 _GROUP_PROMPT = "Please select your group."
 _CREDENTIAL_INPUTS = (
     FormInput(type="text", name="username", label="Username:", value=None),
@@ -115,6 +126,10 @@ DOWNLOADER_STUBS: dict[str, tuple[str, bytes]] = {
 
 def _never(_address: str) -> bool:
     return False
+
+
+def _available() -> str | None:
+    return None
 
 
 def _ignore(*_args: object) -> None:
@@ -160,6 +175,10 @@ class LoginServices:
     """Whether a client address is banned now."""
     on_auth_failure: Callable[[str], None] = field(default=_ignore)
     """Told the client address of every refused credential (ban points)."""
+    sso: SsoService | None = None
+    """The ``oidc``/``saml`` method's flow, when one is configured."""
+    unavailable: Callable[[], str | None] = field(default=_available)
+    """Why no login can succeed now (a shared session store is down), else ``None``."""
 
 
 class LoginDialog:
@@ -192,6 +211,13 @@ class LoginDialog:
         self._username = ""
         self._user_agent = ""
         self._strap_key: bytes | None = None
+        self._capabilities: tuple[str, ...] = ()
+        """``<capabilities>`` of the client's init (``single-sign-on-v2``, …)."""
+        self._dh_key: bytes | None = None
+        """The client's STRAP DH key (DER), for the external-browser token envelope."""
+        self._sso_login: str | None = None
+        """The SSO login this dialog's form named (its token is redeemable only here)."""
+        self._sso_identity: SsoIdentity | None = None
         self._device: DeviceId | None = None
         """What the client's init said of its machine (``<device-id>``, identifier headers)."""
         """The client's STRAP public key (DER) from its login requests, if it sent one."""
@@ -211,14 +237,32 @@ class LoginDialog:
                 self._strap_key = load_strap_pubkey_untrusted(strap)
             except BadStrap as exc:
                 log.info("event=bad-strap-key remote=%s reason=%r", self._remote, str(exc))
+        dh_key = request.header(STRAP_DH_PUBKEY)
+        if dh_key is not None:
+            try:
+                self._dh_key = load_strap_pubkey_untrusted(dh_key)
+            except BadStrap as exc:
+                log.info("event=bad-strap-dh-key remote=%s reason=%r", self._remote, str(exc))
         path = request.target.split("?", 1)[0]
+        sso = self._services.sso
+        if sso is not None and sso.handles(path):
+            return await sso.browser(request, self._remote)
         if path == SVC_PATH and request.method in ("GET", "POST"):
             return await self._svc(request)
+        bearer = _bearer_token(request)
+        if (
+            bearer is not None
+            and sso is not None
+            and (request.method == "POST" or path in _AUTH_PATHS)
+        ):
+            return await self._bearer(request, sso, bearer)
         if request.method == "GET":
             if path in _AUTH_PATHS:
                 return self._start(request)
             if path == "/logout":
-                self._logout_by_cookie(request)
+                provider_logout = self._logout_by_cookie(request)
+                if provider_logout is not None:  # The SSO provider's own logout, too.
+                    return Response(302, "Found", (("Location", provider_logout),), b"")
                 return Response(200, "OK", (("Content-Type", "text/html"),), b"<html></html>\n")
             if urllib.parse.unquote(path).startswith(PROFILE_PATHS):
                 return self._profile(request, urllib.parse.unquote(path))
@@ -290,9 +334,12 @@ class LoginDialog:
                 self._device = device_from_login(message.device, request)
             if message.group_select:
                 self._group = message.group_select
+            self._capabilities = message.capabilities
             return self._start(request)
         if message.group_select:
             self._group = message.group_select
+        if self._flow.step is Step.SSO and self._services.sso is not None:
+            return await self._login_sso(request, self._services.sso, message)
         pending = self._cert_pending
         if pending is not None:  # The group form of a certificate-only login was answered.
             self._cert_pending = None
@@ -369,7 +416,7 @@ class LoginDialog:
         flow = self._flow
         self._state = "authenticating"
         try:
-            outcome = flow.begin()
+            outcome = flow.begin(sso_capable=self._sso_capable(request))
         except AuthFailed as exc:
             self._log_failure("", str(exc))
             self._services.on_auth_failure(self._remote)
@@ -411,6 +458,12 @@ class LoginDialog:
         banned = self._banned()
         if banned is not None:
             return banned
+        why = self._services.unavailable()
+        if why is not None:  # Not the client's fault: no failure counted, no ban points.
+            log.warning("event=login-unavailable user=%r remote=%s reason=%r",
+                        reply.username or self._username, self._remote, why)  # fmt: skip
+            self._services.on_login("failure", "unavailable")
+            return self._form(request, self._flow.after_failure(), why)
         username = reply.username or self._flow.pending_user or ""
         self._username = username or self._username
         self._state = "authenticating"
@@ -423,6 +476,53 @@ class LoginDialog:
             return self._form(request, outcome, None)
         return self._finish(request, outcome)
 
+    def _sso_capable(self, request: Request) -> bool:
+        """The client can follow an sso-v2 form: it said so, or it is Cisco's own client."""
+        if self._services.sso is None:
+            return False
+        agent = request.header("user-agent") or ""
+        return SSO_CAPABILITY in self._capabilities or is_cisco_agent(agent)
+
+    async def _login_sso(self, request: Request, sso: SsoService, reply: AuthReply) -> Response:
+        """The ``auth-reply`` with the ``sso-token`` the client's browser brought back."""
+        banned = self._banned()
+        if banned is not None:
+            return banned
+        token = reply.fields.get("sso-token", "")
+        try:
+            identity = sso.redeem(self._sso_login, token)
+            accepted = self._flow.accept_sso(identity.username, identity.groups, sso.method)
+        except SsoError as exc:
+            self._services.on_auth_failure(self._remote)
+            return self._failed(request, "", f"sso: {exc}", shown=str(exc))
+        except AuthFailed as exc:
+            self._services.on_auth_failure(self._remote)
+            return self._failed(request, identity.username, str(exc))
+        self._username = identity.username
+        self._sso_identity = identity
+        # The login stays known until it expires, so a replay of its token is named as one.
+        self._sso_login = None
+        return self._finish(request, accepted)
+
+    async def _bearer(self, request: Request, sso: SsoService, token: str) -> Response:
+        """ocserv's OIDC bearer mode: the JWT of ``Authorization: Bearer`` is the credential."""
+        banned = self._banned()
+        if banned is not None:
+            return banned
+        self._state = "authenticating"
+        try:
+            self._flow.begin(sso_capable=True)
+            identity = await sso.bearer(token)
+            accepted = self._flow.accept_sso(identity.username, identity.groups, "oidc-bearer")
+        except SsoError as exc:
+            self._services.on_auth_failure(self._remote)
+            return self._failed(request, "", f"sso: bearer: {exc}", shown=str(exc))
+        except AuthFailed as exc:
+            self._services.on_auth_failure(self._remote)
+            return self._failed(request, "", str(exc))
+        self._username = identity.username
+        return self._finish(request, accepted)
+
     def _log_failure(self, username: str, reason: str) -> None:
         self._state = "auth failed"
         log.warning(
@@ -434,12 +534,14 @@ class LoginDialog:
         )
         self._services.on_login("failure", _reason_label(reason))
 
-    def _failed(self, request: Request, username: str, reason: str) -> Response:
+    def _failed(
+        self, request: Request, username: str, reason: str, *, shown: str = _FAILED
+    ) -> Response:
         self._failures += 1
         self._log_failure(username, reason)
         if self._failures >= MAX_TRIES:
             return Response(401, "Authentication failed", (), b"", close=True)
-        return self._form(request, self._flow.after_failure(), _FAILED)
+        return self._form(request, self._flow.after_failure(), shown)
 
     def _choose_group(self, accepted: Accepted) -> str | None:
         """The session's group (ocserv sec-mod ``check_group``): a certificate alone offers its
@@ -515,6 +617,8 @@ class LoginDialog:
         session.extra["login_address"] = self._remote  # deny-roaming compares CONNECTs with it.
         if accepted.radius is not None:
             session.extra["radius"] = accepted.radius
+        if self._sso_identity is not None and services.sso is not None:
+            services.sso.remember(session.sid, self._sso_identity)
         if accepted.cert is not None:
             # A cookie reconnect is checked against it: the same certificate (unless
             # cisco-client-compat), still valid under the CRL of that moment.
@@ -575,7 +679,25 @@ class LoginDialog:
         inputs: tuple[FormInput, ...] = _CREDENTIAL_INPUTS,
     ) -> Response:
         config = self._services.config
-        if prompt.step is Step.CREDENTIALS:
+        sso = self._services.sso
+        if prompt.step is Step.SSO and sso is not None and sso.bearer_only:
+            if error is None:  # ocserv's challenge: openconnect --token-mode=oidc answers it.
+                return Response(401, "Unauthorized", (("WWW-Authenticate", "Bearer"),), b"")
+            form = LoginForm(message=prompt.message, error=error, banner=config.pre_login_banner)
+        elif prompt.step is Step.SSO and sso is not None:
+            if self._sso_login is not None:
+                sso.forget(self._sso_login)
+            mode = sso.choose_mode(self._user_agent, self._capabilities, self._dh_key)
+            self._sso_login, links = sso.begin(mode=mode, dh_key=self._dh_key)
+            form = LoginForm(
+                message=prompt.message,
+                error=error,
+                banner=config.pre_login_banner,
+                inputs=_SSO_INPUTS,
+                groups=self._group_options(),
+                sso=links,
+            )
+        elif prompt.step is Step.CREDENTIALS:
             form = LoginForm(
                 message=prompt.message,
                 error=error,
@@ -600,19 +722,21 @@ class LoginDialog:
         # Like every AggAuth reply: a UTF-8 XML declaration and a charset in Content-Type.
         return Response(200, "OK", _XML_HEADERS, render_logout_complete())
 
-    def _logout_by_cookie(self, request: Request) -> None:
+    def _logout_by_cookie(self, request: Request) -> str | None:
         cookie = request.cookies().get("webvpn")
-        if cookie:
-            self._end_session(cookie)
+        sid = self._end_session(cookie) if cookie else None
+        sso = self._services.sso
+        return sso.logout_url(sid) if sso is not None and sid is not None else None
 
-    def _end_session(self, cookie: str) -> None:
+    def _end_session(self, cookie: str) -> str | None:
         store = self._services.store
         try:
             session = store.lookup(cookie, self._services.clock())
         except InvalidCookie:
-            return
+            return None
         log.info("event=logout user=%r session=%s", session.username, session.sid)
         self._services.end_session(session, "user logout")
+        return session.sid
 
 
 def session_profiles(config: Config) -> list[tuple[str, ProfileFile]]:
@@ -657,6 +781,7 @@ _REASONS = (
     "radius",
     "certificate",
     "session settings",
+    "sso",
 )
 
 
@@ -666,6 +791,15 @@ def _reason_label(message: str) -> str:
         if message.startswith(reason):
             return reason.replace(" ", "_").replace("-", "_")
     return "other"
+
+
+def _bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (ocserv's OIDC mode), if any."""
+    value = request.header("authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _is_xml(request: Request) -> bool:

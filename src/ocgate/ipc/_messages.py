@@ -374,6 +374,8 @@ class Sessions(Reply):
     sessions: list[SessionInfo] = []
     bans: list[BanInfo] = []
     stats: dict[Name, float] = {}
+    remote_users: list[UserInfo] = []
+    """With a shared session store: the tunnels of the other nodes (each names its node)."""
 
 
 class Unban(Message):
@@ -382,6 +384,18 @@ class Unban(Message):
 
 class TerminateSession(Message):
     sid: Name
+
+
+class TerminateUser(Message):
+    """``ctl terminate user``: end the user's sessions on the other nodes of a shared store."""
+
+    username: Name
+
+
+class NodeUsers(Message):
+    """This node's tunnels, for ``show users`` on the other nodes of a shared session store."""
+
+    users: list[UserInfo] = []
 
 
 # Supervisor → NVM --------------------------------------------------------------------------------
@@ -414,6 +428,7 @@ WORKER_ACCEPTS = (
 )  # fmt: skip
 AUTH_ACCEPTS = (
     Configure | Stop | AttachWorker | CollectMetrics | SessionsQuery | Unban | TerminateSession
+    | NodeUsers | TerminateUser
     | ConnectionPoints | LoginRequest | ConnectionGone | ClaimSession | TunnelUp | TunnelDown
     | CountersUpdate | EndSession | Ok | Failed
 )  # fmt: skip

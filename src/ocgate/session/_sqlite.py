@@ -70,6 +70,7 @@ from ocgate.errors import ConfigError
 from ocgate.session._lease import Ipv4Pool, Ipv6Pool
 from ocgate.session._session import Session, SessionCookie
 from ocgate.session._sqlite_schema import (
+    ADOPT_SESSION,
     APPLICATION_ID,
     DELETE_SESSION,
     INSERT_BAN,
@@ -262,6 +263,24 @@ class SqliteSessionStore(MemorySessionStore):
             super().invalidate(session)
             raise
         return cookie, session
+
+    def adopt(self, session: Session) -> None:
+        """Keep ``session``, made elsewhere (another gateway, through a shared store), as if it
+        had been created here: indexed by its cookie digest and sid, and written through. A
+        session already known by that digest or sid is replaced.
+
+        :raises TypeError: ``session.extra`` holds something that cannot be pickled.
+        """
+        for old in (self._by_digest.get(session.token_digest), self._by_sid.get(session.sid)):
+            if old is not None:
+                super().invalidate(old)
+        self._by_digest[session.token_digest] = session
+        self._by_sid[session.sid] = session
+        try:
+            self._write(ADOPT_SESSION, encode_session(session))
+        except BaseException:
+            super().invalidate(session)
+            raise
 
     def mark_connected(self, session: Session, now: float, *, tunnel_id: int | None = None) -> None:
         super().mark_connected(session, now, tunnel_id=tunnel_id)

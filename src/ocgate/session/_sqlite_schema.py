@@ -18,6 +18,7 @@ from ocgate.session._session import Session
 from ocgate.session._store import COOKIE_BYTES
 
 __all__ = [
+    "ADOPT_SESSION",
     "APPLICATION_ID",
     "COLUMNS",
     "DELETE_SESSION",
@@ -87,6 +88,10 @@ COLUMNS: Final = (
 SELECT_SESSIONS: Final = f"SELECT {', '.join(COLUMNS)} FROM sessions ORDER BY created, sid"
 INSERT_SESSION: Final = (
     f"INSERT INTO sessions ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+ADOPT_SESSION: Final = (
+    f"INSERT OR REPLACE INTO sessions ({', '.join(COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(COLUMNS))})"
 )
 # Everything but the sid (the key, last parameter) is rewritten by ``save``.
 UPDATE_SESSION: Final = (

@@ -14,6 +14,7 @@ EXPECTED = {
     "InitRequest",
     "LoginForm",
     "LogoutRequest",
+    "SsoLinks",
     "device_claim",
     "make_opaque",
     "parse_client_message_untrusted",

@@ -57,6 +57,7 @@ def test_openconnect_init() -> None:
         group_access="https://vpn.example.com/",
         group_select=None,
         client_cert_fail=False,
+        capabilities=("single-sign-on-v2", "single-sign-on-external-browser"),
     )
 
 

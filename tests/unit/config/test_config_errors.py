@@ -175,7 +175,7 @@ VALUE_ERRORS = [
     (
         "auth = kerberos",
         "auth: unknown authentication method: 'kerberos' (expected: one of "
-        "certificate, gssapi, oidc, pam, plain, radius)",
+        "certificate, gssapi, oidc, pam, plain, radius, saml)",
     ),
     (
         'auth = "certificate[x=1] y"',

@@ -27,6 +27,7 @@ def test_all() -> None:
             "load_session_layers",
             "load_user_config_file",
             "parse_user_config",
+            "redact_store_url",
         ]
     )
     for name in ocgate.config.__all__:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ocgate.config import Config
+from ocgate.config import Config, redact_store_url
 from ocgate.config._values import default_node_name
 from ocgate.errors import ConfigError
 
@@ -93,3 +93,55 @@ def test_node_keys_are_global(parse: Parse, source: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse("[vhost:b.example]\nnode-name = other\n")
     assert (info.value.file, info.value.line) == (source, FIRST + 1)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sqlite:///var/lib/ocgate/sessions.sqlite",
+        "redis://10.0.0.5:6379/0",
+        "redis://redis.internal",
+        "rediss://:s3cret@redis.internal:6380/2",
+        "redis://[fd00::5]:6379/1",
+        "rediss://gw:pw@valkey.example:6379/0?ssl_ca_certs=/etc/ocgate/ca.pem",
+    ],
+)
+def test_session_store_takes_sqlite_and_redis_urls(parse: Parse, value: str) -> None:
+    assert parse(f"session-store = {value}\n").session_store == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis:///0",  # no host
+        "redis://host:99999/0",  # no such port
+        "redis://host:6379/db0",  # the database is a number
+        "memcached://host",
+        "rediss://:hunter2@host:port/0",
+    ],
+)
+def test_a_bad_session_store_names_line_and_forms_never_the_password(
+    parse: Parse, source: str, value: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(f"session-store = {value}\n")
+    error = info.value
+    assert (error.file, error.line, error.key) == (source, FIRST, "session-store")
+    assert error.expected is not None
+    assert "redis://[:PASSWORD@]HOST[:PORT][/DB]" in error.expected
+    assert "hunter2" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://10.0.0.5:6379/0", "redis://10.0.0.5:6379/0"),
+        ("rediss://gw:pw@valkey.example:6379/0", "rediss://gw:***@valkey.example:6379/0"),
+        ("redis://:p@ss@h:6379/0", "redis://:***@h:6379/0"),  # '@' in the password
+        ("redis://:pa/ss@h", "redis://***"),  # '/' in the password: not a URL any more
+        ("redis://h:1/0?password=s3cret", "redis://h:1/0?password=***"),
+        ("redis://[fd00::5]:6379/1", "redis://[fd00::5]:6379/1"),
+    ],
+)
+def test_a_store_url_in_a_log_line_has_no_secret(url: str, shown: str) -> None:
+    assert redact_store_url(url) == shown

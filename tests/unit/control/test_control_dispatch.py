@@ -46,8 +46,9 @@ class FakeBackend:
     def bans(self) -> Sequence[BanInfo]:
         return self.bans_
 
-    def disconnect(self, ids: Sequence[int], *, terminate: bool) -> bool:
-        self.actions.append(("terminate" if terminate else "disconnect", tuple(ids)))
+    def disconnect(self, users: Sequence[UserInfo], *, terminate: bool) -> bool:
+        ids = tuple(u.id for u in users)
+        self.actions.append(("terminate" if terminate else "disconnect", ids))
         return self.accept
 
     def terminate_session(self, session_id: str) -> bool:
@@ -69,6 +70,9 @@ class FakeBackend:
     def drain(self, seconds: int) -> bool:
         self.actions.append(("drain", seconds))
         return self.accept
+
+    def terminate_user_elsewhere(self, username: str) -> bool:
+        return False
 
 
 def make_backend(

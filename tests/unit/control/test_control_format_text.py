@@ -131,6 +131,19 @@ def test_show_users_table(user: UserInfo, minimal_user: UserInfo) -> None:
     assert format_users([user, minimal_user], now=NOW, tz=TZ) == USERS_TABLE
 
 
+def test_show_users_of_several_nodes_name_each_row_s_node(
+    user: UserInfo, minimal_user: UserInfo
+) -> None:
+    rows = [replace(user, node="gw-a"), replace(minimal_user, node="gw-b")]
+    lines = format_users(rows, now=NOW, tz=TZ).splitlines()
+    assert lines[0] == USERS_TABLE.splitlines()[0] + "       node"
+    assert lines[1] == USERS_TABLE.splitlines()[1] + "       gw-a"
+    assert lines[2].endswith("authenticating       gw-b")
+    # One node's listing stays occtl's, whatever its node name.
+    same = [replace(user, node="gw-a"), replace(minimal_user, node="gw-a")]
+    assert format_users(same, now=NOW, tz=TZ) == USERS_TABLE
+
+
 def test_show_users_empty_prints_nothing() -> None:
     assert format_users([], now=NOW) == ""
 
