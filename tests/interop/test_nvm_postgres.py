@@ -112,3 +112,33 @@ def test_a_lease_recorded_by_another_node_reaches_attribution(
     finally:
         for node in (node_a, node_b):
             runner.run(node.close())
+
+
+def test_the_writer_connects_again_after_its_connection_is_lost(
+    pg_cluster: PgCluster, runner: asyncio.Runner
+) -> None:
+    """The server ends the writer's connection (a restart, a cut network, an administrator's
+    ``pg_terminate_backend``): the batch in flight is lost and counted, and the next ones are
+    written on a new connection — the writer does not stop (issue 14 §5, failure model)."""
+    import psycopg
+
+    database = pg_cluster.create_database()
+    url = pg_cluster.url(database)
+    store = PostgresStore(url, linger=0.001)
+    runner.run(store.open())
+    try:
+        runner.run(store.migrate())
+        _cases.write(runner, store, [_cases.flow(_cases.T10, src_port=1)])
+        with psycopg.connect(pg_cluster.url("postgres"), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+        _cases.write(runner, store, [_cases.flow(_cases.T10 + 1, src_port=2)])  # May be lost.
+        _cases.write(runner, store, [_cases.flow(_cases.T10 + 2, src_port=3)])
+        ports = {f.src_port for f in _cases.all_flows(runner, store, FlowFilter())}
+        assert {1, 3} <= ports
+        assert store.write_errors == (0 if 2 in ports else 1)
+    finally:
+        runner.run(store.close())

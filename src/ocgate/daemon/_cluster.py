@@ -5,20 +5,21 @@ for the shared store; :class:`Cluster` is what the authentication service asks b
 CONNECT, and what it does with the other nodes' events. The Redis I/O is in
 :mod:`ocgate.daemon._shared` (its docstring gives the key layout and the outage rules).
 
-A CONNECT with a cookie (:meth:`Cluster.prepare_claim`):
+A CONNECT with a cookie (one at a time per cookie on a node, :meth:`Cluster.claim_lock`):
 
-1. the session is looked up in the shared store when this node does not hold it, or holds a copy
-   while another node is its home (the copy is then dropped): the session moves here, with its
-   addresses;
+1. :meth:`Cluster.prepare_claim`: the session is looked up in the shared store when this node does
+   not hold it, or holds a copy while another node is its home (the copy is then dropped; a copy
+   whose keys are gone was ended elsewhere and ends here). A session from another node is homed
+   here by compare-and-set (two nodes claiming it at once: one is refused) and the old home is
+   told: it drops its copy and closes a tunnel it may still have. The session keeps its addresses;
 2. the claim itself runs as on a single gateway (``AuthService.claim``);
-3. every address the session got from a pool here is confirmed in the shared store
-   (:meth:`Cluster.confirm_leases`); one another node holds is marked as taken here and another
-   is tried;
-4. a session that came from another node is homed here and the old home is told (it drops its copy
-   and closes a tunnel it may still have).
+3. :meth:`Cluster.confirm_leases`: every address the session got from a pool here, and every
+   address of a session that moved here, is taken in the shared store; one another session holds
+   is marked as taken here for :data:`FOREIGN_HOLD` seconds and the next free one is tried.
 
 During an outage a session this node holds keeps its addresses and reconnects here; a CONNECT
 that needs a session from elsewhere or a new address is refused, and so is a login.
+:meth:`Cluster._reassert` makes the store agree with this node again afterwards (and at start).
 """
 
 from __future__ import annotations

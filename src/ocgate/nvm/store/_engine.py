@@ -114,6 +114,9 @@ class Connection(Protocol):
     def close(self) -> None:
         """Close the connection."""
 
+    def broken(self) -> bool:
+        """Whether the connection can no longer be used (the server went away)."""
+
 
 class Dialect(Protocol):
     """A backend: its name for :func:`render` and its connection factory."""

@@ -69,6 +69,9 @@ class _PgConnection:
     def close(self) -> None:
         self._conn.close()
 
+    def broken(self) -> bool:
+        return bool(self._conn.closed or self._conn.broken)
+
 
 def _require_psycopg() -> None:
     try:

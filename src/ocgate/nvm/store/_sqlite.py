@@ -118,6 +118,9 @@ class _SqliteConnection:
     def close(self) -> None:
         self._conn.close()
 
+    def broken(self) -> bool:
+        return False  # A file: nothing between the writer and it can go away.
+
 
 class SqliteDialect:
     """Connections to one SQLite file."""

@@ -25,6 +25,7 @@ so several writers on one PostgreSQL database never collide.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import time  # noqa: TID251 -- the linger window needs a monotonic clock; this is an I/O adapter.
@@ -112,6 +113,8 @@ class Writer:
             "flow_destinations", DESTINATION_FIELDS, _identity, refresh=_DIM_REFRESH
         )
         self._ids: list[range] = []  # Reserved flow ids not used yet.
+        self._next_connect = 0.0
+        """When a broken connection may be replaced next (monotonic; one try a second)."""
         self.rows_written = 0
         """Records committed so far."""
         self.write_errors = 0
@@ -133,18 +136,45 @@ class Writer:
             self._conn.close()
             self._conn = None
 
+    def _usable(self) -> Connection | None:
+        """The writer connection, replaced first if the backend reports it broken (the server
+        restarted, the network cut it): at most one new try a second; ``None`` until one works.
+        What is written meanwhile is lost and counted, as any failed batch."""
+        conn = self._conn
+        if conn is not None and not conn.broken():
+            return conn
+        if conn is not None:
+            log.warning("nvm store: the writer's connection is broken; connecting again")
+            with contextlib.suppress(Exception):
+                conn.close()
+            self._conn = None
+        if time.monotonic() < self._next_connect:
+            return None
+        self._next_connect = time.monotonic() + 1.0
+        try:
+            self.connect()
+        except Exception as exc:
+            log.warning("nvm store: the writer cannot connect: %s", exc)
+            return None
+        self._ids.clear()  # Reserved ids were in the old session's view; reserve afresh.
+        log.info("nvm store: the writer is connected again")
+        return self._conn
+
     def run(self, get: Get, done: Done, after_batch: Callable[[], None]) -> None:
         """Consume items until :data:`STOP`; ``after_batch`` runs after each record transaction."""
-        conn = self._conn
-        assert conn is not None  # connect() first.
+        assert self._conn is not None  # connect() first.
         held: object = None
         while True:
             item = held if held is not None else get(None)
             held = None
             if isinstance(item, str):  # STOP
                 return
+            conn = self._usable()
             if isinstance(item, Call):
-                done(item.token, *self.run_call(item))
+                if conn is None:
+                    done(item.token, ConnectionError("the store cannot be reached"), None)
+                else:
+                    done(item.token, *self.run_call(item))
                 continue
             batch = list(cast(list[Record], item))
             deadline = time.monotonic() + self._linger
@@ -158,7 +188,10 @@ class Writer:
                 else:
                     held = nxt
                     break
-            self._write_records(conn, batch)
+            if conn is None:
+                self.write_errors += len(batch)
+            else:
+                self._write_records(conn, batch)
             after_batch()
 
     def run_call(self, call: Call) -> tuple[BaseException | None, object]:
@@ -171,7 +204,8 @@ class Writer:
             result = fn(conn, *call.args)
             conn.commit()
         except Exception as exc:
-            conn.rollback()
+            with contextlib.suppress(Exception):  # A broken connection cannot roll back either.
+                conn.rollback()
             return exc, None
         return None, result
 
@@ -197,7 +231,8 @@ class Writer:
             conn.commit()
         except Exception:
             log.exception("nvm store: a batch of %d records could not be written", len(batch))
-            conn.rollback()
+            with contextlib.suppress(Exception):  # A broken connection cannot roll back either.
+                conn.rollback()
             self.op_forget_caches(conn)
             self.write_errors += len(batch)
         else:
