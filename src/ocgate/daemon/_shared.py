@@ -81,6 +81,8 @@ NODE_TTL = 15.0
 """Seconds a node's users list stays listed unless written again."""
 MAX_EVENT = 4096
 """Bytes of one event; a longer one (from a broken or hostile publisher) is dropped."""
+MAX_CONNECTIONS = 64
+"""Connections to the store at most (calls beyond wait for one, up to :data:`TIMEOUT`)."""
 MAX_BACKGROUND = 256
 """Background calls to the store in flight at most (events, bans); more are dropped."""
 MAX_BANS = 10_000
@@ -220,14 +222,19 @@ class SharedState:
     def __init__(self, url: str, node: str, *, on_event: Callable[[dict[str, Any]], None]) -> None:
         self.node = node
         self._label = redact_store_url(url)
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+        # A bounded pool that makes a burst wait for a connection (redis-py's default pool
+        # refuses the 101st concurrent call, which would read as an outage).
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=TIMEOUT,
             socket_timeout=TIMEOUT,
             socket_connect_timeout=TIMEOUT,
             health_check_interval=0,
             retry_on_timeout=False,
             **_client_options(),
         )
+        self._redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._on_event = on_event
         self.on_reconnect: Callable[[bool], Awaitable[None]] | None = None
         """Run when the store answers again, or answers with its data lost (re-assert)."""
@@ -284,7 +291,7 @@ class SharedState:
             name = f"{PREFIX}nl:{self.node}"  # The name is free for this node's next start.
             await self._call(self._release(keys=[name], args=[self._instance]))
         with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
+            await self._redis.aclose(close_connection_pool=True)
 
     async def _call(self, awaitable: Awaitable[Any]) -> Any:
         try:
