@@ -8,27 +8,41 @@ Theory of operation (``session-store = redis://…``; docs/CLUSTER.md for the de
 * **Sessions** are written under the SHA-256 digest of their cookie (the cookie itself is never
   stored, as in SQLite): ``ocgate:s:<digest>`` holds the session row, ``ocgate:i:<sid>`` the
   digest and ``ocgate:h:<sid>`` the node the session is *homed* at — the node that created it or
-  took the last CONNECT with its cookie. Only the home writes a session. Keys expire when the
-  cookie does (``cookie-timeout`` after the last tunnel went down, never after
-  ``session-timeout``); while a tunnel is up the home re-arms them every
-  :data:`REFRESH_PERIOD` seconds, to ``cookie-timeout`` plus :data:`CONNECTED_GRACE`, so the
-  cookie of a node that dies stays good long enough to reconnect elsewhere.
-* **Leases** are ``ocgate:l:<address>`` → sid, taken by one Lua script (:data:`_TAKE_LEASE`) that
-  succeeds only if the address is free or already the same session's: two nodes never hand out
-  one address, and a session that moves to another node keeps its addresses.
+  took the last CONNECT with its cookie. Writes and deletes are Lua scripts that act only for the
+  home (:data:`_WRITE_SESSION`, :data:`_DELETE_SESSION`): a late write of a node that lost the
+  session is refused and that node drops its copy; a session whose keys vanished from a store that
+  kept its data (the epoch below) was ended elsewhere. A node takes a session over by
+  compare-and-set of its home (:data:`_CLAIM_HOME`). Keys expire when the cookie does
+  (``cookie-timeout`` after the last tunnel went down, never after ``session-timeout``); while a
+  tunnel is up the home re-arms them every :data:`REFRESH_PERIOD` seconds, to ``cookie-timeout``
+  plus :data:`CONNECTED_GRACE`, so the cookie of a node that dies stays good long enough to
+  reconnect elsewhere.
+* **Leases** are ``ocgate:l:<address>`` → sid, taken only by one Lua script (:data:`_TAKE_LEASE`)
+  that succeeds if the address is free or already the same session's: two nodes never hand out
+  one address, and a session that moves to another node keeps its addresses. A session's writes
+  re-arm only the leases it was seen holding (:attr:`SharedState.confirmed`); one found expired
+  is taken again (:attr:`SharedState.on_lease_lost`).
+* **Epoch.** ``ocgate:epoch`` is read by the ping every node sends each second. A store without
+  it lost its data (a restart without persistence, a fail-over to an empty replica) or is new: the
+  first node to see that writes a new one and sets ``ocgate:recovering`` for
+  :data:`RECOVERY_HOLD` seconds, during which no node takes a new lease while every node writes
+  its sessions and leases again.
 * **Events** (JSON on the channel ``ocgate:events``, each naming the node that sent it): ban
-  points and unbans (every node keeps its own ban table fed by all nodes' points), ``claimed``
-  (a session moved: its old home drops its copy and closes the tunnel it may still have), ``end``
-  (end this session wherever it lives), ``user`` (end a user's sessions everywhere).
+  points (batched) and unbans (every node keeps its own ban table fed by all nodes' points),
+  ``claimed`` (a session moved: its old home drops its copy and closes the tunnel it may still
+  have), ``end`` (end this session), ``user`` (end a user's sessions everywhere). Bans in force are
+  also kept in the hash ``ocgate:bans`` (address → end), for nodes that start or return later.
 * **Users of every node** (``ocgate ctl show users``): each node writes its tunnels' rows to
-  ``ocgate:n:<node>`` (expiring after :data:`NODE_TTL` seconds unless re-written).
+  ``ocgate:n:<node>`` (expiring after :data:`NODE_TTL` seconds unless re-written) and its name to
+  the set ``ocgate:nodes``; ``ocgate:nl:<node>`` holds the name for one running process.
 * **OTP codes** used on any node are remembered (``ocgate:o:<user>:<code>``, ``SET NX``) for the
-  time the code could be accepted, so a code used on one node is refused on all of them.
-* **Outage.** Every call raises :class:`SharedStoreDown` after at most :data:`TIMEOUT` seconds
-  when the server cannot be reached, and :attr:`SharedState.healthy` turns false until a ping
-  succeeds again. Writes that fail stay queued (:meth:`SharedState.dirty`, at most one entry per
-  session) and are written when the server is back; the owner then re-asserts its sessions and
-  leases (:meth:`SharedState.on_reconnect`).
+  time the code could be accepted, so a code used on one node is refused on all of them. A login
+  waiting for its next round is kept under ``ocgate:c:<sha256 of its webvpncontext token>``.
+* **Outage.** Every call raises :class:`SharedStoreDown` after at most twice :data:`TIMEOUT`
+  seconds when the server cannot be reached, and :attr:`SharedState.healthy` turns false until a
+  ping succeeds again. Writes that fail stay queued (:meth:`SharedState.dirty`, at most one entry
+  per session) and are written when the server is back; the owner then re-asserts its sessions
+  and leases (:attr:`SharedState.on_reconnect`).
 
 Session rows hold a pickle (``Session.extra``, as in SQLite): whoever can write to the Redis
 database can run code as the authentication service. The server must be private to the gateways
@@ -91,6 +105,10 @@ RECOVERY_HOLD = 5.0
 """Seconds no node takes a new lease after the store came back empty (or for the first time),
 so every node has written its sessions' leases again first (they retry every second)."""
 _EPOCH = f"{PREFIX}epoch"
+_BANS = f"{PREFIX}bans"
+_NODES = f"{PREFIX}nodes"
+MAX_NODES = 256
+"""Nodes listed by ``show users`` at most."""
 _RECOVERING = f"{PREFIX}recovering"
 
 # KEYS[1] = lease key; ARGV = sid, ttl ms. Takes the lease if free or the sid's; returns the holder.
@@ -672,65 +690,70 @@ class SharedState:
     # Bans ----------------------------------------------------------------------------------------
 
     async def put_ban(self, address: str, seconds: float) -> None:
-        """``address`` is banned for ``seconds`` (for the nodes that start or return later).
+        """``address`` is banned for ``seconds`` (for the nodes that start or return later; one
+        hash of address → end, so reading them back never walks the keyspace).
 
         :raises SharedStoreDown: the store cannot be reached.
         """
-        until = time.time() + seconds
-        key = f"{PREFIX}b:{address}"
-        await self._call(self._redis.set(key, str(until), px=max(1000, int(seconds * 1000))))
+        await self._call(self._redis.hset(_BANS, address, str(time.time() + seconds)))
 
     async def drop_ban(self, address: str) -> None:
         """:raises SharedStoreDown: the store cannot be reached."""
-        await self._call(self._redis.delete(f"{PREFIX}b:{address}"))
+        await self._call(self._redis.hdel(_BANS, address))
 
     async def bans(self) -> dict[str, float]:
-        """Every ban in force: address → when it ends (wall clock).
+        """Every ban in force: address → when it ends (wall clock); ended ones are removed.
 
         :raises SharedStoreDown: the store cannot be reached.
         """
-
-        async def scan() -> list[bytes]:
-            return [k async for k in self._redis.scan_iter(match=f"{PREFIX}b:*", count=500)]
-
-        keys = (await self._call(scan()))[:MAX_BANS]
-        if not keys:
-            return {}
-        values = await self._call(self._redis.mget(keys))
+        entries = await self._call(self._redis.hgetall(_BANS))
+        now = time.time()
         found: dict[str, float] = {}
-        for key, value in zip(keys, values, strict=True):
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                found[key.decode("ascii").removeprefix(f"{PREFIX}b:")] = float(value)
+        ended: list[bytes] = []
+        for key, value in entries.items():
+            try:
+                address, until = key.decode("ascii"), float(value)
+            except (ValueError, UnicodeError):
+                ended.append(key)
+                continue
+            if until <= now:
+                ended.append(key)
+            elif len(found) < MAX_BANS:
+                found[address] = until
+        if ended:
+            await self._call(self._redis.hdel(_BANS, *ended))
         return found
 
     # Nodes, OTP ----------------------------------------------------------------------------------
 
     async def put_node_rows(self, rows: bytes) -> None:
-        """This node's users list (encoded by the caller), listed for :data:`NODE_TTL` seconds.
+        """This node's users list (encoded by the caller), listed for :data:`NODE_TTL` seconds;
+        the node's name joins the set of nodes (so listing never walks the keyspace).
 
         :raises SharedStoreDown: the store cannot be reached.
         """
-        await self._call(self._redis.set(f"{PREFIX}n:{self.node}", rows, px=int(NODE_TTL * 1000)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(f"{PREFIX}n:{self.node}", rows, px=int(NODE_TTL * 1000))
+            pipe.sadd(_NODES, self.node)
+            await self._call(pipe.execute())
 
     async def node_rows(self) -> dict[str, bytes]:
-        """Every other node's users list, by node name.
+        """Every other node's users list, by node name (a node whose list expired leaves the
+        set of nodes).
 
         :raises SharedStoreDown: the store cannot be reached.
         """
-        own = f"{PREFIX}n:{self.node}".encode()
-
-        async def scan() -> list[bytes]:
-            return [k async for k in self._redis.scan_iter(match=f"{PREFIX}n:*", count=100)]
-
-        keys = [key for key in await self._call(scan()) if key != own]
-        if not keys:
+        names = [
+            n.decode("utf-8", "replace") for n in await self._call(self._redis.smembers(_NODES))
+        ]
+        names = sorted(n for n in names if n != self.node)[:MAX_NODES]
+        if not names:
             return {}
-        values = await self._call(self._redis.mget(keys))
-        return {
-            key.decode("utf-8", "replace").removeprefix(f"{PREFIX}n:"): value
-            for key, value in zip(keys, values, strict=True)
-            if isinstance(value, bytes)
-        }
+        values = await self._call(self._redis.mget([f"{PREFIX}n:{n}" for n in names]))
+        gone = [n for n, v in zip(names, values, strict=True) if not isinstance(v, bytes)]
+        if gone:
+            await self._call(self._redis.srem(_NODES, *gone))
+        return {n: v for n, v in zip(names, values, strict=True) if isinstance(v, bytes)}
 
     async def otp_first_use(self, username: str, code: str, seconds: int) -> bool:
         """Record that ``username`` used ``code``; ``False`` if any node recorded it already.

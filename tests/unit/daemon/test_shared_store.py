@@ -311,7 +311,7 @@ def test_a_node_that_starts_later_learns_the_bans_in_force(
     async def body(nodes: Nodes) -> None:
         for _ in range(5):
             nodes.a._wrong_password("198.51.100.8")
-        await _until(lambda: redis.command("EXISTS", "ocgate:b:198.51.100.8") == 1)
+        await _until(lambda: redis.command("HEXISTS", "ocgate:bans", "198.51.100.8") == 1)
         directory = tmp_path / "c"
         directory.mkdir()
         late = AuthService(_config(directory, redis, "c"), store_path=str(directory / "s.sqlite"))
