@@ -45,8 +45,9 @@ from ocgate.auth import AuthBackends, SessionAccounting, build_accounting, build
 from ocgate.bans import BanPolicy, BanTable
 from ocgate.config import Config
 from ocgate.control import BanInfo, SessionInfo
-from ocgate.daemon._cluster import Cluster, SharedSessionStore
+from ocgate.daemon._cluster import Cluster
 from ocgate.daemon._shared import REFRESH_PERIOD, SharedState
+from ocgate.daemon._shared_store import SharedSessionStore
 from ocgate.daemon._store import open_session_store, shared_store_url
 from ocgate.daemon._wire import dump_session
 from ocgate.errors import AuthFailed, InvalidCookie, OcgateError, ResourceError

@@ -1,8 +1,8 @@
 """The authentication service's side of several gateways sharing one Redis/Valkey store.
 
-:class:`SharedSessionStore` is the node's own (SQLite) session store with every change also queued
-for the shared store; :class:`Cluster` is what the authentication service asks before and after a
-CONNECT, and what it does with the other nodes' events. The Redis I/O is in
+:class:`Cluster` is what the authentication service asks before and after a CONNECT, and what it
+does with the other nodes' events; its session store is a
+:class:`~ocgate.daemon._shared_store.SharedSessionStore`. The Redis I/O is in
 :mod:`ocgate.daemon._shared` (its docstring gives the key layout and the outage rules).
 
 A CONNECT with a cookie (one at a time per cookie on a node, :meth:`Cluster.claim_lock`):
@@ -30,7 +30,6 @@ import dataclasses
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -38,16 +37,16 @@ import msgspec
 from ocgate.bans import SavedBan
 from ocgate.control import UserInfo
 from ocgate.daemon._shared import SharedState, SharedStoreDown
+from ocgate.daemon._shared_store import SharedSessionStore
 from ocgate.errors import AuthFailed, InvalidCookie, ResourceError
 from ocgate.ipc import messages as m
-from ocgate.session import Ipv4Pool, Ipv6Pool, Session, SessionCookie
+from ocgate.session import Ipv4Pool, Ipv6Pool, Session
 from ocgate.session._store import cookie_digest_untrusted
 
 if TYPE_CHECKING:
     from ocgate.daemon._auth import AuthService
-    from ocgate.session import SqliteSessionStore
 
-__all__ = ["UNAVAILABLE", "Cluster", "SharedSessionStore"]
+__all__ = ["UNAVAILABLE", "Cluster"]
 
 log = logging.getLogger("ocgate.secmod.cluster")
 
@@ -63,113 +62,6 @@ FOREIGN_HOLD = 60.0
 """Seconds an address another node holds stays marked as taken here before it is asked again."""
 _USERS = msgspec.msgpack.Decoder(list[UserInfo])
 _ENCODE = msgspec.msgpack.Encoder()
-
-
-class SharedSessionStore:
-    """A :class:`~ocgate.session.SessionStore`: the node's SQLite store, each change also queued
-    for the shared store (this node is the home of every session it holds)."""
-
-    def __init__(self, local: SqliteSessionStore, shared: SharedState) -> None:
-        self.local = local
-        self.shared = shared
-
-    def __repr__(self) -> str:
-        return f"SharedSessionStore(local={self.local!r}, shared={self.shared!r})"
-
-    def create(
-        self,
-        *,
-        username: str,
-        groups: Sequence[str],
-        group: str | None,
-        now: float,
-        user_agent: str | None,
-        remote_addr: str | None,
-        cookie_timeout: float,
-        session_timeout: float | None,
-    ) -> tuple[SessionCookie, Session]:
-        cookie, session = self.local.create(
-            username=username,
-            groups=groups,
-            group=group,
-            now=now,
-            user_agent=user_agent,
-            remote_addr=remote_addr,
-            cookie_timeout=cookie_timeout,
-            session_timeout=session_timeout,
-        )
-        self.shared.dirty(session)
-        return cookie, session
-
-    def lookup(self, cookie: str, now: float) -> Session:
-        return self.local.lookup(cookie, now)
-
-    def by_sid(self, sid: str) -> Session:
-        return self.local.by_sid(sid)
-
-    def sessions(self) -> list[Session]:
-        return self.local.sessions()
-
-    def _known(self, session: Session) -> bool:
-        try:
-            return self.local.by_sid(session.sid) is session
-        except KeyError:
-            return False
-
-    def mark_connected(self, session: Session, now: float, *, tunnel_id: int | None = None) -> None:
-        self.local.mark_connected(session, now, tunnel_id=tunnel_id)
-        if self._known(session):
-            self.shared.dirty(session)
-
-    def mark_disconnected(
-        self, session: Session, now: float, cookie_timeout: float, *, tunnel_id: int | None = None
-    ) -> None:
-        self.local.mark_disconnected(session, now, cookie_timeout, tunnel_id=tunnel_id)
-        if self._known(session):
-            self.shared.dirty(session)
-
-    def invalidate(self, session: Session) -> None:
-        self.local.invalidate(session)
-        self.shared.gone(session, _leases(session))
-
-    def expire(self, now: float) -> list[Session]:
-        expired = self.local.expire(now)
-        for session in expired:
-            self.shared.gone(session, _leases(session))
-        return expired
-
-    def save(self, session: Session) -> None:
-        self.local.save(session)
-        if self._known(session):
-            self.shared.dirty(session)
-
-    # What the authentication service asks of a durable store (``getattr``) -------------------
-
-    def forget(self, session: Session) -> None:
-        """Drop this node's copy of ``session`` (it lives on at another node)."""
-        self.local.invalidate(session)
-
-    def adopt(self, session: Session) -> None:
-        self.local.adopt(session)
-
-    def flush(self) -> None:
-        self.local.flush()
-
-    @property
-    def queued(self) -> int:
-        return self.local.queued
-
-    def close(self) -> None:
-        self.local.close()
-
-    def restore_leases(self, pool4: Ipv4Pool | None, pool6: Ipv6Pool | None) -> list[Session]:
-        return self.local.restore_leases(pool4, pool6)
-
-    def save_bans(self, entries: Iterable[Any]) -> None:
-        self.local.save_bans(entries)
-
-    def load_bans(self) -> list[Any]:
-        return self.local.load_bans()
 
 
 def _leases(session: Session) -> list[object]:
