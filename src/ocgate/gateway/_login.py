@@ -79,6 +79,7 @@ from ocgate.gateway._strap import STRAP_PUBKEY, load_strap_pubkey_untrusted
 from ocgate.http import Request, Response
 from ocgate.session import Session, SessionStore
 from ocgate.sso import SsoIdentity
+from ocgate.sso._logins import SsoRefusal
 from ocgate.tls import ServerCredentials
 
 __all__ = ["DOWNLOADER_STUBS", "PROFILE_PATHS", "LoginDialog", "LoginServices", "session_profiles"]
@@ -485,16 +486,24 @@ class LoginDialog:
 
     async def _login_sso(self, request: Request, sso: SsoService, reply: AuthReply) -> Response:
         """The ``auth-reply`` with the ``sso-token`` the client's browser brought back."""
-        banned = self._banned()
-        if banned is not None:
-            return banned
         token = reply.fields.get("sso-token", "")
         try:
             identity = sso.redeem(self._sso_login, token)
-            accepted = self._flow.accept_sso(identity.username, identity.groups, sso.method)
+        except SsoRefusal as exc:
+            # The provider's refusal, counted toward bans when the browser brought it back (which
+            # may have banned the address): the client is still told why.
+            return self._failed(request, "", f"sso: {exc}", shown=str(exc))
         except SsoError as exc:
+            banned = self._banned()
+            if banned is not None:
+                return banned
             self._services.on_auth_failure(self._remote)
             return self._failed(request, "", f"sso: {exc}", shown=str(exc))
+        banned = self._banned()
+        if banned is not None:
+            return banned
+        try:
+            accepted = self._flow.accept_sso(identity.username, identity.groups, sso.method)
         except AuthFailed as exc:
             self._services.on_auth_failure(self._remote)
             return self._failed(request, identity.username, str(exc))
@@ -688,7 +697,11 @@ class LoginDialog:
             if self._sso_login is not None:
                 sso.forget(self._sso_login)
             mode = sso.choose_mode(self._user_agent, self._capabilities, self._dh_key)
-            self._sso_login, links = sso.begin(mode=mode, dh_key=self._dh_key)
+            try:
+                self._sso_login, links = sso.begin(mode=mode, dh_key=self._dh_key)
+            except SsoError as exc:  # Full: a refusal, not a failed login of this client.
+                log.warning("event=sso-refused remote=%s reason=%r", self._remote, str(exc))
+                return Response(503, "Service Unavailable", (), b"", close=True)
             form = LoginForm(
                 message=prompt.message,
                 error=error,

@@ -321,6 +321,7 @@ class SsoService:
         except SsoError as exc:
             log.warning("event=sso-return-refused method=%s remote=%s reason=%r",
                         provider.name, remote, str(exc))  # fmt: skip
+            self._on_refusal(remote)  # Whoever posts a bad answer pays for it (a ban point).
             token = self.logins.issue_refusal(login_id, str(exc), self._clock())
             return self._deliver(mode, client_key, token, refusal=str(exc))
         log.info("event=sso-return method=%s user=%r remote=%s",

@@ -14,8 +14,11 @@ posts in its ``auth-reply``; :meth:`SsoLogins.redeem` accepts it only
 * once (a replay is refused),
 * within :attr:`SsoLogins.token_lifetime` seconds of the provider's verdict.
 
-State is bounded: at most ``max_logins`` logins are kept (the oldest are dropped first), and
-everything older than ``login_lifetime`` is purged on each :meth:`begin`.
+State is bounded: at most ``max_logins`` logins are kept, and everything older than
+``login_lifetime`` is purged on each :meth:`begin`; when the table is full a new login is refused
+(no login in flight is ever dropped for a newcomer, so a flood of sign-in forms cannot break
+another user's sign-in). A login's start is taken once: a second visit of the start URL (someone
+who learnt the ``login_id``) cannot replace the pending PKCE verifier, nonce or request ID.
 """
 
 from __future__ import annotations
@@ -29,12 +32,17 @@ from dataclasses import dataclass, field
 from ocgate.errors import SsoError
 from ocgate.sso._base import SsoIdentity
 
-__all__ = ["TOKEN_CHARS", "SsoLogins", "SsoMode"]
+__all__ = ["TOKEN_CHARS", "SsoLogins", "SsoMode", "SsoRefusal"]
 
 TOKEN_CHARS = 40
 """A token is 20 random bytes in lowercase hex (alphanumeric, as openconnect requires)."""
 
 _EXPIRED = "the sign-in expired or is unknown; please start again"
+
+
+class SsoRefusal(SsoError):
+    """The token carries the identity provider's refusal, counted toward bans already when the
+    browser brought it back (``gateway/_sso.py``): redeeming it does not count it again."""
 
 
 class SsoMode(enum.Enum):
@@ -97,7 +105,7 @@ class SsoLogins:
     def _purge(self, now: float) -> None:
         while self._logins:
             login_id, login = next(iter(self._logins.items()))
-            if now - login.created < self.login_lifetime and len(self._logins) < self.max_logins:
+            if now - login.created < self.login_lifetime:
                 break
             self._drop(login_id)
 
@@ -107,8 +115,13 @@ class SsoLogins:
             self._by_token.pop(login.token.value, None)
 
     def begin(self, *, mode: SsoMode, client_key: bytes | None, now: float) -> str:
-        """A new login; returns its ``login_id``."""
+        """A new login; returns its ``login_id``.
+
+        :raises SsoError: ``max_logins`` logins are in flight.
+        """
         self._purge(now)
+        if len(self._logins) >= self.max_logins:
+            raise SsoError("too many sign-ins are in progress; please try again shortly")
         login_id = self._random(16).hex()
         self._logins[login_id] = _Login(
             login_id=login_id, created=now, mode=mode, client_key=client_key
@@ -137,6 +150,8 @@ class SsoLogins:
         login = self._live(login_id, now)
         if login.returned:
             raise SsoError("this sign-in is already complete; please start again")
+        if login.pending is not None:
+            raise SsoError("this sign-in was already started; please start again")
         login.pending = pending
 
     def returned(self, login_id: str, now: float) -> bytes:
@@ -199,7 +214,7 @@ class SsoLogins:
             raise SsoError("the sign-in token expired; please sign in again")
         record.used = True
         if record.refusal is not None:
-            raise SsoError(record.refusal)
+            raise SsoRefusal(record.refusal)
         if record.identity is None:  # pragma: no cover - issue() always sets one of the two.
             raise SsoError("the sign-in failed")
         return record.identity

@@ -86,6 +86,15 @@ class OidcConfig:
     allow_http: bool = False
     leeway: float = 60.0
     end_session: bool = True
+    bearer: bool | None = None
+    """Accept ``Authorization: Bearer`` JWTs: by default only without ``client_id`` (ocserv's
+    bearer mode). With the browser flow configured a bearer token would be a second way in with
+    weaker checks (no nonce, any token the provider signed), and the ID token the gateway sends
+    back to the provider's logout could be replayed as one; ``"bearer": true`` allows both."""
+
+    @property
+    def accepts_bearer(self) -> bool:
+        return self.bearer if self.bearer is not None else self.client_id is None
 
 
 def _line_of(text: str, key: str) -> int | None:
@@ -148,6 +157,10 @@ def _options(path: str, text: str, data: Mapping[str, object]) -> dict[str, obje
         raise _fail(path, text, "token_endpoint_auth_method", f"unknown method {method!r}",
                     " or ".join(_AUTH_METHODS))  # fmt: skip
     options["token_endpoint_auth_method"] = method
+    if "bearer" in data:
+        if not isinstance(data["bearer"], bool):
+            raise _fail(path, text, "bearer", "not true or false", '"bearer": true')
+        options["bearer"] = data["bearer"]
     for key, default in (("allow_http", False), ("end_session", True)):
         flag = data.get(key, default)
         if not isinstance(flag, bool):
@@ -295,7 +308,8 @@ class OidcProvider:
             keys = self._keys
             known = keys is not None and (kid is None or any(k.kid == kid for k in keys.keys))
             if not known and now - self._keys_loaded >= self.config.minimum_jwk_refresh_time:
-                try:
+                self._keys_loaded = now  # A failed fetch waits as long as a good one: a token
+                try:  # with a random kid cannot make every check wait on a slow provider.
                     self._refresh_keys(now)
                 except (OSError, SsoError) as exc:
                     log.warning("event=oidc-jwks-refresh-failed reason=%r", str(exc))
@@ -328,8 +342,12 @@ class OidcProvider:
         :raises SsoError: refused.
         """
         config = self.config
+        if not config.accepts_bearer:
+            raise SsoError("bearer tokens are not accepted here: sign in with the browser")
         rules = ClaimRules(required_claims=config.required_claims, leeway=config.leeway)
         claims = verify_jwt_untrusted(token, self._keys_for(token, now), rules, now=now)
+        if claims.get("iss") != self._issuer():  # Only this provider's tokens (its keys may be
+            raise SsoError("the token was issued by another provider")  # shared by tenants).
         return self._identity(claims, None)
 
     # The browser flow ------------------------------------------------------------------------

@@ -55,6 +55,7 @@ import saml2.xmldsig
 
 from ocgate.errors import ConfigError, SsoError
 from ocgate.sso._base import SAML_ACS_PATH, SAML_METADATA_PATH, SAML_SLO_PATH, SsoIdentity, SsoStart
+from ocgate.sso._jwt import MAX_NAME_BYTES
 from ocgate.sso._saml_config import SamlConfig, load_saml_config
 from ocgate.sso._saml_peek import (
     NOT_VALID,
@@ -152,6 +153,7 @@ class SamlProvider:
         self.replay_cache = AssertionIdCache()
         # sec-mod verifies in worker threads; pysaml2's client is not thread-safe (its caches).
         self._lock = threading.Lock()
+        self._metadata: bytes | None = None
 
     def __repr__(self) -> str:
         return f"SamlProvider(sp={self.sp_entity_id!r}, idp={self.idp_entity_id!r})"
@@ -254,18 +256,21 @@ class SamlProvider:
             raise SsoError("the SAML response answers another login's request")
         if message.destination is not None and message.destination != self.acs_url:
             raise SsoError("the SAML response is addressed to another URL (Destination)")
+        if message.signature is not None and message.destination is None:
+            # SAML bindings §3.5.5.2: a signed response sent by HTTP-POST names its Destination.
+            raise SsoError("the signed SAML response names no Destination")
         issuer = assertion.issuer.text.strip() if assertion.issuer is not None else ""
         if issuer != self.idp_entity_id:
             raise SsoError("the SAML assertion comes from another identity provider")
         conditions = assertion.conditions
         if conditions is None:
             raise SsoError("the SAML assertion has no conditions (audience, validity)")
-        audiences = [
-            (audience.text or "").strip()
+        restrictions = [
+            [(audience.text or "").strip() for audience in restriction.audience]
             for restriction in conditions.audience_restriction
-            for audience in restriction.audience
         ]
-        if self.sp_entity_id not in audiences:
+        # SAML core §2.5.1.4: the assertion is for us only if *every* restriction names us.
+        if not restrictions or any(self.sp_entity_id not in r for r in restrictions):
             raise SsoError("the SAML assertion is meant for another service (audience)")
         if conditions.not_before and now + skew < _instant(conditions.not_before, "NotBefore"):
             raise SsoError("the SAML assertion is not valid yet (check the clocks)")
@@ -316,7 +321,7 @@ class SamlProvider:
             username = values[0].strip() if values else ""
         if not username:
             raise SsoError(f"the SAML assertion names no user ({config.username_attribute})")
-        if len(username) > _MAX_NAME or not username.isprintable():
+        if len(username.encode()) > MAX_NAME_BYTES or not username.isprintable():
             raise SsoError("the user name in the SAML assertion is not acceptable")
         groups = self._groups(attributes)
         return SsoIdentity(
@@ -340,12 +345,16 @@ class SamlProvider:
     # -- metadata, logout ----------------------------------------------------------------------
 
     def metadata(self) -> tuple[str, bytes] | None:
-        """This SP's metadata (entity ID, ACS and SLO URLs, the SP certificate when configured)."""
+        """This SP's metadata (entity ID, ACS and SLO URLs, the SP certificate when configured),
+        made once: a request for it, from anyone, never waits on the lock or on pysaml2."""
+        if self._metadata is not None:
+            return "application/samlmetadata+xml", self._metadata
         with self._lock, _quiet():
             text = saml2.metadata.create_metadata_string(
                 None, self._client.config, valid=None, cert=None, keyfile=None, sign=False
             )
         body = text if isinstance(text, bytes) else str(text).encode("utf-8")
+        self._metadata = body
         return "application/samlmetadata+xml", body
 
     def logout_url(self, identity: SsoIdentity, *, return_url: str) -> str | None:
@@ -396,14 +405,23 @@ class SamlProvider:
 
 
 def _attributes(assertion: Any) -> dict[str, tuple[str, ...]]:
-    """Every attribute's values by ``Name`` (and by ``FriendlyName`` where it differs)."""
-    out: dict[str, list[str]] = {}
+    """Every attribute's values by ``Name``, and by ``FriendlyName`` where exactly one attribute
+    carries it and no attribute has it as its ``Name`` (so another attribute — one an upstream
+    IdP passes through, say — can never supply the configured one's values)."""
+    by_name: dict[str, list[str]] = {}
+    friendly: dict[str, list[list[str]]] = {}
     for statement in assertion.attribute_statement:
         for attribute in statement.attribute:
             values = [(v.text or "").strip() for v in attribute.attribute_value]
-            for key in {attribute.name, attribute.friendly_name} - {None, ""}:
-                out.setdefault(str(key), []).extend(values)
-    return {k: tuple(v) for k, v in out.items()}
+            if attribute.name:
+                by_name.setdefault(str(attribute.name), []).extend(values)
+            if attribute.friendly_name and attribute.friendly_name != attribute.name:
+                friendly.setdefault(str(attribute.friendly_name), []).append(values)
+    out = {k: tuple(v) for k, v in by_name.items()}
+    for key, sources in friendly.items():
+        if key not in out and len(sources) == 1:
+            out[key] = tuple(sources[0])
+    return out
 
 
 def _logout_state(assertion: Any, name_id: Any) -> str | None:

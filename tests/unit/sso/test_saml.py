@@ -479,3 +479,53 @@ def test_diagnosis_names_the_reason_pysaml2_left_out(conditions: str, expected: 
     else:
         assert hint is not None
         assert expected in hint
+
+
+# Found in review (issue 15): each audience restriction, a signed response's Destination, and
+# which attribute supplies the user name.
+
+
+def _signed(idp: KeyPair, request_id: str, edit: tuple[str, str], **kwargs: object) -> str:
+    xml = idp_mod.make_response(idp=idp, request_id=request_id, now=time.time(), **kwargs)  # type: ignore[arg-type]
+    assert edit[0] in xml
+    response = bool(kwargs.get("sign_response", False))
+    return idp_mod.encode(idp_mod.sign(xml.replace(edit[0], edit[1]), idp, response=response))
+
+
+def test_every_audience_restriction_must_name_this_sp(idp: KeyPair, provider: SamlProvider) -> None:
+    request_id, pending = _start(provider)
+    end = "</saml:AudienceRestriction>"
+    other = (
+        f"{end}<saml:AudienceRestriction><saml:Audience>https://other-sp.test/</saml:Audience>{end}"
+    )
+    with pytest.raises(SsoError, match="another service"):
+        _finish(provider, _signed(idp, request_id, (end, other)), pending)
+
+
+def test_a_signed_response_without_destination_is_refused(
+    idp: KeyPair, provider: SamlProvider
+) -> None:
+    request_id, pending = _start(provider)
+    response = idp_mod.signed_response(
+        idp, request_id=request_id, now=time.time(), destination=None, sign_response=True
+    )
+    with pytest.raises(SsoError, match="Destination"):
+        _finish(provider, response, pending)
+
+
+def test_a_friendly_name_never_supplies_another_attribute(tmp_path: Path, idp: KeyPair) -> None:
+    conf = "idp-metadata = idp.xml\nusername-attribute = login\n"
+    provider = load_saml_provider(_write(tmp_path, idp, conf), base_url=BASE_URL)
+    request_id, pending = _start(provider)
+    # The uid attribute (value "mallory") carries FriendlyName "login" and comes first; the
+    # attribute Named "login" (value "carol") comes after: the user name is carol's.
+    xml = idp_mod.make_response(idp=idp, request_id=request_id, now=time.time(), username="mallory")
+    xml = xml.replace(
+        '<saml:Attribute Name="uid"', '<saml:Attribute FriendlyName="login" Name="uid"'
+    )
+    named = '<saml:Attribute Name="login"><saml:AttributeValue>carol</saml:AttributeValue>'
+    xml = xml.replace(
+        "</saml:AttributeStatement>", f"{named}</saml:Attribute></saml:AttributeStatement>"
+    )
+    identity = _finish(provider, idp_mod.encode(idp_mod.sign(xml, idp)), pending)
+    assert identity.username == "carol"  # type: ignore[attr-defined]

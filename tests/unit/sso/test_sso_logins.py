@@ -109,9 +109,21 @@ def test_refusal_token_carries_the_reason() -> None:
 def test_bounded_and_forgotten() -> None:
     counter = itertools.count()
     logins = SsoLogins(random_bytes=lambda n: next(counter).to_bytes(n, "big"), max_logins=3)
-    ids = [logins.begin(mode=SsoMode.EMBEDDED, client_key=None, now=0.0) for _ in range(5)]
+    ids = [logins.begin(mode=SsoMode.EMBEDDED, client_key=None, now=0.0) for _ in range(3)]
+    with pytest.raises(SsoError, match="too many"):  # Full: refused, nobody's login dropped.
+        logins.begin(mode=SsoMode.EMBEDDED, client_key=None, now=0.0)
     assert len(logins) == 3
-    with pytest.raises(SsoError):
-        logins.mode(ids[0], 0.0)
+    logins.mode(ids[0], 0.0)
     logins.forget(ids[-1])
     assert len(logins) == 2
+
+
+def test_a_login_is_started_once() -> None:
+    # Someone who learnt a login_id (it travels in URLs) cannot replace its PKCE verifier or
+    # request ID by visiting the start URL again.
+    logins = SsoLogins(random_bytes=lambda n: b"\x01" * n)
+    login = logins.begin(mode=SsoMode.EMBEDDED, client_key=None, now=0.0)
+    logins.started(login, b"first", 1.0)
+    with pytest.raises(SsoError, match="already started"):
+        logins.started(login, b"second", 2.0)
+    assert logins.returned(login, 3.0) == b"first"

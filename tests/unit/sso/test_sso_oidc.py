@@ -90,7 +90,7 @@ def idp() -> FakeIdp:
 @pytest.fixture
 def provider(tmp_path: Path, idp: FakeIdp) -> OidcProvider:
     return load_oidc_provider(
-        write_config(tmp_path, group_map={"vpn-staff": "staff"}),
+        write_config(tmp_path, group_map={"vpn-staff": "staff"}, bearer=True),
         base_url="https://vpn.test",
         fetch=idp,
         random_bytes=lambda n: b"\x07" * n,
@@ -169,6 +169,34 @@ def test_unknown_kid_refreshes_keys_at_most_every_minimum_time(
     assert len(idp.requests) == fetched + 1
     idp.key = other  # The provider rotated its key: the next refresh finds it.
     assert provider.verify_bearer_untrusted(token, now=NOW + 2000).username == "alice"
+
+
+def test_bearer_is_off_when_the_browser_flow_is_configured(tmp_path: Path, idp: FakeIdp) -> None:
+    # A config with client_id (the browser flow) does not take bearer tokens unless told to: an
+    # ID token the gateway hands the provider's logout must not be a way in.
+    browser = load_oidc_provider(
+        write_config(tmp_path), base_url="https://vpn.test", fetch=idp, now=NOW
+    )
+    token = idp.token({"preferred_username": "alice"})
+    with pytest.raises(SsoError, match="sign in with the browser"):
+        browser.verify_bearer_untrusted(token, now=NOW)
+
+
+def test_bearer_tokens_of_another_issuer_are_refused(tmp_path: Path, idp: FakeIdp) -> None:
+    # ocserv's bearer config (no client_id) without iss in required_claims: the discovered
+    # issuer is required anyway (a provider's keys may sign for several tenants).
+    path = write_config(tmp_path, required_claims={"aud": "ocgate"})
+    data = json.loads(Path(path).read_text())
+    del data["client_id"], data["client_secret"]
+    Path(path).write_text(json.dumps(data))
+    bearer = load_oidc_provider(path, base_url="https://vpn.test", fetch=idp, now=NOW)
+    assert (
+        bearer.verify_bearer_untrusted(idp.token({"preferred_username": "alice"}), now=NOW).username
+        == "alice"
+    )
+    other = idp.token({"preferred_username": "alice", "iss": "https://evil.test"})
+    with pytest.raises(SsoError, match="another provider"):
+        bearer.verify_bearer_untrusted(other, now=NOW)
 
 
 # The browser flow ------------------------------------------------------------------------------
