@@ -206,6 +206,10 @@ def load_oidc_config(path: str) -> OidcConfig:
     if "aud" not in required:
         log.warning("event=oidc-config file=%s reason='required_claims has no aud: bearer "
                     "tokens for any client of the provider are accepted'", path)  # fmt: skip
+    if options.get("groups_claim", "groups") is not None and not options.get("group_map"):
+        log.warning("event=oidc-config file=%s reason='no group_map: every group the provider "
+                    "sends is taken as a VPN group name (one a user can create there could "
+                    "name a config-per-group file)'", path)  # fmt: skip
     return OidcConfig(
         source=path,
         openid_configuration_url=url,

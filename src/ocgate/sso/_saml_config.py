@@ -34,6 +34,7 @@ for form here; whether the metadata and key files make sense is checked when the
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -44,6 +45,8 @@ from ocgate.config._lexer import Assignment, tokenize
 from ocgate.errors import ConfigError
 
 __all__ = ["SIGNATURE_POLICIES", "SamlConfig", "load_saml_config"]
+
+log = logging.getLogger("ocgate.sso.saml")
 
 SIGNATURE_POLICIES = ("either", "assertion", "response", "both")
 MAX_CLOCK_SKEW = 600
@@ -292,6 +295,10 @@ def _build(
             "the xmlsec1 program is not installed (SAML signatures are checked with it)",
             "apt-get install xmlsec1, or xmlsec1 = PATH",
         )
+    if config.groups_attribute is not None and not group_map:
+        log.warning("event=saml-config file=%s reason='no group-map: every group the IdP sends "
+                    "is taken as a VPN group name (one a user can create there could name a "
+                    "config-per-group file)'", path)  # fmt: skip
     return config
 
 
