@@ -281,8 +281,9 @@ class Cluster:
             session.ipv6 = None
 
     async def after_claim(self) -> None:
-        """Write the claimed session (and whatever else is queued) now."""
-        await self._flush()
+        """Write the claimed session (and whatever else is queued) soon: its home and its leases
+        are in the store already, so the CONNECT does not wait for the row."""
+        self.shared.soon(self.shared.flush())
 
     async def _flush(self) -> None:
         with contextlib.suppress(SharedStoreDown):

@@ -131,10 +131,13 @@ _RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS = s:<digest>, i:<sid>, h:<sid>; ARGV = node, row, digest, ttl ms, created ('1' when the row
-# was never written in this epoch). Writes only a session homed here (or new here): 1; another
-# node's: 0 (it moved); one whose keys are gone while it was written before: 2 (it ended).
+# KEYS = s:<digest>, i:<sid>, h:<sid>, the epoch; ARGV = node, row, digest, ttl ms, created ('1'
+# when the row was never written in this epoch), the epoch the node knows. Writes only a session
+# homed here (or new here): 1; another node's: 0 (it moved); one whose keys are gone while it was
+# written before: 2 (it ended); nothing if the epoch is not the node's: 3 (the store lost its data
+# and this node has not noticed yet: missing keys mean nothing then).
 _WRITE_SESSION = """
+if (redis.call('GET', KEYS[4]) or '') ~= ARGV[6] then return 3 end
 local home = redis.call('GET', KEYS[3])
 if home then
   if home ~= ARGV[1] then return 0 end
@@ -263,6 +266,8 @@ class SharedState:
         self.healthy = False
         self._last_ok = 0.0
         self._epoch: bytes | None = None
+        self._hold_window = 0.0
+        """Until when a recovery hold may be on (monotonic): a new epoch was seen shortly before."""
         self._instance = secrets.token_hex(8)
         self._clash_logged = 0.0
         self._take = self._redis.register_script(_TAKE_LEASE)
@@ -345,6 +350,7 @@ class SharedState:
             self.healthy = True
             lost = epoch is None or (self._epoch is not None and epoch != self._epoch)
             if lost:
+                self._hold_window = time.monotonic() + RECOVERY_HOLD + 2 * TIMEOUT
                 with contextlib.suppress(SharedStoreDown):
                     epoch = await self._mark_epoch()
                 self.written.clear()
@@ -392,10 +398,13 @@ class SharedState:
                       "node-name; give every gateway its own'", self.node)  # fmt: skip
 
     async def lease_hold(self) -> float:
-        """Seconds to wait before taking a new lease (see :meth:`_mark_epoch`).
+        """Seconds to wait before taking a new lease (see :meth:`_mark_epoch`): asked of the
+        store only in the seconds after this node saw a new epoch (when a hold can be on).
 
         :raises SharedStoreDown: the store cannot be reached.
         """
+        if time.monotonic() >= self._hold_window:
+            return 0.0
         left = await self._call(self._redis.pttl(_RECOVERING))
         return min(RECOVERY_HOLD, left / 1000) if isinstance(left, int) and left > 0 else 0.0
 
@@ -540,9 +549,17 @@ class SharedState:
                     ttl = _session_ttl_ms(session, now)
                     digest = session.token_digest.hex()
                     created = "0" if sid in self.written else "1"
-                    keys = [f"{PREFIX}s:{digest}", f"{PREFIX}i:{sid}", f"{PREFIX}h:{sid}"]
-                    await self._write(keys=keys, args=[self.node, rows[sid], digest, ttl, created],
-                                      client=pipe)  # fmt: skip
+                    keys = [f"{PREFIX}s:{digest}", f"{PREFIX}i:{sid}", f"{PREFIX}h:{sid}", _EPOCH]
+                    epoch = self._epoch or b""
+                    args: list[str | bytes | int] = [
+                        self.node,
+                        rows[sid],
+                        digest,
+                        ttl,
+                        created,
+                        epoch,
+                    ]
+                    await self._write(keys=keys, args=args, client=pipe)
                     writes.append((sid, None))
                     confirmed = self.confirmed.get(sid, ())
                     for lease in _held(session):
@@ -558,6 +575,7 @@ class SharedState:
                     self._gone.setdefault(sid, gone[sid])
             raise
         lost: dict[str, str] = {}
+        stale = False
         for (sid, lease), result in zip(writes, results, strict=False):
             if not sid or sid in lost:
                 continue
@@ -567,11 +585,18 @@ class SharedState:
                     self.on_lease_lost(sid, lease)
             elif result == 1:
                 self.written.add(sid)
+            elif result == 3:  # A new epoch: written again once this node has re-asserted.
+                stale = True
+                session = batch.get(sid)
+                if session is not None:
+                    self._dirty.setdefault(sid, session)
             elif result in (0, 2):  # Another node took it, or it ended elsewhere.
                 self.written.discard(sid)
                 lost[sid] = "moved" if result == 0 else "ended"
         for sid, why in lost.items():
             self.on_lost(sid, why)
+        if stale:
+            self.soon(self.ping())
 
     async def fetch(self, digest: bytes) -> tuple[Session, str | None] | None:
         """The session stored under ``digest`` and its home node, or ``None``.
