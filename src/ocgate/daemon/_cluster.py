@@ -37,6 +37,7 @@ import msgspec
 from ocgate.bans import SavedBan
 from ocgate.control import UserInfo
 from ocgate.daemon._shared import SharedState, SharedStoreDown
+from ocgate.daemon._shared import held_leases as _leases
 from ocgate.daemon._shared_store import SharedSessionStore
 from ocgate.errors import AuthFailed, InvalidCookie, ResourceError
 from ocgate.ipc import messages as m
@@ -62,10 +63,6 @@ FOREIGN_HOLD = 60.0
 """Seconds an address another node holds stays marked as taken here before it is asked again."""
 _USERS = msgspec.msgpack.Decoder(list[UserInfo])
 _ENCODE = msgspec.msgpack.Encoder()
-
-
-def _leases(session: Session) -> list[object]:
-    return [a for a in (session.ipv4, session.ipv6) if a is not None]
 
 
 class Cluster:
@@ -126,8 +123,8 @@ class Cluster:
         return lock
 
     async def prepare_claim(self, cookie: str) -> bool:
-        """Make sure this node holds the session ``cookie`` names, as its home (steps 1 and 4
-        of the module docstring: a session that comes from another node is homed here now).
+        """Make sure this node holds the session ``cookie`` names, as its home (step 1 of the
+        module docstring: a session that comes from another node is homed here now).
 
         :returns: whether the session came from another node.
         :raises InvalidCookie: the cookie is malformed or names no session (here or anywhere).
@@ -392,9 +389,6 @@ class Cluster:
             wall,
         )  # fmt: skip
         service.publish_all_bans()
-
-    def ended(self, session: Session, reason: str) -> None:
-        """``session`` ended here; nothing to tell (its keys go with the store's queue)."""
 
     async def end_elsewhere(self, sid: str, reason: str) -> bool:
         """End a session this node does not hold (``False``: no node holds it)."""

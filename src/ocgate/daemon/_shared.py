@@ -78,6 +78,7 @@ __all__ = [
     "TIMEOUT",
     "SharedState",
     "SharedStoreDown",
+    "held_leases",
     "lease_key",
 ]
 
@@ -198,7 +199,8 @@ def lease_key(address: object) -> str:
     return f"{PREFIX}l:{address}"
 
 
-def _held(session: Session) -> list[object]:
+def held_leases(session: Session) -> list[object]:
+    """The addresses ``session`` holds (its IPv4 address, its IPv6 network)."""
     return [a for a in (session.ipv4, session.ipv6) if a is not None]
 
 
@@ -562,7 +564,7 @@ class SharedState:
                     await self._write(keys=keys, args=args, client=pipe)
                     writes.append((sid, None))
                     confirmed = self.confirmed.get(sid, ())
-                    for lease in _held(session):
+                    for lease in held_leases(session):
                         if lease not in confirmed:
                             continue
                         await self._refresh(keys=[lease_key(lease)], args=[sid, ttl], client=pipe)
@@ -662,7 +664,7 @@ class SharedState:
         session, home = found
         if home is None or not await self.node_alive(home):
             keys = [f"{PREFIX}s:{digest.decode('ascii', 'replace')}", f"{PREFIX}i:{sid}",
-                    f"{PREFIX}h:{sid}", *(lease_key(a) for a in _held(session))]  # fmt: skip
+                    f"{PREFIX}h:{sid}", *(lease_key(a) for a in held_leases(session))]  # fmt: skip
             await self._call(self._delete(keys=keys, args=["", sid]))
         return True
 
@@ -680,11 +682,6 @@ class SharedState:
         if sid == session.sid:
             self.confirmed.setdefault(sid, set()).add(address)
         return sid
-
-    async def release_lease(self, address: object, sid: str) -> None:
-        """:raises SharedStoreDown: the store cannot be reached."""
-        self.confirmed.get(sid, set()).discard(address)
-        await self._call(self._release(keys=[lease_key(address)], args=[sid]))
 
     # Login contexts ------------------------------------------------------------------------------
 

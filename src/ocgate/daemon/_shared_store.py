@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ocgate.daemon._shared import SharedState
+from ocgate.daemon._shared import held_leases as _leases
 from ocgate.session import Ipv4Pool, Ipv6Pool, Session, SessionCookie
 
 if TYPE_CHECKING:
@@ -126,7 +127,3 @@ class SharedSessionStore:
 
     def load_bans(self) -> list[Any]:
         return self.local.load_bans()
-
-
-def _leases(session: Session) -> list[object]:
-    return [a for a in (session.ipv4, session.ipv6) if a is not None]
