@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-APT_PACKAGES := openconnect iperf3 gnutls-bin iproute2 nftables iputils-ping procps freeradius tshark libgnutls28-dev softflowd pmacct nfdump postgresql haproxy xmlsec1 simplesamlphp php-cli redis-server php-xml php-mbstring nodejs
+APT_PACKAGES := openconnect iperf3 gnutls-bin iproute2 nftables iputils-ping procps freeradius tshark libgnutls28-dev softflowd pmacct nfdump postgresql haproxy xmlsec1 simplesamlphp php-cli redis-server php-xml php-mbstring nodejs chromium
 # To compile the optional C data path (ocgate._fastpath, setup.py) during pip install.
 BUILD_PACKAGES := gcc libssl-dev python3-dev
 # make run: where the demo lives, which port, and (for tests) a network namespace to start it in.

@@ -19,6 +19,9 @@ The collector's socket asks for 16 MiB of receive buffer: granted with CAP_NET_A
 
     .venv/bin/python bench/bench_nvm_ingest.py --seconds 5
     .venv/bin/python bench/bench_nvm_ingest.py                 # the full 60 s
+
+Tests reuse the generator to put a small burst of flows into a running collector:
+``send_flows(host, port, count, user=..., hostname=...)`` (below).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from ocgate.nvm._collector import Collector
 from ocgate.nvm._config import ListenAddress
 from ocgate.nvm._listeners import Listeners, udp_receive_errors
 from ocgate.nvm.ipfix import (
+    CISCO_PEN,
     ExporterKey,
     FieldSpec,
     IpfixCollectorCore,
@@ -62,6 +66,12 @@ FLOW = Template(
         for i, n in ((8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8), (152, 8), (153, 8))
     ),
 )
+# send_flows labels its flows with nvzFlow's loggedInUser (9:12333), process name (9:12340) and
+# destination host name (9:12345), variable-length strings after the FLOW fields.
+_USER, _PROCESS, _HOSTNAME = (FieldSpec(ie, 0xFFFF, CISCO_PEN) for ie in (12333, 12340, 12345))
+# Next IPFIX sequence number per (collector, source address): the collector keys UDP exporters
+# by address, so successive bursts from one address continue its sequence.
+_SEQUENCES: dict[tuple[str, int, str | None], int] = {}
 RECORDS_PER_MESSAGE = 30  # 30 x 45 B + headers = 1370 B: fits a 1500 B MTU like real exporters.
 POOL = 2000
 ODID = 1
@@ -101,6 +111,83 @@ def template_message(now: float) -> bytes:
     return encode_message(
         [encode_template_set([FLOW])], export_time=int(now), observation_domain_id=ODID
     )
+
+
+def send_flows(
+    host: str,
+    port: int,
+    count: int,
+    *,
+    user: str | None = None,
+    hostname: str | None = None,
+    process: str = "bench.exe",
+    bind: str | None = None,
+    now: float | None = None,
+) -> int:
+    """Send ``count`` flow records (and their template first) over UDP to ``host:port``.
+
+    The flows are the benchmark's (10.0.x.y → 192.0.2.z:443, TCP, 1,500-2,499 octets each,
+    ending at ``now``, default the current time). With ``user`` or ``hostname`` they also carry
+    nvzFlow's logged-in user, process name (``process``) and destination host name, so they can
+    be told apart in the store and the API. ``bind`` picks the source address (the collector
+    attributes flows to the VPN lease of the exporter's address). Returns the records sent.
+    """
+    when = time.time() if now is None else now
+    labels: list[str] = []
+    fields = list(FLOW.fields)
+    if user is not None:
+        fields.append(_USER)
+        labels.append(user)
+    if user is not None or hostname is not None:
+        fields.append(_PROCESS)
+        labels.append(process)
+    if hostname is not None:
+        fields.append(_HOSTNAME)
+        labels.append(hostname)
+    # One template id per field layout: 1024 (FLOW's), 1025 user, 1026 host name, 1027 both.
+    template_id = 1024 + (user is not None) + 2 * (hostname is not None)
+    template = Template(template_id, tuple(fields))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    key = (host, port, bind)
+    sequence = _SEQUENCES.get(key, 0)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        if bind is not None:
+            sock.bind((bind, 0))
+        sock.connect((host, port))
+        sock.send(
+            encode_message(
+                [encode_template_set([template])],
+                export_time=int(when),
+                sequence=sequence,
+                observation_domain_id=ODID,
+            )
+        )
+        for first in range(0, count, RECORDS_PER_MESSAGE):
+            rows: list[list[object]] = []
+            for n in range(first, min(count, first + RECORDS_PER_MESSAGE)):
+                row: list[object] = [
+                    IPv4Address(0x0A000000 + n % 65536),
+                    IPv4Address(0xC0000200 + n % 200),
+                    1024 + n % 60000,
+                    443,
+                    6,
+                    1500 + n % 1000,
+                    3 + n % 10,
+                    when - 1.0,
+                    when,
+                ]
+                rows.append(row + labels)
+            sock.send(
+                encode_message(
+                    [encode_data_set(template, rows)],
+                    export_time=int(when),
+                    sequence=sequence,
+                    observation_domain_id=ODID,
+                )
+            )
+            sequence = (sequence + len(rows)) & 0xFFFFFFFF
+    _SEQUENCES[key] = sequence
+    return count
 
 
 # --- 1. decode rate ------------------------------------------------------------------------------

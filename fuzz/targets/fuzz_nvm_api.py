@@ -4,12 +4,14 @@ the bearer token (only ``AuthFailed``).
 Input: a selector byte, then a query string (``a=b&c=d``, decoded as the web framework does) for
 ``parse_flow_query_untrusted``, ``parse_stream_query_untrusted`` (then the live stream's
 ``flow_predicate`` on a record), ``parse_endpoint_query_untrusted`` (then its cursor through
-``decode_endpoint_cursor_untrusted``) and ``parse_top_query_untrusted``; or a raw value for
+``decode_endpoint_cursor_untrusted``), ``parse_top_query_untrusted`` and (selector bit 0x40)
+``parse_timeline_query_untrusted``; or a raw value for
 ``parse_time_untrusted``, ``decode_endpoint_cursor_untrusted`` (given as is, or as the JSON the
 harness base64-encodes) and ``parse_bearer_untrusted``.
 
 Oracle: times are finite and within 0 .. year 9999, ``since <= until``, limits within 1-1000,
-cursors round-trip through ``encode_endpoint_cursor``, a bearer token is the header's token.
+cursors round-trip through ``encode_endpoint_cursor``, a bearer token is the header's token, a
+timeline has 0-1000 buckets of at least a second that cover ``since``..``until``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ with atheris.instrument_imports(include=["ocgate"]):
     from ocgate.nvm.api._auth import parse_bearer_untrusted
     from ocgate.nvm.api._params import (
         MAX_LIMIT,
+        MAX_TIMELINE_POINTS,
         EndpointCursor,
         decode_endpoint_cursor_untrusted,
         encode_endpoint_cursor,
@@ -35,6 +38,7 @@ with atheris.instrument_imports(include=["ocgate"]):
         parse_flow_query_untrusted,
         parse_stream_query_untrusted,
         parse_time_untrusted,
+        parse_timeline_query_untrusted,
         parse_top_query_untrusted,
     )
     from ocgate.nvm.store import FlowFilter
@@ -80,6 +84,13 @@ def _query(selector: int, text: str) -> None:
         _check_times(endpoints.since, None)
         if endpoints.cursor is not None:
             decode_endpoint_cursor_untrusted(endpoints.cursor)
+    elif selector & 0x40:
+        timeline = parse_timeline_query_untrusted(params, now=1_700_000_000.0)
+        _check_times(timeline.since, timeline.until)
+        assert timeline.step >= 1
+        assert 0 <= timeline.count <= MAX_TIMELINE_POINTS
+        assert timeline.first * timeline.step <= timeline.since
+        assert timeline.until <= (timeline.first + timeline.count) * timeline.step
     else:
         top = parse_top_query_untrusted(params)
         assert top.by in ("user", "process", "host")
@@ -130,6 +141,9 @@ def seeds() -> list[bytes]:
         b"\x01user=alice&token=x",
         b"\x02udid=abcdef&since=2023-11-14T22:13:20&limit=10&cursor=" + cursor,
         b"\x03by=process&since=1700000000.5&until=1800000000&limit=5",
+        b"\x03by=host&user=alice&limit=3",
+        b"\x43user=alice&since=1699990000.25&until=1700000000&step=60",
+        b"\x43until=2023-11-14T22:13:20Z",
         b"\x80" + b"2023-11-14T22:13:20Z",
         b"\x81" + cursor,
         b"\x83" + b'["1700000000:42","00ff"]',

@@ -8,6 +8,7 @@ again reuses what is there, so the certificate pin and the password stay the sam
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import ipaddress
 import os
@@ -27,6 +28,8 @@ from ocgate.tls import load_credentials
 __all__ = ["quickstart"]
 
 DEMO_USER = "demo"
+DEMO_ADMIN = "admin"
+ADMIN_PORT = 8443
 
 _CONFIG = """\
 # ocgate demo configuration, written by `ocgate quickstart`. It is an ordinary ocserv.conf.
@@ -57,6 +60,11 @@ nvm-store = sqlite:///{dir}/nvm.sqlite
 nvm-api-listen = 127.0.0.1:8099
 nvm-api-token-file = {dir}/nvm-api-tokens
 banner = "Welcome to the ocgate demo"
+# The administrators' web console (docs/CONSOLE.md), on loopback only: password and TOTP code.
+admin-listen = 127.0.0.1:{admin_port}
+admin-passwd = {dir}/admin-passwd
+admin-otp = {dir}/admin-otp
+admin-audit-log = {dir}/admin-audit.log
 """
 
 
@@ -68,6 +76,9 @@ def quickstart(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", default="run", help="where to write (%(default)s)")
     parser.add_argument("--port", type=int, default=443, help="TLS port (%(default)s)")
     parser.add_argument("--host", help="address or name to print in the openconnect command")
+    parser.add_argument(
+        "--admin-port", type=int, default=ADMIN_PORT, help="web console port (%(default)s)"
+    )
     args = parser.parse_args(argv)
     directory = Path(args.dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -77,7 +88,9 @@ def quickstart(argv: Sequence[str] | None = None) -> int:
         _write_certificate(cert, key)
     password = _demo_password(directory)
     token = _api_token(directory)
-    (directory / "ocserv.conf").write_text(_CONFIG.format(dir=directory, port=args.port))
+    admin_password, admin_secret = _demo_admin(directory)
+    config = _CONFIG.format(dir=directory, port=args.port, admin_port=args.admin_port)
+    (directory / "ocserv.conf").write_text(config)
     pin = load_credentials(str(cert)).pin_sha256
     host = args.host or _guess_host()
     url = f"https://{host}/" if args.port == 443 else f"https://{host}:{args.port}/"
@@ -89,6 +102,11 @@ def quickstart(argv: Sequence[str] | None = None) -> int:
         f"openconnect --servercert {pin} --user {DEMO_USER} {url}\n"
         "NVM telemetry: send nvzFlow to UDP port 2055; query the flows with\n"
         f"  curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8099/api/v1/flows\n"
+        f"Web console: https://127.0.0.1:{args.admin_port}/ (from this machine)\n"
+        f"  Administrator: {DEMO_ADMIN}\n"
+        f"  Password: {admin_password}\n"
+        f"  TOTP secret (add it to an authenticator app): {admin_secret}\n"
+        f"  or: {_otpauth_uri(admin_secret)}\n"
     )
     credentials = directory / "CREDENTIALS.txt"
     credentials.write_text(text)
@@ -110,6 +128,31 @@ def _demo_password(directory: Path) -> str:
     saved.write_text(password + "\n")
     os.chmod(saved, 0o600)
     return password
+
+
+def _demo_admin(directory: Path) -> tuple[str, str]:
+    """The console's demo administrator: (password, base32 TOTP secret), made once."""
+    passwd, otp = directory / "admin-passwd", directory / "admin-otp"
+    saved = directory / ".demo-admin"
+    if passwd.exists() and otp.exists() and saved.exists():
+        password, secret = saved.read_text().split()
+        return password, secret
+    password = secrets.token_urlsafe(12)
+    key = secrets.token_bytes(20)
+    entry = PasswdEntry(username=DEMO_ADMIN, groups=("admin",), hash=hash_password(password))
+    secret = base64.b32encode(key).decode("ascii")
+    for path, text in (
+        (passwd, format_passwd({DEMO_ADMIN: entry})),
+        (otp, f"HOTP/T30\t{DEMO_ADMIN}\t-\t{key.hex()}\n"),
+        (saved, f"{password} {secret}\n"),
+    ):
+        path.write_text(text)
+        os.chmod(path, 0o600)
+    return password, secret
+
+
+def _otpauth_uri(secret: str) -> str:
+    return f"otpauth://totp/ocgate%20demo:{DEMO_ADMIN}?secret={secret}&issuer=ocgate%20demo"
 
 
 def _api_token(directory: Path) -> str:

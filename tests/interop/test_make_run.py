@@ -17,6 +17,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,32 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+_CONSOLE_LOGIN = """
+import sys, httpx, pyotp
+base, user, password, secret = sys.argv[1:5]
+with httpx.Client(base_url=base, verify=False) as c:
+    csrf = c.get("/login").cookies["__Host-ocgate-csrf"]
+    r = c.post("/api/v1/login", headers={"X-CSRF-Token": csrf},
+               json={"username": user, "password": password, "otp": pyotp.TOTP(secret).now()})
+    assert r.status_code == 200, r.text
+    assert c.get("/api/v1/me").json()["role"] == "admin"
+print("console ok")
+"""
+
+
+def _log_in_to_the_console(namespace: str, credentials: str) -> None:
+    """The demo's web console answers on loopback and its printed administrator logs in."""
+    found = re.search(
+        r"Web console: (https://\S+?)/? .*?Administrator: (\S+)\s+Password: (\S+)\s+"
+        r"TOTP secret[^:]*: (\S+)",
+        credentials,
+        re.DOTALL,
+    )
+    assert found is not None, credentials
+    argv = ["ip", "netns", "exec", namespace, sys.executable, "-c", _CONSOLE_LOGIN, *found.groups()]
+    assert "console ok" in run(argv, timeout=60).stdout
+
+
 def test_make_run_prints_a_command_that_connects(
     netns_pair: NetnsPair, openconnect: OpenConnectRunner, tmp_path: Path
 ) -> None:
@@ -172,6 +199,7 @@ def test_make_run_prints_a_command_that_connects(
         result = ping(netns_pair, netns_pair.client, target, count=3)
         assert result.received == 3, f"{result.output}\n{env}\n{client.describe()}\n{log_tail()}"
         assert client.stop(signal.SIGINT) == 0, client.describe()
+        _log_in_to_the_console(netns_pair.server, credentials)
     finally:
         openconnect.close_all()
         _stop_group(make)

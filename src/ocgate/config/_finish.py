@@ -9,6 +9,7 @@ group of rules that involve several keys or a missing key, following ocserv ``sr
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import ipaddress
 from collections.abc import Callable
 from typing import Any
@@ -216,6 +217,43 @@ def _finish_collector(draft: Draft, kwargs: Kwargs) -> None:
         collector_settings(draft)
 
 
+def _finish_console(draft: Draft, kwargs: Kwargs) -> None:
+    # The console refuses to start without its administrators; their files are checked now,
+    # with their lines, rather than when the console process starts.
+    found = draft.last("admin-listen", str)
+    if found is None:
+        return
+    from ocgate.console._accounts import check_admin_files
+    from ocgate.console._tokens import load_admin_tokens
+
+    for key in ("admin-passwd", "admin-otp"):
+        if not kwargs.get(key.replace("-", "_")):
+            raise draft.error(
+                "admin-listen",
+                found[0],
+                f"the web console needs {key}",
+                "admin-passwd = FILE (roles admin/readonly) and admin-otp = FILE (TOTP entries)",
+            )
+    if (kwargs.get("admin_server_cert") is None) != (kwargs.get("admin_server_key") is None):
+        raise draft.error(
+            "admin-listen",
+            found[0],
+            "admin-server-cert and admin-server-key go together",
+            "both (the console's own certificate) or neither (the gateway's)",
+        )
+    missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise draft.error(
+            "admin-listen",
+            found[0],
+            f"the web console needs the ocgate[api] extra (missing: {', '.join(missing)})",
+            "pip install 'ocgate[api]', or no admin-listen line",
+        )
+    check_admin_files(kwargs["admin_passwd"], kwargs["admin_otp"])
+    if kwargs.get("admin_token_file"):
+        load_admin_tokens(kwargs["admin_token_file"])
+
+
 def _finish_profiles(draft: Draft, kwargs: Kwargs) -> None:
     # Profiles are downloaded by file name (/profiles/NAME): two with one name would hide one.
     seen: dict[str, str] = {}
@@ -244,6 +282,7 @@ _FINISHERS: tuple[Callable[[Draft, Kwargs], None], ...] = (
     _finish_compat,
     _finish_camouflage,
     _finish_collector,
+    _finish_console,
     _finish_profiles,
 )
 

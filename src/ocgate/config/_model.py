@@ -228,6 +228,15 @@ class Config:
     node_name: str = field(default_factory=default_node_name)
     """This gateway's name among several (ocgate ``node-name``; default: the host name)."""
 
+    # Administrators' web console (ocgate extension; ocgate.console, docs/CONSOLE.md).
+    admin_listen: str | None = None
+    admin_passwd: str | None = None
+    admin_otp: str | None = None
+    admin_server_cert: str | None = None
+    admin_server_key: str | None = None
+    admin_token_file: str | None = None
+    admin_audit_log: str | None = None
+
     # NVM collector (ocgate extension; checked across keys by ocgate.nvm._config.NvmSettings).
     nvm_listen: tuple[NvmListen, ...] = ()
     nvm_dtls_listen: tuple[NvmListen, ...] = ()

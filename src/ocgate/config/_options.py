@@ -282,6 +282,32 @@ def _nvm_o(
 
 _B, _I, _S, _W, _P = Kind.BOOL, Kind.INTEGER, Kind.STRING, Kind.WORD, Kind.PATH
 
+_CONSOLE_KEYS: tuple[tuple[str, Kind, Parser | None, str], ...] = (
+    ("admin-listen", _W, parse_listen, "HOST:PORT of the web console (off when unset)"),
+    (
+        "admin-passwd",
+        _P,
+        None,
+        "the console's administrators, ocpasswd format; the group field is the role: admin or "
+        "readonly",
+    ),
+    (
+        "admin-otp",
+        _P,
+        None,
+        "the administrators' TOTP entries (OTP users file); every administrator needs one",
+    ),
+    ("admin-server-cert", _P, None, "the console's certificate (default: server-cert)"),
+    ("admin-server-key", _P, None, "the console's key (default: server-key)"),
+    (
+        "admin-token-file",
+        _P,
+        None,
+        "API bearer tokens, one per line: TOKEN [admin|readonly] (default role: readonly)",
+    ),
+    ("admin-audit-log", _P, None, "the console's audit log, one JSON line per change"),
+)
+
 # Reasons shared by several rows.
 _AUTH_NOTE = "methods ocgate lacks (pam, gssapi) are refused at start; oidc and saml: docs/SSO.md"
 _PINS = "PINs unlock PKCS#11 or TPM keys; ocgate reads server-key from a PEM file only"
@@ -589,6 +615,20 @@ _SPECS: tuple[OptionSpec, ...] = (
         extension=True,
         note="off (as ocserv), optional or required: the CONNECT's X-AnyConnect-STRAP-Verify "
         "signature, made with the key the login presented, must verify (required: must be there)",
+    ),
+    # Administrators' web console (ocgate.console, docs/CONSOLE.md; global, read at start).
+    *(
+        _o(
+            key,
+            kind,
+            _G,
+            parse=parse,
+            field=key.replace("-", "_"),
+            reloadable=False,
+            extension=True,
+            note=note,
+        )
+        for key, kind, parse, note in _CONSOLE_KEYS
     ),
     _o("max-pre-auth-clients", _I, _G, field="max_pre_auth_clients", default=1024, extension=True),
     _o(

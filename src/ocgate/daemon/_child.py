@@ -38,30 +38,37 @@ log = logging.getLogger("ocgate")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ocgate-child")
-    parser.add_argument("role", choices=("worker", "auth", "nvm"))
+    parser.add_argument("role", choices=("worker", "auth", "nvm", "console"))
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--generation", type=int, default=0)
     parser.add_argument("--channel", type=int, required=True)
     parser.add_argument("--auth", type=int, default=-1)
     parser.add_argument("--udp", default="")
+    parser.add_argument("--nvm", type=int, default=-1)
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)  # The supervisor decides; its death ends the channel.
     udp = [int(fd) for fd in args.udp.split(",") if fd]
     try:
         return asyncio.run(
-            _run(args.role, args.index, args.generation, args.channel, args.auth, udp)
+            _run(args.role, args.index, args.generation, args.channel, args.auth, udp, args.nvm)
         )
     except KeyboardInterrupt:
         return 0
 
 
 async def _run(
-    role: str, index: int, generation: int, channel_fd: int, auth_fd: int, udp: list[int]
+    role: str,
+    index: int,
+    generation: int,
+    channel_fd: int,
+    auth_fd: int,
+    udp: list[int],
+    nvm_fd: int = -1,
 ) -> int:
     from ocgate.sandbox import set_role
 
-    set_role(f"worker {index}" if role == "worker" else ("sec-mod" if role == "auth" else "nvm"))
+    set_role(f"worker {index}" if role == "worker" else {"auth": "sec-mod"}.get(role, role))
     first: asyncio.Future[tuple[m.Configure, list[int]]] = (
         asyncio.get_running_loop().create_future()
     )
@@ -83,7 +90,12 @@ async def _run(
         return await runner.handle(msg, fds)
 
     ready: asyncio.Future[ipc.messages.Message] = asyncio.get_running_loop().create_future()
-    accepts = {"worker": m.WORKER_ACCEPTS, "auth": m.AUTH_ACCEPTS, "nvm": m.NVM_ACCEPTS}[role]
+    accepts = {
+        "worker": m.WORKER_ACCEPTS,
+        "auth": m.AUTH_ACCEPTS,
+        "nvm": m.NVM_ACCEPTS,
+        "console": m.CONSOLE_ACCEPTS,
+    }[role]
     supervisor = ipc.Channel(
         socket.socket(fileno=channel_fd),
         accepts=accepts,
@@ -108,6 +120,8 @@ async def _run(
             )
         elif role == "auth":
             runner = await _AuthRole.create(setup, supervisor)
+        elif role == "console":
+            runner = await _ConsoleRole.create(setup, fds, supervisor, auth_fd, nvm_fd)
         else:
             runner = await _NvmRole.create(setup, supervisor)
     except Exception as exc:
@@ -327,6 +341,9 @@ class _AuthRole(_Role):
         assert isinstance(service, AuthService)
         self.service = service
         self.supervisor = supervisor
+        self.console: object = None
+        """sec-mod's side of the web console's channel (``ConsoleRequests``), when it runs."""
+        self.console_channel: ipc.Channel | None = None
 
     @classmethod
     async def create(cls, setup: ChildSetup, supervisor: ipc.Channel) -> _AuthRole:
@@ -358,10 +375,35 @@ class _AuthRole(_Role):
         log.info(
             "event=sec-mod-ready pid=%d sessions=%d", os.getpid(), len(service.store.sessions())
         )
-        return cls(service, supervisor)
+        role = cls(service, supervisor)
+        if setup.config.admin_listen:
+            from ocgate.daemon._console_auth import ConsoleRequests
+
+            role.console = ConsoleRequests(setup.config)
+        return role
+
+    def _attach_console(self, fds: list[int]) -> ipc.messages.Message:
+        from ocgate.daemon._console_auth import ConsoleRequests
+
+        console = self.console
+        if len(fds) != 1 or not isinstance(console, ConsoleRequests):
+            for fd in fds:
+                os.close(fd)
+            return m.Failed(message="no console channel")
+        if self.console_channel is not None:
+            self.console_channel.close()
+        self.console_channel = ipc.Channel(
+            socket.socket(fileno=fds[0]),
+            accepts=m.AUTH_FROM_CONSOLE,
+            handler=console.handle,
+            name="console",
+        )
+        return m.Ok()
 
     async def handle(self, msg: object, fds: list[int]) -> ipc.messages.Message | None:
         service = self.service
+        if isinstance(msg, m.AttachConsole):
+            return self._attach_console(fds)
         if isinstance(msg, m.AttachWorker):
             if len(fds) != 1:
                 for fd in fds:
@@ -417,6 +459,8 @@ class _AuthRole(_Role):
             setup: ChildSetup = pickle.loads(msg.payload)
             try:
                 service.load(setup.config)
+                if self.console is not None:
+                    self.console.load(setup.config)  # type: ignore[attr-defined]
             except Exception as exc:
                 log.error("event=reload-failed role=sec-mod reason=%r", str(exc))
                 return m.Failed(message=str(exc)[:4000])
@@ -440,6 +484,31 @@ class _NvmRole(_Role):
         self.service = service
         self.leases = leases
         self.metrics: object = None
+        self.console_channel: ipc.Channel | None = None
+
+    def _attach_console(self, fds: list[int]) -> ipc.messages.Message:
+        """The web console's telemetry queries, answered by the NVM API's own handlers."""
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            return m.Failed(message="no console channel")
+        api = self.service.internal_api()  # type: ignore[attr-defined]
+
+        async def answer(msg: object, got: list[int]) -> ipc.messages.Message | None:
+            for fd in got:
+                os.close(fd)
+            if isinstance(msg, m.TelemetryQuery):
+                status, body = await api.get(msg.path, msg.query)
+                return m.TelemetryAnswer(status=status, body=body)
+            return m.Failed(message=f"unexpected {type(msg).__name__}")
+
+        if self.console_channel is not None:
+            self.console_channel.close()
+        self.console_channel = ipc.Channel(
+            socket.socket(fileno=fds[0]), accepts=m.NVM_FROM_CONSOLE, handler=answer,
+            name="console",
+        )  # fmt: skip
+        return m.Ok()
 
     @classmethod
     async def create(cls, setup: ChildSetup, supervisor: ipc.Channel) -> _NvmRole:
@@ -466,6 +535,8 @@ class _NvmRole(_Role):
     async def handle(self, msg: object, fds: list[int]) -> ipc.messages.Message | None:
         from ocgate.nvm._collector import LeasePublisher
 
+        if isinstance(msg, m.AttachConsole):
+            return self._attach_console(fds)
         for fd in fds:
             os.close(fd)
         leases = self.leases
@@ -494,6 +565,97 @@ class _NvmRole(_Role):
         close = getattr(self.service, "close", None)
         if close is not None:
             await close()
+
+
+class _ConsoleRole(_Role):
+    """The web console: TLS and HTTP from administrators' browsers, as run-as-user with no
+    capability; it asks the supervisor, sec-mod and the collector for everything."""
+
+    def __init__(self, server: object, channels: list[ipc.Channel], backend: object) -> None:
+        self.server = server
+        self.channels = channels
+        self.backend = backend
+
+    @classmethod
+    async def create(
+        cls,
+        setup: ChildSetup,
+        fds: list[int],
+        supervisor: ipc.Channel,
+        auth_fd: int,
+        nvm_fd: int,
+    ) -> _ConsoleRole:
+        import ssl
+
+        from ocgate.console import AuditLog, ConsoleSettings, create_console_app, serve_console
+        from ocgate.console._backend import Role
+        from ocgate.console._process import ProcessBackend, preload_console_modules
+
+        listen_fd, cert_fd, key_fd, *rest = fds
+        audit_fd = rest[0] if rest else None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(f"/proc/self/fd/{cert_fd}", f"/proc/self/fd/{key_fd}")
+        os.close(cert_fd)
+        os.close(key_fd)
+
+        async def refuse(msg: object, got: list[int]) -> ipc.messages.Message | None:
+            for fd in got:
+                os.close(fd)
+            return m.Failed(message="the console answers no requests")
+
+        auth = ipc.Channel(
+            socket.socket(fileno=auth_fd), accepts=m.CONSOLE_ACCEPTS, handler=refuse,
+            name="sec-mod",
+        )  # fmt: skip
+        channels = [auth]
+        nvm: ipc.Channel | None = None
+        if nvm_fd >= 0:
+            nvm = ipc.Channel(
+                socket.socket(fileno=nvm_fd), accepts=m.CONSOLE_ACCEPTS, handler=refuse,
+                name="nvm",
+            )  # fmt: skip
+            channels.append(nvm)
+        backend = ProcessBackend(setup.config, supervisor=supervisor, auth=auth, nvm=nvm)
+
+        def write_audit(line: str) -> None:
+            log.info("event=console-audit %s", line)
+            if audit_fd is not None:
+                os.write(audit_fd, line.encode("utf-8") + b"\n")
+
+        tokens: dict[bytes, Role] = {
+            digest: ("admin" if role == "admin" else "readonly")
+            for digest, role in setup.console_tokens.items()
+        }
+        settings = ConsoleSettings(token_digests=tokens, audit=AuditLog(write_audit))
+        app = create_console_app(backend, settings)
+        # The interpreter's library may not be readable once root is gone: load now what the
+        # server and the pages load lazily.
+        await preload_console_modules(app)
+        sock = socket.socket(fileno=listen_fd)
+        # Like a worker: it reads bytes from the network (administrators' browsers).
+        _drop(setup, profile="worker" if setup.config.isolate_workers else None)
+        server = await serve_console(app, sock, context)
+        log.info("event=console-ready address=%s", sock.getsockname()[:2])
+        return cls(server, channels, backend)
+
+    async def handle(self, msg: object, fds: list[int]) -> ipc.messages.Message | None:
+        for fd in fds:
+            os.close(fd)
+        if isinstance(msg, m.Configure):
+            setup: ChildSetup = pickle.loads(msg.payload)
+            self.backend.config = setup.config  # type: ignore[attr-defined]
+            return m.Ok()
+        if isinstance(msg, m.CollectMetrics):
+            return m.Metrics()
+        return m.Failed(message=f"unexpected {type(msg).__name__}")
+
+    async def stop(self, *, notify: bool) -> None:
+        close = getattr(self.server, "close", None)
+        if close is not None:
+            await close()
+        for channel in self.channels:
+            channel.close()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from ocgate.control import (
     Command,
     ErrorResponse,
     Event,
+    Request,
     SessionInfo,
     StatusInfo,
     UserInfo,
@@ -45,6 +46,7 @@ __all__ = ["ControlService"]
 log = logging.getLogger("ocgate.control")
 
 _MAX_LINE = 1 << 20
+_NOT_FOR_CONSOLE = frozenset({Command.STOP, Command.DRAIN, Command.SHOW_EVENTS})
 
 
 class ControlService:
@@ -89,10 +91,7 @@ class ControlService:
                 writer.write(encode_response(ErrorResponse(message=str(exc))))
                 await writer.drain()
                 return
-            if request.cmd is Command.RELOAD:
-                self._reloaded = await self._sup.reload()
-            self._workers, self._auth = await self._sup.gather()
-            writer.write(encode_response(dispatch(request, self)))
+            writer.write(await self._answer(request))
             await writer.drain()
             if request.cmd is Command.SHOW_EVENTS:
                 await self._stream_events(reader, writer)
@@ -100,6 +99,23 @@ class ControlService:
             pass  # The client went away or sent an over-long line; nothing to answer.
         finally:
             writer.close()
+
+    async def _answer(self, request: Request) -> bytes:
+        if request.cmd is Command.RELOAD:
+            self._reloaded = await self._sup.reload()
+        self._workers, self._auth = await self._sup.gather()
+        return encode_response(dispatch(request, self))
+
+    async def answer_console(self, line: bytes) -> bytes:
+        """One request of the web console (an unprivileged process): every occtl command but
+        those that stop the gateway or stream, which the console has no business sending."""
+        try:
+            request = parse_request_untrusted(line)
+        except BadControlMessage as exc:
+            return encode_response(ErrorResponse(message=str(exc)))
+        if request.cmd in _NOT_FOR_CONSOLE:
+            return encode_response(ErrorResponse(message="not available to the console"))
+        return await self._answer(request)
 
     async def _stream_events(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -45,6 +45,8 @@ class ChildSetup:
     """The :class:`ocgate.sandbox.Account` to become (``None``: keep the current identity)."""
     cookie_key: bytes = b""
     store_path: str = ""
+    console_tokens: dict[bytes, str] = dataclasses.field(default_factory=dict, repr=False)
+    """The console API's bearer tokens as SHA-256 digests, with their roles (console only)."""
 
 
 def server_addresses(

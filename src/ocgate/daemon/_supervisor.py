@@ -128,6 +128,9 @@ class Supervisor:
         self.workers = [Child("worker", i, 0) for i in range(count)]
         self.auth = Child("auth", 0, 0)
         self.nvm: Child | None = None
+        self.console: Child | None = None
+        """The web console (``admin-listen``): unprivileged, it asks the others for everything."""
+        self._admin_sock: socket.socket | None = None
         self.stopping = False
         self._generations = _first_generation(config)
         self._tcp: list[socket.socket] = []
@@ -167,6 +170,13 @@ class Supervisor:
             self._prepare_nvm_store()
             await self._spawn(self.nvm)
         await asyncio.gather(*(self._spawn(w) for w in self.workers))
+        if config.use_occtl or config.admin_listen:
+            from ocgate.daemon._control import ControlService
+
+            self.control = ControlService(self, request_stop=self.request_stop)
+        if config.admin_listen:
+            self.console = Child("console", 0, 0)
+            await self._spawn(self.console)
         if shared_store_url(config) is not None:
             self._background(self._publish_users())
         loop = asyncio.get_running_loop()
@@ -178,10 +188,7 @@ class Supervisor:
         if self._health_sock is not None:
             loop.add_reader(self._health_sock.fileno(), self._accept_metrics, self._health_sock)
         if config.use_occtl:
-            from ocgate.daemon._control import ControlService
-
-            self.control = ControlService(self, request_stop=self.request_stop)
-            await self.control.start(config.occtl_socket_file)
+            await self.control.start(config.occtl_socket_file)  # type: ignore[attr-defined]
 
     def _bind(self) -> None:
         config = self.config
@@ -209,6 +216,8 @@ class Supervisor:
             self._metrics_sock = _bind_http(config.metrics_listen, "metrics")
         if config.health_listen:
             self._health_sock = _bind_http(config.health_listen, "health")
+        if config.admin_listen:
+            self._admin_sock = _bind_http(config.admin_listen, "console")
 
     def _prepare_nvm_store(self) -> None:
         """The collector runs as run-as-user: its SQLite directory must be its own."""
@@ -240,7 +249,11 @@ class Supervisor:
                 with contextlib.suppress(ValueError, OSError):
                     loop.remove_reader(http.fileno())
                 http.close()
-        if self.control is not None:
+        if self.console is not None:
+            await self._stop_child(self.console, False)
+        if self._admin_sock is not None:
+            self._admin_sock.close()
+        if self.control is not None and self.config.use_occtl:
             await self.control.close()  # type: ignore[attr-defined]
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.occtl_socket_file)
@@ -274,7 +287,45 @@ class Supervisor:
             account=self.account,
             cookie_key=self.cookie_key,
             store_path=session_store_path(self.config) if child.role == "auth" else "",
+            console_tokens=self._console_tokens() if child.role == "console" else {},
         )
+
+    def _console_tokens(self) -> dict[bytes, str]:
+        if not self.config.admin_token_file:
+            return {}
+        from ocgate.console._tokens import load_admin_tokens
+
+        return dict(load_admin_tokens(self.config.admin_token_file))
+
+    def _console_files(self) -> list[int]:
+        """The console's listening socket, certificate and key (memory files), and its audit
+        log opened for appending (the console cannot open files under /etc after its drop)."""
+        config = self.config
+        assert self._admin_sock is not None
+        fds = [os.dup(self._admin_sock.fileno())]
+        cert = config.admin_server_cert or config.server_cert[0]
+        key = config.admin_server_key or config.server_key[0]
+        for path in (cert, key):
+            with open(path, "rb") as f:
+                data = f.read()
+            fd = os.memfd_create("ocgate-console-tls", os.MFD_CLOEXEC)
+            os.write(fd, data)
+            fds.append(fd)
+        if config.admin_audit_log:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            fds.append(os.open(config.admin_audit_log, flags, 0o600))
+        return fds
+
+    async def _attach_console(self, peer: Child) -> socket.socket:
+        """A channel between the console and ``peer`` (sec-mod or the collector): one end
+        goes to ``peer`` now, the other is returned for the console's command line."""
+        peer_end, console_end = ipc.socket_pair()
+        try:
+            assert peer.channel is not None
+            await peer.channel.call(m.AttachConsole(), [peer_end.fileno()])
+        finally:
+            peer_end.close()
+        return console_end
 
     def _tls_files(self) -> list[int]:
         """The certificates, keys and CAs (default host, then each vhost: ``tls_files``) as
@@ -318,6 +369,14 @@ class Supervisor:
                 )
             finally:
                 auth_end.close()
+        console_ends: list[socket.socket] = []
+        if child.role == "console":
+            console_ends.append(await self._attach_console(self.auth))
+            argv += ["--auth", str(console_ends[0].fileno())]
+            if self.nvm is not None and self.nvm.channel is not None:
+                console_ends.append(await self._attach_console(self.nvm))
+                argv += ["--nvm", str(console_ends[1].fileno())]
+            keep += [end.fileno() for end in console_ends]
         child.proc = await asyncio.create_subprocess_exec(
             *argv,
             pass_fds=keep,
@@ -327,10 +386,13 @@ class Supervisor:
         child_end.close()
         if worker_auth is not None:
             worker_auth.close()
+        for end in console_ends:
+            end.close()
         accepts = {
             "worker": m.SUPERVISOR_FROM_WORKER,
             "auth": m.SUPERVISOR_FROM_AUTH,
             "nvm": m.SUPERVISOR_FROM_NVM,
+            "console": m.SUPERVISOR_FROM_CONSOLE,
         }[child.role]
         channel = ipc.Channel(
             sup_end,
@@ -340,7 +402,11 @@ class Supervisor:
         )
         child.channel = channel
         self._background(self._watch(child, child.proc, channel))
-        fds = self._tls_files() if child.role == "worker" else []
+        fds = (
+            self._tls_files()
+            if child.role == "worker"
+            else (self._console_files() if child.role == "console" else [])
+        )
         try:
             await channel.call(
                 m.Configure(payload=pickle.dumps(self._setup(child))), fds, timeout=60.0
@@ -384,6 +450,11 @@ class Supervisor:
                         worker.proc.kill()
             else:
                 await self._spawn(child)
+            console = self.console
+            restarted_peer = child is self.auth or child is self.nvm
+            if restarted_peer and console is not None and console.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    console.proc.kill()  # Its channel to the old process is gone: it restarts.
         except Exception:
             log.exception("event=child-restart-failed role=%s index=%d", child.role, child.index)
             self.request_stop()
@@ -474,6 +545,10 @@ class Supervisor:
                     return m.Ok(found=await address_answers(msg.address))
                 except ValueError:
                     return m.Failed(message="not an address")
+            if child.role == "console" and isinstance(msg, m.ControlLine):
+                if self.control is None:
+                    return m.Failed(message="not ready")
+                return m.ControlAnswer(line=await self.control.answer_console(msg.line))  # type: ignore[attr-defined]
             if child.role != "worker":
                 return m.Failed(message="not allowed")
             return await self._from_worker(child, msg)
@@ -743,7 +818,7 @@ class Supervisor:
             log.error("event=reload-failed config=%s reason=%r", source, str(exc))
             return False
         try:
-            for child in [self.auth, *self.workers]:
+            for child in [self.auth, *self.workers, *([self.console] if self.console else [])]:
                 if child.channel is None:
                     continue
                 payload = pickle.dumps(self._setup(child))

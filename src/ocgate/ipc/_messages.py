@@ -24,8 +24,12 @@ from ocgate.http import Request
 
 __all__ = [
     "AUTH_ACCEPTS",
+    "AUTH_FROM_CONSOLE",
+    "CONSOLE_ACCEPTS",
     "NVM_ACCEPTS",
+    "NVM_FROM_CONSOLE",
     "SUPERVISOR_FROM_AUTH",
+    "SUPERVISOR_FROM_CONSOLE",
     "SUPERVISOR_FROM_NVM",
     "SUPERVISOR_FROM_WORKER",
     "WORKER_ACCEPTS",
@@ -414,6 +418,103 @@ class LeaseEvent(Message):
     device_unique_id: Name = ""
 
 
+# The web console (ocgate.console): it reads administrators' browsers, so it asks for everything.
+
+
+class AttachConsole(Message):
+    """supervisor → sec-mod / nvm: the console's end of a new channel travels beside it."""
+
+
+class ControlLine(Message):
+    """console → supervisor: one occtl request line (``ocgate.control``), answered by
+    :class:`ControlAnswer`; ``stop``, ``drain`` and ``show events`` are refused."""
+
+    line: Annotated[bytes, msgspec.Meta(max_length=8192)]
+
+
+class ControlAnswer(Reply):
+    line: bytes
+
+
+class AdminLogin(Message):
+    """console → sec-mod: an administrator's password and TOTP code, answered by
+    :class:`AdminVerdict` or :class:`Failed`."""
+
+    username: Name
+    password: Text
+    code: Annotated[str, msgspec.Meta(max_length=16)]
+    source: Host
+
+    def __repr__(self) -> str:
+        return f"AdminLogin(username={self.username!r}, source={self.source!r})"
+
+
+class AdminVerdict(Reply):
+    username: Name
+    role: Literal["admin", "readonly"]
+
+
+class VpnUsersQuery(Message):
+    """console → sec-mod: the VPN password file's users."""
+
+
+class VpnUserRow(msgspec.Struct, array_like=True):
+    username: Name
+    groups: list[Name]
+    locked: bool
+    otp: bool
+
+
+class VpnUsersList(Reply):
+    editable: bool
+    reason: Text
+    otp_available: bool
+    users: list[VpnUserRow]
+
+
+class VpnUserEdit(Message):
+    """console → sec-mod: one change of the VPN password or OTP file (``Ok``/``Failed``), or
+    ``config``: the user's per-user file (``UserConfigText``)."""
+
+    action: Literal["add", "password", "groups", "lock", "unlock", "delete", "otp-reset", "config"]
+    username: Name
+    password: Text = ""
+    groups: Annotated[list[Name], msgspec.Meta(max_length=64)] = []
+
+    def __repr__(self) -> str:
+        return f"VpnUserEdit(action={self.action!r}, username={self.username!r})"
+
+
+class UserConfigText(Reply):
+    text: str
+
+
+class OtpEnroll(Message):
+    """console → sec-mod: a new TOTP secret for a VPN user (``OtpSecret``)."""
+
+    username: Name
+
+
+class OtpSecret(Reply):
+    secret: Name
+    uri: Text
+
+    def __repr__(self) -> str:
+        return "OtpSecret(<redacted>)"
+
+
+class TelemetryQuery(Message):
+    """console → nvm: ``GET /api/v1/{path}?{query}`` of the NVM API, run in the collector."""
+
+    path: Name
+    query: Text
+
+
+class TelemetryAnswer(Reply):
+    status: int
+    body: bytes
+
+
 SUPERVISOR_FROM_WORKER = (
     Ok | Failed | Metrics | Users
     | OpenTun | RunScript | SteerDatagram | TunnelEvent | Scrape | ConnectionDone
@@ -421,6 +522,7 @@ SUPERVISOR_FROM_WORKER = (
 )  # fmt: skip
 SUPERVISOR_FROM_AUTH = Ok | Failed | Metrics | Sessions | Bans | PingAddress
 SUPERVISOR_FROM_NVM = Ok | Failed | Metrics
+SUPERVISOR_FROM_CONSOLE = Ok | Failed | Metrics | ControlLine
 WORKER_ACCEPTS = (
     Ok | Failed | Configure | Stop | NewConnection | MetricsConnection | Drain | Steered
     | CollectMetrics | UsersQuery | CloseTunnels | CloseSession | TunOpened | ScriptDone
@@ -428,8 +530,14 @@ WORKER_ACCEPTS = (
 )  # fmt: skip
 AUTH_ACCEPTS = (
     Configure | Stop | AttachWorker | CollectMetrics | SessionsQuery | Unban | TerminateSession
-    | NodeUsers | TerminateUser
+    | NodeUsers | TerminateUser | AttachConsole
     | ConnectionPoints | LoginRequest | ConnectionGone | ClaimSession | TunnelUp | TunnelDown
     | CountersUpdate | EndSession | Ok | Failed
 )  # fmt: skip
-NVM_ACCEPTS = Configure | Stop | CollectMetrics | LeaseEvent | Ok | Failed
+NVM_ACCEPTS = Configure | Stop | CollectMetrics | LeaseEvent | AttachConsole | Ok | Failed
+AUTH_FROM_CONSOLE = AdminLogin | VpnUsersQuery | VpnUserEdit | OtpEnroll | Ok | Failed
+NVM_FROM_CONSOLE = TelemetryQuery | Ok | Failed
+CONSOLE_ACCEPTS = (
+    Configure | Stop | CollectMetrics | ControlAnswer | AdminVerdict | VpnUsersList
+    | UserConfigText | OtpSecret | TelemetryAnswer | Ok | Failed
+)  # fmt: skip

@@ -11,7 +11,8 @@ Embedding (what the gateway does)::
     await service.close()   # API, then the collector: flush, save templates and counters, store
 
 With ``nvm-api-listen`` set, the REST/WebSocket API (``ocgate.nvm.api``, extra ``ocgate[api]``)
-runs in the same process on the collector's store and live hub.
+runs in the same process on the collector's store and live hub. ``service.internal_api()`` gives
+the API's GET routes in-process, without HTTP or tokens, with or without ``nvm-api-listen``.
 
 Alone (``ocgate nvm serve -c FILE``), the collector reads only the collector keys of ``FILE``
 (:func:`ocgate.config.load_collector_config`), serves ``metrics-listen`` itself, and reports any
@@ -28,7 +29,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ocgate.config import CollectorConfig, Config, load_collector_config
 from ocgate.errors import ConfigError, OcgateError
@@ -39,6 +40,9 @@ from ocgate.nvm._listeners import start_listeners
 from ocgate.nvm._siem import build_sinks
 from ocgate.nvm.store import Store, open_store
 from ocgate.nvm.store._sqlite import make_private_dirs
+
+if TYPE_CHECKING:
+    from ocgate.nvm.api._internal import InternalApi
 
 __all__ = [
     "NvmService",
@@ -130,6 +134,18 @@ class NvmService:
     hub: FlowHub
     api: ApiHandle | None = None
     metrics: asyncio.Server | None = None
+
+    def internal_api(self) -> InternalApi:
+        """The API's GET routes on this collector's store, hub and live counters, called
+        in-process without HTTP or tokens (for the admin console; ``nvm-api-listen`` need not
+        be set). Needs the ``ocgate[api]`` extra (starlette).
+
+        :raises ImportError: starlette is not installed.
+        """
+        from ocgate.nvm.api._internal import InternalApi
+
+        collector = self.collector
+        return InternalApi(collector.store, self.hub, stats=collector.exporter_stats)
 
     async def close(self) -> None:
         if self.metrics is not None:

@@ -245,6 +245,7 @@ def update_passwd_file(
             f.write(_rewrite(old, username, fn, source))
             f.flush()
             os.fchmod(f.fileno(), mode)
+            _keep_owner(source, f.fileno())
             os.fsync(f.fileno())
         os.replace(tmp, source)
     except BaseException:
@@ -252,6 +253,18 @@ def update_passwd_file(
             os.unlink(tmp)
         raise
     _fsync_dir(os.path.dirname(os.path.abspath(source)))
+
+
+def _keep_owner(source: str, fd: int) -> None:
+    """The new file keeps the old one's owner: sec-mod (``nobody`` with ``CAP_CHOWN``) edits a
+    root-owned file for the web console, and workers, also ``nobody``, must still not read it."""
+    try:
+        old = os.stat(source)
+    except FileNotFoundError:
+        return
+    new = os.fstat(fd)
+    if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
+        os.fchown(fd, old.st_uid, old.st_gid)
 
 
 def _fsync_dir(directory: str) -> None:

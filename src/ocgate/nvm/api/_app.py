@@ -9,6 +9,10 @@ learns nothing, not even which paths exist. Query parameters are parsed by the `
 functions of :mod:`._params`; their :class:`~ocgate.errors.BadHttpRequest` becomes a 400 with a
 JSON ``{"error": ...}`` body at one exception handler.
 
+The GET routes over the store (:func:`query_routes`) are also served without HTTP, to the admin
+console, by :class:`~ocgate.nvm.api._internal.InternalApi`; everything but the token check is
+shared.
+
 :func:`serve_api` runs uvicorn inside the caller's event loop on a socket it binds itself (bind
 errors surface as :class:`OSError` instead of uvicorn's ``sys.exit``), without touching signal
 handlers or the logging configuration, with a log filter that masks ``token=`` query values
@@ -24,6 +28,7 @@ import inspect
 import logging
 import re
 import socket  # noqa: TID251 -- serve_api binds the listening socket.
+import time  # noqa: TID251 -- the timeline's default range ends now.
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Final
 
@@ -34,7 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
@@ -50,6 +55,7 @@ from ocgate.nvm.api._params import (
     encode_endpoint_cursor,
     parse_endpoint_query_untrusted,
     parse_flow_query_untrusted,
+    parse_timeline_query_untrusted,
     parse_top_query_untrusted,
 )
 from ocgate.nvm.api._schemas import (
@@ -64,11 +70,14 @@ from ocgate.nvm.api._schemas import (
 from ocgate.nvm.api._ws import deny_websocket, stream_flows
 from ocgate.nvm.store import Store
 
-__all__ = ["ApiServer", "StatsSource", "create_app", "serve_api"]
+__all__ = ["ApiServer", "Clock", "StatsSource", "create_app", "serve_api"]
 
 StatsSource = Callable[[], Any]
 """Returns (or returns an awaitable of) ``{exporter: counters}``: keys are strings or
 ``ExporterKey``-like objects, values mappings or dataclasses such as ``ExporterStats``."""
+
+Clock = Callable[[], float]
+"""Epoch seconds now (``time.time``); the timeline's default range ends at it."""
 
 OPENAPI_PATH: Final = f"{API_PREFIX}/openapi.json"
 DEFAULT_MAX_STREAMS: Final = 64
@@ -160,12 +169,18 @@ class _Api:
     """Route handlers bound to one store, hub and stats source."""
 
     def __init__(
-        self, store: Store, hub: FlowHub, stats: StatsSource | None, max_streams: int
+        self,
+        store: Store,
+        hub: FlowHub,
+        stats: StatsSource | None,
+        max_streams: int,
+        clock: Clock = time.time,
     ) -> None:
         self.store = store
         self.hub = hub
         self.stats = stats
         self.max_streams = max_streams
+        self.clock = clock
         self.openapi = dumps(openapi_document(__version__))
 
     async def flows(self, request: Request) -> Response:
@@ -228,9 +243,23 @@ class _Api:
     async def top(self, request: Request) -> Response:
         query = parse_top_query_untrusted(request.query_params.multi_items())
         rows = await self.store.top(
-            query.by, since=query.since, until=query.until, limit=query.limit
+            query.by, since=query.since, until=query.until, limit=query.limit, user=query.user
         )
         return _Json([{"key": key, "bytes": total} for key, total in rows])
+
+    async def timeline(self, request: Request) -> Response:
+        query = parse_timeline_query_untrusted(request.query_params.multi_items(), now=self.clock())
+        found = dict(
+            await self.store.timeline(
+                since=query.since, until=query.until, step=query.step, user=query.user
+            )
+        )
+        step = query.step
+        points: list[JsonValue] = [
+            {"time": k * step, "bytes": found.get(k * step, 0)}
+            for k in range(query.first, query.first + query.count)
+        ]
+        return _Json({"step": step, "points": points})
 
     async def exporters(self, request: Request) -> Response:
         if request.query_params:
@@ -267,6 +296,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _Json({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+EXCEPTION_HANDLERS: Final[Mapping[Any, Callable[[Request, Exception], Any]]] = {
+    BadHttpRequest: _bad_request,
+    HTTPException: _http_error,
+}
+
+
 def create_app(
     store: Store,
     hub: FlowHub,
@@ -274,6 +309,7 @@ def create_app(
     *,
     stats: StatsSource | None = None,
     max_streams: int = DEFAULT_MAX_STREAMS,
+    clock: Clock = time.time,
 ) -> Starlette:
     """The API application.
 
@@ -283,24 +319,34 @@ def create_app(
     :param stats: live per-exporter counters of the running collector(s), e.g.
         ``IpfixCollectorCore.stats``; merged over the counters saved in the store.
     :param max_streams: concurrent live streams; more are refused with 503.
+    :param clock: epoch seconds now (the timeline's default range ends at it).
     :raises ConfigError: no token, or a malformed or short one.
     """
-    api = _Api(store, hub, stats, max_streams)
-    p = API_PREFIX
-    routes = [
+    api = _Api(store, hub, stats, max_streams, clock)
+    routes: list[BaseRoute] = [
         Route(OPENAPI_PATH, api.openapi_json, methods=["GET"]),
-        Route(f"{p}/flows", api.flows, methods=["GET"]),
-        Route(f"{p}/endpoints", api.endpoints, methods=["GET"]),
-        Route(f"{p}/endpoints/{{udid}}/interfaces", api.interfaces, methods=["GET"]),
-        Route(f"{p}/top", api.top, methods=["GET"]),
-        Route(f"{p}/exporters", api.exporters, methods=["GET"]),
-        WebSocketRoute(f"{p}/stream", api.stream),
+        *query_routes(api),
+        WebSocketRoute(f"{API_PREFIX}/stream", api.stream),
     ]
     return Starlette(
         routes=routes,
         middleware=[Middleware(_BearerAuth, verifier=TokenVerifier(tokens))],
-        exception_handlers={BadHttpRequest: _bad_request, HTTPException: _http_error},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
+
+
+def query_routes(api: _Api) -> list[BaseRoute]:
+    """The GET routes over the store (every route but the OpenAPI document and the stream);
+    :mod:`._internal` serves these same routes without HTTP and without tokens."""
+    p = API_PREFIX
+    return [
+        Route(f"{p}/flows", api.flows, methods=["GET"]),
+        Route(f"{p}/endpoints", api.endpoints, methods=["GET"]),
+        Route(f"{p}/endpoints/{{udid}}/interfaces", api.interfaces, methods=["GET"]),
+        Route(f"{p}/top", api.top, methods=["GET"]),
+        Route(f"{p}/timeline", api.timeline, methods=["GET"]),
+        Route(f"{p}/exporters", api.exporters, methods=["GET"]),
+    ]
 
 
 class _RedactTokens(logging.Filter):

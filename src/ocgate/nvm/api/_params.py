@@ -25,11 +25,15 @@ from ocgate.nvm.store import FlowFilter, TopBy
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "DEFAULT_TIMELINE_RANGE",
     "DEFAULT_TOP_LIMIT",
     "MAX_LIMIT",
+    "MAX_STEP",
+    "MAX_TIMELINE_POINTS",
     "EndpointCursor",
     "EndpointQuery",
     "FlowQuery",
+    "TimelineQuery",
     "TopQuery",
     "decode_endpoint_cursor_untrusted",
     "encode_endpoint_cursor",
@@ -38,12 +42,21 @@ __all__ = [
     "parse_flow_query_untrusted",
     "parse_stream_query_untrusted",
     "parse_time_untrusted",
+    "parse_timeline_query_untrusted",
     "parse_top_query_untrusted",
 ]
 
 DEFAULT_LIMIT: Final = 100
 DEFAULT_TOP_LIMIT: Final = 10
 MAX_LIMIT: Final = 1000
+DEFAULT_TIMELINE_RANGE: Final = 86400.0
+MAX_TIMELINE_POINTS: Final = 1000
+MAX_STEP: Final = 10**10
+# The default timeline step: the first of these giving at most _TARGET_POINTS buckets, else a
+# whole number of days.
+_NICE_STEPS: Final = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
+_NICE_STEPS_DAYS: Final = (43200, 86400)
+_TARGET_POINTS: Final = 120
 _MAX_TEXT: Final = 512
 _MAX_CURSOR: Final = 512
 # Epoch seconds accepted for since/until: 0 .. year 9999.
@@ -82,6 +95,19 @@ class TopQuery:
     since: float | None
     until: float | None
     limit: int
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineQuery:
+    """``GET /api/v1/timeline``: buckets ``first * step`` … ``(first + count - 1) * step``."""
+
+    user: str | None
+    since: float
+    until: float
+    step: int
+    first: int
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +246,7 @@ def parse_endpoint_query_untrusted(params: Params) -> EndpointQuery:
 
 def parse_top_query_untrusted(params: Params) -> TopQuery:
     """Parameters of ``GET /api/v1/top``."""
-    values = _single(params, ("by", "since", "until", "limit"))
+    values = _single(params, ("by", "user", "since", "until", "limit"))
     by = values.get("by")
     if by not in _TOP_BY:
         raise BadHttpRequest("by: must be one of user, process, host")
@@ -232,6 +258,57 @@ def parse_top_query_untrusted(params: Params) -> TopQuery:
         since=since,
         until=until,
         limit=_limit(values.get("limit"), DEFAULT_TOP_LIMIT),
+        user=_text("user", values.get("user")),
+    )
+
+
+def default_step(seconds: float) -> int:
+    """The step of a timeline over ``seconds`` when none is asked for: a round number of
+    seconds giving at most about 120 buckets (so never more than :data:`MAX_TIMELINE_POINTS`)."""
+    for step in (*_NICE_STEPS, *_NICE_STEPS_DAYS):
+        if seconds <= step * _TARGET_POINTS:
+            return step
+    return 86400 * math.ceil(seconds / (86400 * _TARGET_POINTS))
+
+
+def parse_timeline_query_untrusted(params: Params, *, now: float) -> TimelineQuery:
+    """Parameters of ``GET /api/v1/timeline``.
+
+    :param now: the current time (epoch seconds): ``until`` defaults to it, ``since`` to
+        :data:`DEFAULT_TIMELINE_RANGE` before ``until``.
+    """
+    values = _single(params, ("user", "since", "until", "step"))
+    until = _time("until", values)
+    if until is None:
+        until = min(max(now, 0.0), _MAX_EPOCH)
+    since = _time("since", values)
+    if since is None:
+        since = max(0.0, until - DEFAULT_TIMELINE_RANGE)
+    if until < since:
+        raise BadHttpRequest("until is before since")
+    text = values.get("step")
+    if text is None:
+        step = default_step(until - since)
+    else:
+        if not text.isascii() or not text.isdigit() or len(text) > 12:
+            raise BadHttpRequest("step: not a positive integer (seconds)")
+        step = int(text)
+        if not 1 <= step <= MAX_STEP:
+            raise BadHttpRequest(f"step: must be between 1 and {MAX_STEP} seconds")
+    first = int(since // step)  # As the store aligns its buckets.
+    count = int(-(-until // step)) - first
+    if count > MAX_TIMELINE_POINTS:
+        raise BadHttpRequest(
+            f"step: too small for the range (at most {MAX_TIMELINE_POINTS} buckets; "
+            f"{count} asked for)"
+        )
+    return TimelineQuery(
+        user=_text("user", values.get("user")),
+        since=since,
+        until=until,
+        step=step,
+        first=first,
+        count=count,
     )
 
 

@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import Final
 
 from ocgate.nvm._records import EndpointRecord, FlowRecord, InterfaceRecord, JsonValue, Module
-from ocgate.nvm.api._params import DEFAULT_LIMIT, DEFAULT_TOP_LIMIT, MAX_LIMIT
+from ocgate.nvm.api._params import (
+    DEFAULT_LIMIT,
+    DEFAULT_TOP_LIMIT,
+    MAX_LIMIT,
+    MAX_STEP,
+    MAX_TIMELINE_POINTS,
+)
 
 __all__ = [
     "API_PREFIX",
@@ -231,8 +237,9 @@ def _limit_param(default: int) -> Schema:
 
 
 _STR_SCHEMA: Final[Schema] = {"type": "string"}
+_USER_PARAM: Final = _param("user", "VPN login (vpn_user) or NVM user (user), exact.", _STR_SCHEMA)
 _FLOW_FILTER_PARAMS: Final[list[JsonValue]] = [
-    _param("user", "VPN login (vpn_user) or NVM user (user), exact.", _STR_SCHEMA),
+    _USER_PARAM,
     _param("udid", "Endpoint UDID, hex (case-insensitive).", _STR_SCHEMA),
     _param("process", "Process name, exact (svchost.exe).", _STR_SCHEMA),
     _param(
@@ -296,6 +303,17 @@ def _paths() -> Schema:
             },
         },
     }
+    timeline_point: Schema = {
+        "type": "object",
+        "required": ["time", "bytes"],
+        "properties": {
+            "time": {"type": "integer", "description": "Bucket start, epoch seconds."},
+            "bytes": {
+                "type": "integer",
+                "description": "Sum of bytes_in + bytes_out + octets of the bucket's flows.",
+            },
+        },
+    }
     return {
         f"{p}/flows": _get(
             "Stored flows, newest first (time_end, id descending)",
@@ -335,6 +353,7 @@ def _paths() -> Schema:
                     ),
                     "required": True,
                 },
+                _USER_PARAM,
                 _param("since", "Flows with time_end >= since. " + _TIME_NOTE, _TIME_SCHEMA),
                 _param("until", "Flows with time_end < until. " + _TIME_NOTE, _TIME_SCHEMA),
                 _limit_param(DEFAULT_TOP_LIMIT),
@@ -342,6 +361,41 @@ def _paths() -> Schema:
             _json(
                 "Keys with the most bytes, largest first; user ranks vpn_user, else the NVM user.",
                 {"type": "array", "items": top_item},
+            ),
+        ),
+        f"{p}/timeline": _get(
+            "Bytes per time bucket (all buckets of the range, empty ones with 0 bytes)",
+            [
+                _USER_PARAM,
+                _param(
+                    "since",
+                    "Flows with time_end >= since; default: 24 hours before until. " + _TIME_NOTE,
+                    _TIME_SCHEMA,
+                ),
+                _param(
+                    "until",
+                    "Flows with time_end < until; default: now. " + _TIME_NOTE,
+                    _TIME_SCHEMA,
+                ),
+                _param(
+                    "step",
+                    f"Bucket width in seconds; buckets start at multiples of it. At most "
+                    f"{MAX_TIMELINE_POINTS} buckets (else 400); default: a round width giving "
+                    "at most 120.",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_STEP},
+                ),
+            ],
+            _json(
+                "One point per bucket, in time order; the first and last bucket may reach "
+                "outside since..until but count only the flows inside.",
+                {
+                    "type": "object",
+                    "required": ["step", "points"],
+                    "properties": {
+                        "step": {"type": "integer", "description": "Bucket width, seconds."},
+                        "points": {"type": "array", "items": timeline_point},
+                    },
+                },
             ),
         ),
         f"{p}/exporters": _get(

@@ -134,12 +134,30 @@ class Store(Protocol):
         """Interfaces reported by one endpoint, ordered by interface UID."""
 
     async def top(
-        self, by: TopBy, *, since: float | None = None, until: float | None = None, limit: int = 10
+        self,
+        by: TopBy,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10,
+        user: str | None = None,
     ) -> list[tuple[str, int]]:
         """The keys with the most bytes (``bytes_in + bytes_out + octets``) in the time range.
 
         ``user`` ranks ``vpn_user`` (falling back to the NVM user), ``process`` the process name,
-        ``host`` the destination hostname; flows without the key are left out.
+        ``host`` the destination hostname; flows without the key are left out. The ``user``
+        parameter keeps only that user's flows (:attr:`FlowFilter.user` semantics).
+        """
+
+    async def timeline(
+        self, *, since: float, until: float, step: int, user: str | None = None
+    ) -> list[tuple[int, int]]:
+        """Bytes (as :meth:`top` counts them) of the flows with ``since <= time_end < until``
+        per ``step``-second bucket: ``(bucket start, bytes)`` for the non-empty buckets, in time
+        order. Buckets start at multiples of ``step`` (epoch seconds); ``user`` filters as
+        :attr:`FlowFilter.user`.
+
+        :raises ValueError: ``step`` < 1.
         """
 
     async def save_exporter_stats(self, stats: Mapping[str, Mapping[str, JsonValue]]) -> None:

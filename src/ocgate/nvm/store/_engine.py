@@ -70,6 +70,7 @@ from ocgate.nvm.store._sql import (
     decode_key_cursor,
     encode_key_cursor,
     flow_where,
+    timeline_query,
     top_query,
 )
 from ocgate.nvm.store._writer import DIM_MARGIN, STOP, Call, Writer
@@ -452,12 +453,26 @@ class SqlStore:
         return [interface_from_row(row) for row in rows]
 
     async def top(
-        self, by: TopBy, *, since: float | None = None, until: float | None = None, limit: int = 10
+        self,
+        by: TopBy,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10,
+        user: str | None = None,
     ) -> list[tuple[str, int]]:
         check_limit(limit)
-        sql, params = top_query(by, since, until, limit)
+        sql, params = top_query(by, since, until, limit, user)
         rows = await self._read(lambda conn: conn.query(sql, params))
         return [(str(k), int(cast(int, total))) for k, total in rows]
+
+    async def timeline(
+        self, *, since: float, until: float, step: int, user: str | None = None
+    ) -> list[tuple[int, int]]:
+        sql, params = timeline_query(self._dialect.name, since, until, step, user)
+        origin = int(since // step) * step
+        rows = await self._read(lambda conn: conn.query(sql, params))
+        return [(origin + int(cast(float, k)) * step, int(cast(int, total))) for k, total in rows]
 
     async def exporter_stats(self) -> dict[str, dict[str, JsonValue]]:
         rows = await self._read(

@@ -22,6 +22,7 @@ __all__ = [
     "decode_key_cursor",
     "encode_key_cursor",
     "flow_where",
+    "timeline_query",
     "top_query",
     "upsert",
 ]
@@ -149,12 +150,20 @@ def flow_where(filters: FlowFilter) -> tuple[list[str], list[object], bool]:
     return where, params, keyed
 
 
+def _user_condition(user: str | None, where: list[str], params: list[object]) -> None:
+    """The :class:`FlowFilter` ``user`` condition (``vpn_user`` or NVM ``user``), unqualified."""
+    if user is not None:
+        where.append('ctx_id IN (SELECT id FROM flow_contexts WHERE vpn_user = ? OR "user" = ?)')
+        params += [user, user]
+
+
 def top_query(
-    by: str, since: float | None, until: float | None, limit: int
+    by: str, since: float | None, until: float | None, limit: int, user: str | None = None
 ) -> tuple[str, list[object]]:
     """SQL and parameters ranking ``by`` (``user``/``process``/``host``) by bytes.
 
     Flows are summed per dimension id first, then the (few) ids are named and summed by key.
+    ``user`` keeps only the flows of that user (:class:`FlowFilter` semantics).
     """
     spec = TOP_KEYS.get(by)
     if spec is None:
@@ -168,6 +177,7 @@ def top_query(
     if until is not None:
         where.append("time_end < ?")
         params.append(until)
+    _user_condition(user, where, params)
     sql = (
         f"SELECT {key} AS k, SUM(t.total) AS total FROM "
         f"(SELECT {column} AS dim, SUM({BYTES_TOTAL}) AS total FROM flows "
@@ -176,4 +186,30 @@ def top_query(
         "GROUP BY 1 ORDER BY total DESC, k LIMIT ?"
     )
     params.append(limit)
+    return sql, params
+
+
+def timeline_query(
+    dialect: str, since: float, until: float, step: int, user: str | None = None
+) -> tuple[str, list[object]]:
+    """SQL and parameters summing bytes per ``step``-second bucket of ``time_end``.
+
+    Rows are ``(k, bytes)`` for the non-empty buckets, ``k`` the bucket's index counted from
+    ``origin = floor(since / step) * step`` (so buckets are aligned to multiples of ``step``).
+    Every counted flow has ``time_end >= since >= origin``: the quotient is never negative, and
+    SQLite's ``CAST(... AS INTEGER)`` (truncation) is its floor; PostgreSQL's cast rounds, so it
+    uses ``FLOOR`` (SQLite has ``floor`` only when built with its math functions).
+    """
+    if step < 1:
+        raise ValueError("step must be at least 1 second")
+    origin = float((since // step) * step)
+    quotient = "(time_end - ?) / ?"
+    bucket = f"FLOOR({quotient})" if dialect == "postgres" else f"CAST({quotient} AS INTEGER)"
+    where = ["time_end >= ?", "time_end < ?"]
+    params: list[object] = [origin, float(step), since, until]
+    _user_condition(user, where, params)
+    sql = (
+        f"SELECT {bucket} AS k, SUM({BYTES_TOTAL}) AS total FROM flows "
+        f"WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1"
+    )
     return sql, params

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 from pathlib import Path
@@ -23,6 +24,7 @@ from ocgate.nvm.api._params import (
     parse_flow_query_untrusted,
     parse_stream_query_untrusted,
     parse_time_untrusted,
+    parse_timeline_query_untrusted,
     parse_top_query_untrusted,
 )
 from ocgate.nvm.api._schemas import (
@@ -46,6 +48,7 @@ KEYS = st.sampled_from(
         "limit",
         "cursor",
         "by",
+        "step",
         "token",
         "x",
     ]
@@ -56,6 +59,7 @@ PARSERS = [
     parse_stream_query_untrusted,
     parse_endpoint_query_untrusted,
     parse_top_query_untrusted,
+    functools.partial(parse_timeline_query_untrusted, now=1714557600.0),
 ]
 
 
@@ -120,9 +124,62 @@ def test_parsed_values() -> None:
     assert query.filters.since == 60.0
     assert query.limit == 100
     assert parse_top_query_untrusted([("by", "host")]).limit == 10
+    assert parse_top_query_untrusted([("by", "host")]).user is None
+    assert parse_top_query_untrusted([("by", "host"), ("user", "alice")]).user == "alice"
     assert parse_endpoint_query_untrusted([("since", "12.5")]).since == 12.5
     with pytest.raises(BadHttpRequest, match="until is before since"):
         parse_top_query_untrusted([("by", "user"), ("since", "10"), ("until", "5")])
+
+
+TIMELINE_KEYS = st.sampled_from(["user", "since", "until", "step"])
+TIMELINE_VALUES = st.sampled_from(
+    ["0", "1", "7", "59.5", "3600", "86400", "1714557600", "1714557600.25", "253402300799"]
+) | st.text(max_size=12)
+
+
+@given(
+    params=st.lists(st.tuples(TIMELINE_KEYS, TIMELINE_VALUES), max_size=4),
+    now=st.floats(min_value=-1e12, max_value=1e12),
+)
+def test_timeline_query_is_bounded(params: list[tuple[str, str]], now: float) -> None:
+    try:
+        query = parse_timeline_query_untrusted(params, now=now)
+    except BadHttpRequest:
+        return
+    assert query.step >= 1
+    assert 0 <= query.count <= 1000
+    assert query.first * query.step <= query.since
+    assert query.until <= (query.first + query.count) * query.step
+
+
+def test_timeline_query_defaults_and_limits() -> None:
+    now = 1714557600.0  # A multiple of 900.
+    query = parse_timeline_query_untrusted([], now=now)
+    assert (query.since, query.until, query.step) == (now - 86400, now, 900)
+    assert (query.first * query.step, query.count) == (now - 86400, 96)
+    until = parse_timeline_query_untrusted([("until", "7200.5")], now=now)
+    assert (until.since, until.until, until.step) == (0.0, 7200.5, 120)  # Not before 1970.
+    week = parse_timeline_query_untrusted([("since", str(now - 7 * 86400))], now=now)
+    assert (week.step, week.count) == (7200, 84)
+    odd = parse_timeline_query_untrusted(
+        [("since", "100"), ("until", "250"), ("step", "60"), ("user", "alice")], now=now
+    )
+    assert (odd.first, odd.count, odd.user) == (1, 4, "alice")  # [60, 300): 4 buckets.
+    ok = parse_timeline_query_untrusted([("since", "0"), ("until", "1000"), ("step", "1")], now=0)
+    assert ok.count == 1000
+    for params, message in [
+        ([("since", "0"), ("until", "1001"), ("step", "1")], "at most 1000 buckets"),
+        ([("step", "0")], "step"),
+        ([("step", "1.5")], "step"),
+        ([("step", "-60")], "step"),
+        ([("step", "99999999999")], "step"),
+        ([("since", str(now + 1))], "until is before since"),
+        ([("user", "")], "user"),
+        ([("by", "user")], "unknown parameter"),
+        ([("step", "60"), ("step", "60")], "more than once"),
+    ]:
+        with pytest.raises(BadHttpRequest, match=message):
+            parse_timeline_query_untrusted(params, now=now)
 
 
 def test_bearer_scheme_is_case_insensitive() -> None:
@@ -216,6 +273,7 @@ def test_openapi_document_is_valid_and_complete() -> None:
             "endpoints",
             "endpoints/{udid}/interfaces",
             "top",
+            "timeline",
             "exporters",
             "stream",
             "openapi.json",
@@ -234,6 +292,10 @@ def test_openapi_document_is_valid_and_complete() -> None:
         "limit",
         "cursor",
     }
+    top = paths["/api/v1/top"]["get"]  # type: ignore[index,call-overload]
+    assert {p["name"] for p in top["parameters"]} == {"by", "user", "since", "until", "limit"}
+    timeline = paths["/api/v1/timeline"]["get"]  # type: ignore[index,call-overload]
+    assert {p["name"] for p in timeline["parameters"]} == {"user", "since", "until", "step"}
     schemas = document["components"]["schemas"]  # type: ignore[index,call-overload]
     assert set(schemas["Flow"]["properties"]) == set(FLOW_FIELDS)
     for schema in schemas.values():

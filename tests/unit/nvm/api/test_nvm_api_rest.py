@@ -9,8 +9,9 @@ import pytest
 from conftest import AA, BB, CC, OTHER_TOKEN, T0, TOKEN, offsets
 from starlette.testclient import TestClient
 
+from ocgate.nvm._hub import FlowHub
 from ocgate.nvm._records import FlowRecord
-from ocgate.nvm.api import flow_predicate
+from ocgate.nvm.api import create_app, flow_predicate
 from ocgate.nvm.api._params import parse_flow_query_untrusted
 from ocgate.nvm.store import FlowFilter, Store
 
@@ -157,6 +158,79 @@ def test_top_users_processes_hosts(client: TestClient) -> None:
 )
 def test_top_bad_parameters(client: TestClient, params: dict[str, str]) -> None:
     assert client.get("/api/v1/top", params=params).status_code == 400
+
+
+def test_top_of_one_user(client: TestClient) -> None:
+    params = {"by": "host", "user": "alice"}  # The VPN login: attributed by the lease.
+    assert client.get("/api/v1/top", params=params).json() == [
+        {"key": "www.example.com", "bytes": 141},
+        {"key": "API.Example.COM", "bytes": 10},
+    ]
+    params = {"by": "process", "user": "CORP\\bob"}  # The NVM user.
+    assert client.get("/api/v1/top", params=params).json() == [
+        {"key": "svchost.exe", "bytes": 1000},
+        {"key": "chrome.exe", "bytes": 20},
+    ]
+    params = {"by": "host", "user": "alice", "since": str(T0 + 1)}
+    assert client.get("/api/v1/top", params=params).json() == [
+        {"key": "API.Example.COM", "bytes": 10}
+    ]
+    assert client.get("/api/v1/top", params={"by": "host", "user": "carol"}).json() == []
+    assert client.get("/api/v1/top", params={"by": "host", "user": ""}).status_code == 400
+
+
+def test_timeline_counts_bytes_per_bucket(client: TestClient) -> None:
+    t0 = int(T0)
+    params = {"since": str(T0), "until": str(T0 + 60), "step": "20"}
+    assert client.get("/api/v1/timeline", params=params).json() == {
+        "step": 20,
+        "points": [
+            {"time": t0, "bytes": 141 + 1000},
+            {"time": t0 + 20, "bytes": 10 + 7},
+            {"time": t0 + 40, "bytes": 20},
+        ],
+    }
+    params = {**params, "user": "alice"}
+    assert client.get("/api/v1/timeline", params=params).json()["points"] == [
+        {"time": t0, "bytes": 141},
+        {"time": t0 + 20, "bytes": 10},
+        {"time": t0 + 40, "bytes": 0},  # Every bucket of the range, empty ones too.
+    ]
+    iso = {"since": ISO_T20, "until": str(T0 + 41), "step": "30"}
+    # The first bucket [T0, T0 + 30) holds since but counts only flows from since (the one at 20).
+    assert client.get("/api/v1/timeline", params=iso).json()["points"] == [
+        {"time": t0, "bytes": 10},
+        {"time": t0 + 30, "bytes": 7 + 20},
+    ]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"step": "0"},
+        {"step": "x"},
+        {"since": str(T0), "until": str(T0 + 1001), "step": "1"},
+        {"since": str(T0 + 10), "until": str(T0)},
+        {"by": "user"},
+        {"limit": "10"},
+    ],
+)
+def test_timeline_bad_parameters(client: TestClient, params: dict[str, str]) -> None:
+    response = client.get("/api/v1/timeline", params=params)
+    assert response.status_code == 400
+    assert isinstance(response.json()["error"], str)
+
+
+def test_timeline_defaults_to_the_last_day(store: Store, hub: FlowHub) -> None:
+    app = create_app(store, hub, [TOKEN], clock=lambda: T0 + 60)
+    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        body = client.get("/api/v1/timeline").json()
+    assert body["step"] == 900
+    points = body["points"]
+    # since = T0 + 60 - 24 h; buckets aligned to 900 s from the one holding since to T0's.
+    assert [p["time"] for p in points] == list(range(int(T0) - 96 * 900, int(T0) + 1, 900))
+    assert points[-1] == {"time": int(T0), "bytes": 141 + 1000 + 10 + 7 + 20}
+    assert sum(p["bytes"] for p in points) == 1178
 
 
 def test_endpoints_listing_filters_and_pages(client: TestClient) -> None:

@@ -316,6 +316,63 @@ def test_top_n(runner: asyncio.Runner, store: Store) -> None:
         runner.run(store.top("port"))  # type: ignore[arg-type]
 
 
+def test_top_n_of_one_user(runner: asyncio.Runner, store: Store) -> None:
+    write(
+        runner,
+        store,
+        [
+            flow(T10, vpn_user="alice", user="A\\x", dst_hostname="h1", bytes_in=10, bytes_out=5),
+            flow(T10 + 1, vpn_user="alice", dst_hostname="h2", bytes_in=100, bytes_out=0),
+            flow(
+                T10 + 2, user="A\\x", process_name="p1", dst_hostname="h2", bytes_in=7, bytes_out=0
+            ),
+            flow(T10 + 3, vpn_user="bob", process_name="p1", dst_hostname="h1", bytes_in=999),
+        ],
+    )
+    # The user filter matches the VPN login or the NVM user, as the flow filter does.
+    assert runner.run(store.top("host", user="alice")) == [("h2", 100), ("h1", 15)]
+    assert runner.run(store.top("host", user="A\\x")) == [("h1", 15), ("h2", 7)]
+    assert runner.run(store.top("host", user="bob")) == [("h1", 1040)]  # 999 + 41 out.
+    assert runner.run(store.top("process", user="alice")) == []
+    assert runner.run(store.top("host", user="alice", since=T10 + 1)) == [("h2", 100)]
+    assert runner.run(store.top("user", user="nobody")) == []
+
+
+def test_timeline_buckets(runner: asyncio.Runner, store: Store) -> None:
+    base = 1714557600.0  # 2024-05-01T10:00:00Z, a multiple of 3600.
+    write(
+        runner,
+        store,
+        [
+            flow(base + 1, vpn_user="alice", bytes_in=1, bytes_out=2),
+            flow(base + 59.5, vpn_user="alice", bytes_in=10, bytes_out=0),
+            flow(base + 60, vpn_user="bob", bytes_in=100, bytes_out=0),
+            flow(base + 181, user="A\\alice", bytes_in=None, bytes_out=None, octets=1000),
+            flow(base + 600, vpn_user="alice", bytes_in=5000, bytes_out=0),
+        ],
+    )
+    until = base + 600  # time_end < until: the last flow is out.
+    assert runner.run(store.timeline(since=base, until=until, step=60)) == [
+        (int(base), 13),
+        (int(base) + 60, 100),
+        (int(base) + 180, 1000),
+    ]
+    assert runner.run(store.timeline(since=base, until=until, step=60, user="alice")) == [
+        (int(base), 13)
+    ]
+    # Buckets stay aligned to multiples of step; flows before since are not counted.
+    assert runner.run(store.timeline(since=base + 30, until=base + 3600, step=3600)) == [
+        (int(base), 6110)
+    ]
+    # base is a multiple of 7 too: 59.5 and 60 share the bucket [56, 63); the flow at 1 is out.
+    assert runner.run(store.timeline(since=base + 1.5, until=base + 200, step=7)) == [
+        (int(base) + 56, 110),
+        (int(base) + 175, 1000),
+    ]
+    with pytest.raises(ValueError, match="step"):
+        runner.run(store.timeline(since=base, until=until, step=0))
+
+
 def test_attribution_by_lease_history(runner: asyncio.Runner, store: Store) -> None:
     addr = "10.8.0.2"
     runner.run(
