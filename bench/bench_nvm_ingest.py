@@ -78,6 +78,21 @@ ODID = 1
 _SEQ = struct.Struct("!I")
 
 
+def flow_row(n: int, start: float, end: float) -> list[object]:
+    """The ``n``-th distinct flow of the benchmark (the values of the FLOW template)."""
+    return [
+        IPv4Address(0x0A000000 + n % 65536),
+        IPv4Address(0xC0000200 + n % 200),
+        1024 + n % 60000,
+        443,
+        6,
+        1500 + n % 1000,
+        3 + n % 10,
+        start,
+        end,
+    ]
+
+
 def make_messages(now: float) -> list[bytes]:
     """A pool of distinct data messages (sequence numbers patched at send time)."""
     messages = []
@@ -85,20 +100,7 @@ def make_messages(now: float) -> list[bytes]:
     for m in range(POOL):
         rows = []
         for r in range(RECORDS_PER_MESSAGE):
-            n = m * RECORDS_PER_MESSAGE + r
-            rows.append(
-                [
-                    IPv4Address(0x0A000000 + n % 65536),
-                    IPv4Address(0xC0000200 + n % 200),
-                    1024 + n % 60000,
-                    443,
-                    6,
-                    1500 + n % 1000,
-                    3 + n % 10,
-                    start,
-                    start + 1.0,
-                ]
-            )
+            rows.append(flow_row(m * RECORDS_PER_MESSAGE + r, start, start + 1.0))
         messages.append(
             encode_message(
                 [encode_data_set(FLOW, rows)], export_time=int(now), observation_domain_id=ODID
@@ -165,18 +167,7 @@ def send_flows(
         for first in range(0, count, RECORDS_PER_MESSAGE):
             rows: list[list[object]] = []
             for n in range(first, min(count, first + RECORDS_PER_MESSAGE)):
-                row: list[object] = [
-                    IPv4Address(0x0A000000 + n % 65536),
-                    IPv4Address(0xC0000200 + n % 200),
-                    1024 + n % 60000,
-                    443,
-                    6,
-                    1500 + n % 1000,
-                    3 + n % 10,
-                    when - 1.0,
-                    when,
-                ]
-                rows.append(row + labels)
+                rows.append(flow_row(n, when - 1.0, when) + labels)
             sock.send(
                 encode_message(
                     [encode_data_set(template, rows)],

@@ -10,12 +10,9 @@ imported with this module, so a process that has dropped its privileges can stil
 
 from __future__ import annotations
 
-import asyncio  # noqa: TID251 -- serving is an adapter, not a sans-IO core.
-import contextlib
 import logging
 import socket  # noqa: TID251 -- the listening socket is handed in.
 import ssl
-from collections.abc import Generator
 from typing import Final
 
 import uvicorn
@@ -23,21 +20,12 @@ import uvicorn.lifespan.off
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ocgate.daemon._asgi import AsgiServer, start_asgi
+
 __all__ = ["ConsoleServer", "serve_console"]
 
 log = logging.getLogger("ocgate.console")
 _STARTUP_TIMEOUT: Final = 10.0
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server without its signal handling."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    def install_signal_handlers(self) -> None:
-        """Older uvicorn versions call this instead of :meth:`capture_signals`."""
 
 
 class _Config(uvicorn.Config):
@@ -65,26 +53,8 @@ class _Config(uvicorn.Config):
         self.ssl = self._given_context
 
 
-class ConsoleServer:
-    """A running console server; :meth:`close` stops it."""
-
-    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], sock: socket.socket):
-        self._server = server
-        self._task = task
-        name = sock.getsockname()
-        self.host: str = str(name[0])
-        self.port: int = int(name[1])
-
-    @property
-    def running(self) -> bool:
-        """True until the server has stopped."""
-        return not self._task.done()
-
-    async def close(self) -> None:
-        """Stop accepting, finish the requests in flight (up to 5 s) and wait."""
-        self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+ConsoleServer = AsgiServer
+"""A running console server: ``host``, ``port``, ``running``, and an awaitable ``close()``."""
 
 
 async def serve_console(
@@ -94,18 +64,7 @@ async def serve_console(
 
     :raises OSError: the server stopped or did not start.
     """
-    sock.setblocking(False)
-    server = _Server(_Config(app, ssl_context))
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="console")
-    handle = ConsoleServer(server, task, sock)
-    deadline = asyncio.get_running_loop().time() + _STARTUP_TIMEOUT
-    while not server.started:
-        if task.done():
-            task.result()  # Raises what stopped the server.
-            raise OSError("console server stopped during startup")
-        if asyncio.get_running_loop().time() > deadline:
-            await handle.close()
-            raise OSError("console server did not start in time")
-        await asyncio.sleep(0.01)
+    config = _Config(app, ssl_context)
+    handle = await start_asgi(config, sock, name="console", startup_timeout=_STARTUP_TIMEOUT)
     log.info("console listening on %s:%d", handle.host, handle.port)
     return handle

@@ -38,7 +38,7 @@ import time
 import zlib
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ocgate import ipc
 from ocgate.config import Config, load_config
@@ -62,6 +62,9 @@ from ocgate.metrics import parse_listen_address, render_merged
 from ocgate.tun import TunDevice, add_device_routes, configure_tun, open_tun
 
 __all__ = ["Supervisor"]
+
+if TYPE_CHECKING:
+    from ocgate.daemon._control import ControlService
 
 log = logging.getLogger("ocgate")
 
@@ -131,6 +134,9 @@ class Supervisor:
         self.console: Child | None = None
         """The web console (``admin-listen``): unprivileged, it asks the others for everything."""
         self._admin_sock: socket.socket | None = None
+        self._console_tokens: dict[bytes, str] = {}
+        """The console API's tokens as digests, read once at start (``admin-token-file`` is
+        not reloadable)."""
         self.stopping = False
         self._generations = _first_generation(config)
         self._tcp: list[socket.socket] = []
@@ -144,7 +150,7 @@ class Supervisor:
         """Whether several gateways share the session store (``session-store = redis://``)."""
         self._steer_budget = float(_STEERS_PER_SECOND)
         self._steer_time = time.monotonic()
-        self.control: object = None
+        self.control: ControlService | None = None
         self.started = time.time()
         self.server4, self.server6 = server_addresses(config)
         # iroute network -> the (peer4, peer6) of the tunnel it was last routed to: a new device
@@ -175,6 +181,10 @@ class Supervisor:
 
             self.control = ControlService(self, request_stop=self.request_stop)
         if config.admin_listen:
+            if config.admin_token_file:
+                from ocgate.console._tokens import load_admin_tokens
+
+                self._console_tokens = dict(load_admin_tokens(config.admin_token_file))
             self.console = Child("console", 0, 0)
             await self._spawn(self.console)
         if shared_store_url(config) is not None:
@@ -188,7 +198,8 @@ class Supervisor:
         if self._health_sock is not None:
             loop.add_reader(self._health_sock.fileno(), self._accept_metrics, self._health_sock)
         if config.use_occtl:
-            await self.control.start(config.occtl_socket_file)  # type: ignore[attr-defined]
+            assert self.control is not None
+            await self.control.start(config.occtl_socket_file)
 
     def _bind(self) -> None:
         config = self.config
@@ -254,7 +265,7 @@ class Supervisor:
         if self._admin_sock is not None:
             self._admin_sock.close()
         if self.control is not None and self.config.use_occtl:
-            await self.control.close()  # type: ignore[attr-defined]
+            await self.control.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.occtl_socket_file)
         await asyncio.gather(*(self._stop_child(w, notify) for w in self.workers))
@@ -287,15 +298,8 @@ class Supervisor:
             account=self.account,
             cookie_key=self.cookie_key,
             store_path=session_store_path(self.config) if child.role == "auth" else "",
-            console_tokens=self._console_tokens() if child.role == "console" else {},
+            console_tokens=self._console_tokens if child.role == "console" else {},
         )
-
-    def _console_tokens(self) -> dict[bytes, str]:
-        if not self.config.admin_token_file:
-            return {}
-        from ocgate.console._tokens import load_admin_tokens
-
-        return dict(load_admin_tokens(self.config.admin_token_file))
 
     def _console_files(self) -> list[int]:
         """The console's listening socket, certificate and key (memory files), and its audit
@@ -548,7 +552,7 @@ class Supervisor:
             if child.role == "console" and isinstance(msg, m.ControlLine):
                 if self.control is None:
                     return m.Failed(message="not ready")
-                return m.ControlAnswer(line=await self.control.answer_console(msg.line))  # type: ignore[attr-defined]
+                return m.ControlAnswer(line=await self.control.answer_console(msg.line))
             if child.role != "worker":
                 return m.Failed(message="not allowed")
             return await self._from_worker(child, msg)
@@ -715,7 +719,7 @@ class Supervisor:
         else:
             child.tunnels = max(0, child.tunnels - 1)
         if self.control is not None:
-            self.control.publish_info(msg.kind, user, msg.reason)  # type: ignore[attr-defined]
+            self.control.publish_info(msg.kind, user, msg.reason)
         nvm = self.nvm
         if nvm is not None and nvm.channel is not None:
             import math

@@ -22,14 +22,13 @@ handlers or the logging configuration, with a log filter that masks ``token=`` q
 from __future__ import annotations
 
 import asyncio  # noqa: TID251 -- the API is an asyncio adapter, not a sans-IO core.
-import contextlib
 import dataclasses
 import inspect
 import logging
 import re
 import socket  # noqa: TID251 -- serve_api binds the listening socket.
 import time  # noqa: TID251 -- the timeline's default range ends now.
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import uvicorn
@@ -44,6 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ocgate._version import __version__
+from ocgate.daemon._asgi import AsgiServer, start_asgi
 from ocgate.errors import AuthFailed, BadHttpRequest
 from ocgate.nvm._hub import FlowHub
 from ocgate.nvm._records import EndpointRecord, JsonValue, format_exporter, json_safe
@@ -370,37 +370,9 @@ for _name in ("uvicorn.error", "uvicorn.access"):
     logging.getLogger(_name).addFilter(_REDACT)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server without its signal handling (the daemon owns the signals)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-    def install_signal_handlers(self) -> None:
-        """Older uvicorn versions call this instead of :meth:`capture_signals`."""
-
-
-class ApiServer:
-    """A running API server; :meth:`close` stops it."""
-
-    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None], sock: socket.socket):
-        self._server = server
-        self._task = task
-        name = sock.getsockname()
-        self.host: str = str(name[0])
-        self.port: int = int(name[1])
-
-    @property
-    def running(self) -> bool:
-        """True until the server has stopped."""
-        return not self._task.done()
-
-    async def close(self) -> None:
-        """Stop accepting, close connections (live streams get 1001/1012) and wait."""
-        self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+ApiServer = AsgiServer
+"""A running API server: ``host``, ``port``, ``running``, and an awaitable ``close()`` (live
+streams get 1001/1012)."""
 
 
 async def _bind(host: str, port: int) -> socket.socket:
@@ -453,19 +425,10 @@ async def serve_api(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="nvm-api")
-    handle = ApiServer(server, task, sock)
-    deadline = asyncio.get_running_loop().time() + startup_timeout
-    while not server.started:
-        if task.done():
-            sock.close()
-            task.result()  # Raises what stopped the server.
-            raise OSError("NVM API server stopped during startup")
-        if asyncio.get_running_loop().time() > deadline:
-            await handle.close()
-            sock.close()
-            raise OSError("NVM API server did not start in time")
-        await asyncio.sleep(0.01)
+    try:
+        handle = await start_asgi(config, sock, name="NVM API", startup_timeout=startup_timeout)
+    except OSError:
+        sock.close()
+        raise
     log.info("NVM API listening on %s:%d", handle.host, handle.port)
     return handle
