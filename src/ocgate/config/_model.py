@@ -297,3 +297,11 @@ class Config:
             if method.name == "plain":
                 return method.params.get("passwd")
         return None
+
+    @property
+    def otp_file(self) -> str | None:
+        """The ``otp=`` file of the ``plain`` method, if any."""
+        for method in (*self.auth, *self.enable_auth):
+            if method.name == "plain":
+                return method.params.get("otp")
+        return None

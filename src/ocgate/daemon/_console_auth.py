@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from ocgate.auth._plain import MAX_PASSWORD_BYTES, MAX_USERNAME_BYTES
 from ocgate.config import Config
 from ocgate.console._accounts import AdminAccounts
 from ocgate.console._backend import ConsoleError
@@ -30,23 +31,14 @@ __all__ = ["ConsoleRequests"]
 log = logging.getLogger("ocgate.console")
 
 _MAX_CONFIG_BYTES: Final = 64 * 1024
-_MAX_PASSWORD_BYTES: Final = 64
 _ISSUER: Final = "ocgate"
-
-
-def plain_files(config: Config) -> tuple[str | None, str | None]:
-    """The default host's ``plain`` password file and OTP file, if it uses ``plain``."""
-    for method in (*config.auth, *config.enable_auth):
-        if method.name == "plain":
-            return method.params.get("passwd"), method.params.get("otp")
-    return None, None
 
 
 def _check_password(password: str) -> None:
     if not password:
         raise ConsoleError("The password must not be empty.")
-    if len(password.encode("utf-8", "replace")) > _MAX_PASSWORD_BYTES:
-        raise ConsoleError(f"The password must be at most {_MAX_PASSWORD_BYTES} bytes.")
+    if len(password.encode("utf-8", "replace")) > MAX_PASSWORD_BYTES:
+        raise ConsoleError(f"The password must be at most {MAX_PASSWORD_BYTES} bytes.")
     if "\x00" in password:
         raise ConsoleError("The password must not contain NUL.")
 
@@ -54,7 +46,7 @@ def _check_password(password: str) -> None:
 def _check_username(username: str) -> None:
     if (
         not username
-        or len(username.encode("utf-8", "replace")) > 64
+        or len(username.encode("utf-8", "replace")) > MAX_USERNAME_BYTES
         or username in (".", "..")
         or any(c in username for c in ":/\\\x00\n\r\t ")
     ):
@@ -114,7 +106,7 @@ class ConsoleRequests:
     # VPN users ----------------------------------------------------------------------------------
 
     def _passwd(self) -> str:
-        passwd, _ = plain_files(self._config)
+        passwd = self._config.passwd_file
         if passwd is None:
             raise ConsoleError("This gateway has no plain password file to edit.")
         return passwd
@@ -123,7 +115,7 @@ class ConsoleRequests:
         from ocgate.otp._usersfile import load_users_file
         from ocgate.passwd._file import load_passwd
 
-        passwd, otp = plain_files(self._config)
+        passwd, otp = self._config.passwd_file, self._config.otp_file
         if passwd is None:
             methods = ", ".join(method.name for method in self._config.auth)
             return m.VpnUsersList(
@@ -201,7 +193,7 @@ class ConsoleRequests:
         return text + ("\n… (truncated)" if len(data) > _MAX_CONFIG_BYTES else "")
 
     def _otp_path(self) -> str:
-        _, otp = plain_files(self._config)
+        otp = self._config.otp_file
         if otp is None:
             raise ConsoleError("This gateway has no OTP file (plain[otp=FILE]).")
         return otp
@@ -209,11 +201,9 @@ class ConsoleRequests:
     def _otp_remove(self, name: str, *, missing_ok: bool = False) -> None:
         from ocgate.otp._usersfile import load_users_file, locked_users_file, write_users_file
 
-        _, otp = plain_files(self._config)
-        if otp is None:
-            if missing_ok:
-                return
-            raise ConsoleError("This gateway has no OTP file (plain[otp=FILE]).")
+        if missing_ok and self._config.otp_file is None:
+            return
+        otp = self._otp_path()
         with locked_users_file(otp):
             users = load_users_file(otp)
             if not users.entries_for(name):
