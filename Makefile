@@ -16,7 +16,7 @@ NETNS_EXEC := $(if $(NETNS),ip netns exec $(NETNS),)
 
 .PHONY: run test check unit interop system-packages build-packages clean
 
-$(STAMP): pyproject.toml setup.py src/ocgate/_fastpath.c | build-packages
+$(STAMP): pyproject.toml setup.py src/ocgate/_fastpath.c src/ocgate/_dataplane.c src/ocgate/_fastpath.h | build-packages
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[dev]'

@@ -11,7 +11,8 @@ setup(
     ext_modules=[
         Extension(
             "ocgate._fastpath",
-            sources=["src/ocgate/_fastpath.c"],
+            sources=["src/ocgate/_fastpath.c", "src/ocgate/_dataplane.c"],
+            depends=["src/ocgate/_fastpath.h"],
             libraries=["crypto"],
             extra_compile_args=["-O2", "-Wall", "-Wno-unused-parameter"],
             optional=True,

@@ -20,8 +20,9 @@
  *   packet per system call: recvmmsg(2)/sendmmsg(2) on sockets, read(2)/write(2) on a TUN device.
  *   write_many() drops (does not raise) the errors that concern one packet (full queue, malformed
  *   packet, ICMP error for an earlier datagram, firewall), as ocgate.tun._batch.DROPPED_ERRNOS.
- * - Nothing here releases the GIL: every call is short and non-blocking, and the objects are used
- *   from the event-loop thread only.
+ * - Nothing here releases the GIL: every call is short and non-blocking. A state is used from the
+ *   event-loop thread only, unless a Pipe of the data-path thread (_dataplane.c) carries it: then
+ *   both threads use it under fp_lock (_fastpath.h).
  * - close_later(fd): closing a TUN device's last descriptor waits for RCU grace periods (ms). Four
  *   C threads of this module do it, fed through a pipe; they never take the GIL. Python threads
  *   doing the same (ocgate.daemon._closer's fallback) take the GIL back after each close, and on
@@ -34,14 +35,12 @@
  *   the per-record call made sealing a CBC record 2.4x slower than opening one. A forked child
  *   empties the pool first (pthread_atfork), so two processes never send the same IVs.
  */
-#define PY_SSIZE_T_CLEAN
-#define OPENSSL_SUPPRESS_DEPRECATED /* SHA1_Init & co.: a context copy is a struct copy. */
-#include <Python.h>
+#include "_fastpath.h"
+
 #include <structmember.h>
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -49,22 +48,9 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
-#define HEADER_LEN 13
-#define MAX_PLAINTEXT 16384
-#define MAX_CIPHERTEXT (MAX_PLAINTEXT + 2048)
-#define SEQ_MASK ((((uint64_t)1) << 48) - 1)
-#define APPLICATION_DATA 23
-#define TAG_LEN 16
-#define MAC_LEN 20
-#define WINDOW 64
-#define BATCH_MAX 64
-#define READ_SIZE 65536
-
-enum { BULK_AES_GCM = 1, BULK_CHACHA = 2, BULK_AES_CBC = 3, BULK_DES3_CBC = 4 };
+pthread_mutex_t fp_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static PyObject *BadRecord;         /* ocgate.errors.BadRecord */
 static PyObject *BadRecordMac;      /* ocgate.errors.BadRecordMac */
@@ -105,21 +91,6 @@ static inline void pseudo_header(unsigned char *p, uint64_t epoch_seq, int type,
 }
 
 /* -- EpochState -------------------------------------------------------------------------------- */
-
-typedef struct {
-    PyObject_HEAD
-    int bulk;
-    unsigned version;
-    uint64_t write_seq;
-    int64_t top; /* replay window: highest sequence number marked, -1 before any */
-    uint64_t bitmap;
-    EVP_CIPHER_CTX *rctx, *wctx;
-    unsigned char read_iv[12], write_iv[12];
-    int block;
-    SHA_CTX read_inner, read_outer, write_inner, write_outer;
-    PyObject *random_bytes; /* NULL: RAND_bytes */
-    uint64_t epoch_bits;    /* the epoch number << 48 (1 for the first handshake's keys) */
-} EpochState;
 
 static int replay_fresh(EpochState *s, uint64_t seq) {
     if ((int64_t)seq > s->top)
@@ -178,24 +149,38 @@ static void hmac_sha1(const SHA_CTX *inner, const SHA_CTX *outer, const unsigned
 #define IV_POOL_SIZE 4096
 static unsigned char iv_pool[IV_POOL_SIZE];
 static int iv_pool_used = IV_POOL_SIZE; /* Bytes of iv_pool handed out (all: refill first). */
+static pthread_mutex_t iv_pool_lock = PTHREAD_MUTEX_INITIALIZER; /* both threads draw from it */
 
 static void iv_pool_forget(void) {
     OPENSSL_cleanse(iv_pool, sizeof iv_pool);
     iv_pool_used = IV_POOL_SIZE;
 }
 
-static int random_fill(EpochState *s, unsigned char *out, int n) {
-    if (s->random_bytes == NULL) {
-        if (n > IV_POOL_SIZE - iv_pool_used) {
-            if (n > IV_POOL_SIZE || RAND_bytes(iv_pool, IV_POOL_SIZE) != 1) {
-                PyErr_SetString(PyExc_RuntimeError, "RAND_bytes failed");
-                return -1;
-            }
+int fp_pool_iv(unsigned char *out, int n) {
+    int ok = 0;
+    pthread_mutex_lock(&iv_pool_lock);
+    if (n > IV_POOL_SIZE - iv_pool_used) {
+        if (n > IV_POOL_SIZE || RAND_bytes(iv_pool, IV_POOL_SIZE) != 1)
+            ok = -1;
+        else
             iv_pool_used = 0;
-        }
+    }
+    if (ok == 0) {
         memcpy(out, iv_pool + iv_pool_used, (size_t)n);
         memset(iv_pool + iv_pool_used, 0, (size_t)n); /* Handed out once, never kept. */
         iv_pool_used += n;
+    }
+    pthread_mutex_unlock(&iv_pool_lock);
+    return ok;
+}
+
+/* A CBC record's explicit IV: from the pool, or from the state's random_bytes (tests). */
+static int random_fill(EpochState *s, unsigned char *out, int n) {
+    if (s->random_bytes == NULL) {
+        if (fp_pool_iv(out, n) < 0) {
+            PyErr_SetString(PyExc_RuntimeError, "RAND_bytes failed");
+            return -1;
+        }
         return 0;
     }
     PyObject *r = PyObject_CallFunction(s->random_bytes, "i", n);
@@ -209,6 +194,19 @@ static int random_fill(EpochState *s, unsigned char *out, int n) {
     memcpy(out, PyBytes_AS_STRING(r), (size_t)n);
     Py_DECREF(r);
     return 0;
+}
+
+/* fp_lock around the use of a state the data-path thread may be using too (_fastpath.h). */
+static inline int state_lock(EpochState *s) {
+    int locked = s->attached > 0;
+    if (locked)
+        pthread_mutex_lock(&fp_lock);
+    return locked;
+}
+
+static inline void state_unlock(int locked) {
+    if (locked)
+        pthread_mutex_unlock(&fp_lock);
 }
 
 static void EpochState_dealloc(EpochState *s) {
@@ -372,25 +370,30 @@ static Py_ssize_t open_fragment(EpochState *s, uint64_t epoch_seq, int type,
     return end;
 }
 
-/* The record for prefix + payload with sequence number seq, as a new bytes object. */
-static PyObject *seal_one(EpochState *s, uint64_t seq, int type, const unsigned char *prefix,
-                          Py_ssize_t plen, const unsigned char *payload, Py_ssize_t len) {
+Py_ssize_t fp_record_size(const EpochState *s, Py_ssize_t size) {
+    if (s->bulk == BULK_AES_GCM)
+        return HEADER_LEN + 8 + size + TAG_LEN;
+    if (s->bulk == BULK_CHACHA)
+        return HEADER_LEN + size + TAG_LEN;
+    int block = s->block;
+    int pad = block - 1 - (int)((size + MAC_LEN) % block);
+    return HEADER_LEN + block + size + MAC_LEN + pad + 1;
+}
+
+int fp_seal_into(EpochState *s, uint64_t seq, int type, const unsigned char *prefix,
+                 Py_ssize_t plen, const unsigned char *payload, Py_ssize_t len, unsigned char *p) {
     uint64_t epoch_seq = s->epoch_bits | seq;
     Py_ssize_t size = plen + len;
+    Py_ssize_t total = fp_record_size(s, size);
     unsigned char aad[13];
     int n = 0;
+    p[0] = (unsigned char)type;
+    put16(p + 1, s->version);
+    put64(p + 3, epoch_seq);
+    put16(p + 11, (unsigned)(total - HEADER_LEN));
     if (s->bulk == BULK_AES_GCM || s->bulk == BULK_CHACHA) {
         int explicit_len = s->bulk == BULK_AES_GCM ? 8 : 0;
-        Py_ssize_t fragment = explicit_len + size + TAG_LEN;
-        PyObject *rec = PyBytes_FromStringAndSize(NULL, HEADER_LEN + fragment);
-        if (rec == NULL)
-            return NULL;
-        unsigned char *p = (unsigned char *)PyBytes_AS_STRING(rec);
         unsigned char nonce[12];
-        p[0] = (unsigned char)type;
-        put16(p + 1, s->version);
-        put64(p + 3, epoch_seq);
-        put16(p + 11, (unsigned)fragment);
         if (explicit_len) {
             memcpy(nonce, s->write_iv, 4);
             put64(nonce + 4, epoch_seq);
@@ -409,53 +412,45 @@ static PyObject *seal_one(EpochState *s, uint64_t seq, int type, const unsigned 
             (plen && EVP_EncryptUpdate(c, ct, &n, prefix, (int)plen) != 1) ||
             (len && EVP_EncryptUpdate(c, ct + plen, &m, payload, (int)len) != 1) ||
             EVP_EncryptFinal_ex(c, ct + size, &n) != 1 ||
-            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, ct + size) != 1) {
-            Py_DECREF(rec);
-            PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not seal a record");
-            return NULL;
-        }
-        return rec;
+            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, ct + size) != 1)
+            return -1;
+        return 0;
     }
+    /* CBC + HMAC-SHA1: IV (in place already) || E(plaintext || MAC || padding). */
     int block = s->block;
     unsigned char buf[MAX_PLAINTEXT + MAC_LEN + 16];
     unsigned char pseudo[13];
-    memcpy(buf, prefix, (size_t)plen);
-    memcpy(buf + plen, payload, (size_t)len);
+    if (plen)
+        memcpy(buf, prefix, (size_t)plen);
+    if (len)
+        memcpy(buf + plen, payload, (size_t)len);
     pseudo_header(pseudo, epoch_seq, type, s->version, (size_t)size);
     hmac_sha1(&s->write_inner, &s->write_outer, pseudo, buf, (size_t)size, NULL, 0, buf + size);
-    int pad = block - 1 - (int)((size + MAC_LEN) % block);
-    Py_ssize_t total = size + MAC_LEN + pad + 1;
+    Py_ssize_t body = total - HEADER_LEN - block;
+    int pad = (int)(body - size - MAC_LEN - 1);
     memset(buf + size + MAC_LEN, pad, (size_t)pad + 1);
-    PyObject *rec = PyBytes_FromStringAndSize(NULL, HEADER_LEN + block + total);
-    if (rec == NULL)
-        return NULL;
-    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(rec);
-    p[0] = (unsigned char)type;
-    put16(p + 1, s->version);
-    put64(p + 3, epoch_seq);
-    put16(p + 11, (unsigned)(block + total));
-    if (random_fill(s, p + HEADER_LEN, block) < 0) {
-        Py_DECREF(rec);
-        return NULL;
-    }
     EVP_CIPHER_CTX *c = s->wctx;
     if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, p + HEADER_LEN) != 1 ||
-        EVP_EncryptUpdate(c, p + HEADER_LEN + block, &n, buf, (int)total) != 1 || n != total) {
-        Py_DECREF(rec);
-        PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not seal a record");
-        return NULL;
-    }
-    return rec;
+        EVP_EncryptUpdate(c, p + HEADER_LEN + block, &n, buf, (int)body) != 1 || n != body)
+        return -1;
+    return 0;
 }
 
-static int take_seq(EpochState *s, Py_ssize_t count, uint64_t *first) {
-    if (count > 0 && s->write_seq + (uint64_t)count - 1 > SEQ_MASK) {
-        PyErr_SetString(LocalProtocolError, "DTLS sequence numbers exhausted");
+int fp_take_seq(EpochState *s, Py_ssize_t count, uint64_t *first) {
+    if (count > 0 && s->write_seq + (uint64_t)count - 1 > SEQ_MASK)
         return -1;
-    }
     *first = s->write_seq;
     s->write_seq += (uint64_t)count;
     return 0;
+}
+
+/* A new bytes object sized for the record of size plaintext bytes, its CBC IV in place. */
+static PyObject *new_record(EpochState *s, Py_ssize_t size) {
+    PyObject *rec = PyBytes_FromStringAndSize(NULL, fp_record_size(s, size));
+    if (rec != NULL && s->block &&
+        random_fill(s, (unsigned char *)PyBytes_AS_STRING(rec) + HEADER_LEN, s->block) < 0)
+        Py_CLEAR(rec);
+    return rec;
 }
 
 static PyObject *EpochState_open(EpochState *s, PyObject *args) {
@@ -466,27 +461,30 @@ static PyObject *EpochState_open(EpochState *s, PyObject *args) {
         return NULL;
     PyObject *result = NULL;
     uint64_t seq = epoch_seq & SEQ_MASK;
-    if (!replay_fresh(s, seq)) {
+    unsigned char out[MAX_CIPHERTEXT];
+    const char *why = "";
+    Py_ssize_t n = -2; /* -2: replayed */
+    int locked = state_lock(s);
+    if (replay_fresh(s, seq)) {
+        if (frag.len > MAX_CIPHERTEXT) {
+            /* records_untrusted never yields these; refuse like a bad MAC to stay safe. */
+            n = -1;
+        } else {
+            n = open_fragment(s, epoch_seq, type, frag.buf, frag.len, out, &why);
+            if (n >= 0 && n <= MAX_PLAINTEXT)
+                replay_mark(s, seq);
+        }
+    }
+    state_unlock(locked);
+    if (n == -2) {
         result = Py_None;
         Py_INCREF(result);
-        goto done;
-    }
-    if (frag.len > MAX_CIPHERTEXT) {
-        /* records_untrusted never yields these; refuse like a bad MAC to stay safe. */
-        PyErr_SetString(BadRecordMac, "bad record MAC");
-        goto done;
-    }
-    unsigned char out[MAX_CIPHERTEXT];
-    const char *why;
-    Py_ssize_t n = open_fragment(s, epoch_seq, type, frag.buf, frag.len, out, &why);
-    if (n < 0) {
+    } else if (n < 0) {
         if (*why)
             PyErr_SetString(BadRecordMac, why);
         else
             PyErr_SetNone(BadRecordMac);
-        goto done;
-    }
-    if (n > MAX_PLAINTEXT) {
+    } else if (n > MAX_PLAINTEXT) {
         PyObject *kw = Py_BuildValue("{s:i}", "description", 22);
         PyObject *a = Py_BuildValue("(s)", "record overflow");
         if (kw && a) {
@@ -498,11 +496,9 @@ static PyObject *EpochState_open(EpochState *s, PyObject *args) {
         }
         Py_XDECREF(kw);
         Py_XDECREF(a);
-        goto done;
+    } else {
+        result = PyBytes_FromStringAndSize((const char *)out, n);
     }
-    replay_mark(s, seq);
-    result = PyBytes_FromStringAndSize((const char *)out, n);
-done:
     PyBuffer_Release(&frag);
     return result;
 }
@@ -512,21 +508,34 @@ static PyObject *EpochState_seal(EpochState *s, PyObject *args) {
     Py_buffer pt;
     if (!PyArg_ParseTuple(args, "iy*", &type, &pt))
         return NULL;
-    PyObject *result = NULL;
-    uint64_t seq;
+    PyObject *rec = NULL;
     if (pt.len > MAX_PLAINTEXT) {
         PyErr_SetString(LocalProtocolError, "DTLS payload longer than 2^14");
-    } else if (take_seq(s, 1, &seq) == 0) {
-        result = seal_one(s, seq, type, NULL, 0, pt.buf, pt.len);
+        goto done;
     }
+    rec = new_record(s, pt.len);
+    if (rec == NULL)
+        goto done;
+    uint64_t seq;
+    int locked = state_lock(s);
+    int taken = fp_take_seq(s, 1, &seq);
+    int ok = taken == 0 && fp_seal_into(s, seq, type, NULL, 0, pt.buf, pt.len,
+                                        (unsigned char *)PyBytes_AS_STRING(rec)) == 0;
+    state_unlock(locked);
+    if (!ok) {
+        Py_CLEAR(rec);
+        if (taken < 0)
+            PyErr_SetString(LocalProtocolError, "DTLS sequence numbers exhausted");
+        else
+            PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not seal a record");
+    }
+done:
     PyBuffer_Release(&pt);
-    return result;
+    return rec;
 }
 
-/* One datagram of the fast path. Returns 1 with *plain filled (length *plain_len) when accepted,
- * 0 when the datagram belongs to the reference path (nothing changed). */
-static int open_fast(EpochState *s, const unsigned char *d, Py_ssize_t size, unsigned char *plain,
-                     Py_ssize_t *plain_len) {
+int fp_open_fast(EpochState *s, const unsigned char *d, Py_ssize_t size, unsigned char *plain,
+                 Py_ssize_t *plain_len) {
     if (size < HEADER_LEN || d[0] != APPLICATION_DATA)
         return 0;
     unsigned version = (unsigned)d[1] << 8 | d[2];
@@ -571,7 +580,9 @@ static PyObject *EpochState_open_batch_untrusted(EpochState *s, PyObject *args) 
         if (PyObject_GetBuffer(items[index], &view, PyBUF_SIMPLE) < 0)
             goto fail;
         Py_ssize_t n = 0;
-        int accepted = open_fast(s, view.buf, view.len, plain, &n);
+        int locked = state_lock(s);
+        int accepted = fp_open_fast(s, view.buf, view.len, plain, &n);
+        state_unlock(locked);
         PyBuffer_Release(&view);
         if (!accepted)
             break;
@@ -622,8 +633,13 @@ static PyObject *EpochState_seal_data(EpochState *s, PyObject *args) {
         }
     }
     uint64_t seq;
-    if (take_seq(s, count, &seq) < 0)
+    int locked = state_lock(s);
+    int taken = fp_take_seq(s, count, &seq);
+    state_unlock(locked);
+    if (taken < 0) {
+        PyErr_SetString(LocalProtocolError, "DTLS sequence numbers exhausted");
         goto done;
+    }
     out = PyList_New(count);
     if (out == NULL)
         goto done;
@@ -633,10 +649,19 @@ static PyObject *EpochState_seal_data(EpochState *s, PyObject *args) {
             Py_CLEAR(out);
             goto done;
         }
-        PyObject *rec = seal_one(s, seq + (uint64_t)i, APPLICATION_DATA, prefix.buf, prefix.len,
-                                 view.buf, view.len);
+        PyObject *rec = new_record(s, prefix.len + view.len);
+        int sealed = -1;
+        if (rec != NULL) {
+            locked = state_lock(s);
+            sealed = fp_seal_into(s, seq + (uint64_t)i, APPLICATION_DATA, prefix.buf, prefix.len,
+                                  view.buf, view.len, (unsigned char *)PyBytes_AS_STRING(rec));
+            state_unlock(locked);
+        }
         PyBuffer_Release(&view);
-        if (rec == NULL) {
+        if (sealed < 0) {
+            if (rec != NULL)
+                PyErr_SetString(PyExc_RuntimeError, "OpenSSL could not seal a record");
+            Py_XDECREF(rec);
             Py_CLEAR(out);
             goto done;
         }
@@ -649,7 +674,10 @@ done:
 }
 
 static PyObject *EpochState_get_write_seq(EpochState *s, void *closure) {
-    return PyLong_FromUnsignedLongLong(s->write_seq);
+    int locked = state_lock(s);
+    uint64_t seq = s->write_seq;
+    state_unlock(locked);
+    return PyLong_FromUnsignedLongLong(seq);
 }
 
 static int EpochState_set_write_seq(EpochState *s, PyObject *value, void *closure) {
@@ -660,7 +688,9 @@ static int EpochState_set_write_seq(EpochState *s, PyObject *value, void *closur
     unsigned long long v = PyLong_AsUnsignedLongLong(value);
     if (v == (unsigned long long)-1 && PyErr_Occurred())
         return -1;
+    int locked = state_lock(s);
     s->write_seq = v;
+    state_unlock(locked);
     return 0;
 }
 
@@ -687,7 +717,7 @@ static PyGetSetDef EpochState_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject EpochStateType = {
+PyTypeObject EpochStateType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ocgate._fastpath.EpochState",
     .tp_basicsize = sizeof(EpochState),
     .tp_dealloc = (destructor)EpochState_dealloc,
@@ -704,7 +734,7 @@ static PyTypeObject EpochStateType = {
 static unsigned char not_socket[4096]; /* 1: the descriptor refused recvmmsg/sendmmsg (ENOTSOCK) */
 static unsigned char read_buffers[BATCH_MAX][READ_SIZE];
 
-static int is_dropped(int err) {
+int fp_is_dropped(int err) {
     return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS || err == EINVAL ||
            err == EMSGSIZE || err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH ||
            err == EPERM;
@@ -841,7 +871,7 @@ static PyObject *write_many(PyObject *self, PyObject *args) {
         for (int i = 0; i < held; i++)
             PyBuffer_Release(&views[i]);
         if (n < 0) {
-            if (!is_dropped(err)) {
+            if (!fp_is_dropped(err)) {
                 errno = err;
                 Py_DECREF(fast);
                 return PyErr_SetFromErrno(PyExc_OSError);
@@ -1001,6 +1031,10 @@ PyMODINIT_FUNC PyInit__fastpath(void) {
     Py_INCREF(&EpochStateType);
     if (PyModule_AddObject(m, "EpochState", (PyObject *)&EpochStateType) < 0) {
         Py_DECREF(&EpochStateType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (fp_dataplane_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -71,12 +71,16 @@ def _established(client: OpenConnect, timeout: float = 20) -> str:
     raise AssertionError(f"no DTLS connection\n{client.describe()}")
 
 
-# The data path runs compiled when ocgate._fastpath is built; every mode runs that way, and one
-# suite of each record protection also with OCGATE_FASTPATH=python (the pure-Python path).
-PURE_PYTHON = ("psk-default", "0.9-aes256-sha", "oc-dtls12-aes128-gcm", "cisco-ecdhe-aes256")
-CASES = [pytest.param(m, "default", id=m) for m in MODES] + [
-    pytest.param(m, "python", id=f"{m}-python") for m in PURE_PYTHON
-]
+# The data path runs compiled when ocgate._fastpath is built, established data on the worker's
+# C thread (ocgate.daemon._offload); every mode runs that way, and one suite of each record
+# protection also with OCGATE_OFFLOAD=off (the compiled per-packet functions on the event loop)
+# and with OCGATE_FASTPATH=python (the pure-Python path).
+OTHER_PATHS = ("psk-default", "0.9-aes256-sha", "oc-dtls12-aes128-gcm", "cisco-ecdhe-aes256")
+CASES = (
+    [pytest.param(m, "default", id=m) for m in MODES]
+    + [pytest.param(m, "loop", id=f"{m}-loop") for m in OTHER_PATHS]
+    + [pytest.param(m, "python", id=f"{m}-python") for m in OTHER_PATHS]
+)
 
 
 @pytest.mark.parametrize(("mode", "fastpath"), CASES)
@@ -91,6 +95,8 @@ def test_dtls_mode_carries_traffic(
     options, expected = MODES[mode]
     if fastpath == "python":
         monkeypatch.setenv("OCGATE_FASTPATH", "python")  # The server inherits it.
+    elif fastpath == "loop":
+        monkeypatch.setenv("OCGATE_OFFLOAD", "off")
     server = start_gateway(DTLS_CONFIG)
     client = openconnect.connect(
         server, user="alice", password="alicepass", dtls=True, extra=options
@@ -112,6 +118,8 @@ def test_dtls_mode_carries_traffic(
     if server.kind is ServerKind.OCGATE:
         want = "python" if fastpath == "python" or "c" not in IMPLEMENTATIONS else "c"
         assert f"fastpath={want}" in server.log_text()
+        thread = fastpath == "default" and want == "c"  # The worker's data-path thread.
+        assert f"datapath={'thread' if thread else 'loop'}" in server.log_text()
     server.assert_alive()
 
 

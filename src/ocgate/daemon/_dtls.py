@@ -25,6 +25,12 @@ Theory of operation (anyconnect-protocol.md §8, §9.1, §9.4, §9.5):
   :meth:`DtlsChannel.send_packets` seals a whole batch with ``seal_data`` and hands it to the
   socket in one call. With compression the batch is sealed in runs of DATA and COMPRESSED records
   in packet order; without it the send path is exactly the uncompressed one.
+* **Data-path thread** (:mod:`ocgate.daemon._offload`): where the tunnel lends one (``offload``),
+  an established association's data moves on the worker's C thread instead: the channel attaches
+  a pipe when the association comes up, reconfigures it when the association changes (a rekey
+  starts or completes, the MTU moves) and closes it when the association goes. What the thread
+  hands back comes in through ``_from_thread`` and takes the paths above; the pipe's counters and
+  times are taken in (:meth:`DtlsChannel.refresh`) before the channel's own are read.
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ from dataclasses import dataclass
 
 from ocgate.compress import PacketCompression
 from ocgate.cstp import counts_for_idle_untrusted
+from ocgate.daemon._offload import (
+    KIND_OPENED,
+    KIND_RAW,
+    KIND_RX,
+    KIND_TX,
+    OffloadedPipe,
+    TunnelSide,
+)
 from ocgate.dtls import (
     Address,
     AssociationClosed,
@@ -100,8 +114,13 @@ class DtlsChannel:
         on_timer_change: Callable[[], None],
         rekey_interval: float = 0.0,
         compression: PacketCompression | None = None,
+        offload: TunnelSide | None = None,
     ) -> None:
         self.mode = mode
+        self._offload = offload
+        self._pipe: OffloadedPipe | None = None
+        self._pipe_slot: _Slot | None = None
+        self._activity_seen = 0.0
         self._rekey_interval = rekey_interval
         """A DTLS renegotiation sooner than this after the previous one ends DTLS (ocserv)."""
         self.compression = compression
@@ -121,6 +140,8 @@ class DtlsChannel:
         self._next_dpd = 0.0
         self.rx_bytes = self.tx_bytes = self.rx_packets = self.tx_packets = 0
         self.dropped = 0
+        self.send_dropped = 0
+        """Datagrams to the client the data-path thread's socket refused (a full buffer)."""
 
     @property
     def cipher_description(self) -> str:
@@ -130,6 +151,7 @@ class DtlsChannel:
 
     def usable(self, now: float) -> bool:
         """Data to the client goes over DTLS: a channel is up and the client was heard lately."""
+        self.refresh()
         if self._active is None or self._active.assoc.renegotiating:
             return False  # A DTLS rekey in progress: CSTP meanwhile, as ocserv.
         return not self._switch_after or now - self._last_rx < self._switch_after
@@ -205,6 +227,7 @@ class DtlsChannel:
             elif isinstance(event, (HandshakeFailed, AssociationClosed)):
                 self._lost(slot, event.reason)
         slot.flush()
+        self._push()
         self._on_timer_change()
 
     def _promote(self, slot: _Slot, now: float) -> None:
@@ -218,20 +241,24 @@ class DtlsChannel:
             return
         if slot is not self._pending:
             return
+        self._disengage()
         self._active, self._pending = slot, None
         self._last_rx = now
         self._next_dpd = now + 2 * self._dpd
+        self._engage(slot)
         log.info(
-            "event=dtls-up session=%s cipher=%s remote=%s",
+            "event=dtls-up session=%s cipher=%s remote=%s datapath=%s",
             self._sid,
             slot.assoc.cipher_description,
             slot.addr[0],
+            "thread" if self._pipe is not None else "loop",
         )
         self._on_established(self)
 
     def _lost(self, slot: _Slot, reason: str) -> None:
         if slot is self._active:
             log.info("event=dtls-down session=%s reason=%r", self._sid, reason)
+            self._disengage()
             self._active = None
         elif slot is self._pending:
             log.info("event=dtls-handshake-failed session=%s reason=%r", self._sid, reason)
@@ -318,6 +345,7 @@ class DtlsChannel:
     # Timers ---------------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
+        self.refresh()
         timers = [s.assoc.get_timer() for s in (self._active, self._pending) if s is not None]
         if self._active is not None and self._dpd > 0:
             timers.append(self._next_dpd)
@@ -325,6 +353,7 @@ class DtlsChannel:
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> None:
+        self.refresh()
         for slot in (self._active, self._pending):
             if slot is None:
                 continue
@@ -337,6 +366,7 @@ class DtlsChannel:
             return
         if now - self._last_rx >= 3 * self._dpd:
             log.info("event=dtls-dead session=%s silent=%.0f", self._sid, now - self._last_rx)
+            self._disengage()
             self._active = None
             return
         active.assoc.send_data([_DPD_REQUEST])
@@ -345,7 +375,99 @@ class DtlsChannel:
 
     def close(self) -> None:
         """Say close_notify on the active association and forget both slots."""
+        self._disengage()
         if self._active is not None:
             self._active.assoc.close()
             self._active.flush()
         self._active = self._pending = None
+
+    # The data-path thread -------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Take in the thread's counters and times (before reading the channel's own)."""
+        pipe = self._pipe
+        if pipe is None:
+            return
+        rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped, last_rx, activity = (
+            pipe.take_stats()
+        )
+        self.rx_packets += rx_packets
+        self.rx_bytes += rx_bytes
+        self.tx_packets += tx_packets
+        self.tx_bytes += tx_bytes
+        self.send_dropped += tx_dropped
+        if last_rx > self._last_rx:
+            self._last_rx = last_rx
+            self._next_dpd = max(self._next_dpd, last_rx + 2 * self._dpd)
+        if activity > self._activity_seen:
+            self._activity_seen = activity
+            self._on_activity(activity)
+
+    def socket_closing(self, transport: object) -> None:
+        """``transport`` (a steered socket) is about to close: the thread must let go of it."""
+        if self._pipe_slot is not None and self._pipe_slot.transport is transport:
+            self._disengage()
+
+    def _engage(self, slot: _Slot) -> None:
+        side = self._offload
+        state = slot.assoc.fast_path
+        lend = getattr(slot.transport, "lend", None)
+        if side is None or self.compression is not None or state is None or lend is None:
+            return
+        pipe = side.offload.attach(
+            udp_fd=slot.transport.fileno(),  # type: ignore[attr-defined]
+            side=side,
+            state=state,
+            tx_ok=True,
+            mtu=self.mtu,
+            switch_after=float(self._switch_after),
+            handler=self._from_thread,
+        )
+        if pipe is None:
+            return
+        lend()
+        side.lend_tun()
+        self._pipe, self._pipe_slot = pipe, slot
+
+    def _disengage(self) -> None:
+        pipe, slot = self._pipe, self._pipe_slot
+        if pipe is None or slot is None or self._offload is None:
+            return
+        self.refresh()
+        self._pipe = self._pipe_slot = None
+        pipe.close()
+        slot.transport.take_back()  # type: ignore[attr-defined]
+        self._offload.return_tun()
+
+    def _push(self) -> None:
+        """Tell the thread what changed: the epoch state (none while a rekey runs), the MTU."""
+        pipe, slot = self._pipe, self._pipe_slot
+        if pipe is None or slot is None:
+            return
+        if slot is not self._active:
+            self._disengage()
+            return
+        assoc = slot.assoc
+        pipe.configure(
+            state=assoc.fast_path,
+            tx_ok=not assoc.renegotiating,
+            mtu=self.mtu,
+            switch_after=float(self._switch_after),
+        )
+
+    def _from_thread(self, kind: int, data: bytes) -> None:
+        slot = self._pipe_slot
+        if slot is None:
+            return
+        if kind == KIND_RAW:
+            slot.transport.datagram_received(data, slot.addr)  # type: ignore[attr-defined]
+        elif kind == KIND_OPENED:
+            mtu = self.mtu
+            self._payloads(slot, [data], time.monotonic())
+            slot.flush()
+            if self.mtu != mtu:
+                self._push()
+        elif kind == KIND_RX:
+            self._deliver([data], time.monotonic())
+        elif kind == KIND_TX and self._offload is not None:
+            self._offload.to_client([data])

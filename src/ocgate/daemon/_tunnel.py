@@ -36,6 +36,7 @@ from ocgate.cstp import (
 )
 from ocgate.daemon._closer import close_later
 from ocgate.daemon._dtls import DtlsChannel
+from ocgate.daemon._offload import Offload, TunnelSide
 from ocgate.dtls import PskMode
 from ocgate.gateway import TokenBucket, TunnelPlan
 from ocgate.http import Request
@@ -112,6 +113,8 @@ class Tunnel:
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._reading = False
+        self._lent = False
+        """The TUN device is read by the data-path thread (:mod:`ocgate.daemon._offload`)."""
         self.closed = False
         self.dtls: DtlsChannel | None = None
         # rx-data-per-sec / tx-data-per-sec: applied on the TUN side, whichever channel carries
@@ -158,6 +161,20 @@ class Tunnel:
         """Use ``channel`` for data once its handshake completes (set before :meth:`start`)."""
         self.dtls = channel
 
+    def offload_side(self, offload: Offload | None) -> TunnelSide | None:
+        """What the DTLS channel needs to move this tunnel's data on the worker's thread; ``None``
+        where the event loop keeps it (a bandwidth limit is applied here, per packet)."""
+        if offload is None or self.rx_limit is not None or self.tx_limit is not None:
+            return None
+        return TunnelSide(
+            offload=offload,
+            tun_fd=self.tun.fd,
+            sources=self.packet_filter.fast_sources(),
+            lend_tun=self._lend_tun,
+            return_tun=self._return_tun,
+            to_client=self._to_client,
+        )
+
     @property
     def tls_description(self) -> str:
         """GnuTLS-style description of the CSTP session, e.g. ``(TLS1.3)-(AES-256-GCM)``."""
@@ -171,6 +188,8 @@ class Tunnel:
     def counters(self) -> TunnelCounters:
         """Traffic of both channels: IP bytes and packets from (rx) and to (tx) the client."""
         cstp, dtls = self.cstp, self.dtls
+        if dtls is not None:
+            dtls.refresh()
         return TunnelCounters(
             transport=self.transport,
             rx_bytes=cstp.rx_bytes + (dtls.rx_bytes if dtls else 0),
@@ -221,7 +240,16 @@ class Tunnel:
 
     def resume_writing(self) -> None:
         self.cstp.writable = True
-        if not self.closed:
+        if not self.closed and not self._lent:
+            self._resume_tun()
+
+    def _lend_tun(self) -> None:
+        self._lent = True
+        self._pause_tun()
+
+    def _return_tun(self) -> None:
+        self._lent = False
+        if not self.closed and self.cstp.writable:
             self._resume_tun()
 
     def _pause_tun(self) -> None:
@@ -243,12 +271,20 @@ class Tunnel:
         now = self._loop.time()
         if self.tx_limit is not None and not (batch := self.tx_limit.filter(batch, now)):
             return
+        self._send(batch, now)
+
+    def _send(self, batch: list[bytes], now: float) -> None:
         dtls = self.dtls
         if dtls is not None and dtls.usable(now):
             batch = dtls.send_packets(batch, now)  # What does not fit a record goes over CSTP.
         if batch:
             self.cstp.send_packets(batch, now)
             self._flush()
+
+    def _to_client(self, batch: list[bytes]) -> None:
+        """Packets the data-path thread read that DTLS does not carry now."""
+        if not self.closed and self.cstp.writable:  # Else dropped, as at a full TUN queue.
+            self._send(batch, self._loop.time())
 
     def write_packets(self, packets: list[bytes]) -> None:
         """Packets from the client (either channel) into the TUN device, those the filter admits."""
@@ -345,6 +381,8 @@ class Tunnel:
         if self.closed:
             return
         now = self._loop.time()
+        if self.dtls is not None:
+            self.dtls.refresh()  # The idle timer needs the thread's last activity first.
         self.cstp.handle_timer(now)
         if self.dtls is not None:
             self.dtls.handle_timer(now)

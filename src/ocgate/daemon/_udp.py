@@ -200,6 +200,8 @@ class SteeredSocket:
     reference path. It is also the channel's sender: ``sendto`` ignores the address (the socket is
     connected) and ``send_many`` sends a batch in one call; a datagram the kernel refuses (full
     buffer, an ICMP error reported for an earlier one) is dropped, as by a congested link.
+    While the channel's data path runs on the worker's thread (:mod:`ocgate.daemon._offload`),
+    the socket is *lent*: the thread reads it, and hands back what the reference path must see.
     """
 
     def __init__(
@@ -215,6 +217,21 @@ class SteeredSocket:
         sock.setblocking(False)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._on_readable)
+        self._reading = True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def lend(self) -> None:
+        """The data-path thread reads this socket until :meth:`take_back`."""
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    def take_back(self) -> None:
+        if not self._reading and not self._closed:
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._reading = True
 
     def _on_readable(self) -> None:
         try:
@@ -246,8 +263,11 @@ class SteeredSocket:
 
     def close(self) -> None:
         if not self._closed:
+            self.channel.socket_closing(self)  # The thread lets go of the socket first.
             self._closed = True
-            self._loop.remove_reader(self._fd)
+            if self._reading:
+                self._loop.remove_reader(self._fd)
+                self._reading = False
             self._sock.close()
         self._port._steered_closed(self)
 

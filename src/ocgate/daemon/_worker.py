@@ -42,6 +42,7 @@ from ocgate.cstp import CstpConnection
 from ocgate.daemon._client import ClientConnection
 from ocgate.daemon._dtls import DtlsChannel
 from ocgate.daemon._latency import LatencySampler
+from ocgate.daemon._offload import Offload
 from ocgate.daemon._setup import TUNNEL_IDS_PER_WORKER, server_addresses
 from ocgate.daemon._tunnel import Tunnel, TunnelMeta
 from ocgate.daemon._udp import MODE_LEGACY, MODE_PSK, DtlsPort, tag_id
@@ -104,6 +105,8 @@ class Worker:
         self._ids = itertools.count(generation * TUNNEL_IDS_PER_WORKER + 1)
         self._tasks: set[asyncio.Task[object]] = set()
         self._counters_task: asyncio.Task[None] | None = None
+        self._offload: Offload | None = None
+        self._offload_tried = False
         self.stats: dict[str, float] = {
             "sessions_total": 0, "sessions_handled": 0, "timed_out": 0, "timed_out_idle": 0,
             "closed_due_to_error": 0, "session_time_total": 0.0, "session_time_max": 0.0,
@@ -153,7 +156,17 @@ class Worker:
             conn.close()
         if self.dtls_port is not None:
             self.dtls_port.close()
+        if self._offload is not None:
+            self._offload.close()
+            self._offload = None
         await asyncio.sleep(0)
+
+    def _data_path_thread(self) -> Offload | None:
+        """The worker's DTLS data-path thread, started with the first DTLS channel."""
+        if self._offload is None and not self._offload_tried:
+            self._offload_tried = True
+            self._offload = Offload.start()
+        return self._offload
 
     def adopt_connection(self, fd: int, gate_token: int = 0, *, proxied: bool = False) -> None:
         """A TCP connection the supervisor accepted; ``gate_token`` names it at the accept gate;
@@ -550,6 +563,7 @@ class Worker:
             compression=_compression(
                 tunnel.plan.dtls_compression, self.session_config(tunnel.session), tunnel.plan
             ),
+            offload=tunnel.offload_side(self._data_path_thread()),
         )
         tunnel.attach_dtls(channel)
         port.offer(mode.app_id if isinstance(mode, PskMode) else mode.session_id, channel)
