@@ -36,11 +36,13 @@
 #include "_fastpath.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,6 +56,8 @@
 #define DTLS_DATA 0x00
 #define TAG_TUN ((uint64_t)1)
 #define SEALED_SIZE (MAX_CIPHERTEXT + 64)
+#define GSO_MAX_SEGMENTS 64   /* UDP_MAX_SEGMENTS of older kernels */
+#define GSO_MAX_BYTES 60000   /* one GSO datagram's payload, well inside 64 KiB */
 
 typedef struct Item {
     struct Item *next;
@@ -68,6 +72,7 @@ typedef struct Pipe {
     uint64_t id;
     int udp_fd, tun_fd;
     int udp_watched, tun_watched;
+    int no_gso; /* the kernel refused UDP GSO on this socket (or OCGATE_UDP_GSO=off) */
     EpochState *state; /* NULL: every datagram goes to the lane, DTLS carries nothing */
     int tx_ok, mtu;
     double switch_after;
@@ -262,6 +267,77 @@ static void udp_ready(Engine *e, Pipe *p) {
         tun_ready(e, p);
 }
 
+/* Send records iov[0..count) to the client: with UDP GSO (UDP_SEGMENT), a run of records of one
+ * length (and at most one shorter one ending it) goes down the stack as one datagram of many
+ * segments, which the kernel cuts at the device; the client receives the same datagrams. Where
+ * the kernel refuses GSO for this socket, the pipe falls back to one datagram per record. */
+static void send_records(Pipe *p, struct iovec *iov, int count) {
+    struct mmsghdr msgs[BATCH_MAX];
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctrl[BATCH_MAX];
+    int sizes[BATCH_MAX]; /* records per message */
+    int messages = 0;
+    for (int i = 0; i < count; messages++) {
+        size_t segment = iov[i].iov_len, total = segment;
+        int j = i + 1;
+        while (!p->no_gso && j < count && j - i < GSO_MAX_SEGMENTS && iov[j].iov_len <= segment &&
+               total + iov[j].iov_len <= GSO_MAX_BYTES) {
+            total += iov[j].iov_len;
+            if (iov[j++].iov_len < segment)
+                break; /* Only the last segment may be shorter. */
+        }
+        struct mmsghdr *m = &msgs[messages];
+        memset(m, 0, sizeof *m);
+        m->msg_hdr.msg_iov = &iov[i];
+        m->msg_hdr.msg_iovlen = (size_t)(j - i);
+        if (j - i > 1) {
+            memset(&ctrl[messages], 0, sizeof ctrl[messages]);
+            m->msg_hdr.msg_control = ctrl[messages].buf;
+            m->msg_hdr.msg_controllen = sizeof ctrl[messages].buf;
+            struct cmsghdr *c = CMSG_FIRSTHDR(&m->msg_hdr);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t gso = (uint16_t)segment;
+            memcpy(CMSG_DATA(c), &gso, sizeof gso);
+        }
+        sizes[messages] = j - i;
+        i = j;
+    }
+    int sent = 0;
+    while (sent < messages) {
+        int m;
+        do
+            m = sendmmsg(p->udp_fd, msgs + sent, (unsigned)(messages - sent), MSG_DONTWAIT);
+        while (m < 0 && errno == EINTR);
+        if (m > 0) {
+            sent += m;
+            continue;
+        }
+        int err = m < 0 ? errno : EAGAIN;
+        if (sizes[sent] > 1 && (err == EIO || err == EINVAL || err == EOPNOTSUPP)) {
+            /* No GSO here (device, route MTU, kernel): this pipe sends one by one from now on. */
+            p->no_gso = 1;
+            int first = 0;
+            for (int k = 0; k < sent; k++)
+                first += sizes[k];
+            send_records(p, iov + first, count - first);
+            return;
+        }
+        int rest = 0;
+        for (int k = sent; k < messages; k++)
+            rest += sizes[k];
+        if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+            p->tx_dropped += (uint64_t)rest; /* The socket is full: drop the rest. */
+            return;
+        }
+        p->tx_dropped += (uint64_t)sizes[sent]; /* That message alone (an ICMP error, ...). */
+        sent++;
+    }
+}
+
 static void tun_ready(Engine *e, Pipe *p) {
     Buffers *b = e->buffers;
     static const unsigned char data_prefix[1] = {DTLS_DATA};
@@ -269,7 +345,6 @@ static void tun_ready(Engine *e, Pipe *p) {
     EpochState *s = p->state;
     int usable = s != NULL && p->tx_ok &&
                  (p->switch_after <= 0 || now - p->last_rx < p->switch_after);
-    struct mmsghdr msgs[BATCH_MAX];
     struct iovec iov[BATCH_MAX];
     int count = 0;
     for (int i = 0; i < BATCH_MAX; i++) {
@@ -291,11 +366,8 @@ static void tun_ready(Engine *e, Pipe *p) {
             if ((s->block == 0 || fp_pool_iv(rec + HEADER_LEN, s->block) == 0) &&
                 fp_take_seq(s, 1, &seq) == 0 &&
                 fp_seal_into(s, seq, APPLICATION_DATA, data_prefix, 1, packet, r, rec) == 0) {
-                memset(&msgs[count], 0, sizeof msgs[count]);
                 iov[count].iov_base = rec;
                 iov[count].iov_len = (size_t)fp_record_size(s, r + 1);
-                msgs[count].msg_hdr.msg_iov = &iov[count];
-                msgs[count].msg_hdr.msg_iovlen = 1;
                 count++;
                 p->tx_packets++;
                 p->tx_bytes += (uint64_t)r;
@@ -306,22 +378,8 @@ static void tun_ready(Engine *e, Pipe *p) {
         }
         lane_push(e, p, KIND_TX, packet, r);
     }
-    int sent = 0;
-    while (sent < count) {
-        int m;
-        do
-            m = sendmmsg(p->udp_fd, msgs + sent, (unsigned)(count - sent), MSG_DONTWAIT);
-        while (m < 0 && errno == EINTR);
-        if (m > 0) {
-            sent += m;
-        } else if (m < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-            p->tx_dropped += (uint64_t)(count - sent); /* The socket is full: drop the rest. */
-            break;
-        } else {
-            p->tx_dropped++; /* That datagram alone (an ICMP error for an earlier one, ...). */
-            sent++;
-        }
-    }
+    if (count > 0)
+        send_records(p, iov, count);
 }
 
 static void free_dead(Engine *e) {
@@ -517,8 +575,21 @@ static PyObject *Engine_attach(Engine *e, PyObject *args, PyObject *kwds) {
         goto done;
     }
     Pipe *p = po->p;
+    /* The thread must never block (it holds fp_lock while it works): both descriptors are
+     * non-blocking already in ocgate; make sure of it for any caller. */
+    int fds[2] = {udp_fd, tun_fd};
+    for (int i = 0; i < 2; i++) {
+        int flags = fcntl(fds[i], F_GETFL);
+        if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fds[i], F_SETFL, flags | O_NONBLOCK) < 0)) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            Py_CLEAR(po);
+            goto done;
+        }
+    }
     p->udp_fd = udp_fd;
     p->tun_fd = tun_fd;
+    const char *gso = getenv("OCGATE_UDP_GSO"); /* "off": one datagram per system call */
+    p->no_gso = gso != NULL && strcmp(gso, "off") == 0;
     p->has4 = src4.len == 4;
     memcpy(p->src4, src4.buf, (size_t)src4.len);
     p->src6_len = src6.len > 16 ? -1 : (int)src6.len;

@@ -82,7 +82,9 @@ def test_roles_run_confined(
     start_gateway: StartServer, openconnect: OpenConnectRunner, tmp_path: Path
 ) -> None:
     server, _sock = _start(
-        start_gateway, tmp_path, **{"run-as-user": "nobody", "isolate-workers": "true"}
+        start_gateway,
+        tmp_path,
+        **{"run-as-user": "nobody", "isolate-workers": "true", "udp-port": "443"},
     )
     passwd = server.workdir / "ocpasswd"
     passwd.chmod(0o600)
@@ -106,10 +108,21 @@ def test_roles_run_confined(
     mode = passwd.stat()
     assert mode.st_uid == 0
     assert stat.S_IMODE(mode.st_mode) == 0o600
-    # And the confined gateway serves: a login and a tunnel.
+    # And the confined gateway serves: a login and a tunnel, its DTLS data moved by the worker's
+    # data-path thread (started after the seccomp filter, so it runs under it too).
     client = openconnect.connect(server, user="alice", password="alicepass", dtls=True)
     client.wait_env()
+    wait_for(lambda: "event=dtls-up" in server.log_text(), timeout=20)
+    if "fastpath=c" in server.log_text():
+        assert "datapath=thread" in server.log_text(), server.log_tail()
     assert _ping_via(server.pair, _ifname(client)) >= 2
+    for pid, fields in _children(server).items():  # Every thread of a worker is confined.
+        if fields["title"].startswith("ocgate: worker"):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                status = (task / "status").read_text()
+                assert re.search(r"^Seccomp:\s+2$", status, re.M), (pid, task.name)
+                assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), (pid, task.name)
+                assert re.search(rf"^Uid:\s+{NOBODY}\s", status, re.M), (pid, task.name)
 
 
 def test_four_clients_spread_over_the_workers(
