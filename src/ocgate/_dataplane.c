@@ -512,8 +512,8 @@ static EpochState *state_arg(PyObject *state) {
         return (EpochState *)-1;
     }
     EpochState *s = (EpochState *)state;
-    if (s->random_bytes != NULL) {
-        PyErr_SetString(PyExc_ValueError, "a state with its own random_bytes stays in Python");
+    if (s->block && s->random_bytes != NULL) { /* Its CBC IVs must come from that callable. */
+        PyErr_SetString(PyExc_ValueError, "a CBC state with its own random_bytes stays in Python");
         return (EpochState *)-1;
     }
     return s;
