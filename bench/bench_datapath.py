@@ -25,9 +25,11 @@ against openconnect's own "Established DTLS connection" line):
   its ratio is taken against ocserv's ``dtls12-gcm``, the same AES-256-GCM DTLS 1.2 records);
 * ``dtls09-sha``: legacy DTLS 0.9 ``AES256-SHA``.
 
-Two more servers on request: ``ocgate-1-py`` (``OCGATE_FASTPATH=python``: the pure-Python data
-path) and ``ocgate-base`` (``--baseline-src DIR``: ocgate from another source tree, for a before /
-after comparison within one run).
+More servers on request: ``ocgate-1-loop`` (``OCGATE_OFFLOAD=off``: established DTLS data on the
+worker's event loop with the compiled per-packet functions, not on its data-path thread),
+``ocgate-1-py`` (``OCGATE_FASTPATH=python``: the pure-Python data path) and ``ocgate-base``
+(``--baseline-src DIR``: ocgate from another source tree, for a before / after comparison within
+one run).
 
 Prints the medians over the rounds, the ratio of each ocgate to ocserv, and the raw runs as JSON.
 Client and servers share this machine's cores: compare within one run, not across machines.
@@ -98,7 +100,9 @@ SERVERS: dict[str, tuple[ServerKind, dict[str, str | None], dict[str, str]]] = {
     "ocserv": (ServerKind.OCSERV, {}, {}),
     "ocgate-1": (ServerKind.OCGATE, {"workers": "1"}, {}),
     "ocgate-auto": (ServerKind.OCGATE, {"workers": "auto"}, {}),
-    # The pure-Python data path (the compiled one ignored), and (--baseline-src) another tree.
+    # The event loop's data path (no data-path thread), the pure-Python data path (the compiled
+    # one ignored), and (--baseline-src) another tree.
+    "ocgate-1-loop": (ServerKind.OCGATE, {"workers": "1"}, {"OCGATE_OFFLOAD": "off"}),
     "ocgate-1-py": (ServerKind.OCGATE, {"workers": "1"}, {"OCGATE_FASTPATH": "python"}),
     "ocgate-base": (ServerKind.OCGATE, {"workers": "1"}, {}),
 }

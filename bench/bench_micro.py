@@ -21,7 +21,29 @@ Sections (1,400-byte IP packets, the size a full-MTU tunnel carries):
   written by the gateway (timed) — the TUN device is ``/dev/null`` (a ``write(2)`` that costs
   almost nothing, so the figure is the gateway's own cost per packet);
 * ``tun->udp``: the send path: 64 packets queued on a datagram socket pair standing in for the TUN
-  device (not timed), then read, encrypted and sent over the steered UDP socket (timed).
+  device (not timed), then read, encrypted and sent over the steered UDP socket (timed);
+* ``thread udp->tun`` and ``thread tun->udp``: the same two paths on the worker's data-path thread
+  (``ocgate._fastpath.Engine``, src/ocgate/_dataplane.c), which moves established DATA records with
+  no Python at all. One pipe is attached to AF_UNIX ``SOCK_SEQPACKET`` socket pairs standing in for
+  the connected UDP socket and the TUN device; a forked process feeds one end as fast as the thread
+  takes it (for ``udp->tun``, 1,400-byte packets sealed by a client-side compiled epoch state with
+  fresh sequence numbers, 64 per ``sendmmsg``; for ``tun->udp``, the plain packets) and this
+  process counts what arrives at the other end (TUN writes; records, which it opens once to check
+  them) over 5 windows of 0.3 s, after 0.2 s of warm-up. The figure is the median of what
+  *arrived*; when the thread itself moved clearly more (``take_stats``: the reader dropped some at
+  a full queue), a note under the line says so. The indented line under it divides what the
+  thread moved by the CPU time the thread itself used (``/proc/self/task/<tid>/stat``), with how
+  busy it was: its cost per packet on one core, whatever the feeder and the reader cost.
+
+How to read the thread's figures: per pipe; the first line is what one pipe delivered with the
+feeder and the reader sharing this machine's cores with the thread (three busy parties: on a
+2-core machine that line is a floor, and noisier than the others; a thread well below 100% busy
+was waiting for them), the second is the thread's own capacity per core. Socket pairs are not a
+veth pair, a UDP socket or a TUN device: no IP/UDP stack, no checksums, no device queue, and a
+UDP GSO send the thread may use costs nothing here. The event-loop lines above time only the
+gateway's side (the client's sends are not timed, the TUN device is ``/dev/null``), so compare
+them with the per-CPU-second line, on the same machine in the same run, not across machines;
+``bench_datapath.py`` measures the real thing end to end.
 
 Each figure is the median of several repetitions; the machine's other work shows up as spread.
 """
@@ -31,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import statistics
 import sys
@@ -460,6 +483,148 @@ def bench_tun_to_udp() -> None:
         show(f"TUN -> UDP {name} (read, encrypt, send)", asyncio.run(_tun_to_udp(mode)))
 
 
+# The same paths on the data-path thread (ocgate._fastpath.Engine) ------------------------------
+
+THREAD_SUITES = {
+    "OC-DTLS1_2-AES256-GCM": DTLS_CIPHERSUITES["OC-DTLS1_2-AES256-GCM"][0],
+    "AES256-SHA (0.9)": DTLS_CIPHERSUITES["AES256-SHA"][0],
+}
+THREAD_WINDOWS = 5
+THREAD_WINDOW = 0.3
+STAND_IN = socket.SOCK_SEQPACKET
+"""The socket pairs standing in for the UDP socket and the TUN device: AF_UNIX, one packet per
+message like both. Not ``SOCK_DGRAM``, whose queue holds only ``net.unix.max_dgram_qlen``
+datagrams (often 10): the three parties would then take turns every ten packets and the figure
+would measure the scheduler. A ``SOCK_SEQPACKET`` queue is bounded by bytes, as a UDP socket's."""
+
+
+def _feeder(sock: socket.socket, make: Callable[[], list[bytes]]) -> int:
+    """A child process that writes ``make()``'s datagrams into ``sock`` as fast as the other
+    end takes them (it waits for room, then writes a batch with one ``sendmmsg``); its pid."""
+    from ocgate import _fastpath  # type: ignore[attr-defined]
+
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # pragma: no cover - the child only writes until it is killed.
+        import select
+
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        while True:
+            poller.poll(1000)
+            _fastpath.write_many(sock.fileno(), make())
+    finally:
+        os._exit(0)
+
+
+def _task_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of this process, by thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _thread_rate(suite: DtlsSuite, to_tun: bool) -> tuple[float, float, float]:
+    """Packets per second through one pipe: the median arriving at the far end over a few
+    windows, what the thread itself counted (``take_stats``) over the same time, and that count
+    per CPU second the thread used (its cost on one core, whatever else the machine does)."""
+    import select
+
+    from ocgate import _fastpath  # type: ignore[attr-defined]
+    from ocgate.dtls._epoch import IMPLEMENTATIONS
+    from ocgate.dtls._suites import derive_key_block
+
+    keys = derive_key_block(suite, MASTER, *RANDOMS)
+    compiled = IMPLEMENTATIONS["c"]
+    client = compiled(suite, keys.swapped(), os.urandom)
+    record_size = len(compiled(suite, keys, os.urandom).seal_data(b"\x00", [PACKET])[0])
+    udp, client_end = socket.socketpair(socket.AF_UNIX, STAND_IN)
+    tun, tun_end = socket.socketpair(socket.AF_UNIX, STAND_IN)
+    for sock in (udp, client_end, tun, tun_end):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.setblocking(False)
+    if to_tun:  # The client seals fresh records (unique sequence numbers) as it sends.
+        feed, far = client_end, tun_end
+        pid = _feeder(feed, lambda: client.seal_data(b"\x00", [PACKET] * BATCH))
+    else:
+        feed, far = tun_end, client_end
+        pid = _feeder(feed, lambda: [PACKET] * BATCH)
+    # The engine starts after the fork: the child never inherits a lock its thread might hold.
+    before = set(_task_cpu())
+    engine = _fastpath.Engine()
+    (engine_tid,) = set(_task_cpu()) - before
+    server = compiled(suite, keys, os.urandom)
+    pipe = engine.attach(
+        udp.fileno(), tun.fileno(), LEASE.packed, bytes(17), server, True, 1406, 0.0
+    )
+    poller = select.poll()
+    poller.register(far.fileno(), select.POLLIN)
+    unit = SIZE if to_tun else record_size
+    checked: list[bool] = []
+
+    def take(seconds: float) -> int:
+        got, end = 0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            poller.poll(100)
+            batch = _fastpath.read_many(far.fileno(), BATCH)
+            if batch and not checked:  # The first arrival proves the path works.
+                if to_tun:
+                    assert batch[0] == PACKET, "the thread did not write the client's packet"
+                else:
+                    opened, _, _ = client.open_batch_untrusted([batch[0][:record_size]], 0, 0)
+                    assert opened == [PACKET], "the client cannot open the thread's record"
+                checked.append(True)
+            got += sum(map(len, batch))
+        return got // unit  # Packets (records: a GSO send to a socket pair arrives as one).
+
+    try:
+        take(0.2)  # Warm up.
+        assert checked, "nothing arrived through the thread"
+        pipe.take_stats()
+        results = []
+        cpu = _task_cpu()[engine_tid]
+        started = time.perf_counter()
+        for _ in range(THREAD_WINDOWS):
+            results.append(take(THREAD_WINDOW) / THREAD_WINDOW)
+        stats = pipe.take_stats()
+        elapsed = time.perf_counter() - started
+        cpu = _task_cpu()[engine_tid] - cpu
+        count = stats[0] if to_tun else stats[2]
+        back = engine.drain()
+        assert not back, f"the thread handed {len(back)} items back to the event loop"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pipe.close()
+        engine.close()
+        for sock in (udp, client_end, tun, tun_end):
+            sock.close()
+    return statistics.median(results), count / elapsed, count / max(cpu, 1e-3)
+
+
+def _show_thread(name: str, to_tun: bool) -> None:
+    for label, suite in THREAD_SUITES.items():
+        arrived, moved, per_cpu = _thread_rate(suite, to_tun)
+        show(f"{name} {label}", arrived)
+        if arrived < 0.95 * moved:  # The far end's reader, not the thread, was the limit.
+            print(f"  {'':58} (the thread moved {moved / 1e3:.1f} k/s; the reader took less)")
+        show(f"  per CPU second of the thread ({moved / per_cpu:.0%} busy)", per_cpu)
+
+
+def bench_thread_udp_to_tun() -> None:
+    _show_thread("thread UDP -> TUN", to_tun=True)
+
+
+def bench_thread_tun_to_udp() -> None:
+    _show_thread("thread TUN -> UDP", to_tun=False)
+
+
 SECTIONS = {
     "cstp": bench_cstp,
     "dtls": bench_dtls,
@@ -467,6 +632,8 @@ SECTIONS = {
     "tls": bench_tls,
     "udp->tun": bench_udp_to_tun,
     "tun->udp": bench_tun_to_udp,
+    "thread udp->tun": bench_thread_udp_to_tun,
+    "thread tun->udp": bench_thread_tun_to_udp,
 }
 
 

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -588,8 +589,13 @@ static PyObject *Engine_attach(Engine *e, PyObject *args, PyObject *kwds) {
     }
     p->udp_fd = udp_fd;
     p->tun_fd = tun_fd;
+    /* UDP GSO only on a UDP socket (an AF_UNIX stand-in would deliver the merged datagram). */
     const char *gso = getenv("OCGATE_UDP_GSO"); /* "off": one datagram per system call */
-    p->no_gso = gso != NULL && strcmp(gso, "off") == 0;
+    int protocol = 0;
+    socklen_t protocol_len = sizeof protocol;
+    p->no_gso = (gso != NULL && strcmp(gso, "off") == 0) ||
+                getsockopt(udp_fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &protocol_len) != 0 ||
+                protocol != IPPROTO_UDP;
     p->has4 = src4.len == 4;
     memcpy(p->src4, src4.buf, (size_t)src4.len);
     p->src6_len = src6.len > 16 ? -1 : (int)src6.len;
