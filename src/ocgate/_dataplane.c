@@ -220,9 +220,10 @@ static void udp_ready(Engine *e, Pipe *p) {
         n = recvmmsg(p->udp_fd, msgs, BATCH_MAX, MSG_DONTWAIT, NULL);
     while (n < 0 && errno == EINTR);
     if (n <= 0) {
-        /* An ICMP error for an earlier datagram is reported once; a broken socket would wake
-         * the thread forever: stop watching it (Python's DPD notices the silence). */
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && !fp_is_dropped(errno))
+        /* An ICMP error for an earlier datagram (ECONNREFUSED, EACCES, ENOPROTOOPT, EHOSTDOWN,
+         * EPROTO, ...) is reported once and cleared: read on. Only a descriptor that cannot be
+         * read at all would wake the thread forever: stop watching it (DPD notices the silence). */
+        if (n < 0 && (errno == EBADF || errno == ENOTSOCK || errno == EFAULT || errno == EINVAL))
             unwatch(e, p->udp_fd, &p->udp_watched);
         return;
     }

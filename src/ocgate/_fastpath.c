@@ -233,6 +233,11 @@ static int EpochState_init(EpochState *s, PyObject *args, PyObject *kwds) {
     int ok = -1;
     const EVP_CIPHER *cipher = NULL;
     size_t iv_len = 0;
+    if (s->rctx != NULL) { /* Its contexts may be in use by the data-path thread. */
+        PyErr_SetString(PyExc_TypeError, "an EpochState is initialised once");
+        goto done;
+    }
+    s->block = 0;
     switch (bulk) {
     case BULK_AES_GCM:
         cipher = rkey.len == 16 ? cipher_aes128_gcm : rkey.len == 32 ? cipher_aes256_gcm : NULL;
