@@ -121,7 +121,12 @@ class Offload:
         """The thread, or ``None`` where the event loop keeps the data path."""
         if not ENABLED:
             return None
-        return cls(_fastpath.Engine(), asyncio.get_running_loop())
+        try:
+            engine = _fastpath.Engine()
+        except OSError as exc:  # No thread (a resource limit): the event loop keeps the data.
+            log.warning("event=dtls-offload thread=refused reason=%r", str(exc))
+            return None
+        return cls(engine, asyncio.get_running_loop())
 
     def attach(
         self,
