@@ -110,7 +110,13 @@ def throughput(pair: NetnsPair, server: Server, workdir: Path, seconds: int) -> 
             runner.connect(server, user=u, password=p, dtls=True, routes=())
             for u, p in (("alice", "alicepass"), ("bob", "bobpass")) * 2
         ]
-        addrs = [c.wait_env()["INTERNAL_IP4_ADDRESS"] for c in clients]
+        # Each iperf3 binds to its tunnel's address *and* device: the four clients share one
+        # namespace, where the route to the server goes through whichever tunnel came up last,
+        # and the gateway drops a packet whose source is not its own tunnel's lease.
+        addrs = [
+            f"{c.wait_env()['INTERNAL_IP4_ADDRESS']}%{c.argv[c.argv.index('--interface') + 1]}"
+            for c in clients
+        ]
         time.sleep(2)  # DTLS up
         result = {}
         for label, reverse in (("up", False), ("down", True)):
