@@ -18,10 +18,13 @@
  *   one of: RAW (not opened: handshakes, alerts, replays, bad MACs, other epochs: the reference
  *   path decides), OPENED (an authentic record whose payload is not DATA: DPD, keepalive,
  *   compressed), RX (a DATA packet the filter's fast path does not admit: the full filter
- *   decides and counts).
+ *   decides and counts). After the TUN writes the device is read at once: what the kernel
+ *   answered while taking them (an echo reply, TCP ACKs) goes out without another epoll_wait.
  * - TUN readable: up to BATCH_MAX packets by read(2); each that fits the MTU is sealed as one DATA
  *   record when DTLS may carry data (tx_ok, and the client heard within switch-to-tcp-timeout),
- *   and the batch goes out by one sendmmsg(2). Others go back as TX (CSTP carries them).
+ *   and the batch goes out by one sendmmsg(2), a run of equal-sized records as one UDP GSO
+ *   message (UDP_SEGMENT; on UDP sockets only, and the pipe falls back for good where the kernel
+ *   refuses it). Others go back as TX (CSTP carries them).
  * - The lane is a bounded queue (LANE_MAX_ITEMS, LANE_MAX_BYTES; beyond, items are dropped and
  *   counted) with an eventfd the event loop watches. Python takes it whole with drain().
  * - Counters (packets and bytes each way), the time the client was last heard (for DPD and
@@ -37,13 +40,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <netinet/in.h>
-#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,7 +76,7 @@ typedef struct Pipe {
     uint64_t id;
     int udp_fd, tun_fd;
     int udp_watched, tun_watched;
-    int no_gso; /* the kernel refused UDP GSO on this socket (or OCGATE_UDP_GSO=off) */
+    int no_gso; /* no UDP GSO: not a UDP socket, the kernel refused it, or OCGATE_UDP_GSO=off */
     EpochState *state; /* NULL: every datagram goes to the lane, DTLS carries nothing */
     int tx_ok, mtu;
     double switch_after;

@@ -10,6 +10,7 @@ each implementation of the epoch state (``python``, and ``c`` when compiled).
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -133,15 +134,14 @@ OPS = st.lists(
 )
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("mode", list(MODES))
-@settings(max_examples=30, deadline=None)
-@given(ops=OPS, cuts=st.lists(st.integers(1, 8), max_size=8))
-def test_receive_fast_matches_datagram_received(
-    mode: str, impl: str, ops: list[tuple[int, object]], cuts: list[int]
-) -> None:
-    reference, fast = _pair(mode, impl)
-    client = reference.client
+def client_datagrams(
+    client: DtlsTestClient,
+    ops: list[tuple[int, object]],
+    packet: Callable[[int], bytes] | None = None,
+) -> list[bytes]:
+    """The datagrams :data:`OPS` describe: records of a payload type, replays of an earlier
+    datagram, DATA records with a flipped byte, garbage, and (``packet``, kind -4) DATA records
+    carrying ``packet(arg)``."""
     datagrams: list[bytes] = []
     for kind, arg in ops:
         if kind >= 0:
@@ -154,6 +154,20 @@ def test_receive_fast_matches_datagram_received(
             datagrams.append(bytes(record))
         elif kind == -3:
             datagrams.append(arg)  # type: ignore[arg-type]
+        elif kind == -4 and packet is not None:
+            datagrams.append(client.raw_record(23, 1, b"\x00" + packet(arg)))  # type: ignore[arg-type]
+    return datagrams
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", list(MODES))
+@settings(max_examples=30, deadline=None)
+@given(ops=OPS, cuts=st.lists(st.integers(1, 8), max_size=8))
+def test_receive_fast_matches_datagram_received(
+    mode: str, impl: str, ops: list[tuple[int, object]], cuts: list[int]
+) -> None:
+    reference, fast = _pair(mode, impl)
+    datagrams = client_datagrams(reference.client, ops)
     for datagram in datagrams:
         reference.channel.datagram_received(datagram, ADDR)
     # Batches of the sizes hypothesis drew, as the socket would deliver them.

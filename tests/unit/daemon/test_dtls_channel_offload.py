@@ -32,7 +32,7 @@ from ocgate.daemon import _offload
 from ocgate.daemon._dtls import DtlsChannel
 from ocgate.daemon._offload import Offload, TunnelSide
 from ocgate.dtls import DtlsAssociation, LegacyMode, PskMode, _epoch
-from tests.unit.daemon.test_dtls_channel_fast import ADDR, MODES, Rig
+from tests.unit.daemon.test_dtls_channel_fast import ADDR, MODES, Rig, client_datagrams
 
 pytestmark = pytest.mark.skipif(not _offload.ENABLED, reason="no compiled data-path thread")
 
@@ -209,20 +209,7 @@ def test_the_thread_matches_the_event_loop(
             assert rig.steered.lent
             assert rig.tun_lent == [True]
             client = reference.client
-            datagrams: list[bytes] = []
-            for kind, arg in ops:
-                if kind >= 0:
-                    datagrams.append(client.raw_record(23, 1, bytes((kind,)) + arg))  # type: ignore[operator]
-                elif kind == -1 and datagrams:
-                    datagrams.append(datagrams[arg % len(datagrams)])  # type: ignore[operator]
-                elif kind == -2:
-                    record = bytearray(client.raw_record(23, 1, b"\x00" + bytes(30)))
-                    record[(arg * 7) % len(record)] ^= arg | 1  # type: ignore[operator]
-                    datagrams.append(bytes(record))
-                elif kind == -3:
-                    datagrams.append(arg)  # type: ignore[arg-type]
-                else:
-                    datagrams.append(client.raw_record(23, 1, b"\x00" + _ipv4(arg)))  # type: ignore[arg-type]
+            datagrams = client_datagrams(client, ops, _ipv4)
             # The last one, a DPD request, comes back through the lane after all the others.
             sentinel = b"\x03" + b"sentinel"
             datagrams.append(client.raw_record(23, 1, sentinel))
