@@ -56,7 +56,7 @@ from .conftest import add_diagnostic
 from .test_nvm_gateway import SEND, _flow_267
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Locator, Page
 
 pytestmark = [
     pytest.mark.interop,
@@ -418,6 +418,13 @@ def _run_generator(pair: NetnsPair) -> None:
 # Bans, server, narrow window -------------------------------------------------------------------
 
 
+def _unbanned_row_shown(row: Locator) -> bool:
+    """The row is gone or says "not banned". The live table is redrawn every few seconds, so the
+    row may go between two calls: read its text once, without waiting for it to come back."""
+    texts = row.all_inner_texts()
+    return not texts or "not banned" in texts[0]
+
+
 def test_bans_server_and_narrow_pages(
     admin_page: Page, browser: Browser, admin_state: Any, console: ConsoleGateway
 ) -> None:
@@ -430,8 +437,8 @@ def test_bans_server_and_narrow_pages(
     row.locator("button.unban").click()
     page.locator("#flash", has_text=banned).wait_for(timeout=UI_TIMEOUT_MS)
     deadline = time.monotonic() + 10
-    while row.count() and "not banned" not in row.inner_text():
-        assert time.monotonic() < deadline, f"still banned: {row.inner_text()}"
+    while not _unbanned_row_shown(row):
+        assert time.monotonic() < deadline, f"still banned: {row.all_inner_texts()}"
         time.sleep(0.2)
     assert _vpn_login_form(console, console.pair.server), "the unbanned address is still refused"
     page.goto(f"{console.url}/server")
