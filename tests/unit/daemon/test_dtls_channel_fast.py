@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ocgate.daemon import _dtls as channel_module
 from ocgate.daemon._dtls import DtlsChannel
+from ocgate.daemon._offload import TunnelSide
 from ocgate.dtls import DTLS_CIPHERSUITES, DtlsAssociation, LegacyMode, PskMode, _epoch
 from tests.unit.dtls._client import ClientConfig, DtlsTestClient
 from tests.unit.dtls.test_dtls_fastpath import IMPLS, using
@@ -52,7 +53,7 @@ class Sender:
 
 
 class Rig:
-    def __init__(self, mode: LegacyMode | PskMode) -> None:
+    def __init__(self, mode: LegacyMode | PskMode, offload: TunnelSide | None = None) -> None:
         self.packets: list[bytes] = []
         self.activity = 0
         self.sender = Sender()
@@ -66,6 +67,7 @@ class Rig:
             on_established=lambda _: None,
             on_activity=self._active,
             on_timer_change=lambda: None,
+            offload=offload,
         )
         if isinstance(mode, LegacyMode):
             config = ClientConfig(

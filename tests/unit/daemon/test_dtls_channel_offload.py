@@ -89,19 +89,7 @@ class OffloadRig(Rig):
             return_tun=lambda: self.tun_lent.append(False),
             to_client=self.to_client.extend,
         )
-        super().__init__(mode)
-        self.channel = DtlsChannel(  # Rig's channel, lent the thread.
-            mode=mode,
-            session_sid="t",
-            dpd=30,
-            switch_to_tcp_timeout=25,
-            mtu=1400,
-            on_packets=self.packets.extend,
-            on_established=lambda _: None,
-            on_activity=self._active,
-            on_timer_change=lambda: None,
-            offload=side,
-        )
+        super().__init__(mode, offload=side)
         self.sender = self.steered  # type: ignore[assignment]
         self.steered.channel = self.channel
 
