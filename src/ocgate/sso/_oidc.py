@@ -242,6 +242,7 @@ class OidcProvider:
     :param base_url: the gateway's external ``https://host[:port]``.
     :param fetch: the HTTP client (an :class:`~ocgate.sso._fetch.HttpFetch` in sec-mod).
     :param random_bytes: the randomness source.
+    :param clock: the wall clock (seconds since the epoch), read when a token arrives.
     """
 
     name = "oidc"
@@ -253,11 +254,13 @@ class OidcProvider:
         base_url: str,
         fetch: Fetch,
         random_bytes: Callable[[int], bytes],
+        clock: Callable[[], float],
     ) -> None:
         self.config = config
         self.redirect_uri = config.redirect_uri or base_url.rstrip("/") + OIDC_RETURN_PATH
         self._fetch = fetch
         self._random = random_bytes
+        self._clock = clock
         self._lock = threading.Lock()
         self._discovery: dict[str, object] = {}
         self._keys: KeySet | None = None
@@ -404,6 +407,9 @@ class OidcProvider:
         if not code or len(code) > _MAX_PARAM:
             raise SsoError("the identity provider sent no authorization code")
         id_token = self._redeem_code(code, verifier, redirect_uri)
+        # The provider issued the token while we waited for it, after ``now``: check its times
+        # against the moment it arrived, or a redemption that crosses a second fails ``iat``.
+        now = max(now, self._clock())
         rules = ClaimRules(
             issuer=self._issuer(),
             audience=config.client_id,
@@ -484,6 +490,10 @@ class OidcProvider:
         return url
 
 
+def _wall_clock() -> float:
+    return datetime.datetime.now(datetime.UTC).timestamp()
+
+
 def load_oidc_provider(
     config_path: str,
     *,
@@ -491,6 +501,7 @@ def load_oidc_provider(
     fetch: Fetch | None = None,
     random_bytes: Callable[[int], bytes] | None = None,
     now: float | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> OidcProvider:
     """Load the config file and the provider's discovery document and keys.
 
@@ -502,6 +513,7 @@ def load_oidc_provider(
         base_url=base_url,
         fetch=fetch if fetch is not None else HttpFetch(ca_file=config.ca_file),
         random_bytes=random_bytes if random_bytes is not None else os.urandom,
+        clock=clock if clock is not None else _wall_clock,
     )
-    provider.load(datetime.datetime.now(datetime.UTC).timestamp() if now is None else now)
+    provider.load(_wall_clock() if now is None else now)
     return provider

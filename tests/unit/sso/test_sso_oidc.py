@@ -13,6 +13,7 @@ import json
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from joserfc import jwt
@@ -263,6 +264,30 @@ def test_finish_refusals(
     _query, pending = browser_login(provider, idp, claims)
     with pytest.raises(SsoError, match=message):
         provider.finish_untrusted(method="GET", params=params, pending=pending, now=NOW)
+
+
+def test_finish_checks_times_when_the_token_arrived(tmp_path: Path, idp: FakeIdp) -> None:
+    # Found in CI: the provider issued the token in the second after ``now`` (its ``iat`` is that
+    # second) and, with ``leeway = 0``, the token was refused as "issued in the future".
+    clock = [NOW]
+
+    def slow_idp(method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        if url == f"{ISSUER}/token":
+            clock[0] += 1.5
+        return idp(method, url, **kwargs)
+
+    provider = load_oidc_provider(
+        write_config(tmp_path, leeway=0),
+        base_url="https://vpn.test",
+        fetch=slow_idp,
+        now=NOW,
+        clock=lambda: clock[0],
+    )
+    _query, pending = browser_login(provider, idp, {"iat": int(NOW) + 1})
+    identity = provider.finish_untrusted(
+        method="GET", params={"code": "c1", "state": "L1"}, pending=pending, now=NOW
+    )
+    assert identity.username == "alice"
 
 
 def test_finish_with_corrupt_pending(provider: OidcProvider) -> None:
