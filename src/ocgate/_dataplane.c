@@ -62,6 +62,16 @@
 #define SEALED_SIZE (MAX_CIPHERTEXT + 64)
 #define GSO_MAX_SEGMENTS 64   /* UDP_MAX_SEGMENTS of older kernels */
 #define GSO_MAX_BYTES 60000   /* one GSO datagram's payload, well inside 64 KiB */
+#define KIND_CSTP 4   /* TLS pipe: CSTP bytes for the Python parser (a control frame, or the
+                         rest of the stream from a frame the thread does not take) */
+#define KIND_BACK 5   /* TLS pipe: handed back; the bytes are received ciphertext not read */
+#define KIND_FAILED 6 /* TLS pipe: OpenSSL failed; the bytes are its error code, 8 bytes BE */
+#define TLS_HEADER 5
+#define TLS_RECORD_MAX (TLS_HEADER + MAX_PLAINTEXT + 2048) /* RFC 5246 §6.2.3, the largest */
+#define CSTP_HEADER 8
+#define CSTP_DATA 0x00
+#define TLS_OUT_HIGH (256 * 1024) /* unsent ciphertext beyond which the TUN is not read */
+#define SSL_ERROR_WANT_READ_ 2
 
 typedef struct Item {
     struct Item *next;
@@ -74,8 +84,8 @@ typedef struct Item {
 typedef struct Pipe {
     struct Pipe *next_dead;
     uint64_t id;
-    int udp_fd, tun_fd;
-    int udp_watched, tun_watched;
+    int net_fd, tun_fd; /* net_fd: the association's UDP socket, or a TLS pipe's TCP socket */
+    int net_watched, tun_watched;
     int no_gso; /* no UDP GSO: not a UDP socket, the kernel refused it, or OCGATE_UDP_GSO=off */
     EpochState *state; /* NULL: every datagram goes to the lane, DTLS carries nothing */
     int tx_ok, mtu;
@@ -87,6 +97,17 @@ typedef struct Pipe {
     uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped;
     double last_rx, last_activity;
     int dead;
+    /* A TLS pipe (attach_tls): the tunnel's TLS connection, driven through tls_fns. */
+    int tls;
+    void *ssl, *rbio, *wbio;
+    int max_payload;
+    int back;                 /* handed back: the thread reads neither descriptor any more */
+    int failed;               /* OpenSSL failed: nothing more is encrypted */
+    int out_watched;          /* EPOLLOUT is on for net_fd */
+    unsigned char *unread;    /* received ciphertext: the start of a record not complete yet */
+    Py_ssize_t unread_len;
+    unsigned char *out;       /* ciphertext not sent yet (the socket was full) */
+    Py_ssize_t out_len, out_cap;
 } Pipe;
 
 typedef struct {
@@ -94,6 +115,10 @@ typedef struct {
     unsigned char tun[BATCH_MAX][READ_SIZE];
     unsigned char plain[BATCH_MAX][MAX_CIPHERTEXT];
     unsigned char sealed[BATCH_MAX][SEALED_SIZE];
+    unsigned char tcp[TLS_RECORD_MAX + READ_SIZE];
+    unsigned char tls_plain[MAX_PLAINTEXT];
+    unsigned char frame[CSTP_HEADER + READ_SIZE];
+    unsigned char wire[READ_SIZE];
 } Buffers;
 
 typedef struct {
@@ -171,9 +196,11 @@ static int counts_for_idle(const unsigned char *d, Py_ssize_t n) {
 
 /* -- the lane back to Python ------------------------------------------------------------------- */
 
-static void lane_push(Engine *e, const Pipe *p, int kind, const unsigned char *data,
-                      Py_ssize_t len) {
-    if (e->queued >= LANE_MAX_ITEMS || e->queued_bytes + len > LANE_MAX_BYTES) {
+/* forced: an item that must not be lost (a TLS pipe's hand-back and the stream bytes before it);
+ * at most one per pipe, so the bound still holds. */
+static void lane_add(Engine *e, const Pipe *p, int kind, const unsigned char *data,
+                     Py_ssize_t len, int forced) {
+    if (!forced && (e->queued >= LANE_MAX_ITEMS || e->queued_bytes + len > LANE_MAX_BYTES)) {
         e->lane_dropped++;
         return;
     }
@@ -194,6 +221,11 @@ static void lane_push(Engine *e, const Pipe *p, int kind, const unsigned char *d
     e->tail = item;
     e->queued++;
     e->queued_bytes += len;
+}
+
+static void lane_push(Engine *e, const Pipe *p, int kind, const unsigned char *data,
+                      Py_ssize_t len) {
+    lane_add(e, p, kind, data, len, 0);
 }
 
 /* -- the thread -------------------------------------------------------------------------------- */
@@ -220,14 +252,14 @@ static void udp_ready(Engine *e, Pipe *p) {
     }
     int n;
     do
-        n = recvmmsg(p->udp_fd, msgs, BATCH_MAX, MSG_DONTWAIT, NULL);
+        n = recvmmsg(p->net_fd, msgs, BATCH_MAX, MSG_DONTWAIT, NULL);
     while (n < 0 && errno == EINTR);
     if (n <= 0) {
         /* An ICMP error for an earlier datagram (ECONNREFUSED, EACCES, ENOPROTOOPT, EHOSTDOWN,
          * EPROTO, ...) is reported once and cleared: read on. Only a descriptor that cannot be
          * read at all would wake the thread forever: stop watching it (DPD notices the silence). */
         if (n < 0 && (errno == EBADF || errno == ENOTSOCK || errno == EFAULT || errno == EINVAL))
-            unwatch(e, p->udp_fd, &p->udp_watched);
+            unwatch(e, p->net_fd, &p->net_watched);
         return;
     }
     double now = monotonic_now();
@@ -315,7 +347,7 @@ static void send_records(Pipe *p, struct iovec *iov, int count) {
     while (sent < messages) {
         int m;
         do
-            m = sendmmsg(p->udp_fd, msgs + sent, (unsigned)(messages - sent), MSG_DONTWAIT);
+            m = sendmmsg(p->net_fd, msgs + sent, (unsigned)(messages - sent), MSG_DONTWAIT);
         while (m < 0 && errno == EINTR);
         if (m > 0) {
             sent += m;
@@ -387,10 +419,271 @@ static void tun_ready(Engine *e, Pipe *p) {
         send_records(p, iov, count);
 }
 
+/* -- TLS pipes --------------------------------------------------------------------------------- */
+
+/* OpenSSL's SSL and BIO functions, as pyOpenSSL's own OpenSSL exports them (bind_tls): the SSL
+ * object of a tunnel lives in that library, so the thread must call that library's functions. */
+static struct {
+    int (*ssl_read)(void *ssl, void *buf, int num);
+    int (*ssl_write)(void *ssl, const void *buf, int num);
+    int (*ssl_get_error)(const void *ssl, int ret);
+    int (*bio_read)(void *bio, void *buf, int len);
+    int (*bio_write)(void *bio, const void *buf, int len);
+    void (*err_clear_error)(void);
+    unsigned long (*err_get_error)(void);
+} tls_fns;
+static int tls_bound;
+
+static void set_out_watch(Engine *e, Pipe *p, int want) {
+    if (!p->net_watched || p->out_watched == want)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0),
+                             .data.u64 = (uint64_t)(uintptr_t)p};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, p->net_fd, &ev) == 0)
+        p->out_watched = want;
+}
+
+static void watch_tun(Engine *e, Pipe *p, int want) {
+    if (want && !p->tun_watched && !p->back) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(uintptr_t)p | TAG_TUN};
+        if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, p->tun_fd, &ev) == 0)
+            p->tun_watched = 1;
+    } else if (!want) {
+        unwatch(e, p->tun_fd, &p->tun_watched);
+    }
+}
+
+/* Move what OpenSSL wrote (records, a KeyUpdate, an alert) from its BIO to p->out. */
+static int tls_collect(Engine *e, Pipe *p) {
+    unsigned char *wire = e->buffers->wire;
+    int n;
+    while ((n = tls_fns.bio_read(p->wbio, wire, READ_SIZE)) > 0) {
+        if (p->out_len + n > p->out_cap) {
+            Py_ssize_t cap = p->out_cap ? p->out_cap : 16384;
+            while (cap < p->out_len + n)
+                cap *= 2;
+            unsigned char *grown = realloc(p->out, (size_t)cap);
+            if (grown == NULL)
+                return -1;
+            p->out = grown;
+            p->out_cap = cap;
+        }
+        memcpy(p->out + p->out_len, wire, (size_t)n);
+        p->out_len += n;
+    }
+    return 0;
+}
+
+/* Send p->out as far as the socket takes it; the rest waits for EPOLLOUT (the TUN device is not
+ * read meanwhile beyond TLS_OUT_HIGH: the kernel drops at its queue, as at a congested link). */
+static void tls_flush(Engine *e, Pipe *p) {
+    Py_ssize_t sent = 0;
+    while (sent < p->out_len) {
+        ssize_t w = send(p->net_fd, p->out + sent, (size_t)(p->out_len - sent),
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            sent += w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        break; /* EAGAIN: later. An error: the reader sees it too and hands the pipe back. */
+    }
+    if (sent > 0) {
+        memmove(p->out, p->out + sent, (size_t)(p->out_len - sent));
+        p->out_len -= sent;
+    }
+    if (p->out_len == 0 && p->out_cap > 65536) { /* An idle tunnel keeps no burst's buffer. */
+        free(p->out);
+        p->out = NULL;
+        p->out_cap = 0;
+    }
+    if (p->back)
+        return;
+    set_out_watch(e, p, p->out_len > 0);
+    watch_tun(e, p, p->out_len < TLS_OUT_HIGH);
+}
+
+/* Stop reading both descriptors; Python takes over with the ciphertext not read yet. */
+static void tls_give_back(Engine *e, Pipe *p, int kind, const unsigned char *data,
+                          Py_ssize_t len) {
+    set_out_watch(e, p, 0);
+    unwatch(e, p->net_fd, &p->net_watched);
+    unwatch(e, p->tun_fd, &p->tun_watched);
+    p->back = 1;
+    lane_add(e, p, kind, data, len, 1);
+}
+
+static void tls_fail(Engine *e, Pipe *p) {
+    unsigned long code = tls_fns.err_get_error();
+    tls_fns.err_clear_error();
+    unsigned char be[8];
+    for (int i = 0; i < 8; i++)
+        be[i] = (unsigned char)((uint64_t)code >> (56 - 8 * i));
+    p->failed = 1;
+    tls_collect(e, p); /* The alert OpenSSL wrote, if any: close() hands it to Python. */
+    tls_give_back(e, p, KIND_FAILED, be, 8);
+}
+
+/* The CSTP frames of one record's plaintext: DATA packets the filter's fast path admits go to
+ * the TUN device; any other well-formed frame goes to Python. A frame that is malformed, too
+ * long, or not whole in this record ends the thread's part: from it on, the stream is Python's.
+ * 0, or -1 when the pipe was handed back (pt[pos:] went to the lane first). */
+static int tls_frames(Engine *e, Pipe *p, const unsigned char *pt, Py_ssize_t n, double now) {
+    Py_ssize_t pos = 0;
+    while (pos < n) {
+        const unsigned char *f = pt + pos;
+        Py_ssize_t left = n - pos;
+        Py_ssize_t len = left >= CSTP_HEADER ? ((Py_ssize_t)f[4] << 8 | f[5]) : 0;
+        if (left < CSTP_HEADER || memcmp(f, "STF\x01", 4) != 0 || f[7] != 0 ||
+            len > p->max_payload || left < CSTP_HEADER + len) {
+            lane_add(e, p, KIND_CSTP, f, left, 1);
+            return -1;
+        }
+        p->last_rx = now;
+        const unsigned char *packet = f + CSTP_HEADER;
+        if (f[6] != CSTP_DATA) {
+            lane_push(e, p, KIND_CSTP, f, CSTP_HEADER + len);
+        } else {
+            p->rx_packets++;
+            p->rx_bytes += (uint64_t)len;
+            if (counts_for_idle(packet, len))
+                p->last_activity = now;
+            if (admit(p, packet, len)) {
+                ssize_t r;
+                do
+                    r = write(p->tun_fd, packet, (size_t)len);
+                while (r < 0 && errno == EINTR);
+            } else {
+                lane_push(e, p, KIND_RX, packet, len);
+            }
+        }
+        pos += CSTP_HEADER + len;
+    }
+    return 0;
+}
+
+static void tls_tun_ready(Engine *e, Pipe *p);
+
+static void tls_ready(Engine *e, Pipe *p) {
+    unsigned char *buf = e->buffers->tcp;
+    Py_ssize_t have = p->unread_len;
+    if (have)
+        memcpy(buf, p->unread, (size_t)have);
+    ssize_t r;
+    do
+        r = recv(p->net_fd, buf + have, READ_SIZE, MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    free(p->unread);
+    p->unread = NULL;
+    p->unread_len = 0;
+    if (r <= 0) { /* The end of the stream or an error: the transport reads it again. */
+        tls_give_back(e, p, KIND_BACK, buf, have);
+        return;
+    }
+    Py_ssize_t n = have + r, pos = 0;
+    double now = monotonic_now();
+    int wrote = 0;
+    while (n - pos >= TLS_HEADER) {
+        const unsigned char *rec = buf + pos;
+        Py_ssize_t size = TLS_HEADER + ((Py_ssize_t)rec[3] << 8 | rec[4]);
+        if (rec[0] != APPLICATION_DATA || size > TLS_RECORD_MAX) {
+            /* An alert, a handshake (TLS 1.2 renegotiation), anything else: OpenSSL would call
+             * back into Python for some of them, so they are the event loop's. */
+            tls_give_back(e, p, KIND_BACK, rec, n - pos);
+            goto done;
+        }
+        if (n - pos < size)
+            break;
+        tls_fns.err_clear_error();
+        if (tls_fns.bio_write(p->rbio, rec, (int)size) != (int)size) {
+            tls_fail(e, p);
+            goto done;
+        }
+        pos += size;
+        for (;;) {
+            int got = tls_fns.ssl_read(p->ssl, e->buffers->tls_plain, MAX_PLAINTEXT);
+            if (got > 0) {
+                wrote = 1;
+                if (tls_frames(e, p, e->buffers->tls_plain, got, now) < 0) {
+                    tls_give_back(e, p, KIND_BACK, buf + pos, n - pos);
+                    goto done;
+                }
+                continue;
+            }
+            if (tls_fns.ssl_get_error(p->ssl, got) == SSL_ERROR_WANT_READ_)
+                break; /* The record is read (a TLS 1.3 KeyUpdate has no data). */
+            tls_fail(e, p);
+            goto done;
+        }
+    }
+    if (pos < n) {
+        p->unread = malloc((size_t)(n - pos));
+        if (p->unread == NULL) {
+            tls_give_back(e, p, KIND_BACK, buf + pos, n - pos);
+            goto done;
+        }
+        memcpy(p->unread, buf + pos, (size_t)(n - pos));
+        p->unread_len = n - pos;
+    }
+done:
+    if (tls_collect(e, p) == 0)
+        tls_flush(e, p);
+    /* What the kernel answered while taking the writes is queued on the TUN device already. */
+    if (wrote && p->tun_watched)
+        tls_tun_ready(e, p);
+}
+
+/* TUN packets as DATA frames, one TLS record each (openconnect reads one frame per record). */
+static void tls_tun_ready(Engine *e, Pipe *p) {
+    unsigned char *frame = e->buffers->frame;
+    double now = monotonic_now();
+    for (int i = 0; i < BATCH_MAX && !p->failed && p->out_len < TLS_OUT_HIGH; i++) {
+        unsigned char *packet = frame + CSTP_HEADER;
+        ssize_t r;
+        do
+            r = read(p->tun_fd, packet, READ_SIZE);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                unwatch(e, p->tun_fd, &p->tun_watched);
+            break;
+        }
+        if (r == 0)
+            break;
+        if (r > p->max_payload || r + CSTP_HEADER > MAX_PLAINTEXT) {
+            lane_push(e, p, KIND_TX, packet, r); /* Python's CSTP core drops and counts it. */
+            continue;
+        }
+        memcpy(frame, "STF\x01", 4);
+        frame[4] = (unsigned char)(r >> 8);
+        frame[5] = (unsigned char)r;
+        frame[6] = CSTP_DATA;
+        frame[7] = 0;
+        tls_fns.err_clear_error();
+        if (tls_fns.ssl_write(p->ssl, frame, (int)(r + CSTP_HEADER)) <= 0) {
+            tls_fail(e, p);
+            return;
+        }
+        if (tls_collect(e, p) < 0) /* Per record: the memory BIO never shrinks. */
+            break;
+        p->tx_packets++;
+        p->tx_bytes += (uint64_t)r;
+        if (counts_for_idle(packet, r))
+            p->last_activity = now;
+    }
+    if (tls_collect(e, p) == 0)
+        tls_flush(e, p);
+}
+
 static void free_dead(Engine *e) {
     while (e->dead != NULL) {
         Pipe *p = e->dead;
         e->dead = p->next_dead;
+        free(p->out);
+        free(p->unread);
         free(p);
     }
 }
@@ -414,10 +707,21 @@ static void *engine_main(void *arg) {
             Pipe *p = (Pipe *)(uintptr_t)(tag & ~TAG_TUN);
             if (p->dead)
                 continue;
-            if (tag & TAG_TUN)
-                tun_ready(e, p);
-            else
-                udp_ready(e, p);
+            if (!p->tls) {
+                if (tag & TAG_TUN)
+                    tun_ready(e, p);
+                else
+                    udp_ready(e, p);
+            } else if (p->back) {
+                continue; /* Handed back earlier in this batch: Python's now. */
+            } else if (tag & TAG_TUN) {
+                tls_tun_ready(e, p);
+            } else {
+                if (events[i].events & EPOLLOUT)
+                    tls_flush(e, p);
+                if (!p->back && events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                    tls_ready(e, p);
+            }
         }
         free_dead(e);
         int notify = e->head != NULL && !e->notified;
@@ -591,7 +895,7 @@ static PyObject *Engine_attach(Engine *e, PyObject *args, PyObject *kwds) {
             goto done;
         }
     }
-    p->udp_fd = udp_fd;
+    p->net_fd = udp_fd;
     p->tun_fd = tun_fd;
     /* UDP GSO only on a UDP socket (an AF_UNIX stand-in would deliver the merged datagram). */
     const char *gso = getenv("OCGATE_UDP_GSO"); /* "off": one datagram per system call */
@@ -615,11 +919,86 @@ static PyObject *Engine_attach(Engine *e, PyObject *args, PyObject *kwds) {
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(uintptr_t)p};
     if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, udp_fd, &ev) == 0)
-        p->udp_watched = 1;
+        p->net_watched = 1;
     ev.data.u64 = (uint64_t)(uintptr_t)p | TAG_TUN;
-    if (p->udp_watched && epoll_ctl(e->epfd, EPOLL_CTL_ADD, tun_fd, &ev) == 0)
+    if (p->net_watched && epoll_ctl(e->epfd, EPOLL_CTL_ADD, tun_fd, &ev) == 0)
         p->tun_watched = 1;
     if (!p->tun_watched) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_CLEAR(po); /* Its dealloc takes the descriptors out of epoll again. */
+    }
+done:
+    PyBuffer_Release(&src4);
+    PyBuffer_Release(&src6);
+    return (PyObject *)po;
+}
+
+static int set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    return flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+               ? -1
+               : 0;
+}
+
+static PyObject *Engine_attach_tls(Engine *e, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"tcp_fd", "tun_fd", "ssl", "rbio", "wbio", "src4", "src6",
+                             "max_payload", NULL};
+    int tcp_fd, tun_fd, max_payload;
+    unsigned long long ssl, rbio, wbio;
+    Py_buffer src4, src6;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiKKKy*y*i:attach_tls", kwlist, &tcp_fd,
+                                     &tun_fd, &ssl, &rbio, &wbio, &src4, &src6, &max_payload))
+        return NULL;
+    PipeObject *po = NULL;
+    if (!tls_bound || !e->running) {
+        PyErr_SetString(PyExc_ValueError, !tls_bound ? "bind_tls() was not called"
+                                                     : "the engine is closed");
+        goto done;
+    }
+    if ((src4.len != 0 && src4.len != 4) || src6.len > 17 || tcp_fd < 0 || tun_fd < 0 ||
+        ssl == 0 || rbio == 0 || wbio == 0 || max_payload < 0) {
+        PyErr_SetString(PyExc_ValueError, "src4 is 0 or 4 bytes, src6 at most 16 (17: none)");
+        goto done;
+    }
+    if (set_nonblocking(tcp_fd) < 0 || set_nonblocking(tun_fd) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    po = PyObject_New(PipeObject, &PipeType);
+    if (po == NULL)
+        goto done;
+    po->state = NULL;
+    po->p = calloc(1, sizeof(Pipe));
+    Py_INCREF(e);
+    po->engine = e;
+    if (po->p == NULL) {
+        Py_CLEAR(po);
+        PyErr_NoMemory();
+        goto done;
+    }
+    Pipe *p = po->p;
+    p->tls = 1;
+    p->net_fd = tcp_fd;
+    p->tun_fd = tun_fd;
+    p->ssl = (void *)(uintptr_t)ssl;
+    p->rbio = (void *)(uintptr_t)rbio;
+    p->wbio = (void *)(uintptr_t)wbio;
+    p->max_payload = max_payload;
+    p->has4 = src4.len == 4;
+    memcpy(p->src4, src4.buf, (size_t)src4.len);
+    p->src6_len = src6.len > 16 ? -1 : (int)src6.len;
+    if (p->src6_len > 0)
+        memcpy(p->src6, src6.buf, (size_t)src6.len);
+    pthread_mutex_lock(&fp_lock);
+    p->id = po->id = ++e->next_id;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(uintptr_t)p};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, tcp_fd, &ev) == 0)
+        p->net_watched = 1;
+    if (p->net_watched)
+        watch_tun(e, p, 1);
+    int ok = p->tun_watched;
+    pthread_mutex_unlock(&fp_lock);
+    if (!ok) {
         PyErr_SetFromErrno(PyExc_OSError);
         Py_CLEAR(po); /* Its dealloc takes the descriptors out of epoll again. */
     }
@@ -674,6 +1053,8 @@ static PyObject *Engine_get_lane_dropped(Engine *e, void *closure) {
 static PyMethodDef Engine_methods[] = {
     {"attach", (PyCFunction)(void (*)(void))Engine_attach, METH_VARARGS | METH_KEYWORDS,
      "attach(udp_fd, tun_fd, src4, src6, state, tx_ok, mtu, switch_after) -> Pipe"},
+    {"attach_tls", (PyCFunction)(void (*)(void))Engine_attach_tls, METH_VARARGS | METH_KEYWORDS,
+     "attach_tls(tcp_fd, tun_fd, ssl, rbio, wbio, src4, src6, max_payload) -> Pipe"},
     {"drain", (PyCFunction)Engine_drain, METH_NOARGS,
      "drain() -> list of (pipe id, kind, bytes): what the thread handed back, in order"},
     {"fileno", (PyCFunction)Engine_fileno, METH_NOARGS,
@@ -701,15 +1082,27 @@ static PyTypeObject EngineType = {
 
 /* -- Pipe -------------------------------------------------------------------------------------- */
 
-static void pipe_close(PipeObject *po) {
+/* Let go of the pipe; a TLS pipe's ciphertext not sent yet and received but not read are
+ * returned in *unsent and *unread (NULL when not asked for, or on failure to allocate). */
+static void pipe_close(PipeObject *po, PyObject **unsent, PyObject **unread) {
     Pipe *p = po->p;
     if (p == NULL)
         return;
     Engine *e = po->engine;
     pthread_mutex_lock(&fp_lock);
-    unwatch(e, p->udp_fd, &p->udp_watched);
+    if (p->tls)
+        set_out_watch(e, p, 0);
+    unwatch(e, p->net_fd, &p->net_watched);
     unwatch(e, p->tun_fd, &p->tun_watched);
     p->dead = 1;
+    if (unsent != NULL) {
+        *unsent = PyBytes_FromStringAndSize((const char *)p->out, p->out_len);
+        *unread = PyBytes_FromStringAndSize((const char *)p->unread, p->unread_len);
+    }
+    free(p->out);
+    free(p->unread);
+    p->out = p->unread = NULL;
+    p->out_len = p->unread_len = 0;
     if (e->running) {
         p->next_dead = e->dead; /* The thread may still hold its address from this batch. */
         e->dead = p;
@@ -725,7 +1118,7 @@ static void pipe_close(PipeObject *po) {
 }
 
 static void Pipe_dealloc(PipeObject *po) {
-    pipe_close(po);
+    pipe_close(po, NULL, NULL);
     Py_XDECREF(po->engine);
     PyObject_Free(po);
 }
@@ -764,7 +1157,57 @@ static PyObject *Pipe_take_stats(PipeObject *po, PyObject *unused) {
 }
 
 static PyObject *Pipe_close(PipeObject *po, PyObject *unused) {
-    pipe_close(po);
+    if (po->p == NULL || !po->p->tls) {
+        pipe_close(po, NULL, NULL);
+        Py_RETURN_NONE;
+    }
+    PyObject *unsent = NULL, *unread = NULL;
+    pipe_close(po, &unsent, &unread);
+    PyObject *out = unsent && unread ? PyTuple_Pack(2, unsent, unread) : NULL;
+    Py_XDECREF(unsent);
+    Py_XDECREF(unread);
+    return out;
+}
+
+/* Python's frames (DPD, keepalive, DISCONNECT, packets the thread handed back) on a TLS pipe:
+ * each one TLS record, queued behind the thread's, sent as far as the socket takes them now. */
+static PyObject *Pipe_send(PipeObject *po, PyObject *frames) {
+    if (po->p == NULL)
+        return closed_error();
+    if (!po->p->tls || !PyList_Check(frames)) {
+        PyErr_SetString(PyExc_TypeError, "send() takes a list of bytes, on a TLS pipe");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(frames);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *f = PyList_GET_ITEM(frames, i);
+        if (!PyBytes_Check(f) || PyBytes_GET_SIZE(f) == 0 || PyBytes_GET_SIZE(f) > MAX_PLAINTEXT) {
+            PyErr_SetString(PyExc_ValueError, "each frame is 1 to 16384 bytes");
+            return NULL;
+        }
+    }
+    Pipe *p = po->p;
+    Engine *e = po->engine;
+    unsigned long failure = 0;
+    pthread_mutex_lock(&fp_lock);
+    for (Py_ssize_t i = 0; i < count && !p->failed; i++) {
+        PyObject *f = PyList_GET_ITEM(frames, i);
+        tls_fns.err_clear_error();
+        if (tls_fns.ssl_write(p->ssl, PyBytes_AS_STRING(f), (int)PyBytes_GET_SIZE(f)) <= 0) {
+            failure = tls_fns.err_get_error();
+            tls_fns.err_clear_error(); /* This thread's queue is pyOpenSSL's too. */
+            p->failed = 1;
+        }
+    }
+    int collected = tls_collect(e, p);
+    if (collected == 0)
+        tls_flush(e, p);
+    int failed = p->failed;
+    pthread_mutex_unlock(&fp_lock);
+    if (failed || collected < 0) {
+        PyErr_Format(PyExc_OSError, "TLS error while sending (OpenSSL error 0x%lx)", failure);
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -779,7 +1222,10 @@ static PyMethodDef Pipe_methods[] = {
      "take_stats() -> (rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped, last_rx, "
      "last_activity); the counters restart at zero"},
     {"close", (PyCFunction)Pipe_close, METH_NOARGS,
-     "close() -> None: the thread lets go of both descriptors before this returns"},
+     "close() -> None, or for a TLS pipe (unsent, unread) ciphertext: the thread lets go of both "
+     "descriptors before this returns"},
+    {"send", (PyCFunction)Pipe_send, METH_O,
+     "send(frames) -> None: a TLS pipe encrypts each frame as one record and sends them"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -798,6 +1244,36 @@ static PyTypeObject PipeType = {
     .tp_getset = Pipe_getset,
 };
 
+static PyObject *bind_tls(PyObject *module, PyObject *args) {
+    unsigned long long f[7];
+    if (!PyArg_ParseTuple(args, "KKKKKKK:bind_tls", &f[0], &f[1], &f[2], &f[3], &f[4], &f[5],
+                          &f[6]))
+        return NULL;
+    for (int i = 0; i < 7; i++)
+        if (f[i] == 0) {
+            PyErr_SetString(PyExc_ValueError, "a function address is 0");
+            return NULL;
+        }
+    pthread_mutex_lock(&fp_lock);
+    tls_fns.ssl_read = (int (*)(void *, void *, int))(uintptr_t)f[0];
+    tls_fns.ssl_write = (int (*)(void *, const void *, int))(uintptr_t)f[1];
+    tls_fns.ssl_get_error = (int (*)(const void *, int))(uintptr_t)f[2];
+    tls_fns.bio_read = (int (*)(void *, void *, int))(uintptr_t)f[3];
+    tls_fns.bio_write = (int (*)(void *, const void *, int))(uintptr_t)f[4];
+    tls_fns.err_clear_error = (void (*)(void))(uintptr_t)f[5];
+    tls_fns.err_get_error = (unsigned long (*)(void))(uintptr_t)f[6];
+    tls_bound = 1;
+    pthread_mutex_unlock(&fp_lock);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef dataplane_functions[] = {
+    {"bind_tls", bind_tls, METH_VARARGS,
+     "bind_tls(SSL_read, SSL_write, SSL_get_error, BIO_read, BIO_write, ERR_clear_error, "
+     "ERR_get_error) -> None: the addresses of the OpenSSL that owns the tunnels' SSL objects"},
+    {NULL, NULL, 0, NULL},
+};
+
 int fp_dataplane_init(PyObject *module) {
     if (PyType_Ready(&EngineType) < 0 || PyType_Ready(&PipeType) < 0)
         return -1;
@@ -814,7 +1290,11 @@ int fp_dataplane_init(PyObject *module) {
     if (PyModule_AddIntConstant(module, "KIND_RAW", KIND_RAW) < 0 ||
         PyModule_AddIntConstant(module, "KIND_OPENED", KIND_OPENED) < 0 ||
         PyModule_AddIntConstant(module, "KIND_RX", KIND_RX) < 0 ||
-        PyModule_AddIntConstant(module, "KIND_TX", KIND_TX) < 0)
+        PyModule_AddIntConstant(module, "KIND_TX", KIND_TX) < 0 ||
+        PyModule_AddIntConstant(module, "KIND_CSTP", KIND_CSTP) < 0 ||
+        PyModule_AddIntConstant(module, "KIND_BACK", KIND_BACK) < 0 ||
+        PyModule_AddIntConstant(module, "KIND_FAILED", KIND_FAILED) < 0 ||
+        PyModule_AddFunctions(module, dataplane_functions) < 0)
         return -1;
     return 0;
 }

@@ -373,6 +373,36 @@ class CstpConnection:
         """Traffic that counts for ``idle-timeout`` moved on another channel (DTLS)."""
         self._last_activity = max(self._last_activity, now)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete frame from the client, waiting for the rest."""
+        return self._decoder.buffered
+
+    @property
+    def compressed(self) -> bool:
+        """CSTP compression was negotiated."""
+        return self._compression is not None
+
+    def absorb(
+        self,
+        rx_packets: int,
+        rx_bytes: int,
+        tx_packets: int,
+        tx_bytes: int,
+        last_rx: float,
+        last_activity: float,
+    ) -> None:
+        """DATA frames another driver moved for this connection (``ocgate.daemon._offload``):
+        its counters, the time it last received a frame and its last idle-relevant packet."""
+        self.rx_packets += rx_packets
+        self.rx_bytes += rx_bytes
+        self.tx_packets += tx_packets
+        self.tx_bytes += tx_bytes
+        if last_rx > self._last_rx:
+            self._last_rx = last_rx
+            self._dpd_sent = 0
+        self._last_activity = max(self._last_activity, last_activity)
+
     def frames_to_send(self) -> list[bytes]:
         """Return and forget the queued frames. Write EACH element as exactly one TLS record."""
         out = self._out

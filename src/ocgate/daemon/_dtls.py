@@ -414,6 +414,7 @@ class DtlsChannel:
         lend = getattr(slot.transport, "lend", None)
         if side is None or self.compression is not None or state is None or lend is None:
             return
+        side.lend_tun()  # First: the tunnel's own TLS pipe, if any, lets go of the device.
         pipe = side.offload.attach(
             udp_fd=slot.transport.fileno(),  # type: ignore[attr-defined]
             side=side,
@@ -424,9 +425,9 @@ class DtlsChannel:
             handler=self._from_thread,
         )
         if pipe is None:
+            side.return_tun()
             return
         lend()
-        side.lend_tun()
         self._pipe, self._pipe_slot = pipe, slot
 
     def _disengage(self) -> None:

@@ -36,12 +36,16 @@ from typing import Any
 from ocgate.dtls._epoch import IMPLEMENTATION
 
 __all__ = [
+    "KIND_BACK",
+    "KIND_CSTP",
+    "KIND_FAILED",
     "KIND_OPENED",
     "KIND_RAW",
     "KIND_RX",
     "KIND_TX",
     "Offload",
     "OffloadedPipe",
+    "TlsPipe",
     "TunnelSide",
 ]
 
@@ -63,7 +67,35 @@ ENABLED = (
 KIND_RAW, KIND_OPENED, KIND_RX, KIND_TX = 0, 1, 2, 3
 """What the thread hands back (``_dataplane.c``): a datagram it did not open, the payload of an
 authentic record that is not DATA, a packet from the client its filter did not admit, a packet
-for the client that DTLS does not carry."""
+for the client that DTLS (or, on a TLS pipe, one record) does not carry."""
+KIND_CSTP, KIND_BACK, KIND_FAILED = 4, 5, 6
+"""From a TLS pipe: CSTP bytes for the tunnel's parser (a control frame, or the rest of the
+stream from a frame the thread does not take); the pipe let go (the bytes: ciphertext received and
+not read); OpenSSL failed (the bytes: its error code)."""
+
+_TLS_FUNCTIONS = (
+    "SSL_read",
+    "SSL_write",
+    "SSL_get_error",
+    "BIO_read",
+    "BIO_write",
+    "ERR_clear_error",
+    "ERR_get_error",
+)
+
+
+def _bind_tls() -> bool:
+    """Give the thread the OpenSSL that owns pyOpenSSL's SSL objects (``cryptography``'s own
+    copy, which the extension does not link): the addresses of the few functions it calls."""
+    try:
+        from OpenSSL._util import ffi, lib
+
+        _fastpath.bind_tls(*(int(ffi.cast("uintptr_t", getattr(lib, n))) for n in _TLS_FUNCTIONS))
+    except (AttributeError, TypeError, ValueError) as exc:  # pragma: no cover - other builds
+        log.warning("event=tls-offload bound=no reason=%r", str(exc))
+        return False
+    return True
+
 
 Handler = Callable[[int, bytes], None]
 
@@ -106,6 +138,34 @@ class OffloadedPipe:
         self._pipe.close()
 
 
+class TlsPipe:
+    """One tunnel's TLS connection on the thread; :meth:`close` before either descriptor is
+    closed or the connection is used again from Python."""
+
+    def __init__(self, offload: Offload, pipe: Any) -> None:
+        self._offload = offload
+        self._pipe = pipe
+
+    def send(self, frames: list[bytes]) -> None:
+        """Each frame as one TLS record, after what the thread queued.
+
+        :raises OSError: OpenSSL failed (the connection cannot continue).
+        """
+        self._pipe.send(frames)
+
+    def take_stats(self) -> tuple[int, int, int, int, int, float, float]:
+        """As :meth:`OffloadedPipe.take_stats`; ``tx_dropped`` stays 0 (Python's CSTP drops)."""
+        stats: tuple[int, int, int, int, int, float, float] = self._pipe.take_stats()
+        return stats
+
+    def close(self) -> tuple[bytes, bytes]:
+        """``(unsent, unread)``: ciphertext to write to the transport before anything else, and
+        received ciphertext OpenSSL has not read yet. Nothing more comes for this pipe."""
+        self._offload.detach(self._pipe.id)
+        unsent, unread = self._pipe.close()
+        return unsent, unread
+
+
 class Offload:
     """One worker's data-path thread and the dispatch of what it hands back to the event loop."""
 
@@ -113,6 +173,8 @@ class Offload:
         self._engine = engine
         self._loop = loop
         self._handlers: dict[int, Handler] = {}
+        self.tls = _bind_tls()
+        """TLS pipes can be attached (:meth:`attach_tls`)."""
         loop.add_reader(engine.fileno(), self._drain)
         log.info("event=dtls-offload thread=started")
 
@@ -148,8 +210,31 @@ class Offload:
             )
         except (TypeError, ValueError):
             return None
+        except OSError as exc:  # Descriptors epoll refuses: the event loop keeps them.
+            log.warning("event=dtls-offload pipe=refused reason=%r", str(exc))
+            return None
         self._handlers[pipe.id] = handler
         return OffloadedPipe(self, pipe)
+
+    def attach_tls(
+        self,
+        *,
+        tcp_fd: int,
+        tun_fd: int,
+        handles: tuple[int, int, int],
+        sources: tuple[bytes, bytes],
+        max_payload: int,
+        handler: Handler,
+    ) -> TlsPipe:
+        """Move a tunnel's TLS connection (from a record boundary on) to the thread.
+
+        :raises OSError: the descriptors cannot be watched.
+        """
+        ssl, rbio, wbio = handles
+        src4, src6 = sources
+        pipe = self._engine.attach_tls(tcp_fd, tun_fd, ssl, rbio, wbio, src4, src6, max_payload)
+        self._handlers[pipe.id] = handler
+        return TlsPipe(self, pipe)
 
     def detach(self, pipe_id: int) -> None:
         self._handlers.pop(pipe_id, None)

@@ -36,7 +36,16 @@ from ocgate.cstp import (
 )
 from ocgate.daemon._closer import close_later
 from ocgate.daemon._dtls import DtlsChannel
-from ocgate.daemon._offload import Offload, TunnelSide
+from ocgate.daemon._offload import (
+    KIND_BACK,
+    KIND_CSTP,
+    KIND_FAILED,
+    KIND_RX,
+    KIND_TX,
+    Offload,
+    TlsPipe,
+    TunnelSide,
+)
 from ocgate.dtls import PskMode
 from ocgate.gateway import TokenBucket, TunnelPlan
 from ocgate.http import Request
@@ -100,6 +109,8 @@ class Tunnel:
         packet_filter: PacketFilter,
         rx_per_sec: int = 0,
         tx_per_sec: int = 0,
+        offload: Offload | None = None,
+        receive_tls: Callable[[bytes], None] | None = None,
     ) -> None:
         self.session = session
         self.packet_filter = packet_filter
@@ -122,6 +133,11 @@ class Tunnel:
         now = self._loop.time()
         self.rx_limit = TokenBucket.per_second(rx_per_sec, now)
         self.tx_limit = TokenBucket.per_second(tx_per_sec, now)
+        self._offload = offload if offload is not None and offload.tls else None
+        self._receive_tls = receive_tls
+        """The connection's path for TLS bytes from the client (a TLS pipe's unread rest)."""
+        self._tls_pipe: TlsPipe | None = None
+        """The TLS connection and the TUN device are driven by the data-path thread."""
 
     @property
     def rx_bytes(self) -> int:
@@ -188,6 +204,7 @@ class Tunnel:
     def counters(self) -> TunnelCounters:
         """Traffic of both channels: IP bytes and packets from (rx) and to (tx) the client."""
         cstp, dtls = self.cstp, self.dtls
+        self._absorb_tls()
         if dtls is not None:
             dtls.refresh()
         return TunnelCounters(
@@ -207,6 +224,7 @@ class Tunnel:
             self.receive_cstp(initial)
         else:
             self._arm_timer()
+            self._engage_tls()
 
     def close(self, reason: str, *, end_session: bool = False, notify: bool = False) -> None:
         """Stop the pump and remove the TUN device; ``notify`` sends a DISCONNECT first."""
@@ -216,6 +234,7 @@ class Tunnel:
         if notify and not self._transport.is_closing():
             self.cstp.send_disconnect(reason)
             self._flush()
+        self._release_tls()
         self._pause_tun()
         if self._timer is not None:
             self._timer.cancel()
@@ -245,12 +264,106 @@ class Tunnel:
 
     def _lend_tun(self) -> None:
         self._lent = True
+        self._disengage_tls()  # DTLS carries the data now; TLS goes back to the event loop.
         self._pause_tun()
 
     def _return_tun(self) -> None:
         self._lent = False
         if not self.closed and self.cstp.writable:
             self._resume_tun()
+            self._engage_tls()
+
+    # The TLS connection on the data-path thread ------------------------------------------------
+
+    def _engage_tls(self) -> None:
+        """Hand the TLS connection and the TUN device to the thread, where that is possible now:
+        no DTLS association holds the device, no bandwidth limit or CSTP compression applies,
+        and both directions are at a record and frame boundary with nothing buffered."""
+        offload, transport = self._offload, self._transport
+        if (
+            offload is None
+            or self._tls_pipe is not None
+            or self.closed
+            or self._lent
+            or self.rx_limit is not None
+            or self.tx_limit is not None
+            or self.cstp.compressed
+            or self.cstp.buffered
+            or not self.cstp.writable
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+            or not self._tls.quiescent()
+        ):
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        transport.pause_reading()
+        try:
+            self._tls_pipe = offload.attach_tls(
+                tcp_fd=sock.fileno(),
+                tun_fd=self.tun.fd,
+                handles=self._tls.handles(),
+                sources=self.packet_filter.fast_sources(),
+                max_payload=self.cstp.max_payload,
+                handler=self._from_thread,
+            )
+        except OSError as exc:
+            log.warning("event=tls-offload session=%s refused=%r", self.session.sid, str(exc))
+            transport.resume_reading()
+            return
+        self._pause_tun()
+        log.debug("event=tls-offload session=%s datapath=thread", self.session.sid)
+
+    def _absorb_tls(self) -> None:
+        if self._tls_pipe is not None:
+            rxp, rxb, txp, txb, _dropped, last_rx, last_activity = self._tls_pipe.take_stats()
+            self.cstp.absorb(rxp, rxb, txp, txb, last_rx, last_activity)
+
+    def _release_tls(self) -> bytes:
+        """Take the connection back from the thread; what it received and did not read."""
+        pipe = self._tls_pipe
+        if pipe is None:
+            return b""
+        self._absorb_tls()
+        self._tls_pipe = None
+        unsent, unread = pipe.close()
+        if unsent and not self._transport.is_closing():
+            self._transport.write(unsent)
+        return unread
+
+    def _disengage_tls(self, received: bytes = b"") -> None:
+        """The event loop drives the TLS connection again; ``received`` follows what the thread
+        had received and not read."""
+        if self._tls_pipe is None:
+            return
+        unread = self._release_tls() + received
+        if self.closed:
+            return
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
+        if not self._lent and self.cstp.writable:
+            self._resume_tun()
+        if unread and self._receive_tls is not None:
+            self._receive_tls(unread)
+
+    def _from_thread(self, kind: int, data: bytes) -> None:
+        if self.closed:
+            return
+        if kind == KIND_CSTP:
+            self.receive_cstp(data)
+        elif kind == KIND_RX:
+            self.write_packets([data])
+        elif kind == KIND_TX:
+            self._send([data], self._loop.time())
+        elif kind == KIND_BACK:
+            self._disengage_tls(data)
+        elif kind == KIND_FAILED:
+            code = int.from_bytes(data, "big")
+            log.warning(
+                "event=tls-failed session=%s reason='OpenSSL error 0x%x'", self.session.sid, code
+            )
+            self.close("TLS failure")
 
     def _pause_tun(self) -> None:
         if self._reading:
@@ -304,6 +417,7 @@ class Tunnel:
         """Plaintext from the TLS endpoint, in tunnel mode."""
         self.cstp.receive_data(data, self._loop.time())
         self._process_events()
+        self._engage_tls()
 
     def _process_events(self) -> None:
         while not self.closed:
@@ -340,6 +454,16 @@ class Tunnel:
     def _flush(self) -> None:
         frames = self.cstp.frames_to_send()
         if not frames:
+            return
+        pipe = self._tls_pipe
+        if pipe is not None:
+            try:
+                pipe.send(frames)
+            except OSError as exc:
+                log.warning(
+                    "event=tls-send-failed session=%s reason=%r", self.session.sid, str(exc)
+                )
+                self.close("TLS failure")
             return
         tls = self._tls
         try:
@@ -381,8 +505,9 @@ class Tunnel:
         if self.closed:
             return
         now = self._loop.time()
+        self._absorb_tls()  # The DPD and idle timers need the thread's times first.
         if self.dtls is not None:
-            self.dtls.refresh()  # The idle timer needs the thread's last activity first.
+            self.dtls.refresh()
         self.cstp.handle_timer(now)
         if self.dtls is not None:
             self.dtls.handle_timer(now)

@@ -162,7 +162,7 @@ class Worker:
         await asyncio.sleep(0)
 
     def _data_path_thread(self) -> Offload | None:
-        """The worker's DTLS data-path thread, started with the first DTLS channel."""
+        """The worker's data-path thread, started with the first tunnel."""
         if self._offload is None and not self._offload_tried:
             self._offload_tried = True
             self._offload = Offload.start()
@@ -519,6 +519,8 @@ class Worker:
             packet_filter=tunnel_filter(config, plan, _iroutes(session)),
             rx_per_sec=config.rx_data_per_sec,
             tx_per_sec=config.tx_data_per_sec,
+            offload=self._data_path_thread(),
+            receive_tls=conn.data_received,
         )
         conn.tunnel = tunnel
         self.tunnels[session.sid] = tunnel

@@ -317,6 +317,24 @@ class TlsEndpoint:
             self._io.fresh_bios()
         return out
 
+    def handles(self) -> tuple[int, int, int]:
+        """The addresses of the SSL object and its read and write memory BIOs, for a driver in C
+        that calls this same OpenSSL (``ocgate.daemon._offload``); valid while :meth:`quiescent`
+        holds and nothing here is called but the read-only queries."""
+        return self._io.handles()
+
+    def quiescent(self) -> bool:
+        """Established, not renegotiating, nothing held back, nothing buffered in either BIO or as
+        plaintext: the connection continues at a record boundary in both directions."""
+        return (
+            self.handshake_complete
+            and not self.closed
+            and not self._renegotiating
+            and not self._held
+            and not self._conn.renegotiate_pending()
+            and self._io.buffered() == 0
+        )
+
     def shutdown(self) -> None:
         """Queue a close_notify alert."""
         with contextlib.suppress(SSL.Error):

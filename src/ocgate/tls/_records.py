@@ -99,6 +99,20 @@ class RecordIO:
         self._into = conn._into_ssl = into
         self._out = conn._from_ssl = out
 
+    def handles(self) -> tuple[int, int, int]:
+        """The addresses of the SSL object and of its read and write BIOs (the data-path thread
+        drives them through this same OpenSSL, ``ocgate.daemon._offload``)."""
+        return tuple(int(_ffi.cast("uintptr_t", h)) for h in (self._ssl, self._into, self._out))  # type: ignore[return-value]
+
+    def buffered(self) -> int:
+        """Bytes waiting anywhere inside: ciphertext in either BIO, plaintext not read."""
+        waiting: int = (
+            _lib.BIO_get_mem_data(self._into, _ffi.NULL)
+            + _lib.BIO_get_mem_data(self._out, _ffi.NULL)
+            + _lib.SSL_pending(self._ssl)
+        )
+        return waiting
+
     def drain(self) -> bytes:
         """Ciphertext waiting in the write BIO."""
         out = self._out

@@ -275,7 +275,9 @@ def test_cbc_with_its_own_iv_source_stays_on_the_loop() -> None:
         rig = _offloaded("aes256-sha", offload, LEASE4)
         try:
             assert not rig.steered.lent
-            assert rig.tun_lent == []
+            # The tunnel lends its device before the pipe is asked for (its own TLS pipe lets go
+            # of it first) and has it back at once when the state cannot go.
+            assert rig.tun_lent == [True, False]
             assert rig.channel.usable(time.monotonic())
         finally:
             rig.close()
