@@ -1,5 +1,6 @@
 /*
- * ocgate._fastpath.Engine and Pipe: the established DTLS data path on a thread of its own.
+ * ocgate._fastpath.Engine and Pipe: the established data path (DTLS associations, and tunnels'
+ * TLS connections: "TLS pipes" below) on a thread of its own.
  *
  * Theory of operation (the Python side is ocgate/daemon/_offload.py; docs/ARCHITECTURE.md,
  * "DTLS data-path thread"):
@@ -35,6 +36,12 @@
  *   descriptors from epoll under the lock, so once it returns the thread never touches them again
  *   and Python may close them; the pipe's memory is freed by the thread after the batch in which
  *   it might still have been named.
+ * - A TLS pipe (attach_tls) is a tunnel's TCP socket, its TUN device and its SSL object with the
+ *   memory BIOs pyOpenSSL made, driven through that OpenSSL's own functions (bind_tls): whole
+ *   application_data records go into the read BIO and come out of SSL_read; their CSTP frames
+ *   are taken as CstpConnection would (tls_frames); TUN packets become one record each; the rest
+ *   (and every record that is not application_data) goes back to Python, which then drives the
+ *   connection again (docs/ARCHITECTURE.md, "TLS data path on the thread").
  */
 #include "_fastpath.h"
 
@@ -71,7 +78,15 @@
 #define CSTP_HEADER 8
 #define CSTP_DATA 0x00
 #define TLS_OUT_HIGH (256 * 1024) /* unsent ciphertext beyond which the TUN is not read */
+#define TLS_ITEMS_PER_WAKE 64 /* lane items one TLS pipe may queue per read (a flood of small
+                                 control frames must not fill the lane all tunnels share) */
 #define SSL_ERROR_WANT_READ_ 2
+#define SSL_ERROR_ZERO_RETURN_ 6
+#define CSTP_DPD_RESP 0x04
+#define CSTP_DISCONNECT 0x05
+#define CSTP_KEEPALIVE 0x07
+#define CSTP_COMPRESSED 0x08
+#define CSTP_TERMINATE 0x09
 
 typedef struct Item {
     struct Item *next;
@@ -104,6 +119,7 @@ typedef struct Pipe {
     int back;                 /* handed back: the thread reads neither descriptor any more */
     int failed;               /* OpenSSL failed: nothing more is encrypted */
     int out_watched;          /* EPOLLOUT is on for net_fd */
+    int lane_budget;          /* lane items this read may still queue (TLS_ITEMS_PER_WAKE) */
     unsigned char *unread;    /* received ciphertext: the start of a record not complete yet */
     Py_ssize_t unread_len;
     unsigned char *out;       /* ciphertext not sent yet (the socket was full) */
@@ -197,7 +213,7 @@ static int counts_for_idle(const unsigned char *d, Py_ssize_t n) {
 /* -- the lane back to Python ------------------------------------------------------------------- */
 
 /* forced: an item that must not be lost (a TLS pipe's hand-back and the stream bytes before it);
- * at most one per pipe, so the bound still holds. */
+ * at most two per pipe and hand-back, so the lane stays bounded. */
 static void lane_add(Engine *e, const Pipe *p, int kind, const unsigned char *data,
                      Py_ssize_t len, int forced) {
     if (!forced && (e->queued >= LANE_MAX_ITEMS || e->queued_bytes + len > LANE_MAX_BYTES)) {
@@ -493,7 +509,7 @@ static void tls_flush(Engine *e, Pipe *p) {
         memmove(p->out, p->out + sent, (size_t)(p->out_len - sent));
         p->out_len -= sent;
     }
-    if (p->out_len == 0 && p->out_cap > 65536) { /* An idle tunnel keeps no burst's buffer. */
+    if (p->out_len == 0 && p->out != NULL) { /* A thousand idle tunnels hold no buffers. */
         free(p->out);
         p->out = NULL;
         p->out_cap = 0;
@@ -514,6 +530,16 @@ static void tls_give_back(Engine *e, Pipe *p, int kind, const unsigned char *dat
     lane_add(e, p, kind, data, len, 1);
 }
 
+/* A lane item from a TLS pipe's read, within its budget (beyond it, dropped and counted). */
+static void tls_lane(Engine *e, Pipe *p, int kind, const unsigned char *data, Py_ssize_t len) {
+    if (p->lane_budget <= 0) {
+        e->lane_dropped++;
+        return;
+    }
+    p->lane_budget--;
+    lane_push(e, p, kind, data, len);
+}
+
 static void tls_fail(Engine *e, Pipe *p) {
     unsigned long code = tls_fns.err_get_error();
     tls_fns.err_clear_error();
@@ -521,14 +547,17 @@ static void tls_fail(Engine *e, Pipe *p) {
     for (int i = 0; i < 8; i++)
         be[i] = (unsigned char)((uint64_t)code >> (56 - 8 * i));
     p->failed = 1;
-    tls_collect(e, p); /* The alert OpenSSL wrote, if any: close() hands it to Python. */
+    tls_collect(e, p); /* The alert OpenSSL wrote, if any: sent with what is waiting. */
     tls_give_back(e, p, KIND_FAILED, be, 8);
 }
 
-/* The CSTP frames of one record's plaintext: DATA packets the filter's fast path admits go to
- * the TUN device; any other well-formed frame goes to Python. A frame that is malformed, too
- * long, or not whole in this record ends the thread's part: from it on, the stream is Python's.
- * 0, or -1 when the pipe was handed back (pt[pos:] went to the lane first). */
+/* The CSTP frames of one record's plaintext, as CstpConnection.receive_data would take them:
+ * DATA packets the filter's fast path admits go to the TUN device, others to the full filter
+ * (RX); DPD-RESP, KEEPALIVE and TERMINATE only prove the client alive; other frames go to Python
+ * whole (a DPD request is echoed there). A frame that ends the stream (DISCONNECT, COMPRESSED:
+ * none was negotiated), or is malformed, too long, or not whole in this record ends the thread's
+ * part: from it on, the stream is Python's. 0, or -1 when the pipe was handed back (pt[pos:] went
+ * to the lane first). */
 static int tls_frames(Engine *e, Pipe *p, const unsigned char *pt, Py_ssize_t n, double now) {
     Py_ssize_t pos = 0;
     while (pos < n) {
@@ -536,14 +565,18 @@ static int tls_frames(Engine *e, Pipe *p, const unsigned char *pt, Py_ssize_t n,
         Py_ssize_t left = n - pos;
         Py_ssize_t len = left >= CSTP_HEADER ? ((Py_ssize_t)f[4] << 8 | f[5]) : 0;
         if (left < CSTP_HEADER || memcmp(f, "STF\x01", 4) != 0 || f[7] != 0 ||
-            len > p->max_payload || left < CSTP_HEADER + len) {
+            len > p->max_payload || left < CSTP_HEADER + len || f[6] == CSTP_DISCONNECT ||
+            f[6] == CSTP_COMPRESSED) {
             lane_add(e, p, KIND_CSTP, f, left, 1);
             return -1;
         }
         p->last_rx = now;
         const unsigned char *packet = f + CSTP_HEADER;
-        if (f[6] != CSTP_DATA) {
-            lane_push(e, p, KIND_CSTP, f, CSTP_HEADER + len);
+        int type = f[6];
+        if (type == CSTP_DPD_RESP || type == CSTP_KEEPALIVE || type == CSTP_TERMINATE) {
+            /* Liveness only (CstpConnection._on_liveness). */
+        } else if (type != CSTP_DATA) {
+            tls_lane(e, p, KIND_CSTP, f, CSTP_HEADER + len);
         } else {
             p->rx_packets++;
             p->rx_bytes += (uint64_t)len;
@@ -555,7 +588,7 @@ static int tls_frames(Engine *e, Pipe *p, const unsigned char *pt, Py_ssize_t n,
                     r = write(p->tun_fd, packet, (size_t)len);
                 while (r < 0 && errno == EINTR);
             } else {
-                lane_push(e, p, KIND_RX, packet, len);
+                tls_lane(e, p, KIND_RX, packet, len);
             }
         }
         pos += CSTP_HEADER + len;
@@ -586,6 +619,7 @@ static void tls_ready(Engine *e, Pipe *p) {
     Py_ssize_t n = have + r, pos = 0;
     double now = monotonic_now();
     int wrote = 0;
+    p->lane_budget = TLS_ITEMS_PER_WAKE;
     while (n - pos >= TLS_HEADER) {
         const unsigned char *rec = buf + pos;
         Py_ssize_t size = TLS_HEADER + ((Py_ssize_t)rec[3] << 8 | rec[4]);
@@ -613,8 +647,14 @@ static void tls_ready(Engine *e, Pipe *p) {
                 }
                 continue;
             }
-            if (tls_fns.ssl_get_error(p->ssl, got) == SSL_ERROR_WANT_READ_)
+            int err = tls_fns.ssl_get_error(p->ssl, got);
+            if (err == SSL_ERROR_WANT_READ_)
                 break; /* The record is read (a TLS 1.3 KeyUpdate has no data). */
+            if (err == SSL_ERROR_ZERO_RETURN_) { /* A TLS 1.3 close_notify: the peer is done. */
+                tls_fns.err_clear_error();
+                tls_give_back(e, p, KIND_BACK, buf + pos, n - pos);
+                goto done;
+            }
             tls_fail(e, p);
             goto done;
         }
@@ -1190,6 +1230,7 @@ static PyObject *Pipe_send(PipeObject *po, PyObject *frames) {
     Engine *e = po->engine;
     unsigned long failure = 0;
     pthread_mutex_lock(&fp_lock);
+    int failed_before = p->failed;
     for (Py_ssize_t i = 0; i < count && !p->failed; i++) {
         PyObject *f = PyList_GET_ITEM(frames, i);
         tls_fns.err_clear_error();
@@ -1204,11 +1245,22 @@ static PyObject *Pipe_send(PipeObject *po, PyObject *frames) {
         tls_flush(e, p);
     int failed = p->failed;
     pthread_mutex_unlock(&fp_lock);
+    if (failed_before) {
+        PyErr_SetString(PyExc_OSError, "the TLS connection failed earlier");
+        return NULL;
+    }
     if (failed || collected < 0) {
         PyErr_Format(PyExc_OSError, "TLS error while sending (OpenSSL error 0x%lx)", failure);
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *Pipe_get_unsent(PipeObject *po, void *closure) {
+    pthread_mutex_lock(&fp_lock);
+    Py_ssize_t unsent = po->p != NULL ? po->p->out_len : 0;
+    pthread_mutex_unlock(&fp_lock);
+    return PyLong_FromSsize_t(unsent);
 }
 
 static PyObject *Pipe_get_id(PipeObject *po, void *closure) {
@@ -1231,6 +1283,8 @@ static PyMethodDef Pipe_methods[] = {
 
 static PyGetSetDef Pipe_getset[] = {
     {"id", (getter)Pipe_get_id, NULL, "the id drain() names this pipe by", NULL},
+    {"unsent", (getter)Pipe_get_unsent, NULL,
+     "a TLS pipe's ciphertext waiting for the socket to take it (bytes)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from ocgate.daemon import _offload
+
 from ._netns import NetnsPair
 from ._openconnect import OpenConnect, OpenConnectRunner
-from ._server import POOL4, POOL6, SERVER_TUN4, SERVER_TUN6, Server
+from ._server import POOL4, POOL6, SERVER_TUN4, SERVER_TUN6, Server, ServerKind, StartServer
 from ._traffic import iperf3, ping
+
+OCGATE = str(Path(sys.executable).parent / "ocgate")
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -92,3 +100,72 @@ def test_vpnc_script_environment_matches_config(tunnel: Tunnel) -> None:
     assert _split(env, "CISCO_IPV6_SPLIT_EXC") == [("fd20:0:5::", "", "64")], context
     assert env.get("CISCO_SPLIT_DNS") == "int.test,corp.test", context
     assert env.get("CISCO_DEF_DOMAIN") == "corp.test", context
+
+
+# The TLS data path: on the worker's C thread (a TLS pipe, ocgate.daemon._offload) where
+# ocgate._fastpath is built, on the event loop with OCGATE_OFFLOAD=off; TLS 1.2 and TLS 1.3.
+_OLD = ":-VERS-TLS1.1:-VERS-TLS1.0"  # Debian's GnuTLS NORMAL still has them.
+TLS_VERSIONS = {
+    "tls12": "NORMAL:%SERVER_PRECEDENCE:-VERS-TLS1.3" + _OLD,
+    "tls13": "NORMAL:%SERVER_PRECEDENCE:-VERS-TLS1.2" + _OLD,
+}
+
+
+@pytest.mark.parametrize("datapath", ["thread", "loop"])
+@pytest.mark.parametrize("version", list(TLS_VERSIONS))
+def test_tls_data_path_carries_traffic_and_counts_it(
+    netns_pair: NetnsPair,
+    start_gateway: StartServer,
+    openconnect: OpenConnectRunner,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    kind: ServerKind,
+    version: str,
+    datapath: str,
+) -> None:
+    if kind is not ServerKind.OCGATE:
+        pytest.skip("ocgate's data paths")
+    if datapath == "loop":
+        monkeypatch.setenv("OCGATE_OFFLOAD", "off")  # The server inherits it.
+    elif not _offload.ENABLED:
+        pytest.skip("no compiled data-path thread")
+    sock = tmp_path / "occtl.sock"
+    server = start_gateway(
+        {
+            "tls-priorities": TLS_VERSIONS[version],
+            "use-occtl": "true",
+            "occtl-socket-file": str(sock),
+        }
+    )
+    client = openconnect.connect(server, user="alice", password="alicepass")
+    client.wait_env(timeout=30)
+    for addr in (SERVER_TUN4, SERVER_TUN6):
+        result = ping(netns_pair, netns_pair.client, addr, count=5)
+        assert result.received == 5, f"{result.output}\n{server.describe()}"
+    moved = 0.0
+    for reverse in (False, True):
+        bps = iperf3(
+            netns_pair, server_addr=SERVER_TUN4, seconds=2, reverse=reverse, port=5201 + reverse
+        )
+        print(f"\niperf3 TLS {version} {datapath} reverse={reverse}: {bps / 1e6:.1f} Mbit/s")
+        assert bps > 1e6, server.describe()
+        moved += bps * 2 / 8
+    on_thread = "event=tls-offload session=" in server.log_text()
+    assert on_thread == (datapath == "thread"), server.describe()
+    # The thread's counters reach occtl: both directions together carried what iperf3 moved.
+    users = json.loads(_ctl(sock, "--json", "show", "users"))
+    assert len(users) == 1, users
+    counted = int(users[0]["RX"]) + int(users[0]["TX"])
+    assert counted >= 0.9 * moved, (counted, moved, users)
+    # The client's DISCONNECT (a frame the thread hands back) ends the session as a logout.
+    offset = server.log_size()
+    client.stop()
+    server.wait_log(r"event=bye session=\S+", since=offset, timeout=10)
+    server.assert_alive()
+
+
+def _ctl(sock: Path, *words: str) -> str:
+    argv = [OCGATE, "ctl", "-s", str(sock), *words]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    assert proc.returncode == 0, f"{argv}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout

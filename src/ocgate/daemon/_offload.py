@@ -1,8 +1,8 @@
-"""The established DTLS data path on a C thread of the worker: no Python and no wake-up per packet.
+"""The established data path on a C thread of the worker: no Python and no wake-up per packet.
 
 Theory of operation (the thread is ``ocgate._fastpath.Engine``, src/ocgate/_dataplane.c):
 
-* A worker starts one :class:`Offload` (one thread) when its first DTLS channel comes up. When an
+* A worker starts one :class:`Offload` (one thread) when its first tunnel comes up. When an
   association is established, its channel *attaches* a pipe: the association's steered UDP socket,
   the tunnel's TUN device, the association's current epoch state, the session's source addresses
   (the packet filter's unrestricted fast path) and what the thread may decide alone: whether data
@@ -22,6 +22,11 @@ Theory of operation (the thread is ``ocgate._fastpath.Engine``, src/ocgate/_data
   write sequence stay those of the fast path.
 * Not attached (the event loop keeps the data path, as before): sessions with DTLS compression or a
   bandwidth limit, without the compiled module, or with ``OCGATE_OFFLOAD=off`` in the environment.
+* A tunnel's TLS connection goes to the thread too (:class:`TlsPipe`, :meth:`Offload.attach_tls`)
+  while no DTLS association holds its TUN device: the thread drives the connection's own ``SSL``
+  object through pyOpenSSL's OpenSSL (:func:`_bind_tls`), from a record boundary on, and hands the
+  connection back at the first thing that is not plain tunnel data (``ocgate.daemon._tunnel``,
+  docs/ARCHITECTURE.md "TLS data path on the thread").
 """
 
 from __future__ import annotations
@@ -152,6 +157,12 @@ class TlsPipe:
         :raises OSError: OpenSSL failed (the connection cannot continue).
         """
         self._pipe.send(frames)
+
+    @property
+    def unsent(self) -> int:
+        """Ciphertext bytes waiting for the socket."""
+        waiting: int = self._pipe.unsent
+        return waiting
 
     def take_stats(self) -> tuple[int, int, int, int, int, float, float]:
         """As :meth:`OffloadedPipe.take_stats`; ``tx_dropped`` stays 0 (Python's CSTP drops)."""

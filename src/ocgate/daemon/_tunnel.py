@@ -11,6 +11,13 @@ Back-pressure: when the TCP transport's buffer fills, asyncio calls ``pause_writ
 stops reading the TUN device (the kernel then drops at the TUN queue, as a congested link would)
 until ``resume_writing``.
 
+On the worker's data-path thread (``ocgate.daemon._offload``): while no DTLS association holds the
+TUN device, and with no bandwidth limit or CSTP compression, the tunnel lends the thread its TLS
+connection and TUN device whenever both directions are at a record boundary with nothing buffered
+(:meth:`Tunnel._engage_tls`). The thread then moves the DATA frames both ways; what it hands back
+comes in through :meth:`Tunnel._from_thread` and takes the paths above, and at a hand-back the
+tunnel takes the connection back (:meth:`Tunnel._disengage_tls`) and drives it as described here.
+
 Bandwidth (``rx-data-per-sec``, ``tx-data-per-sec``): a :class:`~ocgate.gateway.TokenBucket` per
 direction drops what exceeds the rate, where the two channels meet: packets from the client before
 the TUN write (and before the filter, as ocserv limits before its firewall), packets to the client
@@ -61,6 +68,9 @@ log = logging.getLogger("ocgate.tunnel")
 
 _PSK_EXPORTER_LABEL = b"EXPORTER-openconnect-psk"  # anyconnect-protocol.md §9.3
 _BATCH = 64
+_TLS_PIPE_UNSENT_LIMIT = 1 << 20
+"""Ciphertext a TLS pipe may hold for a client that does not read before the event loop's frames
+(DPD echoes, packets) are dropped, as a full transport drops them (``pause_writing``)."""
 BYE_USER_LOGOUT = 0xB0
 
 
@@ -340,6 +350,9 @@ class Tunnel:
         unread = self._release_tls() + received
         if self.closed:
             return
+        if self._tls.peer_closed():  # A TLS 1.3 close_notify, which the thread read.
+            self.close("client closed TLS")
+            return
         if not self._transport.is_closing():
             self._transport.resume_reading()
         if not self._lent and self.cstp.writable:
@@ -457,6 +470,9 @@ class Tunnel:
             return
         pipe = self._tls_pipe
         if pipe is not None:
+            if pipe.unsent > _TLS_PIPE_UNSENT_LIMIT:
+                self.cstp.tx_dropped += len(frames)
+                return
             try:
                 pipe.send(frames)
             except OSError as exc:

@@ -335,6 +335,10 @@ class TlsEndpoint:
             and self._io.buffered() == 0
         )
 
+    def peer_closed(self) -> bool:
+        """The client's close_notify was read (by this endpoint or by a driver in C)."""
+        return self.closed or bool(self._conn.get_shutdown() & SSL.RECEIVED_SHUTDOWN)
+
     def shutdown(self) -> None:
         """Queue a close_notify alert."""
         with contextlib.suppress(SSL.Error):
