@@ -60,6 +60,9 @@
 
 #define LANE_MAX_ITEMS 4096
 #define LANE_MAX_BYTES (8 * 1024 * 1024)
+#define PIPE_LANE_MAX 512 /* one pipe's items waiting in the lane: its socket is not read beyond
+                             (a TLS pipe stops at the next record), and more are dropped, until
+                             Python drains: one client's flood cannot crowd the others out */
 #define KIND_RAW 0
 #define KIND_OPENED 1
 #define KIND_RX 2
@@ -78,8 +81,6 @@
 #define CSTP_HEADER 8
 #define CSTP_DATA 0x00
 #define TLS_OUT_HIGH (256 * 1024) /* unsent ciphertext beyond which the TUN is not read */
-#define TLS_ITEMS_PER_WAKE 64 /* lane items one TLS pipe may queue per read (a flood of small
-                                 control frames must not fill the lane all tunnels share) */
 #define SSL_ERROR_WANT_READ_ 2
 #define SSL_ERROR_ZERO_RETURN_ 6
 #define CSTP_DPD_RESP 0x04
@@ -88,15 +89,18 @@
 #define CSTP_COMPRESSED 0x08
 #define CSTP_TERMINATE 0x09
 
+typedef struct Pipe Pipe;
+
 typedef struct Item {
     struct Item *next;
+    Pipe *owner; /* never freed while it has items in the lane (in_lane) */
     uint64_t pipe;
     int kind;
     Py_ssize_t len;
     unsigned char data[];
 } Item;
 
-typedef struct Pipe {
+struct Pipe {
     struct Pipe *next_dead;
     uint64_t id;
     int net_fd, tun_fd; /* net_fd: the association's UDP socket, or a TLS pipe's TCP socket */
@@ -119,12 +123,14 @@ typedef struct Pipe {
     int back;                 /* handed back: the thread reads neither descriptor any more */
     int failed;               /* OpenSSL failed: nothing more is encrypted */
     int out_watched;          /* EPOLLOUT is on for net_fd */
-    int lane_budget;          /* lane items this read may still queue (TLS_ITEMS_PER_WAKE) */
     unsigned char *unread;    /* received ciphertext: the start of a record not complete yet */
     Py_ssize_t unread_len;
     unsigned char *out;       /* ciphertext not sent yet (the socket was full) */
     Py_ssize_t out_len, out_cap;
-} Pipe;
+    int in_lane;   /* its items in the lane, not drained yet */
+    int throttled; /* its socket is not read until Python drains the lane (PIPE_LANE_MAX) */
+    int resume;    /* a TLS pipe's received records wait in unread: read them at the next wake */
+};
 
 typedef struct {
     unsigned char udp[BATCH_MAX][READ_SIZE];
@@ -214,9 +220,10 @@ static int counts_for_idle(const unsigned char *d, Py_ssize_t n) {
 
 /* forced: an item that must not be lost (a TLS pipe's hand-back and the stream bytes before it);
  * at most two per pipe and hand-back, so the lane stays bounded. */
-static void lane_add(Engine *e, const Pipe *p, int kind, const unsigned char *data,
+static void lane_add(Engine *e, Pipe *p, int kind, const unsigned char *data,
                      Py_ssize_t len, int forced) {
-    if (!forced && (e->queued >= LANE_MAX_ITEMS || e->queued_bytes + len > LANE_MAX_BYTES)) {
+    if (!forced && (e->queued >= LANE_MAX_ITEMS || e->queued_bytes + len > LANE_MAX_BYTES ||
+                    p->in_lane >= PIPE_LANE_MAX)) {
         e->lane_dropped++;
         return;
     }
@@ -226,6 +233,8 @@ static void lane_add(Engine *e, const Pipe *p, int kind, const unsigned char *da
         return;
     }
     item->next = NULL;
+    item->owner = p;
+    p->in_lane++;
     item->pipe = p->id;
     item->kind = kind;
     item->len = len;
@@ -239,9 +248,29 @@ static void lane_add(Engine *e, const Pipe *p, int kind, const unsigned char *da
     e->queued_bytes += len;
 }
 
-static void lane_push(Engine *e, const Pipe *p, int kind, const unsigned char *data,
+static void lane_push(Engine *e, Pipe *p, int kind, const unsigned char *data,
                       Py_ssize_t len) {
     lane_add(e, p, kind, data, len, 0);
+}
+
+/* Python took one of the pipe's items (under fp_lock). */
+static void lane_taken(Engine *e, Pipe *p) {
+    if (--p->in_lane > 0 || !p->throttled)
+        return;
+    p->throttled = 0;
+    if (p->dead || p->back || p->net_watched)
+        return;
+    /* A TLS pipe stopped between records: EPOLLOUT (a socket with room is writable at once)
+     * wakes the thread to read what waits in unread. */
+    p->resume = p->tls && p->unread_len > 0;
+    struct epoll_event ev = {.events = EPOLLIN | (p->tls && (p->out_len > 0 || p->resume)
+                                                      ? EPOLLOUT
+                                                      : 0),
+                             .data.u64 = (uint64_t)(uintptr_t)p};
+    if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, p->net_fd, &ev) == 0) {
+        p->net_watched = 1;
+        p->out_watched = (ev.events & EPOLLOUT) != 0;
+    }
 }
 
 /* -- the thread -------------------------------------------------------------------------------- */
@@ -255,7 +284,20 @@ static void unwatch(Engine *e, int fd, int *watched) {
 
 static void tun_ready(Engine *e, Pipe *p);
 
+/* Too many of the pipe's items wait in the lane: stop reading its socket until Python drains
+ * them (lane_taken). The kernel's socket buffer holds or drops what comes meanwhile. */
+static int throttle(Engine *e, Pipe *p) {
+    if (p->in_lane < PIPE_LANE_MAX)
+        return 0;
+    unwatch(e, p->net_fd, &p->net_watched);
+    p->out_watched = 0;
+    p->throttled = 1;
+    return 1;
+}
+
 static void udp_ready(Engine *e, Pipe *p) {
+    if (throttle(e, p))
+        return;
     Buffers *b = e->buffers;
     struct mmsghdr msgs[BATCH_MAX];
     struct iovec iov[BATCH_MAX];
@@ -530,16 +572,6 @@ static void tls_give_back(Engine *e, Pipe *p, int kind, const unsigned char *dat
     lane_add(e, p, kind, data, len, 1);
 }
 
-/* A lane item from a TLS pipe's read, within its budget (beyond it, dropped and counted). */
-static void tls_lane(Engine *e, Pipe *p, int kind, const unsigned char *data, Py_ssize_t len) {
-    if (p->lane_budget <= 0) {
-        e->lane_dropped++;
-        return;
-    }
-    p->lane_budget--;
-    lane_push(e, p, kind, data, len);
-}
-
 static void tls_fail(Engine *e, Pipe *p) {
     unsigned long code = tls_fns.err_get_error();
     tls_fns.err_clear_error();
@@ -576,7 +608,7 @@ static int tls_frames(Engine *e, Pipe *p, const unsigned char *pt, Py_ssize_t n,
         if (type == CSTP_DPD_RESP || type == CSTP_KEEPALIVE || type == CSTP_TERMINATE) {
             /* Liveness only (CstpConnection._on_liveness). */
         } else if (type != CSTP_DATA) {
-            tls_lane(e, p, KIND_CSTP, f, CSTP_HEADER + len);
+            lane_push(e, p, KIND_CSTP, f, CSTP_HEADER + len);
         } else {
             p->rx_packets++;
             p->rx_bytes += (uint64_t)len;
@@ -588,7 +620,7 @@ static int tls_frames(Engine *e, Pipe *p, const unsigned char *pt, Py_ssize_t n,
                     r = write(p->tun_fd, packet, (size_t)len);
                 while (r < 0 && errno == EINTR);
             } else {
-                tls_lane(e, p, KIND_RX, packet, len);
+                lane_push(e, p, KIND_RX, packet, len);
             }
         }
         pos += CSTP_HEADER + len;
@@ -599,6 +631,8 @@ static int tls_frames(Engine *e, Pipe *p, const unsigned char *pt, Py_ssize_t n,
 static void tls_tun_ready(Engine *e, Pipe *p);
 
 static void tls_ready(Engine *e, Pipe *p) {
+    if (throttle(e, p))
+        return;
     unsigned char *buf = e->buffers->tcp;
     Py_ssize_t have = p->unread_len;
     if (have)
@@ -607,20 +641,27 @@ static void tls_ready(Engine *e, Pipe *p) {
     do
         r = recv(p->net_fd, buf + have, READ_SIZE, MSG_DONTWAIT);
     while (r < 0 && errno == EINTR);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    int again = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (again && !p->resume)
         return;
+    p->resume = 0;
     free(p->unread);
     p->unread = NULL;
     p->unread_len = 0;
-    if (r <= 0) { /* The end of the stream or an error: the transport reads it again. */
+    if (!again && r <= 0) { /* The end of the stream or an error: the transport reads it again. */
         tls_give_back(e, p, KIND_BACK, buf, have);
         return;
     }
-    Py_ssize_t n = have + r, pos = 0;
+    Py_ssize_t n = have + (again ? 0 : r), pos = 0;
     double now = monotonic_now();
     int wrote = 0;
-    p->lane_budget = TLS_ITEMS_PER_WAKE;
     while (n - pos >= TLS_HEADER) {
+        if (p->in_lane >= PIPE_LANE_MAX) { /* The rest waits in p->unread until Python drains. */
+            unwatch(e, p->net_fd, &p->net_watched);
+            p->out_watched = 0;
+            p->throttled = 1;
+            break;
+        }
         const unsigned char *rec = buf + pos;
         Py_ssize_t size = TLS_HEADER + ((Py_ssize_t)rec[3] << 8 | rec[4]);
         if (rec[0] != APPLICATION_DATA || size > TLS_RECORD_MAX) {
@@ -718,10 +759,17 @@ static void tls_tun_ready(Engine *e, Pipe *p) {
         tls_flush(e, p);
 }
 
+/* Free the closed pipes that no item in the lane names any more (in the thread, after a batch:
+ * none of them can be in the batch's events then). */
 static void free_dead(Engine *e) {
-    while (e->dead != NULL) {
-        Pipe *p = e->dead;
-        e->dead = p->next_dead;
+    Pipe **link = &e->dead;
+    while (*link != NULL) {
+        Pipe *p = *link;
+        if (p->in_lane > 0) {
+            link = &p->next_dead;
+            continue;
+        }
+        *link = p->next_dead;
         free(p->out);
         free(p->unread);
         free(p);
@@ -759,7 +807,7 @@ static void *engine_main(void *arg) {
             } else {
                 if (events[i].events & EPOLLOUT)
                     tls_flush(e, p);
-                if (!p->back && events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                if (!p->back && (p->resume || events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                     tls_ready(e, p);
             }
         }
@@ -794,14 +842,15 @@ static void engine_stop(Engine *e) {
         Py_END_ALLOW_THREADS
         e->running = 0;
     }
-    free_dead(e);
     while (e->head != NULL) {
         Item *item = e->head;
         e->head = item->next;
+        item->owner->in_lane--;
         free(item);
     }
     e->tail = NULL;
     e->queued = e->queued_bytes = 0;
+    free_dead(e);
 }
 
 static void Engine_dealloc(Engine *e) {
@@ -1057,6 +1106,8 @@ static PyObject *Engine_drain(Engine *e, PyObject *unused) {
     e->head = e->tail = NULL;
     e->queued = e->queued_bytes = 0;
     e->notified = 0;
+    for (Item *item = head; item != NULL; item = item->next)
+        lane_taken(e, item->owner);
     pthread_mutex_unlock(&fp_lock);
     PyObject *out = PyList_New(0);
     while (head != NULL) {

@@ -13,9 +13,10 @@ only move ``last_rx`` (``CstpConnection._on_liveness``) and nothing comes back; 
 frame of an unknown type comes back whole as KIND_CSTP. DISCONNECT and COMPRESSED end the thread's
 part like a malformed, too long or split frame: the rest of that record's plaintext from the frame
 on comes back as one KIND_CSTP item, then KIND_BACK with the received ciphertext the thread did not
-read, and nothing after it reaches the TUN device. One read of the socket queues at most 64
-(``TLS_ITEMS_PER_WAKE``) KIND_CSTP/KIND_RX items for its pipe, the rest is dropped and counted in
-``Engine.lane_dropped``; the items of a hand-back or a failure are never dropped. A TLS 1.3
+read, and nothing after it reaches the TUN device. At most 512 (``PIPE_LANE_MAX``) KIND_CSTP/KIND_RX
+items of one pipe wait in the lane: the rest of the record that reached the bound is dropped and
+counted in ``Engine.lane_dropped``, and the thread reads no further record of that pipe until
+Python drains; the items of a hand-back or a failure are never dropped. A TLS 1.3
 close_notify is a hand-back too, after which ``TlsEndpoint.peer_closed()`` is true. ``Pipe.unsent``
 is the ciphertext waiting for the socket (what the tunnel bounds its own frames by).
 
@@ -88,7 +89,9 @@ LIVENESS = (DPD_RESP, KEEPALIVE, TERMINATE)
 ENDING = (DISCONNECT, COMPRESSED)
 """Frames that end the thread's part of the stream (none was negotiated: COMPRESSED is an error)."""
 ITEMS_PER_WAKE = 64
-"""``TLS_ITEMS_PER_WAKE`` (_dataplane.c): KIND_CSTP/KIND_RX items one read of the socket queues."""
+"""Items per record in the tests of the bound below (any number under it)."""
+PIPE_LANE_MAX = 512
+"""``PIPE_LANE_MAX`` (_dataplane.c): one pipe's KIND_CSTP/KIND_RX items waiting in the lane."""
 TLS_OUT_HIGH = 256 * 1024
 """``TLS_OUT_HIGH`` (_dataplane.c): unsent ciphertext beyond which the TUN device is not read."""
 
@@ -896,13 +899,14 @@ def test_close_returns_unsent_and_unread_and_the_endpoint_continues(
 # -- the lane all tunnels share ------------------------------------------------------------------
 
 
-def test_one_read_queues_at_most_64_items_and_other_pipes_still_get_theirs(
+def test_one_pipe_queues_at_most_its_bound_and_other_pipes_still_get_theirs(
     make_rig: Callable[..., Rig],
 ) -> None:
-    """A record full of DPD requests, unknown frames or filtered DATA queues TLS_ITEMS_PER_WAKE
-    items per read of the socket; the rest is dropped and counted in ``lane_dropped``, so one
-    client cannot fill the lane (LANE_MAX_ITEMS, 4096) another tunnel's pipe shares. The items of
-    a hand-back are never dropped."""
+    """PIPE_LANE_MAX: a record full of DPD requests, unknown frames or filtered DATA queues the
+    pipe's first 512 items; the rest of that record is dropped and counted in ``lane_dropped``
+    (a record the thread has decrypted cannot wait), and the thread reads no further record of
+    that client until Python drains. So one client cannot fill the lane (LANE_MAX_ITEMS, 4096)
+    another tunnel's pipe shares. The items of a hand-back are never dropped."""
     rig = make_rig("tls13-aes256-gcm")
     other = make_rig("tls12-chacha20", engine=rig.engine)
     lanes: dict[int, list[tuple[int, bytes]]] = {rig.pipe_id: [], other.pipe_id: []}
@@ -922,39 +926,44 @@ def test_one_read_queues_at_most_64_items_and_other_pipes_still_get_theirs(
     rig.settled()
     items = [f for f in flood if f[6] != KEEPALIVE]
     expected = [(KIND_RX, f[8:]) if f[6] == DATA else (KIND_CSTP, f) for f in items]
-    drain(lambda: len(lanes[rig.pipe_id]) >= ITEMS_PER_WAKE)
-    assert lanes[rig.pipe_id] == expected[:ITEMS_PER_WAKE]
-    assert rig.engine.lane_dropped == len(items) - ITEMS_PER_WAKE
+    drain(lambda: len(lanes[rig.pipe_id]) >= PIPE_LANE_MAX)
+    assert lanes[rig.pipe_id] == expected[:PIPE_LANE_MAX]
+    assert rig.engine.lane_dropped == len(items) - PIPE_LANE_MAX
     assert rig.pipe.take_stats()[:2] == (len(flood) // 4, len(flood) // 4 * len(spoofed))
-    # Three more such records, each in a read of its own, the lane not drained: 6144 requests,
-    # more than the lane holds; the other tunnel's items still find room.
+    # Three more such records at once, the lane not drained: the thread reads the first, keeps
+    # 512 of its 2048 requests, and waits; the other tunnel's items still find room.
     dropped = rig.engine.lane_dropped
     for _ in range(3):
         rig.send(frame(DPD_REQ) * 2048)
-        rig.settled()
-    assert rig.engine.lane_dropped == dropped + 3 * (2048 - ITEMS_PER_WAKE)
+    deadline = time.monotonic() + WAIT
+    while rig.engine.lane_dropped < dropped + 2048 - PIPE_LANE_MAX:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert rig.engine.lane_dropped == dropped + 2048 - PIPE_LANE_MAX
     mine = [frame(DPD_REQ, b"other"), frame(DATA, ipv4(20, source=OTHER4, tag=5))]
     other.send(mine[0] + frame(DATA, ipv4(20, tag=6)) + mine[1])
     assert other.tun_read(1) == [ipv4(20, tag=6)]
-    drain(lambda: len(lanes[other.pipe_id]) == 2)
+    # Each drain lets the thread read the next record.
+    drain(lambda: len(lanes[rig.pipe_id]) == 4 * PIPE_LANE_MAX and len(lanes[other.pipe_id]) == 2)
     assert lanes[other.pipe_id] == [(KIND_CSTP, mine[0]), (KIND_RX, mine[1][8:])]
-    assert lanes[rig.pipe_id][ITEMS_PER_WAKE:] == [(KIND_CSTP, frame(DPD_REQ))] * (
-        3 * ITEMS_PER_WAKE
-    )
-    # Beyond the budget, a frame the thread does not take still comes back with the rest of its
+    assert lanes[rig.pipe_id][PIPE_LANE_MAX:] == [(KIND_CSTP, frame(DPD_REQ))] * (3 * PIPE_LANE_MAX)
+    assert rig.engine.lane_dropped == dropped + 3 * (2048 - PIPE_LANE_MAX)
+    rig.settled()
+    # Beyond the bound, a frame the thread does not take still comes back with the rest of its
     # record, and the hand-back with the ciphertext after it.
     del lanes[rig.pipe_id][:]
     dropped = rig.engine.lane_dropped
     tail = b"STF\x01 not a frame"
     wire = rig.send(frame(DPD_REQ) * 2000 + tail, frame(DATA, ipv4(20, tag=7)))
     drain(lambda: bool(lanes[rig.pipe_id]) and lanes[rig.pipe_id][-1][0] == KIND_BACK)
-    assert lanes[rig.pipe_id] == [(KIND_CSTP, frame(DPD_REQ))] * ITEMS_PER_WAKE + [
+    assert lanes[rig.pipe_id] == [(KIND_CSTP, frame(DPD_REQ))] * PIPE_LANE_MAX + [
         (KIND_CSTP, tail),
         (KIND_BACK, split_records(wire)[1]),
     ]
-    assert rig.engine.lane_dropped == dropped + 2000 - ITEMS_PER_WAKE
+    assert rig.engine.lane_dropped == dropped + 2000 - PIPE_LANE_MAX
     rig.quiet()
-    # The other pipe goes on; a failure beyond its budget still comes back too.
+    # The other pipe goes on; a failure after its bound still comes back too, once drained.
     other.tun_write(ipv4(30, tag=8))
     assert other.received(1) == [frame(DATA, ipv4(30, tag=8))]
     dropped = rig.engine.lane_dropped
@@ -962,9 +971,43 @@ def test_one_read_queues_at_most_64_items_and_other_pipes_still_get_theirs(
     tampered[-3] ^= 0x40  # In the second record's tag.
     other.peer.sendall(tampered)
     drain(lambda: bool(lanes[other.pipe_id]) and lanes[other.pipe_id][-1][0] == KIND_FAILED)
-    assert lanes[other.pipe_id][2:-1] == [(KIND_CSTP, frame(DPD_REQ))] * ITEMS_PER_WAKE
+    assert lanes[other.pipe_id][2:-1] == [(KIND_CSTP, frame(DPD_REQ))] * PIPE_LANE_MAX
     assert len(lanes[other.pipe_id][-1][1]) == 8
-    assert rig.engine.lane_dropped == dropped + 2048 - ITEMS_PER_WAKE
+    assert rig.engine.lane_dropped == dropped + 2048 - PIPE_LANE_MAX
+
+
+def test_a_pipe_with_its_bound_waiting_is_not_read_until_drained(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """PIPE_LANE_MAX: once 512 of one pipe's items wait in the lane, the thread stops reading its
+    socket (TCP holds the rest, and the client's sending slows, as the event loop's transport
+    would make it) until Python drains; then it reads on, losing nothing, in order. Another
+    tunnel's pipe is served meanwhile."""
+    rig = make_rig("tls13-aes256-gcm")
+    other = make_rig("tls12-chacha20", engine=rig.engine)
+    records = [frame(DPD_REQ, b"%03d" % i) * ITEMS_PER_WAKE for i in range(12)]  # 768 items
+    for record in records:
+        rig.send(record)
+        time.sleep(0.01)
+    time.sleep(0.2)
+    unread = struct.unpack("i", fcntl.ioctl(rig.net, termios.FIONREAD, bytes(4)))[0]
+    assert unread > 0  # The thread stopped reading.
+    other.send(frame(DPD_REQ, b"other"))
+    other.settled()
+    lanes: dict[int, list[bytes]] = {rig.pipe_id: [], other.pipe_id: []}
+    for pipe_id, kind, data in rig.engine.drain():
+        assert kind == KIND_CSTP
+        lanes[pipe_id].append(data)
+    assert lanes[other.pipe_id] == [frame(DPD_REQ, b"other")]
+    assert PIPE_LANE_MAX <= len(lanes[rig.pipe_id]) < len(records) * ITEMS_PER_WAKE
+    assert rig.engine.lane_dropped == 0
+    deadline = time.monotonic() + WAIT
+    while len(lanes[rig.pipe_id]) < len(records) * ITEMS_PER_WAKE:
+        assert time.monotonic() < deadline, len(lanes[rig.pipe_id])
+        ready([rig.engine.fileno()], 0.05)
+        lanes[rig.pipe_id] += [data for _, _, data in rig.engine.drain()]
+    assert b"".join(lanes[rig.pipe_id]) == b"".join(records)
+    rig.settled()
 
 
 # -- counters and the idle rule -----------------------------------------------------------------
@@ -1161,7 +1204,7 @@ def test_the_thread_matches_cstp_and_the_filter(
         event("the thread's part ends at a DISCONNECT or COMPRESSED frame")
     else:
         event("the thread's part ends at junk or a split frame")
-    assert len(model_lane) <= ITEMS_PER_WAKE, "more than one read's items: the rig cannot tell"
+    assert len(model_lane) < PIPE_LANE_MAX, "beyond one pipe's bound: the rig cannot tell"
     reference = Reference()
     for record in records:
         reference.feed(record)
