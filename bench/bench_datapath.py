@@ -25,8 +25,8 @@ against openconnect's own "Established DTLS connection" line):
   its ratio is taken against ocserv's ``dtls12-gcm``, the same AES-256-GCM DTLS 1.2 records);
 * ``dtls09-sha``: legacy DTLS 0.9 ``AES256-SHA``.
 
-More servers on request: ``ocgate-1-loop`` (``OCGATE_OFFLOAD=off``: established DTLS data on the
-worker's event loop with the compiled per-packet functions, not on its data-path thread),
+More servers on request: ``ocgate-1-loop`` (``OCGATE_OFFLOAD=off``: established DTLS and TLS data
+on the worker's event loop with the compiled per-packet functions, not on its data-path thread),
 ``ocgate-1-py`` (``OCGATE_FASTPATH=python``: the pure-Python data path) and ``ocgate-base``
 (``--baseline-src DIR``: ocgate from another source tree, for a before / after comparison within
 one run).
