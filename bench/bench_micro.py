@@ -34,6 +34,18 @@ Sections (1,400-byte IP packets, the size a full-MTU tunnel carries):
   a full queue), a note under the line says so. The indented line under it divides what the
   thread moved by the CPU time the thread itself used (``/proc/self/task/<tid>/stat``), with how
   busy it was: its cost per packet on one core, whatever the feeder and the reader cost.
+* ``thread tls->tun`` and ``thread tun->tls``: the same for the CSTP channel's TLS connection on
+  the thread (a TLS pipe, ``Engine.attach_tls``), per suite (TLS 1.3 and 1.2 ECDHE-RSA, AES-256-GCM
+  and ChaCha20-Poly1305): a real server ``TlsEndpoint`` after a handshake in memory with a
+  pyOpenSSL client, an AF_UNIX ``SOCK_STREAM`` pair standing in for the TCP connection and a
+  ``SOCK_SEQPACKET`` pair for the TUN device. For ``tls->tun`` the feeder is the client itself
+  (fork copied its SSL object, which this process does not use again): it encrypts fresh records
+  of one 1,400-byte DATA frame each, 64 at a time, as it writes them — in Python, a few µs a
+  record, so the first line is often the feeder's limit (the thread is far from 100% busy) and
+  the per-CPU-second line is the one to read; for ``tun->tls`` it writes plain packets, and this
+  process counts the records arriving at the client's end, opening the first to check that it
+  holds exactly one DATA frame of the packet. Nothing may come back to the event loop (the lane
+  stays empty).
 
 How to read the thread's figures: per pipe; the first line is what one pipe delivered with the
 feeder and the reader sharing this machine's cores with the thread (three busy parties: on a
@@ -151,19 +163,22 @@ def bench_cstp() -> None:
 # TLS records (the CSTP channel) -----------------------------------------------------------------
 
 
-def _tls_pair(tmp: Path, priorities: str) -> tuple[TlsEndpoint, Any]:
-    """A server endpoint and a pyOpenSSL client that completed a handshake in memory."""
+def _tls_pair(
+    tmp: Path, priorities: str, *, client_ctx: Any = None, rsa_key: bool = False
+) -> tuple[TlsEndpoint, Any]:
+    """A server endpoint and a pyOpenSSL client (of ``client_ctx``, else a default client
+    context) that completed a handshake in memory; the server's key is RSA if ``rsa_key``."""
     from OpenSSL import SSL
     from tests.interop._certs import make_server_cert
 
-    cert = make_server_cert(tmp, "127.0.0.1")
+    cert = make_server_cert(tmp, "127.0.0.1", rsa_key=rsa_key)
     policy = translate_priorities(priorities)
     server = TlsEndpoint(
         build_server_context(
             cert_files=(str(cert.cert_path),), key_files=(str(cert.key_path),), policy=policy
         )
     )
-    client = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+    client = SSL.Connection(client_ctx or SSL.Context(SSL.TLS_CLIENT_METHOD), None)
     client.set_connect_state()
     for _ in range(10):
         with contextlib.suppress(SSL.WantReadError):
@@ -625,6 +640,175 @@ def bench_thread_tun_to_udp() -> None:
     _show_thread("thread TUN -> UDP", to_tun=False)
 
 
+# The CSTP channel's TLS connection on the thread (TLS pipes) ------------------------------------
+
+TLS_THREAD_SUITES = {
+    "TLS 1.3 AES-256-GCM": ("1.3", "", "TLS_AES_256_GCM_SHA384"),
+    "TLS 1.2 ECDHE-RSA-AES256-GCM-SHA384": ("1.2", "ECDHE-RSA-AES256-GCM-SHA384", ""),
+    "TLS 1.3 CHACHA20-POLY1305": ("1.3", "", "TLS_CHACHA20_POLY1305_SHA256"),
+    "TLS 1.2 ECDHE-RSA-CHACHA20-POLY1305": ("1.2", "ECDHE-RSA-CHACHA20-POLY1305", ""),
+}
+"""Label: (protocol version, the client's only TLS 1.2 cipher, its only TLS 1.3 suite)."""
+FRAME = b"STF\x01" + SIZE.to_bytes(2, "big") + b"\x00\x00" + PACKET
+"""One CSTP DATA frame carrying ``PACKET``."""
+
+
+def _stream_feeder(sock: socket.socket, make: Callable[[], bytes]) -> int:
+    """As :func:`_feeder` for a byte stream: a child process that writes ``make()``'s bytes
+    into ``sock`` as fast as the other end takes them, keeping what a short write left; its pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # pragma: no cover - the child only writes until it is killed.
+        import select
+
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLOUT)
+        pending = memoryview(b"")
+        while True:
+            if not pending:
+                pending = memoryview(make())
+            poller.poll(1000)
+            with contextlib.suppress(BlockingIOError):
+                pending = pending[sock.send(pending) :]
+    finally:
+        os._exit(0)
+
+
+def _tls_client_pair(suite: tuple[str, str, str]) -> tuple[TlsEndpoint, Any]:
+    """An established server endpoint and its client, which offered only ``suite``."""
+    from OpenSSL import SSL
+
+    version, tls12, tls13 = suite
+    proto = SSL.TLS1_3_VERSION if version == "1.3" else SSL.TLS1_2_VERSION
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(proto)
+    ctx.set_max_proto_version(proto)
+    if tls12:
+        ctx.set_cipher_list(tls12.encode())
+    if tls13:
+        ctx.set_tls13_ciphersuites(tls13.encode())
+    with tempfile.TemporaryDirectory() as tmp:
+        server, client = _tls_pair(
+            Path(tmp), f"NORMAL:-VERS-ALL:+VERS-TLS{version}", client_ctx=ctx, rsa_key=True
+        )
+    assert client.get_cipher_name() == (tls12 or tls13), client.get_cipher_name()
+    assert server.quiescent(), "the endpoint cannot go to the thread"
+    return server, client
+
+
+def _tls_thread_rate(suite: tuple[str, str, str], to_tun: bool) -> tuple[float, float, float]:
+    """As :func:`_thread_rate`, for a TLS pipe: AF_UNIX ``SOCK_STREAM`` for the TCP connection,
+    ``SOCK_SEQPACKET`` for the TUN device. For ``tls->tun`` the feeder is the client: fork copied
+    its SSL object, whose sequence numbers this process never uses again, and the child encrypts
+    fresh records with it (one DATA frame each, 64 at a time) as it writes them; for
+    ``tun->tls`` it writes the plain packets and this process counts the records arriving at the
+    client's end, opening the first to check it holds exactly one DATA frame of the packet."""
+    import select
+
+    from ocgate import _fastpath  # type: ignore[attr-defined]
+    from ocgate.daemon._offload import _bind_tls
+
+    server, client = _tls_client_pair(suite)
+    tcp, client_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    tun, tun_end = socket.socketpair(socket.AF_UNIX, STAND_IN)
+    for sock in (tcp, client_end, tun, tun_end):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.setblocking(False)
+
+    def seal() -> bytes:  # In the child: BATCH fresh records, one frame each.
+        for _ in range(BATCH):
+            client.sendall(FRAME)
+        return bytes(client.bio_read(1 << 20))
+
+    if to_tun:
+        feed, far = client_end, tun_end
+        pid = _stream_feeder(feed, seal)
+    else:
+        feed, far = tun_end, client_end
+        pid = _feeder(feed, lambda: [PACKET] * BATCH)
+    assert _bind_tls(), "the thread cannot drive pyOpenSSL's OpenSSL"
+    # The engine starts after the fork: the child never inherits a lock its thread might hold.
+    before = set(_task_cpu())
+    engine = _fastpath.Engine()
+    (engine_tid,) = set(_task_cpu()) - before
+    pipe = engine.attach_tls(
+        tcp.fileno(), tun.fileno(), *server.handles(), LEASE.packed, bytes(17), 1406
+    )
+    poller = select.poll()
+    poller.register(far.fileno(), select.POLLIN)
+    buffer = bytearray(1 << 20)
+    head = bytearray()  # The stream's first bytes, until they hold the first record.
+    checked: list[int] = []  # Once the first arrival proves the path works: a packet's size.
+
+    def take(seconds: float) -> int:
+        got, end = 0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            poller.poll(100)
+            if to_tun:
+                batch = _fastpath.read_many(far.fileno(), BATCH)
+                if batch and not checked:
+                    assert batch[0] == PACKET, "the thread did not write the client's packet"
+                    checked.append(SIZE)
+                got += sum(map(len, batch))
+                continue
+            try:
+                size = far.recv_into(buffer)
+            except BlockingIOError:
+                continue
+            got += size
+            if not checked:
+                head.extend(buffer[:size])
+                if len(head) >= 5 and len(head) >= (whole := 5 + int.from_bytes(head[3:5])):
+                    client.bio_write(bytes(head[:whole]))
+                    opened = client.recv(65536)  # (After any TLS 1.3 session ticket.)
+                    assert opened == FRAME, "the record is not one DATA frame of the packet"
+                    checked.append(whole)  # Records: every one as long as the first.
+        return got // checked[0] if checked else 0
+
+    try:
+        take(0.2)  # Warm up.
+        assert checked, "nothing arrived through the thread"
+        pipe.take_stats()
+        results = []
+        cpu = _task_cpu()[engine_tid]
+        started = time.perf_counter()
+        for _ in range(THREAD_WINDOWS):
+            results.append(take(THREAD_WINDOW) / THREAD_WINDOW)
+        stats = pipe.take_stats()
+        elapsed = time.perf_counter() - started
+        cpu = _task_cpu()[engine_tid] - cpu
+        count = stats[0] if to_tun else stats[2]
+        back = engine.drain()
+        assert not back, f"the thread handed {len(back)} items back to the event loop"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pipe.close()
+        engine.close()
+        for sock in (tcp, client_end, tun, tun_end):
+            sock.close()
+    return statistics.median(results), count / elapsed, count / max(cpu, 1e-3)
+
+
+def _show_tls_thread(name: str, to_tun: bool) -> None:
+    for label, suite in TLS_THREAD_SUITES.items():
+        arrived, moved, per_cpu = _tls_thread_rate(suite, to_tun)
+        show(f"{name} {label}", arrived)
+        if arrived < 0.95 * moved:  # The far end's reader, not the thread, was the limit.
+            print(f"  {'':58} (the thread moved {moved / 1e3:.1f} k/s; the reader took less)")
+        show(f"  per CPU second of the thread ({moved / per_cpu:.0%} busy)", per_cpu)
+
+
+def bench_thread_tls_to_tun() -> None:
+    _show_tls_thread("thread TLS -> TUN", to_tun=True)
+
+
+def bench_thread_tun_to_tls() -> None:
+    _show_tls_thread("thread TUN -> TLS", to_tun=False)
+
+
 SECTIONS = {
     "cstp": bench_cstp,
     "dtls": bench_dtls,
@@ -634,6 +818,8 @@ SECTIONS = {
     "tun->udp": bench_tun_to_udp,
     "thread udp->tun": bench_thread_udp_to_tun,
     "thread tun->udp": bench_thread_tun_to_udp,
+    "thread tls->tun": bench_thread_tls_to_tun,
+    "thread tun->tls": bench_thread_tun_to_tls,
 }
 
 

@@ -1125,6 +1125,47 @@ static PyObject *Engine_drain(Engine *e, PyObject *unused) {
     return out;
 }
 
+/* One pipe's items, taken out of the lane in order (the others stay): what a closed pipe handed
+ * back that the event loop has not drained yet. */
+static PyObject *Engine_take(Engine *e, PyObject *arg) {
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    Item *mine = NULL, **tail = &mine;
+    pthread_mutex_lock(&fp_lock);
+    Item **link = &e->head, *last = NULL;
+    while (*link != NULL) {
+        Item *item = *link;
+        if (item->pipe != id) {
+            last = item;
+            link = &item->next;
+            continue;
+        }
+        *link = item->next;
+        item->next = NULL;
+        *tail = item;
+        tail = &item->next;
+        e->queued--;
+        e->queued_bytes -= item->len;
+        lane_taken(e, item->owner);
+    }
+    e->tail = last;
+    pthread_mutex_unlock(&fp_lock);
+    PyObject *out = PyList_New(0);
+    while (mine != NULL) {
+        Item *item = mine;
+        mine = item->next;
+        if (out != NULL) {
+            PyObject *t = Py_BuildValue("(iy#)", item->kind, (const char *)item->data, item->len);
+            if (t == NULL || PyList_Append(out, t) < 0)
+                Py_CLEAR(out);
+            Py_XDECREF(t);
+        }
+        free(item);
+    }
+    return out;
+}
+
 static PyObject *Engine_fileno(Engine *e, PyObject *unused) {
     return PyLong_FromLong(e->notify_fd);
 }
@@ -1148,6 +1189,8 @@ static PyMethodDef Engine_methods[] = {
      "attach_tls(tcp_fd, tun_fd, ssl, rbio, wbio, src4, src6, max_payload) -> Pipe"},
     {"drain", (PyCFunction)Engine_drain, METH_NOARGS,
      "drain() -> list of (pipe id, kind, bytes): what the thread handed back, in order"},
+    {"take", (PyCFunction)Engine_take, METH_O,
+     "take(pipe_id) -> list of (kind, bytes): that pipe's items, out of the lane, in order"},
     {"fileno", (PyCFunction)Engine_fileno, METH_NOARGS,
      "fileno() -> int: an eventfd, readable when drain() has something"},
     {"close", (PyCFunction)Engine_close, METH_NOARGS, "close() -> None: stop the thread"},

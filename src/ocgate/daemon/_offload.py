@@ -169,12 +169,14 @@ class TlsPipe:
         stats: tuple[int, int, int, int, int, float, float] = self._pipe.take_stats()
         return stats
 
-    def close(self) -> tuple[bytes, bytes]:
-        """``(unsent, unread)``: ciphertext to write to the transport before anything else, and
-        received ciphertext OpenSSL has not read yet. Nothing more comes for this pipe."""
-        self._offload.detach(self._pipe.id)
+    def close(self) -> tuple[bytes, list[tuple[int, bytes]], bytes]:
+        """``(unsent, items, unread)``: ciphertext to write to the transport before anything
+        else; what the thread handed back that the lane still held, ``(kind, bytes)`` in order
+        (the handler is not called for them); received ciphertext OpenSSL has not read yet, which
+        follows a ``KIND_BACK`` item's. Nothing more comes for this pipe."""
         unsent, unread = self._pipe.close()
-        return unsent, unread
+        items = self._offload.take(self._pipe.id)
+        return unsent, items, unread
 
 
 class Offload:
@@ -246,6 +248,12 @@ class Offload:
         pipe = self._engine.attach_tls(tcp_fd, tun_fd, ssl, rbio, wbio, src4, src6, max_payload)
         self._handlers[pipe.id] = handler
         return TlsPipe(self, pipe)
+
+    def take(self, pipe_id: int) -> list[tuple[int, bytes]]:
+        """A closed pipe's items still in the lane, out of it; its handler is forgotten."""
+        self._handlers.pop(pipe_id, None)
+        items: list[tuple[int, bytes]] = self._engine.take(pipe_id)
+        return items
 
     def detach(self, pipe_id: int) -> None:
         self._handlers.pop(pipe_id, None)

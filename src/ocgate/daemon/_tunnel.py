@@ -148,6 +148,7 @@ class Tunnel:
         """The connection's path for TLS bytes from the client (a TLS pipe's unread rest)."""
         self._tls_pipe: TlsPipe | None = None
         """The TLS connection and the TUN device are driven by the data-path thread."""
+        self._releasing = False
 
     @property
     def rx_bytes(self) -> int:
@@ -293,6 +294,7 @@ class Tunnel:
         if (
             offload is None
             or self._tls_pipe is not None
+            or self._releasing
             or self.closed
             or self._lent
             or self.rx_limit is not None
@@ -331,23 +333,34 @@ class Tunnel:
             self.cstp.absorb(rxp, rxb, txp, txb, last_rx, last_activity)
 
     def _release_tls(self) -> bytes:
-        """Take the connection back from the thread; what it received and did not read."""
+        """Take the connection back from the thread; the ciphertext it received and did not
+        read. What it handed back that the lane still held is taken here, in order."""
         pipe = self._tls_pipe
         if pipe is None:
             return b""
         self._absorb_tls()
         self._tls_pipe = None
-        unsent, unread = pipe.close()
+        unsent, items, unread = pipe.close()
         if unsent and not self._transport.is_closing():
             self._transport.write(unsent)
-        return unread
+        received = b""
+        self._releasing = True  # No new pipe while the old one's items are taken in.
+        try:
+            for kind, data in items:
+                if kind == KIND_BACK:
+                    received += data
+                elif not self.closed:
+                    self._from_thread(kind, data)
+        finally:
+            self._releasing = False
+        return received + unread
 
-    def _disengage_tls(self, received: bytes = b"") -> None:
-        """The event loop drives the TLS connection again; ``received`` follows what the thread
-        had received and not read."""
+    def _disengage_tls(self, handed_back: bytes = b"") -> None:
+        """The event loop drives the TLS connection again, from what the thread received and
+        did not read (``handed_back``: what came with its ``KIND_BACK``, first)."""
         if self._tls_pipe is None:
             return
-        unread = self._release_tls() + received
+        unread = handed_back + self._release_tls()
         if self.closed:
             return
         if self._tls.peer_closed():  # A TLS 1.3 close_notify, which the thread read.

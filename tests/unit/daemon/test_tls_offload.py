@@ -976,6 +976,33 @@ def test_one_pipe_queues_at_most_its_bound_and_other_pipes_still_get_theirs(
     assert rig.engine.lane_dropped == dropped + 2048 - PIPE_LANE_MAX
 
 
+def test_take_gives_a_closed_pipes_items_in_order_and_leaves_the_others(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """``Engine.take``: when the tunnel closes a pipe itself (a DTLS association takes the TUN
+    device), what the thread handed back and the event loop has not drained yet must not be lost:
+    a hand-back's plaintext and ciphertext are the rest of the TLS stream. ``take`` moves that
+    pipe's items out of the lane, in order, and leaves every other pipe's."""
+    rig = make_rig("tls13-aes256-gcm")
+    other = make_rig("tls12-chacha20", engine=rig.engine)
+    split = frame(DATA, ipv4(200, tag=2))
+    other.send(frame(DPD_REQ, b"other"))
+    other.settled()
+    wire = rig.send(frame(DPD_REQ, b"x") + split[:100], split[100:])
+    rig.settled()
+    unsent, unread = rig.pipe.close()
+    assert (unsent, unread) == (b"", b"")
+    taken = rig.engine.take(rig.pipe_id)
+    assert taken == [
+        (KIND_CSTP, frame(DPD_REQ, b"x")),
+        (KIND_CSTP, split[:100]),
+        (KIND_BACK, split_records(wire)[1]),
+    ]
+    assert rig.engine.take(rig.pipe_id) == []
+    assert rig.engine.drain() == [(other.pipe_id, KIND_CSTP, frame(DPD_REQ, b"other"))]
+    rig.pipe = None  # Closed above.
+
+
 def test_a_pipe_with_its_bound_waiting_is_not_read_until_drained(
     make_rig: Callable[..., Rig],
 ) -> None:
