@@ -9,7 +9,7 @@ namespaces with the same ocserv.conf, all started once and kept up. For every ro
 server, in an order that rotates each round (so drift on a shared machine is spread over all
 servers), one openconnect 9.01 client connects in that mode and measures:
 
-* ping RTT through the tunnel (20 echo requests, 50 ms apart, on the idle tunnel);
+* ping RTT through the tunnel (the median of 100 echo requests, 20 ms apart, on the idle tunnel);
 * iperf3 one TCP stream client → server ("up"), then server → client ("down"), ``--seconds``
   each with the first second left out;
 * the CPU seconds the server's whole process tree used during each iperf3 run, per GB received.
@@ -171,8 +171,8 @@ def wait_dtls(client: OpenConnect, timeout: float = 20) -> str:
     raise RuntimeError(f"no DTLS connection\n{client.describe()}")
 
 
-def ping_rtts(pair: NetnsPair, count: int = 20) -> list[float]:
-    argv = ["ping", "-n", "-c", str(count), "-i", "0.05", "-W", "2", SERVER_TUN4]
+def ping_rtts(pair: NetnsPair, count: int = 100) -> list[float]:
+    argv = ["ping", "-n", "-c", str(count), "-i", "0.02", "-W", "2", SERVER_TUN4]
     proc = pair.run_in(pair.client, argv, check=False, timeout=30)
     return [float(x) for x in RTT.findall(proc.stdout)]
 
