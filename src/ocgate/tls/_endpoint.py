@@ -332,6 +332,7 @@ class TlsEndpoint:
             and not self._renegotiating
             and not self._held
             and not self._conn.renegotiate_pending()
+            and not self.peer_closed()
             and self._io.buffered() == 0
         )
 
