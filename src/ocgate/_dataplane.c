@@ -941,6 +941,56 @@ static int pipe_configure(PipeObject *po, PyObject *state, int tx_ok, int mtu, d
     return 0;
 }
 
+static int set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    return flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+               ? -1
+               : 0;
+}
+
+/* A new pipe on net_fd and tun_fd with the session's sources, not watched yet; NULL with an
+ * exception set. The thread must never block (it holds fp_lock while it works): both
+ * descriptors are non-blocking already in ocgate; this makes sure of it for any caller. */
+static PipeObject *new_pipe(Engine *e, int net_fd, int tun_fd, const Py_buffer *src4,
+                            const Py_buffer *src6) {
+    if (!e->running) {
+        PyErr_SetString(PyExc_ValueError, "the engine is closed");
+        return NULL;
+    }
+    if ((src4->len != 0 && src4->len != 4) || src6->len > 17 || net_fd < 0 || tun_fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "src4 is 0 or 4 bytes, src6 at most 16 (17: none)");
+        return NULL;
+    }
+    if (set_nonblocking(net_fd) < 0 || set_nonblocking(tun_fd) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
+    PipeObject *po = PyObject_New(PipeObject, &PipeType);
+    if (po == NULL)
+        return NULL;
+    po->state = NULL;
+    po->p = calloc(1, sizeof(Pipe));
+    Py_INCREF(e);
+    po->engine = e;
+    if (po->p == NULL) {
+        Py_DECREF(po);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    Pipe *p = po->p;
+    p->net_fd = net_fd;
+    p->tun_fd = tun_fd;
+    p->has4 = src4->len == 4;
+    memcpy(p->src4, src4->buf, (size_t)src4->len);
+    p->src6_len = src6->len > 16 ? -1 : (int)src6->len;
+    if (p->src6_len > 0)
+        memcpy(p->src6, src6->buf, (size_t)src6->len);
+    pthread_mutex_lock(&fp_lock);
+    p->id = po->id = ++e->next_id;
+    pthread_mutex_unlock(&fp_lock);
+    return po;
+}
+
 static PyObject *Engine_attach(Engine *e, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"udp_fd", "tun_fd", "src4", "src6", "state", "tx_ok", "mtu",
                              "switch_after", NULL};
@@ -951,41 +1001,10 @@ static PyObject *Engine_attach(Engine *e, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiy*y*Opid:attach", kwlist, &udp_fd, &tun_fd,
                                      &src4, &src6, &state, &tx_ok, &mtu, &switch_after))
         return NULL;
-    PipeObject *po = NULL;
-    if (!e->running) {
-        PyErr_SetString(PyExc_ValueError, "the engine is closed");
-        goto done;
-    }
-    if ((src4.len != 0 && src4.len != 4) || src6.len > 17 || udp_fd < 0 || tun_fd < 0) {
-        PyErr_SetString(PyExc_ValueError, "src4 is 0 or 4 bytes, src6 at most 16 (17: none)");
-        goto done;
-    }
-    po = PyObject_New(PipeObject, &PipeType);
+    PipeObject *po = new_pipe(e, udp_fd, tun_fd, &src4, &src6);
     if (po == NULL)
         goto done;
-    po->state = NULL;
-    po->p = calloc(1, sizeof(Pipe));
-    Py_INCREF(e);
-    po->engine = e;
-    if (po->p == NULL) {
-        Py_CLEAR(po);
-        PyErr_NoMemory();
-        goto done;
-    }
     Pipe *p = po->p;
-    /* The thread must never block (it holds fp_lock while it works): both descriptors are
-     * non-blocking already in ocgate; make sure of it for any caller. */
-    int fds[2] = {udp_fd, tun_fd};
-    for (int i = 0; i < 2; i++) {
-        int flags = fcntl(fds[i], F_GETFL);
-        if (flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fds[i], F_SETFL, flags | O_NONBLOCK) < 0)) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            Py_CLEAR(po);
-            goto done;
-        }
-    }
-    p->net_fd = udp_fd;
-    p->tun_fd = tun_fd;
     /* UDP GSO only on a UDP socket (an AF_UNIX stand-in would deliver the merged datagram). */
     const char *gso = getenv("OCGATE_UDP_GSO"); /* "off": one datagram per system call */
     int protocol = 0;
@@ -993,15 +1012,7 @@ static PyObject *Engine_attach(Engine *e, PyObject *args, PyObject *kwds) {
     p->no_gso = (gso != NULL && strcmp(gso, "off") == 0) ||
                 getsockopt(udp_fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &protocol_len) != 0 ||
                 protocol != IPPROTO_UDP;
-    p->has4 = src4.len == 4;
-    memcpy(p->src4, src4.buf, (size_t)src4.len);
-    p->src6_len = src6.len > 16 ? -1 : (int)src6.len;
-    if (p->src6_len > 0)
-        memcpy(p->src6, src6.buf, (size_t)src6.len);
     p->last_rx = monotonic_now();
-    pthread_mutex_lock(&fp_lock);
-    p->id = po->id = ++e->next_id;
-    pthread_mutex_unlock(&fp_lock);
     if (pipe_configure(po, state, tx_ok, mtu, switch_after) < 0) {
         Py_CLEAR(po);
         goto done;
@@ -1022,13 +1033,6 @@ done:
     return (PyObject *)po;
 }
 
-static int set_nonblocking(int fd) {
-    int flags = fcntl(fd, F_GETFL);
-    return flags < 0 || (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-               ? -1
-               : 0;
-}
-
 static PyObject *Engine_attach_tls(Engine *e, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"tcp_fd", "tun_fd", "ssl", "rbio", "wbio", "src4", "src6",
                              "max_payload", NULL};
@@ -1039,47 +1043,21 @@ static PyObject *Engine_attach_tls(Engine *e, PyObject *args, PyObject *kwds) {
                                      &tun_fd, &ssl, &rbio, &wbio, &src4, &src6, &max_payload))
         return NULL;
     PipeObject *po = NULL;
-    if (!tls_bound || !e->running) {
+    if (!tls_bound || ssl == 0 || rbio == 0 || wbio == 0 || max_payload < 0) {
         PyErr_SetString(PyExc_ValueError, !tls_bound ? "bind_tls() was not called"
-                                                     : "the engine is closed");
+                                                     : "ssl, rbio, wbio or max_payload is bad");
         goto done;
     }
-    if ((src4.len != 0 && src4.len != 4) || src6.len > 17 || tcp_fd < 0 || tun_fd < 0 ||
-        ssl == 0 || rbio == 0 || wbio == 0 || max_payload < 0) {
-        PyErr_SetString(PyExc_ValueError, "src4 is 0 or 4 bytes, src6 at most 16 (17: none)");
-        goto done;
-    }
-    if (set_nonblocking(tcp_fd) < 0 || set_nonblocking(tun_fd) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        goto done;
-    }
-    po = PyObject_New(PipeObject, &PipeType);
+    po = new_pipe(e, tcp_fd, tun_fd, &src4, &src6);
     if (po == NULL)
         goto done;
-    po->state = NULL;
-    po->p = calloc(1, sizeof(Pipe));
-    Py_INCREF(e);
-    po->engine = e;
-    if (po->p == NULL) {
-        Py_CLEAR(po);
-        PyErr_NoMemory();
-        goto done;
-    }
     Pipe *p = po->p;
     p->tls = 1;
-    p->net_fd = tcp_fd;
-    p->tun_fd = tun_fd;
     p->ssl = (void *)(uintptr_t)ssl;
     p->rbio = (void *)(uintptr_t)rbio;
     p->wbio = (void *)(uintptr_t)wbio;
     p->max_payload = max_payload;
-    p->has4 = src4.len == 4;
-    memcpy(p->src4, src4.buf, (size_t)src4.len);
-    p->src6_len = src6.len > 16 ? -1 : (int)src6.len;
-    if (p->src6_len > 0)
-        memcpy(p->src6, src6.buf, (size_t)src6.len);
     pthread_mutex_lock(&fp_lock);
-    p->id = po->id = ++e->next_id;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(uintptr_t)p};
     if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, tcp_fd, &ev) == 0)
         p->net_watched = 1;
