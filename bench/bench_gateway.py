@@ -202,6 +202,7 @@ def logins(pair: NetnsPair, server: Server, seconds: float, threads: int = 16) -
                 done[0] += 1
 
     before = _cpu_by_process(server.pid)
+    client_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
     workers = [threading.Thread(target=loop, args=(n,)) for n in range(threads)]
     for t in workers:
@@ -210,8 +211,14 @@ def logins(pair: NetnsPair, server: Server, seconds: float, threads: int = 16) -
         t.join()
     elapsed = time.monotonic() - started
     after = _cpu_by_process(server.pid)
+    client_after = resource.getrusage(resource.RUSAGE_SELF)
     busy = {k: round(v - before.get(k, 0.0), 1) for k, v in after.items()}
+    client = (client_after.ru_utime - client_before.ru_utime) + (
+        client_after.ru_stime - client_before.ru_stime
+    )
     print(f"    server CPU seconds by process: {busy}")
+    per_login = 1000 * client / max(done[0], 1)
+    print(f"    load generator: {client:.1f} CPU seconds, {per_login:.2f} ms per login")
     if errors:
         print(f"    ({len(errors)} failed logins, e.g. {errors[0][:100]})")
     return done[0] / elapsed

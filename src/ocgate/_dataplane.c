@@ -433,6 +433,22 @@ static void send_records(Pipe *p, struct iovec *iov, int count) {
     }
 }
 
+/* One packet from the pipe's TUN device into ``packet`` (READ_SIZE bytes): its length, or 0 when
+ * there is none (EAGAIN) or the device cannot be read; such a device is no longer watched (a
+ * descriptor in error would wake the thread forever). */
+static ssize_t read_tun(Engine *e, Pipe *p, unsigned char *packet) {
+    ssize_t r;
+    do
+        r = read(p->tun_fd, packet, READ_SIZE);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            unwatch(e, p->tun_fd, &p->tun_watched);
+        return 0;
+    }
+    return r;
+}
+
 static void tun_ready(Engine *e, Pipe *p) {
     Buffers *b = e->buffers;
     static const unsigned char data_prefix[1] = {DTLS_DATA};
@@ -444,16 +460,8 @@ static void tun_ready(Engine *e, Pipe *p) {
     int count = 0;
     for (int i = 0; i < BATCH_MAX; i++) {
         unsigned char *packet = b->tun[i];
-        ssize_t r;
-        do
-            r = read(p->tun_fd, packet, READ_SIZE);
-        while (r < 0 && errno == EINTR);
-        if (r < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                unwatch(e, p->tun_fd, &p->tun_watched);
-            break;
-        }
-        if (r == 0)
+        ssize_t r = read_tun(e, p, packet);
+        if (r <= 0)
             break;
         if (usable && r <= p->mtu && r + 1 <= MAX_PLAINTEXT) {
             unsigned char *rec = b->sealed[count];
@@ -723,16 +731,8 @@ static void tls_tun_ready(Engine *e, Pipe *p) {
     double now = monotonic_now();
     for (int i = 0; i < BATCH_MAX && !p->failed && p->out_len < TLS_OUT_HIGH; i++) {
         unsigned char *packet = frame + CSTP_HEADER;
-        ssize_t r;
-        do
-            r = read(p->tun_fd, packet, READ_SIZE);
-        while (r < 0 && errno == EINTR);
-        if (r < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                unwatch(e, p->tun_fd, &p->tun_watched);
-            break;
-        }
-        if (r == 0)
+        ssize_t r = read_tun(e, p, packet);
+        if (r <= 0)
             break;
         if (r > p->max_payload || r + CSTP_HEADER > MAX_PLAINTEXT) {
             lane_push(e, p, KIND_TX, packet, r); /* Python's CSTP core drops and counts it. */
