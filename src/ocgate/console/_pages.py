@@ -68,7 +68,8 @@ _SESSIONS: Final = """<h1>Sessions</h1>
 <thead><tr><th scope="col">User</th><th scope="col">Group</th><th scope="col">Remote</th>
 <th scope="col">VPN address</th><th scope="col">Transport</th><th scope="col">DTLS cipher</th>
 <th scope="col">RX</th><th scope="col">TX</th><th scope="col">Rate RX / TX</th>
-<th scope="col">Since</th><th scope="col">Actions</th></tr></thead>
+<th scope="col">Since</th><th scope="col" class="node" hidden>Node</th>
+<th scope="col">Actions</th></tr></thead>
 <tbody></tbody>
 </table>
 </div>

@@ -187,3 +187,33 @@ def test_stylesheet_has_no_external_resources() -> None:
     css = (resources.files("ocgate.console") / "static" / "console.css").read_text()
     assert "url(" not in css
     assert "@import" not in css
+
+
+def test_sessions_page_has_a_node_column_hidden_until_several_nodes(harness: Harness) -> None:
+    """``ocgate ctl show users`` adds a node column when its listing spans several gateways
+    (``control/_format_text.py`` ``format_users``); the sessions table has the same column,
+    hidden in the page and shown by the script only when the rows name more than one node."""
+    harness.login(READER)
+    html = harness.client.get("/sessions").text
+    head = re.search(r'<table id="sessions-table">.*?</thead>', html, re.DOTALL)
+    assert head is not None
+    headers = re.findall(r'<th scope="col"([^>]*)>([^<]*)</th>', head.group(0))
+    assert [name for _, name in headers] == [
+        "User",
+        "Group",
+        "Remote",
+        "VPN address",
+        "Transport",
+        "DTLS cipher",
+        "RX",
+        "TX",
+        "Rate RX / TX",
+        "Since",
+        "Node",
+        "Actions",
+    ]
+    assert headers[10][0] == ' class="node" hidden'
+    script = (resources.files("ocgate.console") / "static" / "console.js").read_text()
+    assert '"#sessions-table th.node"' in script
+    assert 'user.node || ""' in script
+    assert "nodeHeader.hidden = !showNodes" in script

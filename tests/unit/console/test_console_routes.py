@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -115,6 +116,25 @@ def test_sessions_list_and_disconnect(harness: Harness) -> None:
     assert ("control", Command.DISCONNECT_ID, "7") in harness.backend.calls
     assert harness.client.get("/api/v1/sessions").json() == {"users": []}
     assert audit(harness)[-1]["target"] == "id 7"
+
+
+def test_sessions_name_the_node_of_each_tunnel(harness: Harness) -> None:
+    """With a session store shared by several gateways, ``show users`` lists the other nodes'
+    tunnels too, each with the node that holds it (``daemon/_cluster.py`` ``remote_users``); a
+    row from a server that names no node says ``""``."""
+    alice = harness.backend.tunnels[7]
+    harness.backend.tunnels = {
+        7: dataclasses.replace(alice, node="gw-a"),
+        9: dataclasses.replace(alice, id=9, username="bob", node="gw-b"),
+        11: dataclasses.replace(alice, id=11, username="carol"),
+    }
+    harness.login(READER)
+    users = harness.client.get("/api/v1/sessions").json()["users"]
+    assert [(u["id"], u["username"], u["node"]) for u in users] == [
+        (7, "alice", "gw-a"),
+        (9, "bob", "gw-b"),
+        (11, "carol", ""),
+    ]
 
 
 def test_control_error_is_409_with_message(harness: Harness) -> None:

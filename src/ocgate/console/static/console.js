@@ -255,8 +255,15 @@
 
   function initSessions() {
     const tbody = document.querySelector("#sessions-table tbody");
-    const previous = new Map(); // id -> {rx, tx, t}
+    const nodeHeader = document.querySelector("#sessions-table th.node");
+    const previous = new Map(); // rowKey -> {rx, tx, t}
     let timer = null;
+
+    // Tunnel ids are per gateway: with a shared session store, two nodes may both list id 7,
+    // so a row is known by its node and its id.
+    function rowKey(node, id) {
+      return JSON.stringify([node || "", String(id)]);
+    }
 
     function transport(user) {
       return user.dtls_cipher ? "DTLS" : "TLS";
@@ -278,17 +285,23 @@
         formatBytes(user.tx),
         rate ? formatRate(rate.rx) + " / " + formatRate(rate.tx) : "–",
         since,
+        user.node || "",
       ];
     }
 
     function makeRow(user) {
-      const row = el("tr", { "data-user": user.username, "data-id": String(user.id) });
-      for (let i = 0; i < 10; i += 1) {
+      const row = el("tr", {
+        "data-user": user.username,
+        "data-id": String(user.id),
+        "data-node": user.node || "",
+      });
+      for (let i = 0; i < 11; i += 1) {
         row.append(el("td"));
       }
       row.cells[0].className = "user";
       row.cells[3].className = "wrap";
       row.cells[9].className = "wrap";
+      row.cells[10].className = "node";
       const disconnect = el("button", { type: "button", class: "disconnect", text: "Disconnect" });
       const terminate = el("button", { type: "button", class: "terminate", text: "Terminate" });
       disconnect.setAttribute("aria-label", "Disconnect " + user.username + " (id " + user.id + ")");
@@ -328,15 +341,26 @@
       const seen = new Set();
       const rows = new Map();
       for (const row of tbody.querySelectorAll("tr[data-id]")) {
-        rows.set(row.dataset.id, row);
+        rows.set(rowKey(row.dataset.node, row.dataset.id), row);
       }
       for (const empty of tbody.querySelectorAll("tr.empty")) {
         empty.remove();
       }
+      // As in "ocgate ctl show users": the node column appears when the listing spans several
+      // gateways; a lone gateway's rows all name the same node, so the column stays hidden.
+      const nodes = new Set(
+        data.users.map(function (user) {
+          return user.node || "";
+        }),
+      );
+      const showNodes = nodes.size > 1;
+      if (nodeHeader) {
+        nodeHeader.hidden = !showNodes;
+      }
       for (const user of data.users) {
-        const id = String(user.id);
-        seen.add(id);
-        const before = previous.get(id);
+        const key = rowKey(user.node, user.id);
+        seen.add(key);
+        const before = previous.get(key);
         let rate = null;
         if (before && now > before.t) {
           rate = {
@@ -344,18 +368,19 @@
             tx: Math.max(0, (user.tx - before.tx) / (now - before.t)),
           };
         }
-        previous.set(id, { rx: user.rx, tx: user.tx, t: now });
-        let row = rows.get(id);
+        previous.set(key, { rx: user.rx, tx: user.tx, t: now });
+        let row = rows.get(key);
         if (!row) {
           row = makeRow(user);
           tbody.append(row);
         }
         setCells(row, rowValues(user, rate));
+        row.cells[10].hidden = !showNodes;
       }
-      for (const [id, row] of rows) {
-        if (!seen.has(id)) {
+      for (const [key, row] of rows) {
+        if (!seen.has(key)) {
           row.remove();
-          previous.delete(id);
+          previous.delete(key);
         }
       }
       if (data.users.length === 0) {
