@@ -5,13 +5,15 @@
 
 Each server (``ocserv`` 1.1.6 from Debian, installed when missing; ``ocgate-1`` with
 ``workers = 1``; ``ocgate-auto`` with one worker per core) runs in its own pair of network
-namespaces with the same ocserv.conf, all started once and kept up. For every round, mode and
-server, in an order that rotates each round (so drift on a shared machine is spread over all
-servers), one openconnect 9.01 client connects in that mode and measures:
+namespaces with the same ocserv.conf, all started once and kept up. For every round and mode,
+every server's openconnect 9.01 client connects in that mode, and then, the servers in an order
+that rotates each round (so drift on a shared machine is spread over all of them):
 
-* ping RTT through the tunnel (the median of 100 echo requests, 20 ms apart, on the idle tunnel);
-* iperf3 one TCP stream client → server ("up"), then server → client ("down"), ``--seconds``
-  each with the first second left out;
+* ping RTT through each idle tunnel: the median of 200 echo requests 20 ms apart, taken in ten
+  turns of 20 that go round the servers (the RTT on a shared VM drifts with the host's load
+  over seconds; in turns every server meets the same conditions);
+* for each server in turn, iperf3 one TCP stream client → server ("up"), then server → client
+  ("down"), ``--seconds`` each with the first second left out (the other clients stay idle);
 * the CPU seconds the server's whole process tree used during each iperf3 run, per GB received.
 
 Modes (openconnect options as in tests/interop/test_dtls.py; the negotiated cipher is checked
@@ -109,6 +111,8 @@ SERVERS: dict[str, tuple[ServerKind, dict[str, str | None], dict[str, str]]] = {
 ESTABLISHED = re.compile(r"Established DTLS connection \(using GnuTLS\)\. Ciphersuite (\S+?)\.?$",
                          re.M)  # fmt: skip
 RTT = re.compile(r"time=([\d.]+) ms")
+RTT_TURNS, RTT_BATCH = 10, 20
+"""Per round and mode, each server gets RTT_TURNS turns of RTT_BATCH pings (20 ms apart)."""
 
 
 def ensure_ocserv() -> None:
@@ -171,13 +175,27 @@ def wait_dtls(client: OpenConnect, timeout: float = 20) -> str:
     raise RuntimeError(f"no DTLS connection\n{client.describe()}")
 
 
-def ping_rtts(pair: NetnsPair, count: int = 100) -> list[float]:
+def ping_rtts(pair: NetnsPair, count: int) -> list[float]:
     argv = ["ping", "-n", "-c", str(count), "-i", "0.02", "-W", "2", SERVER_TUN4]
     proc = pair.run_in(pair.client, argv, check=False, timeout=30)
     return [float(x) for x in RTT.findall(proc.stdout)]
 
 
-def measure(run: Running, mode: str, seconds: int) -> dict[str, Any]:
+def interleaved_rtts(runs: list[Running]) -> dict[str, list[float]]:
+    """Ping RTTs of every connected server, taken in turns of RTT_BATCH echo requests.
+
+    The RTT of an idle tunnel on this VM is mostly where the kernel wakes each process up, and
+    that drifts over seconds with whatever else the host runs: servers measured one after the
+    other met different conditions. In turns, each meets the same ones."""
+    rtts: dict[str, list[float]] = {run.name: [] for run in runs}
+    for turn in range(RTT_TURNS):
+        for run in runs[turn % len(runs) :] + runs[: turn % len(runs)]:
+            rtts[run.name].extend(ping_rtts(run.pair, RTT_BATCH))
+    return rtts
+
+
+def connect(run: Running, mode: str) -> tuple[OpenConnect, str]:
+    """Connect ``run``'s client in ``mode``; its negotiated cipher."""
     dtls, options, expected = MODES[mode]
     client = run.runner.connect(
         run.server, user="alice", password="alicepass", dtls=dtls, routes=(), extra=options
@@ -189,25 +207,60 @@ def measure(run: Running, mode: str, seconds: int) -> dict[str, Any]:
             cipher = wait_dtls(client)
             if expected not in cipher:
                 raise RuntimeError(f"{mode}: negotiated {cipher}, wanted {expected}")
-        time.sleep(0.5)
-        rtts = ping_rtts(run.pair)
-        row: dict[str, Any] = {"server": run.name, "mode": mode, "cipher": cipher,
-                               "rtt_ms": statistics.median(rtts) if rtts else None}  # fmt: skip
-        for label, reverse in (("up", False), ("down", True)):
-            before = tree_cpu(run.server.pid)
-            report = iperf3_report(run.pair, server_addr=SERVER_TUN4, seconds=seconds + 1,
-                                   reverse=reverse, omit=1, timeout=seconds + 60)  # fmt: skip
-            cpu = cpu_used(before, tree_cpu(run.server.pid))
-            received = report["end"]["sum_received"]
-            # The omitted first second is in neither figure; CPU counts the whole run, so scale
-            # the bytes of the measured seconds up to the whole run for the per-GB figure.
-            moved = received["bytes"] * (seconds + 1) / seconds
-            row[label] = received["bits_per_second"] / 1e6
-            row[f"{label}_cpu_s_per_gb"] = cpu / (moved / 1e9) if moved else None
-        return row
-    finally:
+    except BaseException:
         client.stop()
         run.pair.kill_in(run.pair.client)
+        raise
+    return client, cipher
+
+
+def throughput(run: Running, row: dict[str, Any], seconds: int) -> None:
+    """iperf3 up then down through ``run``'s tunnel, with the server's CPU per GB, into ``row``."""
+    for label, reverse in (("up", False), ("down", True)):
+        before = tree_cpu(run.server.pid)
+        report = iperf3_report(run.pair, server_addr=SERVER_TUN4, seconds=seconds + 1,
+                               reverse=reverse, omit=1, timeout=seconds + 60)  # fmt: skip
+        cpu = cpu_used(before, tree_cpu(run.server.pid))
+        received = report["end"]["sum_received"]
+        # The omitted first second is in neither figure; CPU counts the whole run, so scale
+        # the bytes of the measured seconds up to the whole run for the per-GB figure.
+        moved = received["bytes"] * (seconds + 1) / seconds
+        row[label] = received["bits_per_second"] / 1e6
+        row[f"{label}_cpu_s_per_gb"] = cpu / (moved / 1e9) if moved else None
+
+
+def measure_mode(order: list[Running], mode: str, seconds: int) -> list[dict[str, Any]]:
+    """One round of ``mode``: every server's client connected, their RTTs in turns, then each
+    server's throughput in ``order`` (the other clients stay connected and idle)."""
+    connected: list[tuple[Running, OpenConnect, str]] = []
+    rows: list[dict[str, Any]] = []
+    try:
+        for run in order:
+            if run.name == "ocserv" and mode in BASELINE:
+                continue
+            try:
+                client, cipher = connect(run, mode)
+            except RuntimeError as exc:  # A mode this server does not offer.
+                print(f"{mode:11} {run.name:12} FAILED: {exc}", flush=True)
+                continue
+            connected.append((run, client, cipher))
+        time.sleep(0.5)
+        rtts = interleaved_rtts([run for run, _, _ in connected])
+        for run, _, cipher in connected:
+            values = rtts[run.name]
+            row: dict[str, Any] = {
+                "server": run.name,
+                "mode": mode,
+                "cipher": cipher,
+                "rtt_ms": statistics.median(values) if values else None,
+            }
+            throughput(run, row, seconds)
+            rows.append(row)
+    finally:
+        for run, client, _ in connected:
+            client.stop()
+            run.pair.kill_in(run.pair.client)
+    return rows
 
 
 def start(name: str, index: int, tmp: Path, cert_dir: Path, env: dict[str, str]) -> Running:
@@ -300,18 +353,11 @@ def main() -> int:
         for round_ in range(args.rounds):
             order = running[round_ % len(running) :] + running[: round_ % len(running)]
             for mode in modes:
-                for run in order:
-                    if run.name == "ocserv" and mode in BASELINE:
-                        continue
-                    try:
-                        row = measure(run, mode, args.seconds)
-                    except RuntimeError as exc:  # A mode this server does not offer.
-                        print(f"round {round_} {mode:11} {run.name:12} FAILED: {exc}", flush=True)
-                        continue
+                for row in measure_mode(order, mode, args.seconds):
                     row["round"] = round_
                     runs.append(row)
                     print(
-                        f"round {round_} {mode:11} {run.name:12} up {row['up']:7.1f} "
+                        f"round {round_} {mode:11} {row['server']:12} up {row['up']:7.1f} "
                         f"down {row['down']:7.1f} Mb/s  rtt {row['rtt_ms']:.3f} ms  "
                         f"cpu/GB {row['up_cpu_s_per_gb']:.1f}/{row['down_cpu_s_per_gb']:.1f}  "
                         f"{row['cipher']}",
