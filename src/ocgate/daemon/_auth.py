@@ -15,11 +15,11 @@ settings carry its vhost's configuration, and its cookie is claimed only through
 
 Per-user and per-group networks (``ipv4-network``/``ipv6-network`` in those files; ocserv
 ``src/ip-lease.c`` leases from the session's network): a session whose settings name a network
-other than its vhost's leases from a pool of that network, made at its first lease and dropped
-with its last one (at most :data:`MAX_SESSION_POOLS` at once). A network equal to a configured
-pool's shares that pool; one that overlaps another pool without being it is refused at CONNECT,
-so no address is leased twice. After a restart the sessions' settings name their networks again,
-and their leases are reserved in the pools made for them.
+other than its vhost's leases from a pool of that network.
+
+Two parts have modules of their own, where their rules are written: the address pools
+(:class:`~ocgate.daemon._auth_pools.AddressPools`) and the bans
+(:class:`~ocgate.daemon._auth_bans.AddressBans`).
 
 Session times here are wall-clock seconds: the store is durable (SQLite) and a restarted gateway
 must read them back.
@@ -42,9 +42,10 @@ from typing import TypeVar
 
 from ocgate import ipc
 from ocgate.auth import AuthBackends, SessionAccounting, build_accounting, build_auth_backends
-from ocgate.bans import BanPolicy, BanTable
 from ocgate.config import Config
-from ocgate.control import BanInfo, SessionInfo
+from ocgate.control import SessionInfo
+from ocgate.daemon._auth_bans import AddressBans
+from ocgate.daemon._auth_pools import AddressPools
 from ocgate.daemon._cluster import Cluster
 from ocgate.daemon._shared import REFRESH_PERIOD, SharedState
 from ocgate.daemon._shared_store import SharedSessionStore
@@ -83,12 +84,6 @@ _COMMIT_DELAY = 0.01
 login makes five or six of them; at most this much is lost if the service crashes)."""
 MAX_DIALOGS_PER_WORKER = 4096
 """Login dialogs a worker may hold open here (one per pre-tunnel TLS connection)."""
-MAX_SESSION_POOLS = 256
-"""Pools of per-user and per-group networks held at once; a session that needs another one is
-refused (the files are the administrator's, but a typo per user must not grow state unbounded)."""
-
-_Pool = Ipv4Pool | Ipv6Pool
-_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(slots=True)
@@ -113,17 +108,18 @@ class AuthService:
             shared = SharedState(url, config.node_name, on_event=self._cluster_event)
             self.store = SharedSessionStore(self.store, shared)  # type: ignore[arg-type]
             self.cluster = Cluster(self, shared)
-        self.pool4: Ipv4Pool | None = None
-        self.pool6: Ipv6Pool | None = None
-        self._vhost_pools: dict[ipaddress.IPv4Network | ipaddress.IPv6Network,
-                                Ipv4Pool | Ipv6Pool] = {}  # fmt: skip
-        """The pools of vhosts whose network differs from the default host's, by network."""
-        self._session_pools: dict[_Net, _Pool] = {}
-        """The pools of per-user and per-group networks, by network (while they hold leases)."""
+        self._pools = AddressPools(self.session_host)
         self.vhost_services: dict[str, LoginServices] = {}
         """Each ``[vhost:NAME]``'s login services (its own backends, group menu, settings)."""
-        self._retired: list[Ipv4Pool | Ipv6Pool] = []
-        self.bans = BanTable(BanPolicy())
+        # Late-bound: the metrics are made below, and the process sets publish_bans once running.
+        self._bans = AddressBans(
+            self.store,
+            self.cluster,
+            publish=lambda entries, full: self.publish_bans(entries, full),
+            on_ban=lambda: self.metrics.bans.inc(),
+        )
+        self.bans = self._bans.table
+        """Ban points per client address (the cluster restores the other nodes' bans in it)."""
         self.workers: dict[int, ipc.Channel] = {}
         self.owners: dict[str, _Owner] = {}
         self.counters: dict[str, tuple[int, int, int, int]] = {}
@@ -173,8 +169,8 @@ class AuthService:
             self.accounting = SessionAccounting(
                 accounting, stats_report_time=config.stats_report_time
             )
-        self.bans.policy = _ban_policy(config)
-        self._load_pools(config)
+        self._bans.load(config)
+        self._pools.load(config)
         self.login_services = self._services(config, backends, credentials, sso)
         self.vhost_services = {name: self._services(*built) for name, built in vhosts.items()}
 
@@ -239,173 +235,48 @@ class AuthService:
         name = settings.config.vhost_name if isinstance(settings, SessionSettings) else None
         return self.config.vhost(name)
 
+    # Address pools (:mod:`ocgate.daemon._auth_pools`) ---------------------------------------------
+
     def pools_for(self, host: Config) -> tuple[Ipv4Pool | None, Ipv6Pool | None]:
-        """The address pools of ``host``: the default host's, or its vhost's own (vhosts with
-        the default host's network share its pool)."""
-        pool4: Ipv4Pool | None = self.pool4
-        pool6: Ipv6Pool | None = self.pool6
-        if host.ipv4_network != (self.pool4.network if self.pool4 is not None else None):
-            found4 = self._vhost_pools.get(host.ipv4_network) if host.ipv4_network else None
-            pool4 = found4 if isinstance(found4, Ipv4Pool) else None
-        if host.ipv6_network != (self.pool6.network if self.pool6 is not None else None):
-            found6 = self._vhost_pools.get(host.ipv6_network) if host.ipv6_network else None
-            pool6 = found6 if isinstance(found6, Ipv6Pool) else None
-        return pool4, pool6
-
-    def _load_pools(self, config: Config) -> None:
-        if self.pool4 is None or config.ipv4_network != self.pool4.network:
-            if self.pool4 is not None:
-                self._retired.append(self.pool4)
-            adopted4 = self._adopt(config.ipv4_network, config.ipv6_subnet_prefix)
-            self.pool4 = (
-                adopted4
-                if isinstance(adopted4, Ipv4Pool)
-                else Ipv4Pool(config.ipv4_network, predictable=config.predictable_ips)
-                if config.ipv4_network is not None
-                else None
-            )
-        if self.pool6 is None or config.ipv6_network != self.pool6.network:
-            if self.pool6 is not None:
-                self._retired.append(self.pool6)
-            adopted6 = self._adopt(config.ipv6_network, config.ipv6_subnet_prefix)
-            self.pool6 = (
-                adopted6
-                if isinstance(adopted6, Ipv6Pool)
-                else Ipv6Pool(
-                    config.ipv6_network,
-                    config.ipv6_subnet_prefix,
-                    predictable=config.predictable_ips,
-                )
-                if config.ipv6_network is not None
-                else None
-            )
-        old, self._vhost_pools = self._vhost_pools, {}
-        for vhost in config.vhosts:
-            for network in (vhost.ipv4_network, vhost.ipv6_network):
-                if network is None or network in (config.ipv4_network, config.ipv6_network):
-                    continue
-                if network in self._vhost_pools:
-                    continue
-                pool = old.pop(network, None) or self._adopt(network, vhost.ipv6_subnet_prefix)
-                if pool is None:
-                    pool = (
-                        Ipv4Pool(network, predictable=vhost.predictable_ips)
-                        if isinstance(network, ipaddress.IPv4Network)
-                        else Ipv6Pool(
-                            network, vhost.ipv6_subnet_prefix, predictable=vhost.predictable_ips
-                        )
-                    )
-                self._vhost_pools[network] = pool
-        self._retired.extend(old.values())
-
-    def _adopt(self, network: _Net | None, subnet_prefix: int) -> _Pool | None:
-        """A reload made ``network`` a configured pool: the per-user pool of that network (with
-        its leases) becomes it, so one network keeps one pool."""
-        pool = self._session_pools.get(network) if network is not None else None
-        if isinstance(pool, Ipv6Pool) and pool.subnet_prefix != subnet_prefix:
-            return None
-        if pool is not None:
-            del self._session_pools[pool.network]
-        return pool
+        """The address pools of ``host`` (:meth:`AddressPools.for_host`)."""
+        return self._pools.for_host(host)
 
     def session_pools(self, session: Session) -> tuple[Ipv4Pool | None, Ipv6Pool | None]:
-        """The pools ``session`` leases from: its vhost's, or for a network of its own (a
-        per-user or per-group ``ipv4-network``/``ipv6-network``) the pool of that network, made
-        now if there is none (ocserv ``src/ip-lease.c``).
+        """The pools ``session`` leases from (:meth:`AddressPools.for_session`).
 
         :raises ResourceError: the session's network overlaps another pool without being it, or
-            :data:`MAX_SESSION_POOLS` are in use.
+            :data:`~ocgate.daemon._auth_pools.MAX_SESSION_POOLS` are in use.
         """
-        host = self.session_host(session)
-        pool4, pool6 = self.pools_for(host)
-        settings = session.extra.get("settings")
-        if not isinstance(settings, SessionSettings):
-            return pool4, pool6
-        own = settings.config
-        if own.ipv4_network is not None and own.ipv4_network != host.ipv4_network:
-            found4 = self._pool_of(own.ipv4_network, own, session)
-            pool4 = found4 if isinstance(found4, Ipv4Pool) else None
-        if own.ipv6_network is not None and own.ipv6_network != host.ipv6_network:
-            found6 = self._pool_of(own.ipv6_network, own, session)
-            pool6 = found6 if isinstance(found6, Ipv6Pool) else None
-        return pool4, pool6
+        return self._pools.for_session(session)
 
-    def _live_pools(self) -> list[_Pool]:
-        pools = [self.pool4, self.pool6, *self._vhost_pools.values(), *self._session_pools.values()]
-        return [p for p in (*pools, *self._retired) if p is not None]
+    def live_pools(self) -> list[Ipv4Pool | Ipv6Pool]:
+        """Every pool that may hold a lease: configured, per-user and retired."""
+        return self._pools.live()
 
-    def _pool_of(self, network: _Net, own: Config, session: Session) -> _Pool:
-        """The pool of a session's own ``network``: an existing pool of that network, else a
-        new one (see :meth:`session_pools`)."""
-        subnet = own.ipv6_subnet_prefix
-        for pool in self._live_pools():
-            if pool.network != network or pool in self._retired:
-                continue
-            if isinstance(pool, Ipv6Pool) and pool.subnet_prefix != subnet:
-                self._refuse_pool(session, network, f"its pool leases /{pool.subnet_prefix}")
-            return pool
-        for pool in self._live_pools():
-            busy = pool not in self._retired or pool.in_use
-            if busy and pool.network.version == network.version and pool.network.overlaps(network):
-                self._refuse_pool(session, network, f"it overlaps the pool {pool.network}")
-        if len(self._session_pools) >= MAX_SESSION_POOLS:
-            self._refuse_pool(session, network, f"{MAX_SESSION_POOLS} per-user pools in use")
-        created: _Pool = (
-            Ipv4Pool(network, predictable=own.predictable_ips)
-            if isinstance(network, ipaddress.IPv4Network)
-            else Ipv6Pool(network, subnet, predictable=own.predictable_ips)
-        )
-        self._session_pools[network] = created
-        log.info("event=pool-created network=%s user=%r session=%s pools=%d", network,
-                 session.username, session.sid, len(self._session_pools))  # fmt: skip
-        return created
+    @property
+    def pool4(self) -> Ipv4Pool | None:
+        """The default host's IPv4 pool."""
+        return self._pools.pool4
 
-    def _refuse_pool(self, session: Session, network: _Net, why: str) -> None:
-        log.warning("event=pool-refused network=%s user=%r session=%s reason=%r",
-                    network, session.username, session.sid, why)  # fmt: skip
-        raise ResourceError(f"no pool for {network}: {why}")
-
-    def _drop_empty_pools(self) -> None:
-        for network, pool in list(self._session_pools.items()):
-            if not pool.in_use:
-                del self._session_pools[network]
-                log.info("event=pool-dropped network=%s", network)
+    @property
+    def pool6(self) -> Ipv6Pool | None:
+        """The default host's IPv6 pool."""
+        return self._pools.pool6
 
     def _restore_leases(self) -> None:
         """Sessions read back from the durable store keep their addresses."""
-        load_bans = getattr(self.store, "load_bans", None)
-        if callable(load_bans):
-            self.bans.restore(load_bans(), time.monotonic(), time.time())
+        self._bans.restore()
         restore = getattr(self.store, "restore_leases", None)
         if restore is None:
             return
-        for session in restore(self.pool4, self.pool6):
+        for session in restore(self._pools.pool4, self._pools.pool6):
             log.warning("event=lease-lost session=%s user=%r", session.sid, session.username)
-        for session in self.store.sessions():  # Vhost and per-user pools: the store knows one.
-            addr4, addr6 = session.ipv4, session.ipv6
-            if addr4 is None and addr6 is None:
-                continue
-            try:
-                pool4, pool6 = self.session_pools(session)
-            except ResourceError:  # Logged: a reload made its network overlap another pool.
-                pool4 = pool6 = None
-            if pool4 not in (None, self.pool4) and addr4:
-                if _free_in(pool4, addr4):
-                    pool4.allocate(session.username, prefer=addr4)
-                elif pool4.owns(addr4):  # An older session holds it.
-                    session.ipv4 = None
-            if pool6 not in (None, self.pool6) and addr6:
-                if _free_in(pool6, addr6):
-                    pool6.allocate(session.username, prefer=addr6)
-                elif pool6.owns(addr6):
-                    session.ipv6 = None
-            if (session.ipv4, session.ipv6) != (addr4, addr6):
-                log.warning("event=lease-lost session=%s user=%r", session.sid, session.username)
-                self._save(session)
-        self._drop_empty_pools()
+        self._pools.reserve(self.store.sessions(), self._save)
         count = len(self.store.sessions())
         if count:
             log.info("event=sessions-restored count=%d", count)
+
+    # Running --------------------------------------------------------------------------------------
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -442,7 +313,7 @@ class AuthService:
         if self._commit is not None:
             self._commit.cancel()
             self._commit = None
-        self._save_bans()
+        self._bans.save()
         if self.cluster is not None:
             await self.cluster.close()
         if self.accounting is not None:
@@ -466,84 +337,31 @@ class AuthService:
                         sid=session.sid, reason="session expired", notify=True
                     ))  # fmt: skip
                 self._release(session, "session expired")
-            self.bans.expire(time.monotonic())
-            self._save_bans()
+            self._bans.expire()
 
-    def _save_bans(self) -> None:
-        save = getattr(self.store, "save_bans", None)
-        if callable(save):
-            with contextlib.suppress(OSError):
-                save(self.bans.snapshot(time.monotonic(), time.time()))
-
-    # Bans -----------------------------------------------------------------------------------------
+    # Bans (:mod:`ocgate.daemon._auth_bans`) -------------------------------------------------------
 
     def is_banned(self, address: str) -> bool:
-        return self.bans.is_banned(address, time.monotonic())
+        return self._bans.is_banned(address)
 
     def connection_points(self, addresses: list[str]) -> None:
         """Connections the supervisor accepted from ``addresses`` (``ban-points-connection``)."""
-        points = self.bans.policy.points_connection
-        for address in addresses:
-            self._add_points(address, points, "connection")
+        self._bans.connection_points(addresses)
 
     def unban(self, address: str, *, share: bool = True) -> bool:
         """Lift the ban of ``address`` (``share``: on every node of a shared store too)."""
-        found = self.bans.unban(address)
-        if found:
-            log.info("event=address-unbanned remote=%s", address)
-            self.publish_bans([m.BanState(address=address[:64], seconds=0.0)], False)
-        if share and self.cluster is not None:
-            self.cluster.unbanned(address)
-        return found
+        return self._bans.unban(address, share=share)
 
     def publish_all_bans(self) -> None:
         """Tell the supervisor every ban in force (at start: it forgets its copy)."""
-        now = time.monotonic()
-        self.publish_bans(
-            [
-                m.BanState(address=e.address, seconds=e.banned_until - now)
-                for e in self.bans.entries(now)
-                if e.banned_until is not None
-            ],
-            True,
-        )
-
-    def _add_points(self, address: str, points: int, why: str) -> None:
-        self.add_points(address, points, why)
+        self._bans.publish_all()
 
     def add_points(self, address: str, points: int, why: str, *, share: bool = True) -> None:
         """Ban points for ``address`` (``share``: they count on every node of a shared store)."""
-        if share and self.cluster is not None:
-            self.cluster.points(address, points, why)
-        now = time.monotonic()
-        was_banned = self.bans.is_banned(address, now)
-        if self.bans.add_points(address, points, now) and not was_banned:
-            self.metrics.bans.inc()
-            ban = self.bans.policy.ban_time
-            self.publish_bans([m.BanState(address=address[:64], seconds=float(ban))], False)
-            if self.cluster is not None:  # A node that starts (or returns) later learns it too.
-                self.cluster.banned(address, self.bans.policy.ban_time)
-            log.warning(
-                "event=address-banned remote=%s reason=%s ban_time=%d",
-                address,
-                why,
-                self.bans.policy.ban_time,
-            )
-            self._save_bans()
+        self._bans.add_points(address, points, why, share=share)
 
     def _wrong_password(self, address: str) -> None:
-        self._add_points(address, self.bans.policy.points_wrong_password, "wrong-password")
-
-    def ban_entries(self) -> list[BanInfo]:
-        now, wall = time.monotonic(), time.time()
-        return [
-            BanInfo(
-                ip=entry.address,
-                score=entry.score,
-                expires=None if entry.banned_until is None else wall + entry.banned_until - now,
-            )
-            for entry in self.bans.entries(now)
-        ]
+        self._bans.wrong_password(address)
 
     # Sessions -------------------------------------------------------------------------------------
 
@@ -585,9 +403,6 @@ class AuthService:
         """Free ``session``'s addresses in the pools here: it moved to another node."""
         self._release(session, "moved to another gateway")
 
-    def live_pools(self) -> list[_Pool]:
-        return self._live_pools()
-
     def tell(self, worker: int, message: ipc.messages.Message) -> None:
         self._tell(worker, message)
 
@@ -595,16 +410,7 @@ class AuthService:
         if self.accounting is not None:
             self.accounting.session_ended(session.sid, reason)
         self.counters.pop(session.sid, None)
-        for lease in (session.ipv4, session.ipv6):
-            # The pool holding it: the configured ones, the per-user ones, those a reload retired.
-            for pool in self._live_pools() if lease is not None else ():
-                same_family = isinstance(pool, Ipv4Pool) == isinstance(lease, ipaddress.IPv4Address)
-                if same_family and pool.owns(lease) and lease in pool:  # type: ignore[arg-type]
-                    pool.release(lease)  # type: ignore[arg-type]
-                    break
-        session.ipv4 = None
-        session.ipv6 = None
-        self._drop_empty_pools()
+        self._pools.release(session)
 
     def claim(self, worker: int, msg: m.ClaimSession) -> m.SessionGranted:
         """CONNECT: find the session, take it from an older tunnel, lease its addresses.
@@ -677,7 +483,7 @@ class AuthService:
             owner = self.owners.get(session.sid)
             if owner is not None and (owner.worker, owner.tunnel_id) == (worker, msg.tunnel_id):
                 del self.owners[session.sid]
-            self._drop_empty_pools()
+            self._pools.drop_empty()
             raise
         if (session.ipv4, session.ipv6) == (had4, had6):
             return granted
@@ -770,7 +576,7 @@ class AuthService:
         except ResourceError as exc:
             log.warning("event=address-refused user=%r session=%s reason=%r",
                         session.username, session.sid, str(exc))  # fmt: skip
-            self._drop_empty_pools()
+            self._pools.drop_empty()
             raise
         asked4, asked6 = _ipv4(msg.prefer4), _ipv6(msg.prefer6)
         ignored = []
@@ -911,11 +717,10 @@ class AuthService:
                 ))  # fmt: skip
 
     def _live_state(self) -> LiveState:
-        now = time.monotonic()
         return LiveState(
             tunnels=[],
             sessions_disconnected=sum(1 for s in self.store.sessions() if not s.connected),
-            banned_addresses=sum(1 for e in self.bans.entries(now) if e.banned_until is not None),
+            banned_addresses=self._bans.banned_count(),
         )
 
     # Snapshots ------------------------------------------------------------------------------------
@@ -955,7 +760,7 @@ class AuthService:
                     user_agent=progress.user_agent,
                     remote_ip=progress.remote,
                 ))  # fmt: skip
-        pools = self._live_pools()  # Vhosts', per-user and retired pools' leases count too.
+        pools = self._pools.live()  # Vhosts', per-user and retired pools' leases count too.
         leases4 = sum(pool.in_use for pool in pools if isinstance(pool, Ipv4Pool))
         leases6 = sum(pool.in_use for pool in pools if isinstance(pool, Ipv6Pool))
         stats = {
@@ -964,7 +769,7 @@ class AuthService:
             "leases6": float(leases6),
             "tasks": float(len(asyncio.all_tasks())),
         }
-        return m.Sessions(sessions=sessions, bans=self.ban_entries(), stats=stats)
+        return m.Sessions(sessions=sessions, bans=self._bans.entries(), stats=stats)
 
     # Channel plumbing -----------------------------------------------------------------------------
 
@@ -1046,7 +851,7 @@ class AuthService:
                 owner = self.owners.get(session.sid)
                 if owner is not None and (owner.worker, owner.tunnel_id) == (worker, msg.tunnel_id):
                     del self.owners[session.sid]
-                self._drop_empty_pools()
+                self._pools.drop_empty()
                 raise
             granted = m.SessionGranted(payload=dump_session(session, self.config))
         await cluster.after_claim()
@@ -1177,30 +982,12 @@ def _ipv6(text: str | None) -> ipaddress.IPv6Address | None:
         return None
 
 
-def _free_in(
-    pool: Ipv4Pool | Ipv6Pool, address: ipaddress.IPv4Address | ipaddress.IPv6Network
-) -> bool:
-    """Whether ``address`` is a lease of ``pool`` that nobody holds yet."""
-    return pool.owns(address) and address not in pool  # type: ignore[arg-type]
-
-
 def _default_base_url(config: Config) -> str:
     """``https://HOST[:PORT]`` from ``listen-host`` (else this host's name) and ``tcp-port``."""
     host = config.listen_host or socket.gethostname()
     if ":" in host:
         host = f"[{host}]"
     return f"https://{host}" if config.tcp_port == 443 else f"https://{host}:{config.tcp_port}"
-
-
-def _ban_policy(config: Config) -> BanPolicy:
-    return BanPolicy(
-        max_score=config.max_ban_score,
-        reset_time=config.ban_reset_time,
-        ban_time=config.ban_time,
-        points_wrong_password=config.ban_points_wrong_password,
-        points_connection=config.ban_points_connection,
-        points_kkdcp=config.ban_points_kkdcp,
-    )
 
 
 _L = TypeVar("_L")

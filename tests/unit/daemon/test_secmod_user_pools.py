@@ -1,4 +1,4 @@
-"""Per-user and per-group address pools in the authentication service (``daemon/_auth.py``).
+"""Per-user and per-group address pools in the authentication service (``daemon/_auth_pools.py``).
 
 ocserv 1.1.6 ``src/ip-lease.c`` leases from the session's own network when its per-user or
 per-group file names one (``ipv4-network``), with the network's first address as the gateway's
@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from ocgate.config import Config, parse_config
-from ocgate.daemon import _auth
+from ocgate.daemon import _auth_pools
 from ocgate.daemon._auth import AuthService
 from ocgate.daemon._supervisor import _own_network
 from ocgate.errors import ResourceError
@@ -132,11 +132,11 @@ def test_an_overlapping_network_is_refused(
         _claim(service, cookie_b, 2)
     assert bob.ipv4 is None
     assert "event=pool-refused network=10.60.0.0/16 user='bob'" in caplog.text
-    assert wider not in service._session_pools
+    assert wider not in service._pools.per_user
 
 
 def test_pools_are_bounded(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_auth, "MAX_SESSION_POOLS", 2)
+    monkeypatch.setattr(_auth_pools, "MAX_SESSION_POOLS", 2)
     service = _service(config, tmp_path)
     for n in range(2):
         cookie, _ = _login(
@@ -160,7 +160,7 @@ def test_reconnect_keeps_and_the_end_releases_the_lease(config: Config, tmp_path
     assert session.ipv4 == leased
     service.end_session(session, "logout")
     assert session.ipv4 is None
-    assert _NET_A not in service._session_pools  # The last lease took the pool with it.
+    assert _NET_A not in service._pools.per_user  # The last lease took the pool with it.
 
 
 def test_leases_are_reserved_again_after_a_restart(config: Config, tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_leases_are_reserved_again_after_a_restart(config: Config, tmp_path: Pat
     assert callable(closer)
     closer()
     again = _service(config, tmp_path)
-    pool = again._session_pools.get(_NET_A)
+    pool = again._pools.per_user.get(_NET_A)
     assert pool is not None
     assert leased in pool
     restored = again.store.by_sid(session.sid)
@@ -191,10 +191,10 @@ def test_a_reload_that_configures_the_network_adopts_its_pool(
     service = _service(config, tmp_path)
     cookie, session = _login(service, config, ipv4_network=_NET_A)
     _claim(service, cookie, 1)
-    pool = service._session_pools[_NET_A]
+    pool = service._pools.per_user[_NET_A]
     service.load(dataclasses.replace(config, ipv4_network=_NET_A))
     assert service.pool4 is pool  # One network, one pool: the lease stays reserved.
-    assert _NET_A not in service._session_pools
+    assert _NET_A not in service._pools.per_user
     assert session.ipv4 in pool
 
     async def stats() -> dict[str, float]:
