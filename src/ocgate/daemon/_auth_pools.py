@@ -187,11 +187,13 @@ class AddressPools:
         raise ResourceError(f"no pool for {network}: {why}")
 
     def drop_empty(self) -> None:
-        """Drop the per-user pools that hold no lease any more."""
+        """Drop the per-user pools and the retired pools that hold no lease any more (a retired
+        pool is kept only so that its leases are not given out twice)."""
         for network, pool in list(self.per_user.items()):
             if not pool.in_use:
                 del self.per_user[network]
                 log.info("event=pool-dropped network=%s", network)
+        self._retired = [pool for pool in self._retired if pool.in_use]
 
     def release(self, session: Session) -> None:
         """Give ``session``'s addresses back to the pools holding them (and drop the per-user

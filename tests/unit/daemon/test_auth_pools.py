@@ -7,7 +7,8 @@ rules no CONNECT there reaches:
 * a per-user IPv6 network that is an existing pool's, leased with another subnet prefix, is
   refused rather than given a second pool of the same network;
 * a pool a reload retired still holds its leases: a per-user network overlapping it is refused
-  until its last lease comes back to it.
+  until its last lease comes back to it, and then the retired pool is forgotten (reloads that
+  change the networks must not pile pools up).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def test_a_retired_pool_keeps_its_leases_until_they_come_back(config: Config) ->
     pools.release(holder)
     assert holder.ipv4 is None
     assert old.in_use == 0
+    assert old not in pools.live()
     pool4, _pool6 = pools.for_session(inside)  # The retired pool is empty: no lease collides.
     assert pool4 is not None
     assert pool4.network == ipaddress.IPv4Network("10.77.0.0/25")
