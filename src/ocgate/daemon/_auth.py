@@ -17,9 +17,10 @@ Per-user and per-group networks (``ipv4-network``/``ipv6-network`` in those file
 ``src/ip-lease.c`` leases from the session's network): a session whose settings name a network
 other than its vhost's leases from a pool of that network.
 
-Two parts have modules of their own, where their rules are written: the address pools
-(:class:`~ocgate.daemon._auth_pools.AddressPools`) and the bans
-(:class:`~ocgate.daemon._auth_bans.AddressBans`).
+Three parts have modules of their own, where their rules are written: the address pools
+(:class:`~ocgate.daemon._auth_pools.AddressPools`), the bans
+(:class:`~ocgate.daemon._auth_bans.AddressBans`) and the checks of a CONNECT's cookie claim
+(:class:`~ocgate.daemon._auth_claims.ClaimRules`).
 
 Session times here are wall-clock seconds: the store is durable (SQLite) and a restarted gateway
 must read them back.
@@ -45,13 +46,14 @@ from ocgate.auth import AuthBackends, SessionAccounting, build_accounting, build
 from ocgate.config import Config
 from ocgate.control import SessionInfo
 from ocgate.daemon._auth_bans import AddressBans
+from ocgate.daemon._auth_claims import ClaimRules
 from ocgate.daemon._auth_pools import AddressPools
 from ocgate.daemon._cluster import Cluster
 from ocgate.daemon._shared import REFRESH_PERIOD, SharedState
 from ocgate.daemon._shared_store import SharedSessionStore
 from ocgate.daemon._store import open_session_store, shared_store_url
 from ocgate.daemon._wire import dump_session
-from ocgate.errors import AuthFailed, InvalidCookie, OcgateError, ResourceError
+from ocgate.errors import InvalidCookie, OcgateError, ResourceError
 from ocgate.gateway import (
     CONTEXT_COOKIE,
     GroupMenu,
@@ -60,9 +62,7 @@ from ocgate.gateway import (
     LoginServices,
     SessionSettings,
     SsoService,
-    StrapProof,
     lease_addresses,
-    verify_strap,
 )
 from ocgate.gateway._contexts import parse_context_token_untrusted
 from ocgate.gateway._resume import dialog_state, restore_dialog
@@ -122,6 +122,14 @@ class AuthService:
         """Ban points per client address (the cluster restores the other nodes' bans in it)."""
         self.workers: dict[int, ipc.Channel] = {}
         self.owners: dict[str, _Owner] = {}
+        self._claims = ClaimRules(
+            config=lambda: self.config,
+            host_of=self.session_host,
+            services_for=self.services_for,
+            owners=self.owners,
+            store=self.store,
+            end_session=self.end_session,
+        )
         self.counters: dict[str, tuple[int, int, int, int]] = {}
         self.dialogs: dict[tuple[int, int], LoginDialog] = {}
         """The login dialog of each connection (worker, connection id) that asked for one."""
@@ -225,9 +233,6 @@ class AuthService:
         """The login services of the host a connection's SNI chose (``""``: the default host;
         a name that is no longer a vhost, after a reload: the default host too)."""
         return self.vhost_services.get(vhost, self.login_services) if vhost else self.login_services
-
-    def _same_host(self, a: Session, b: Session) -> bool:
-        return self.session_host(a).vhost_name == self.session_host(b).vhost_name
 
     def session_host(self, session: Session) -> Config:
         """The configuration of the host ``session`` logged in to (its vhost, else default)."""
@@ -419,15 +424,15 @@ class AuthService:
         :raises ResourceError: no address can be given.
         """
         session = self.store.lookup(msg.cookie, time.time())
-        self._check_vhost(session, msg.vhost)
-        self._check_roaming(session, msg.remote)
-        self._check_certificate(session, msg.peer_chain)
-        self._check_strap(session, msg)
+        self._claims.check_vhost(session, msg.vhost)
+        self._claims.check_roaming(session, msg.remote)
+        self._claims.check_certificate(session, msg.peer_chain)
+        self._claims.check_strap(session, msg)
         limit = self.config.max_clients
         connected = len(self.owners) - (1 if session.sid in self.owners else 0)  # Tunnels.
         if limit and connected >= limit:
             raise ResourceError("maximum number of clients reached")
-        self._check_same_clients(session)
+        self._claims.check_same_clients(session)
         old = self.owners.get(session.sid)
         if old is not None and (old.worker, old.tunnel_id) != (worker, msg.tunnel_id):
             # A reconnect replaces the older tunnel; the session and its leases carry over. Two
@@ -490,74 +495,6 @@ class AuthService:
         self._save(session)
         return m.SessionGranted(payload=dump_session(session, self.config))
 
-    def _check_strap(self, session: Session, msg: m.ClaimSession) -> None:
-        """``strap``: the CONNECT signs its TLS connection with the key of the login (which then
-        rotates to the key the CONNECT brings, as the client's does).
-
-        :raises InvalidCookie: a bad signature, or none where ``strap = required``.
-        """
-        stored = session.extra.get("strap_key")
-        key = stored if isinstance(stored, bytes) else None
-        proof = StrapProof(msg.strap_finished, msg.strap_verify, msg.strap_pubkey)
-        kept = verify_strap(self.session_host(session).strap, key, proof)
-        if kept is not None and kept != key:
-            session.extra["strap_key"] = kept
-
-    def _check_certificate(self, session: Session, presented: list[bytes]) -> None:
-        """A session that logged in with a certificate: that certificate, still valid now.
-
-        Without ``cisco-client-compat`` the CONNECT must present the login's certificate (ocserv's
-        rule: the cookie is bound to it). With it, a client that presents none is checked with
-        the login's chain. Either way the chain is verified again with the ``ca-cert`` and
-        ``crl`` loaded now, so a revocation read at a reload refuses the next reconnect.
-
-        :raises InvalidCookie: the certificate differs, is missing or no longer valid.
-        """
-        stored = session.extra.get("cert_chain")
-        if not isinstance(stored, tuple) or not stored:
-            return
-        if presented and presented[0] != stored[0]:
-            raise InvalidCookie("cookie presented with another certificate")
-        if not presented and not self.session_host(session).cisco_client_compat:
-            raise InvalidCookie("cookie presented without its certificate")
-        try:
-            host = self.services_for(self.session_host(session).vhost_name or "")
-            host.backends.verify_certificate(presented or stored)
-        except AuthFailed as exc:
-            raise InvalidCookie(f"cookie's certificate refused: {exc}") from exc
-
-    def _check_same_clients(self, session: Session) -> None:
-        """``max-same-clients`` at CONNECT: the user's tunnels of *other* sessions.
-
-        A login checked the limit already, but cookies outlive it: without this, several cookies
-        of one user obtained while none had a tunnel would all connect. With a limit of 1 the
-        newest connection wins and the user's other session is ended (its client is told to
-        disconnect); above 1 the CONNECT is refused.
-
-        :raises ResourceError: the limit is reached.
-        """
-        settings = session.extra.get("settings")
-        config = settings.config if isinstance(settings, SessionSettings) else self.config
-        limit = config.max_same_clients
-        if not limit:
-            return
-        others = []
-        for sid in self.owners:
-            if sid == session.sid:
-                continue
-            with contextlib.suppress(KeyError):
-                other = self.store.by_sid(sid)
-                if other.username == session.username and self._same_host(other, session):
-                    others.append(other)
-        if len(others) < limit:
-            return
-        if limit > 1:
-            raise ResourceError(f"max-same-clients ({limit}) reached")
-        for other in others:
-            log.info("event=session-replaced user=%r session=%s by=%s reason=max-same-clients",
-                     other.username, other.sid, session.sid)  # fmt: skip
-            self.end_session(other, "replaced by a newer session of the same user")
-
     def _lease(self, session: Session, msg: m.ClaimSession) -> None:
         """The session's addresses (:func:`~ocgate.gateway.lease_addresses`): the ones it holds,
         else its explicit or a pool address. The client's ``X-CSTP-Address`` is never honoured
@@ -588,48 +525,6 @@ class AuthService:
         if ignored:  # A client may only ask back for the lease its session holds.
             log.info("event=address-request-ignored user=%r session=%s asked=%s",
                      session.username, session.sid, ",".join(ignored))  # fmt: skip
-
-    def _check_vhost(self, session: Session, vhost: str) -> None:
-        """A cookie is good only on the virtual host it logged in to (the TLS server name of the
-        CONNECT chooses the same vhost): a session of one vhost never gets a tunnel, addresses
-        or routes through another's certificate and policy.
-
-        :raises InvalidCookie: the CONNECT came through another vhost.
-        """
-        own = self.session_host(session).vhost_name or ""
-        if self.services_for(vhost) is self.services_for(own):
-            return
-        log.info(
-            "event=vhost-refused user=%r session=%s vhost=%s connect_vhost=%s",
-            session.username,
-            session.sid,
-            own or "default",
-            vhost or "default",
-        )
-        raise InvalidCookie("cookie presented to another virtual host")
-
-    def _check_roaming(self, session: Session, remote: str) -> None:
-        """``deny-roaming`` (global, per user, per group): a cookie is good only from the address
-        that logged in (ocserv ``src/main-auth.c`` ``handle_auth_cookie_req``). The session stays
-        usable from that address.
-
-        :raises InvalidCookie: the CONNECT comes from another address.
-        """
-        settings = session.extra.get("settings")
-        config = settings.config if isinstance(settings, SessionSettings) else self.config
-        if not config.deny_roaming:
-            return
-        login = session.extra.get("login_address", session.remote_addr)
-        if isinstance(login, str) and _same_host(login, remote):
-            return
-        log.info(
-            "event=roaming-refused user=%r session=%s login_remote=%s remote=%s",
-            session.username,
-            session.sid,
-            login,
-            remote or "?",
-        )
-        raise InvalidCookie("cookie re-used from another address (deny-roaming)")
 
     def _save(self, session: Session) -> None:
         save = getattr(self.store, "save", None)
@@ -951,21 +846,6 @@ def _response(response: Response) -> m.LoginResponse:
         body=response.body,
         close=response.close,
     )
-
-
-def _same_host(a: str, b: str) -> bool:
-    """Whether two client addresses name one host (``::ffff:192.0.2.1`` is ``192.0.2.1``)."""
-
-    def host(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-        address = ipaddress.ip_address(text)
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        return address
-
-    try:
-        return host(a) == host(b)
-    except ValueError:
-        return bool(a) and a == b
 
 
 def _ipv4(text: str | None) -> ipaddress.IPv4Address | None:

@@ -7,16 +7,22 @@
   newest session replaces the other one.
 * A certificate session's cookie needs its certificate (``tests/interop/test_cert_reload.py`` has
   the end-to-end tests with a CRL reload).
+* ``strap = required``: a CONNECT must sign its TLS connection with the session's key, which then
+  rotates to the key it brings (the signatures themselves are ``tests/unit/gateway/test_strap.py``;
+  openconnect's are ``tests/interop/test_strap.py``).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ocgate.config import Config, parse_config
 from ocgate.daemon._auth import AuthService
@@ -115,3 +121,44 @@ def test_a_certificate_session_needs_its_certificate(config: Config, tmp_path: P
         service.claim(0, m.ClaimSession(cookie=cookie, tunnel_id=1, peer_chain=[bob]))
     with pytest.raises(InvalidCookie, match="without its certificate"):
         service.claim(0, m.ClaimSession(cookie=cookie, tunnel_id=1))
+
+
+def _strap_key() -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+def _strap_connect(
+    cookie: str, signer: ec.EllipticCurvePrivateKey, new: bytes, tunnel_id: int
+) -> m.ClaimSession:
+    """A CONNECT that signs its TLS ``Finished`` and its new key (openconnect's construction)."""
+    finished = bytes([tunnel_id]) * 12  # Each TLS connection has its own.
+    signature = signer.sign(finished + new, ec.ECDSA(hashes.SHA256()))
+    return m.ClaimSession(
+        cookie=cookie,
+        tunnel_id=tunnel_id,
+        strap_finished=finished,
+        strap_verify=base64.b64encode(signature).decode(),
+        strap_pubkey=base64.b64encode(new).decode(),
+    )
+
+
+def test_strap_required_needs_the_session_s_key_which_then_rotates(
+    config: Config, tmp_path: Path
+) -> None:
+    strap_config = dataclasses.replace(config, strap="required")
+    service = _service(strap_config, tmp_path)
+    cookie, session = _login(service, strap_config)
+    login_private, login_key = _strap_key()
+    session.extra["strap_key"] = login_key
+    with pytest.raises(InvalidCookie, match="no STRAP signature"):
+        service.claim(0, m.ClaimSession(cookie=cookie, tunnel_id=1))
+    next_private, next_key = _strap_key()
+    service.claim(0, _strap_connect(cookie, login_private, next_key, 2))
+    assert session.extra["strap_key"] == next_key
+    _, later_key = _strap_key()
+    with pytest.raises(InvalidCookie, match="does not verify"):  # The login's key is spent.
+        service.claim(0, _strap_connect(cookie, login_private, later_key, 3))
+    service.claim(0, _strap_connect(cookie, next_private, later_key, 4))
+    assert session.extra["strap_key"] == later_key
