@@ -1,4 +1,4 @@
-"""Settings for the whole suite."""
+"""Settings for the unit tests (the only ones with property tests)."""
 
 from hypothesis import settings
 
