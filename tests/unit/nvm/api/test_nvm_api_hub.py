@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import flow
+from nvm_api_data import flow
 
 from ocgate.nvm._hub import FlowHub, Subscription
 from ocgate.nvm._records import FlowRecord

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import AA, T0, TOKEN, live_stats, offsets
+from nvm_api_data import AA, T0, TOKEN, live_stats, offsets
 from starlette.testclient import TestClient
 
 from ocgate.nvm._config import ListenAddress, NvmSettings

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from conftest import AA, BB, CC, OTHER_TOKEN, T0, TOKEN, offsets
+from nvm_api_data import AA, BB, CC, OTHER_TOKEN, T0, TOKEN, offsets
 from starlette.testclient import TestClient
 
 from ocgate.nvm._hub import FlowHub

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import FLOWS, TOKEN, flow
+from nvm_api_data import FLOWS, TOKEN, flow
 from websockets.asyncio.client import connect
 
 from ocgate.nvm._hub import FlowHub
