@@ -188,7 +188,7 @@ def interleaved_rtts(runs: list[Running]) -> dict[str, list[float]]:
     that drifts over seconds with whatever else the host runs: servers measured one after the
     other met different conditions. In turns, each meets the same ones."""
     rtts: dict[str, list[float]] = {run.name: [] for run in runs}
-    for turn in range(RTT_TURNS):
+    for turn in range(RTT_TURNS if runs else 0):
         for run in runs[turn % len(runs) :] + runs[: turn % len(runs)]:
             rtts[run.name].extend(ping_rtts(run.pair, RTT_BATCH))
     return rtts
@@ -229,8 +229,10 @@ def throughput(run: Running, row: dict[str, Any], seconds: int) -> None:
         row[f"{label}_cpu_s_per_gb"] = cpu / (moved / 1e9) if moved else None
 
 
-def measure_mode(order: list[Running], mode: str, seconds: int) -> list[dict[str, Any]]:
-    """One round of ``mode``: every server's client connected, their RTTs in turns, then each
+def measure_mode(
+    order: list[Running], mode: str, seconds: int, round_: int
+) -> list[dict[str, Any]]:
+    """Round ``round_`` of ``mode``: every server's client connected, their RTTs in turns, then each
     server's throughput in ``order`` (the other clients stay connected and idle)."""
     connected: list[tuple[Running, OpenConnect, str]] = []
     rows: list[dict[str, Any]] = []
@@ -241,7 +243,7 @@ def measure_mode(order: list[Running], mode: str, seconds: int) -> list[dict[str
             try:
                 client, cipher = connect(run, mode)
             except RuntimeError as exc:  # A mode this server does not offer.
-                print(f"{mode:11} {run.name:12} FAILED: {exc}", flush=True)
+                print(f"round {round_} {mode:11} {run.name:12} FAILED: {exc}", flush=True)
                 continue
             connected.append((run, client, cipher))
         time.sleep(0.5)
@@ -353,7 +355,7 @@ def main() -> int:
         for round_ in range(args.rounds):
             order = running[round_ % len(running) :] + running[: round_ % len(running)]
             for mode in modes:
-                for row in measure_mode(order, mode, args.seconds):
+                for row in measure_mode(order, mode, args.seconds, round_):
                     row["round"] = round_
                     runs.append(row)
                     print(
