@@ -33,10 +33,9 @@ import pickle
 import secrets
 import socket
 import sys
-import threading
 import time
 import zlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -51,15 +50,14 @@ from ocgate.daemon._setup import (
     TUNNEL_IDS_PER_WORKER,
     ChildSetup,
     bind_udp_socket,
-    server_addresses,
     tls_files,
 )
 from ocgate.daemon._store import session_store_path, shared_store_url
+from ocgate.daemon._tun_maker import TunMaker
 from ocgate.errors import ConfigError
 from ocgate.ipc import messages as m
 from ocgate.ipc._channel import Handler, Outgoing
 from ocgate.metrics import parse_listen_address, render_merged
-from ocgate.tun import TunDevice, add_device_routes, configure_tun, open_tun
 
 __all__ = ["Supervisor"]
 
@@ -76,7 +74,6 @@ _STATIC_KEYS = (
 _RESTART_DELAY = 0.5
 _USERS_PERIOD = 5.0
 """Seconds between two updates of this node's users list in a shared session store."""
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _STEERS_PER_SECOND = 2000
 
 
@@ -152,11 +149,7 @@ class Supervisor:
         self._steer_time = time.monotonic()
         self.control: ControlService | None = None
         self.started = time.time()
-        self.server4, self.server6 = server_addresses(config)
-        # iroute network -> the (peer4, peer6) of the tunnel it was last routed to: a new device
-        # with the same leases is the same session reconnecting and takes the route over.
-        self._iroute_owners: dict[_Network, tuple[str | None, str | None]] = {}
-        self._iroute_lock = threading.Lock()
+        self.tuns = TunMaker(config)
         self.acceptor = Acceptor(
             config,
             hand_over=self._hand_over,
@@ -561,7 +554,7 @@ class Supervisor:
 
     async def _from_worker(self, child: Child, msg: object) -> Outgoing:
         if isinstance(msg, m.OpenTun):
-            return await self._open_tun(msg)
+            return await self.tuns.open(msg)
         if isinstance(msg, m.RunScript):
             path = (
                 self.config.connect_script
@@ -589,85 +582,6 @@ class Supervisor:
         if isinstance(msg, m.Scrape):
             return m.ScrapeText(text=(await self.scrape()).decode())
         return m.Failed(message=f"unexpected {type(msg).__name__}")
-
-    async def _open_tun(self, msg: m.OpenTun) -> Outgoing:
-        try:
-            peer4 = ipaddress.IPv4Address(msg.peer4) if msg.peer4 else None
-            peer6 = ipaddress.IPv6Network(msg.peer6) if msg.peer6 else None
-        except ValueError as exc:
-            return m.Failed(message=f"bad address: {exc}")
-        for address in (peer4, peer6.network_address if peer6 else None):
-            if address is not None and (address.is_loopback or address.is_multicast
-                                        or address.is_unspecified):  # fmt: skip
-                return m.Failed(message=f"refused peer address {address}")
-        try:
-            own4 = _own_network(msg.network4, peer4, 4)
-            own6 = _own_network(msg.network6, peer6, 6)
-        except ValueError as exc:
-            return m.Failed(message=f"refused network: {exc}")
-        try:
-            pools = [n for h in self.config.hosts() for n in (h.ipv4_network, h.ipv6_network)]
-            iroutes = [_iroute(text, [*pools, own4, own6]) for text in msg.iroutes]
-        except ValueError as exc:
-            return m.Failed(message=f"refused iroute: {exc}")
-        try:
-            host = self.config.vhost(msg.vhost) if msg.vhost else self.config
-            local = server_addresses(host) if host is not self.config else None
-            if own4 is not None or own6 is not None:  # A per-user or per-group pool's first host.
-                base4, base6 = local if local is not None else (self.server4, self.server6)
-                local = (
-                    own4.network_address + 1 if isinstance(own4, ipaddress.IPv4Network) else base4,
-                    own6.network_address + 1 if isinstance(own6, ipaddress.IPv6Network) else base6,
-                )
-            tun = await asyncio.to_thread(self._create_tun, msg.mtu, peer4, peer6, iroutes, local)
-        except OSError as exc:
-            return m.Failed(message=f"cannot create a TUN device: {exc}")
-        return m.TunOpened(name=tun.name), [tun.fd]
-
-    def _create_tun(
-        self,
-        mtu: int,
-        peer4: ipaddress.IPv4Address | None,
-        peer6: ipaddress.IPv6Network | None,
-        iroutes: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
-        local: tuple[ipaddress.IPv4Address | None, ipaddress.IPv6Address | None] | None = None,
-    ) -> TunDevice:
-        """A configured TUN device; ``local``: a vhost's own tunnel addresses (its pools')."""
-        server4, server6 = local if local is not None else (self.server4, self.server6)
-        tun = open_tun(self.config.device)
-        try:
-            configure_tun(
-                tun.name,
-                mtu=mtu,
-                local4=server4 if peer4 is not None else None,
-                peer4=peer4,
-                local6=server6 if peer6 is not None else None,
-                peer6=peer6,
-            )
-            # The session's iroutes go through this device (ocserv's route-add-cmd); the kernel
-            # drops them with the link when the tunnel closes its descriptor.
-            self._route_iroutes(tun.name, (str(peer4), str(peer6)), iroutes)
-        except BaseException:
-            tun.close()
-            raise
-        return tun
-
-    def _route_iroutes(
-        self, device: str, owner: tuple[str | None, str | None], iroutes: Sequence[_Network]
-    ) -> None:
-        """Route ``iroutes`` through ``device``. A network last routed to a tunnel with the same
-        leases (``owner``) belongs to the same session, whose older device may still be open: it
-        is taken over; any other existing route is left alone and the refusal logged."""
-        with self._iroute_lock:
-            mine = {n for n in iroutes if self._iroute_owners.get(n) == owner}
-            failed = add_device_routes(device, iroutes, replace=mine)
-            for network, exc in failed:
-                log.warning("event=iroute-failed device=%s route=%s reason=%r",
-                            device, network, exc.strerror)  # fmt: skip
-            refused = {network for network, _ in failed}
-            for network in iroutes:
-                if network not in refused:
-                    self._iroute_owners[network] = owner
 
     def _steer(self, msg: m.SteerDatagram) -> None:
         now = time.monotonic()
@@ -839,7 +753,7 @@ class Supervisor:
         finally:
             for fd in fds:
                 os.close(fd)
-        self.server4, self.server6 = server_addresses(self.config)
+        self.tuns.configure(self.config)
         self.acceptor.configure(self.config)
         for warning in config.warnings:
             log.warning("event=config-warning %s", warning)
@@ -922,55 +836,3 @@ def _bind_http(value: str, proto: str) -> socket.socket:
     sock.setblocking(False)
     log.info("event=listening proto=%s address=%s", proto, (host, port))
     return sock
-
-
-def _own_network(
-    text: str | None,
-    peer: ipaddress.IPv4Address | ipaddress.IPv6Network | None,
-    version: int,
-) -> _Network | None:
-    """A session's own pool network as a worker names it (per-user or per-group
-    ``ipv4-network``/``ipv6-network``); its first address becomes the device's local end.
-
-    The worker is not trusted, but it chooses the peer address already: the network must hold
-    that lease and be a unicast network (not loopback, link-local, multicast or unspecified).
-
-    :raises ValueError: it is not such a network.
-    """
-    if text is None:
-        return None
-    network = ipaddress.ip_network(text, strict=True)
-    if network.version != version or network.prefixlen == 0 or network.is_loopback:
-        raise ValueError(f"{network} is not an address pool")
-    if network.is_link_local or network.is_multicast or network.is_unspecified:
-        raise ValueError(f"{network} is not an address pool")
-    if isinstance(peer, ipaddress.IPv4Address) and isinstance(network, ipaddress.IPv4Network):
-        inside = peer in network and peer != network.network_address + 1
-    elif isinstance(peer, ipaddress.IPv6Network) and isinstance(network, ipaddress.IPv6Network):
-        inside = peer.subnet_of(network) and network.network_address + 1 not in peer
-    else:
-        inside = False
-    if not inside:
-        raise ValueError(f"the lease is not a client lease of {network}")
-    return network
-
-
-def _iroute(
-    text: str, pools: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network | None]
-) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """A worker's iroute, checked before the kernel routes it (the worker is not trusted).
-
-    Only a network behind a client qualifies: never a default route, loopback, link-local,
-    multicast, or anything overlapping the gateway's own address pools.
-
-    :raises ValueError: it is not such a network.
-    """
-    network = ipaddress.ip_network(text, strict=True)
-    if network.prefixlen == 0 or network.is_loopback or network.is_link_local:
-        raise ValueError(f"{network} is not a network behind a client")
-    if network.is_multicast or network.is_unspecified:
-        raise ValueError(f"{network} is not a network behind a client")
-    for pool in pools:
-        if pool is not None and pool.version == network.version and pool.overlaps(network):
-            raise ValueError(f"{network} overlaps the address pool {pool}")
-    return network

@@ -31,7 +31,7 @@ import pytest
 from ocgate.config import Config, parse_config
 from ocgate.daemon import _auth_pools
 from ocgate.daemon._auth import AuthService
-from ocgate.daemon._supervisor import _own_network
+from ocgate.daemon._tun_maker import own_network
 from ocgate.errors import ResourceError
 from ocgate.gateway import SessionSettings
 from ocgate.ipc import messages as m
@@ -219,10 +219,10 @@ def test_explicit_ipv4_is_checked_against_the_sessions_network(
 
 def test_the_supervisor_takes_a_network_only_with_its_lease() -> None:
     peer4 = ipaddress.IPv4Address("10.60.0.9")
-    assert _own_network("10.60.0.0/24", peer4, 4) == _NET_A
-    assert _own_network(None, peer4, 4) is None
+    assert own_network("10.60.0.0/24", peer4, 4) == _NET_A
+    assert own_network(None, peer4, 4) is None
     peer6 = ipaddress.IPv6Network("fd60:0:0:1::/64")
-    assert _own_network("fd60::/56", peer6, 6) == ipaddress.IPv6Network("fd60::/56")
+    assert own_network("fd60::/56", peer6, 6) == ipaddress.IPv6Network("fd60::/56")
     for text, peer, version in [
         ("10.61.0.0/24", peer4, 4),  # Not the lease's network.
         ("10.60.0.0/24", ipaddress.IPv4Address("10.60.0.1"), 4),  # The gateway's own end.
@@ -234,4 +234,4 @@ def test_the_supervisor_takes_a_network_only_with_its_lease() -> None:
         ("fd60::/64", ipaddress.IPv6Network("fd60::/64"), 6),  # Holds the gateway's end.
     ]:
         with pytest.raises(ValueError, match=r"is not an address pool|is not a client lease of"):
-            _own_network(text, peer, version)
+            own_network(text, peer, version)

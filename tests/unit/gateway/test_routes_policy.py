@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ocgate.config import parse_config
-from ocgate.daemon._supervisor import _iroute
+from ocgate.daemon._tun_maker import checked_iroute
 from ocgate.gateway import TunnelPlan, connect_headers
 from ocgate.gateway._connect import old_openconnect
 
@@ -97,7 +97,7 @@ POOLS = (ipaddress.ip_network("10.77.0.0/24"), ipaddress.ip_network("fd77::/64")
 
 @pytest.mark.parametrize("text", ["192.168.5.0/24", "fd55::/64", "10.78.0.0/16", "8.8.8.8/32"])
 def test_supervisor_accepts_networks_behind_a_client(text: str) -> None:
-    assert _iroute(text, POOLS) == ipaddress.ip_network(text)
+    assert checked_iroute(text, POOLS) == ipaddress.ip_network(text)
 
 
 @pytest.mark.parametrize(
@@ -120,4 +120,4 @@ def test_supervisor_accepts_networks_behind_a_client(text: str) -> None:
 )
 def test_supervisor_refuses_other_routes(text: str) -> None:
     with pytest.raises(ValueError, match=r"."):
-        _iroute(text, POOLS)
+        checked_iroute(text, POOLS)
