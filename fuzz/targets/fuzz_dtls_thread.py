@@ -281,9 +281,10 @@ class Rig:
             assert opened == [packet], f"record {record[:16].hex()} is not 0x00 + the packet"
             if exact is not None:
                 assert record == exact, "the AEAD record differs from the model's"
-        rx_packets, _, tx_packets, _, tx_dropped, _, _ = self.pipe.take_stats()
-        assert (rx_packets, tx_packets, tx_dropped) == (self.rx, self.tx, 0), (
-            f"counters {(rx_packets, tx_packets, tx_dropped)} != model {(self.rx, self.tx, 0)}"
+        rx_packets, _, tx_packets, _, tx_dropped, _, _, refused = self.pipe.take_stats()
+        counters = (rx_packets, tx_packets, tx_dropped, refused)
+        assert counters == (self.rx, self.tx, 0, 0), (
+            f"counters {counters} != model {(self.rx, self.tx, 0, 0)}"
         )
         self.rx = self.tx = 0
 

@@ -707,9 +707,9 @@ class Rig:
 
     def _poll_stats(self) -> None:
         """``take_stats`` (which restarts the counters) summed up; the latest times."""
-        rxp, rxb, txp, txb, dropped, last_rx, last_activity = self.pipe.take_stats()
+        rxp, rxb, txp, txb, dropped, last_rx, last_activity, refused = self.pipe.take_stats()
         self.stats = [a + b for a, b in zip(self.stats, (rxp, rxb, txp, txb), strict=True)]
-        assert dropped == 0
+        assert (dropped, refused) == (0, 0)
         self.seen_last_rx, self.seen_last_activity = last_rx, last_activity
 
     def _stats_settled(self) -> bool:

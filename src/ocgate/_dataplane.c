@@ -114,6 +114,7 @@ struct Pipe {
     int src6_len; /* -1: no IPv6 source admitted here */
     unsigned char src6[16];
     uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped;
+    uint64_t rx_refused; /* admitted packets from the client the TUN device refused */
     double last_rx, last_activity;
     int dead;
     /* A TLS pipe (attach_tls): the tunnel's TLS connection, driven through tls_fns. */
@@ -355,6 +356,8 @@ static void udp_ready(Engine *e, Pipe *p) {
             r = write(p->tun_fd, out[i].iov_base, out[i].iov_len);
         while (r < 0 && errno == EINTR);
         /* A refused packet is dropped, as by a congested link (ocgate.tun._batch.write_many). */
+        if (r < 0)
+            p->rx_refused++;
     }
     /* What the kernel answered while taking the writes (an echo reply, TCP ACKs) is queued on
      * the TUN device already: send it now rather than after another epoll_wait. */
@@ -627,6 +630,8 @@ static int tls_frames(Engine *e, Pipe *p, const unsigned char *pt, Py_ssize_t n,
                 do
                     r = write(p->tun_fd, packet, (size_t)len);
                 while (r < 0 && errno == EINTR);
+                if (r < 0)
+                    p->rx_refused++; /* Dropped, as by a congested link. */
             } else {
                 lane_push(e, p, KIND_RX, packet, len);
             }
@@ -1261,11 +1266,12 @@ static PyObject *Pipe_take_stats(PipeObject *po, PyObject *unused) {
         return closed_error();
     pthread_mutex_lock(&fp_lock);
     unsigned long long rxp = p->rx_packets, rxb = p->rx_bytes, txp = p->tx_packets,
-                       txb = p->tx_bytes, txd = p->tx_dropped;
+                       txb = p->tx_bytes, txd = p->tx_dropped, rxr = p->rx_refused;
     double last_rx = p->last_rx, last_activity = p->last_activity;
     p->rx_packets = p->rx_bytes = p->tx_packets = p->tx_bytes = p->tx_dropped = 0;
+    p->rx_refused = 0;
     pthread_mutex_unlock(&fp_lock);
-    return Py_BuildValue("(KKKKKdd)", rxp, rxb, txp, txb, txd, last_rx, last_activity);
+    return Py_BuildValue("(KKKKKddK)", rxp, rxb, txp, txb, txd, last_rx, last_activity, rxr);
 }
 
 static PyObject *Pipe_close(PipeObject *po, PyObject *unused) {
@@ -1344,7 +1350,7 @@ static PyMethodDef Pipe_methods[] = {
      "configure(state, tx_ok, mtu, switch_after) -> None"},
     {"take_stats", (PyCFunction)Pipe_take_stats, METH_NOARGS,
      "take_stats() -> (rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped, last_rx, "
-     "last_activity); the counters restart at zero"},
+     "last_activity, rx_refused); the counters restart at zero"},
     {"close", (PyCFunction)Pipe_close, METH_NOARGS,
      "close() -> None, or for a TLS pipe (unsent, unread) ciphertext: the thread lets go of both "
      "descriptors before this returns"},

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ._metrics import sample, scrape
 from ._netns import NetnsPair
 from ._openconnect import OpenConnectRunner
 from ._server import SERVER_TUN4, Server, ServerKind, StartServer, recording_script
@@ -246,35 +247,15 @@ def test_metrics_match_the_traffic(
     result = ping(netns_pair, netns_pair.client, SERVER_TUN4, count=20, size=1000)
     assert result.received == 20
 
-    scrape = netns_pair.run_in(
-        netns_pair.server,
-        [
-            sys.executable,
-            "-c",
-            "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9099/metrics').read().decode())",
-        ],
-    ).stdout
+    text = scrape(netns_pair, 9099)
     user = json.loads(ctl(sock, "show", "user", "alice", json_output=True))[0]
-    rx = _metric(scrape, 'ocgate_tunnel_bytes_total{direction="rx"}')
-    assert _metric(scrape, 'ocgate_sessions{state="connected",transport="cstp"}') == 1
+    rx = sample(text, 'ocgate_tunnel_bytes_total{direction="rx"}')
+    assert sample(text, 'ocgate_sessions{state="connected",transport="cstp"}') == 1
     # 20 echo requests of 1028 IP bytes came from the client; the tunnel counted them all.
     assert rx >= 20 * 1028
     assert abs(rx - int(user["RX"])) <= 2048, (rx, user["RX"])  # same counters, moments apart
-    assert _metric(scrape, 'ocgate_logins_total{reason="password",result="success"}') == 1
-    assert "process_resident_memory_bytes" in scrape
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if without_node(line).startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} not in scrape:\n{text}")
-
-
-def without_node(line: str) -> str:
-    """A sample line without the ``node`` label every sample carries (``node-name``)."""
-    line = re.sub(r',?node="[^"]*"', "", line, count=1)
-    return line.replace("{,", "{").replace("{}", "")
+    assert sample(text, 'ocgate_logins_total{reason="password",result="success"}') == 1
+    assert "process_resident_memory_bytes" in text
 
 
 def test_unban_ip_lifts_a_ban(

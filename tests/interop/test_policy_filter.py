@@ -35,12 +35,12 @@ from pathlib import Path
 
 import pytest
 
+from ._metrics import sample, scrape
 from ._netns import NetnsPair, netns_socket, tcp_port_open
 from ._openconnect import OpenConnect, OpenConnectRunner
 from ._rawclient import aggauth_login, connect_tunnel, open_conn
 from ._server import Server, ServerKind, StartServer, server_kind
 from ._traffic import ping
-from .test_ops import without_node
 
 pytestmark = [
     pytest.mark.interop,
@@ -240,15 +240,7 @@ class Gateway:
         return user
 
     def metric(self, pair: NetnsPair, name: str) -> float:
-        code = (
-            "import urllib.request as u;"
-            f"print(u.urlopen('http://127.0.0.1:{METRICS_PORT}/metrics').read().decode())"
-        )
-        scrape = pair.run_in(pair.server, [sys.executable, "-c", code]).stdout
-        for line in scrape.splitlines():
-            if without_node(line).startswith(name + " "):
-                return float(line.split()[-1])
-        raise AssertionError(f"{name} not in the scrape:\n{scrape}")
+        return sample(scrape(pair, METRICS_PORT), name)
 
 
 def start(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from ._metrics import sample, scrape
 from ._netns import NetnsPair
 from ._openconnect import OpenConnect, OpenConnectRunner
 from ._server import SERVER_TUN4, Server, ServerKind, StartServer
@@ -33,6 +34,7 @@ RX_LIMIT = 2_000_000  # bytes/s from the client
 TX_LIMIT = 1_000_000  # bytes/s to the client
 ABOVE = 1.20  # The acceptance bound: within 20 % of the limit.
 BELOW = 0.70  # A sane floor for TCP through a drop-based policer on a loaded 2-core machine.
+METRICS_PORT = 9096
 SECOND_ADDR = "198.18.0.6"
 ESTABLISHED = re.compile(r"Established DTLS connection")
 
@@ -64,12 +66,15 @@ def test_bandwidth_limits_hold_in_each_direction(
     where: str,
 ) -> None:
     limits = f"rx-data-per-sec = {RX_LIMIT}\ntx-data-per-sec = {TX_LIMIT}\n"
+    metrics = {"metrics-listen": f"127.0.0.1:{METRICS_PORT}"}
     if where == "cstp-global":
-        server = start_gateway({"rx-data-per-sec": str(RX_LIMIT), "tx-data-per-sec": str(TX_LIMIT)})
+        server = start_gateway(
+            {"rx-data-per-sec": str(RX_LIMIT), "tx-data-per-sec": str(TX_LIMIT), **metrics}
+        )
         client = openconnect.connect(server, user="alice", password="alicepass")
     else:
         users = _users_dir(tmp_path, {"alice": limits})
-        server = start_gateway({"udp-port": "443", "config-per-user": users})
+        server = start_gateway({"udp-port": "443", "config-per-user": users, **metrics})
         client = openconnect.connect(server, user="alice", password="alicepass", dtls=True)
     client.wait_env(timeout=40)
     if where == "dtls-per-user":
@@ -88,6 +93,11 @@ def test_bandwidth_limits_hold_in_each_direction(
         assert rate >= BELOW * limit, f"{name} starved: {report}\n{server.describe()}"
     if where == "dtls-per-user":
         assert ESTABLISHED.search(client.output()), client.describe()
+    # The policer's drops are counted, by direction.
+    text = scrape(netns_pair, METRICS_PORT)
+    for direction in ("rx", "tx"):
+        labels = f'cause="rate-limit",direction="{direction}"'
+        assert sample(text, f"ocgate_tunnel_discarded_packets_total{{{labels}}}") > 0, text
     server.assert_alive()
 
 

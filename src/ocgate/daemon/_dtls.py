@@ -141,7 +141,11 @@ class DtlsChannel:
         self.rx_bytes = self.tx_bytes = self.rx_packets = self.tx_packets = 0
         self.dropped = 0
         self.send_dropped = 0
-        """Datagrams to the client the data-path thread's socket refused (a full buffer)."""
+        """Datagrams to the client its socket refused (a full buffer), on the data-path thread
+        or from here."""
+        self.rx_refused = 0
+        """Packets from the client the TUN device refused on the data-path thread (from here
+        they go through the tunnel, which counts them)."""
 
     @property
     def cipher_description(self) -> str:
@@ -388,7 +392,7 @@ class DtlsChannel:
         pipe = self._pipe
         if pipe is None:
             return
-        rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped, last_rx, activity = (
+        rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped, last_rx, activity, refused = (
             pipe.take_stats()
         )
         self.rx_packets += rx_packets
@@ -396,6 +400,7 @@ class DtlsChannel:
         self.tx_packets += tx_packets
         self.tx_bytes += tx_bytes
         self.send_dropped += tx_dropped
+        self.rx_refused += refused
         if last_rx > self._last_rx:
             self._last_rx = last_rx
             self._next_dpd = max(self._next_dpd, last_rx + 2 * self._dpd)

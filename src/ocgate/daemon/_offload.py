@@ -50,6 +50,7 @@ __all__ = [
     "KIND_TX",
     "Offload",
     "OffloadedPipe",
+    "PipeStats",
     "TlsPipe",
     "TunnelSide",
 ]
@@ -103,6 +104,8 @@ def _bind_tls() -> bool:
 
 
 Handler = Callable[[int, bytes], None]
+PipeStats = tuple[int, int, int, int, int, float, float, int]
+"""A pipe's counters since the last look (:meth:`OffloadedPipe.take_stats`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +133,12 @@ class OffloadedPipe:
     def configure(self, *, state: object, tx_ok: bool, mtu: int, switch_after: float) -> None:
         self._pipe.configure(state, tx_ok, mtu, switch_after)
 
-    def take_stats(self) -> tuple[int, int, int, int, int, float, float]:
-        """``(rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped, last_rx, last_activity)``;
-        the counters restart at zero."""
-        stats: tuple[int, int, int, int, int, float, float] = self._pipe.take_stats()
+    def take_stats(self) -> PipeStats:
+        """``(rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped, last_rx, last_activity,
+        rx_refused)``: ``tx_dropped`` counts packets for the client its full socket refused,
+        ``rx_refused`` admitted packets from the client the TUN device refused (both dropped,
+        as by a congested link). The counters restart at zero."""
+        stats: PipeStats = self._pipe.take_stats()
         return stats
 
     def close(self) -> None:
@@ -164,9 +169,9 @@ class TlsPipe:
         waiting: int = self._pipe.unsent
         return waiting
 
-    def take_stats(self) -> tuple[int, int, int, int, int, float, float]:
+    def take_stats(self) -> PipeStats:
         """As :meth:`OffloadedPipe.take_stats`; ``tx_dropped`` stays 0 (Python's CSTP drops)."""
-        stats: tuple[int, int, int, int, int, float, float] = self._pipe.take_stats()
+        stats: PipeStats = self._pipe.take_stats()
         return stats
 
     def close(self) -> tuple[bytes, list[tuple[int, bytes]], bytes]:

@@ -149,6 +149,10 @@ class Tunnel:
         self._tls_pipe: TlsPipe | None = None
         """The TLS connection and the TUN device are driven by the data-path thread."""
         self._releasing = False
+        self.rx_refused = 0
+        """Packets from the client the TUN device refused (the DTLS thread's are the channel's)."""
+        self.tx_no_room = 0
+        """Packets for the client dropped because its TLS connection had no room."""
 
     @property
     def rx_bytes(self) -> int:
@@ -225,6 +229,11 @@ class Tunnel:
             rx_packets=cstp.rx_packets + (dtls.rx_packets if dtls else 0),
             tx_packets=cstp.tx_packets + (dtls.tx_packets if dtls else 0),
             dropped=tuple(self.packet_filter.dropped),
+            rx_refused=self.rx_refused + (dtls.rx_refused if dtls else 0),
+            rx_over_limit=self.rx_limit.dropped_packets if self.rx_limit else 0,
+            tx_over_limit=self.tx_limit.dropped_packets if self.tx_limit else 0,
+            tx_no_room=self.tx_no_room + (dtls.send_dropped if dtls else 0),
+            tx_oversize=cstp.tx_dropped,
         )
 
     # Lifecycle ------------------------------------------------------------------------------------
@@ -329,8 +338,9 @@ class Tunnel:
 
     def _absorb_tls(self) -> None:
         if self._tls_pipe is not None:
-            rxp, rxb, txp, txb, _dropped, last_rx, last_activity = self._tls_pipe.take_stats()
+            rxp, rxb, txp, txb, _, last_rx, last_activity, refused = self._tls_pipe.take_stats()
             self.cstp.absorb(rxp, rxb, txp, txb, last_rx, last_activity)
+            self.rx_refused += refused
 
     def _release_tls(self) -> bytes:
         """Take the connection back from the thread; the ciphertext it received and did not
@@ -422,14 +432,19 @@ class Tunnel:
 
     def _to_client(self, batch: list[bytes]) -> None:
         """Packets the data-path thread read that DTLS does not carry now."""
-        if not self.closed and self.cstp.writable:  # Else dropped, as at a full TUN queue.
+        if self.closed:
+            return
+        if self.cstp.writable:
             self._send(batch, self._loop.time())
+        else:  # Dropped, as at a full TUN queue.
+            self.tx_no_room += len(batch)
 
     def write_packets(self, packets: list[bytes]) -> None:
         """Packets from the client (either channel) into the TUN device, those the filter admits."""
         if self.rx_limit is not None:
             packets = self.rx_limit.filter(packets, self._loop.time())
-        self.tun.write_batch(self.packet_filter.admit_untrusted(packets))
+        admitted = self.packet_filter.admit_untrusted(packets)
+        self.rx_refused += len(admitted) - self.tun.write_batch(admitted)
         if self._reading and not self.closed:
             # What the kernel answered while taking the write (an echo reply, TCP ACKs) is queued
             # already: send it now, not after another trip through the event loop.
@@ -484,7 +499,7 @@ class Tunnel:
         pipe = self._tls_pipe
         if pipe is not None:
             if pipe.unsent > _TLS_PIPE_UNSENT_LIMIT:
-                self.cstp.tx_dropped += len(frames)
+                self.tx_no_room += len(frames)
                 return
             try:
                 pipe.send(frames)

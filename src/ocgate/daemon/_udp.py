@@ -213,7 +213,6 @@ class SteeredSocket:
         self._sock = sock
         self._fd = sock.fileno()
         self._closed = False
-        self.dropped = 0
         sock.setblocking(False)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._fd, self._on_readable)
@@ -255,11 +254,11 @@ class SteeredSocket:
 
     def sendto(self, data: bytes, addr: object = None) -> None:
         if not self._closed:
-            self.dropped += 1 - write_many(self._fd, (data,))
+            self.channel.send_dropped += 1 - write_many(self._fd, (data,))
 
     def send_many(self, datagrams: list[bytes]) -> None:
         if not self._closed:
-            self.dropped += len(datagrams) - write_many(self._fd, datagrams)
+            self.channel.send_dropped += len(datagrams) - write_many(self._fd, datagrams)
 
     def close(self) -> None:
         if not self._closed:

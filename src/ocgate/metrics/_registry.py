@@ -43,6 +43,16 @@ class TunnelCounters:
     dropped: tuple[int, ...] = ()
     """Packets from the client the tunnel's filter dropped, indexed by
     :class:`~ocgate.ipfilter.DropReason`."""
+    rx_refused: int = 0
+    """Packets from the client the filter admitted and the TUN device refused."""
+    rx_over_limit: int = 0
+    """Packets from the client over ``rx-data-per-sec``."""
+    tx_over_limit: int = 0
+    """Packets for the client over ``tx-data-per-sec``."""
+    tx_no_room: int = 0
+    """Packets for the client dropped because its socket or TLS connection had no room."""
+    tx_oversize: int = 0
+    """Packets for the client longer than its tunnel carries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +73,7 @@ class _Closed:
     tx_packets: int = 0
     by_transport: dict[str, int] = field(default_factory=dict)
     dropped: list[int] = field(default_factory=lambda: [0] * len(DropReason))
+    discarded: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class _LiveCollector:
@@ -106,6 +117,16 @@ class _LiveCollector:
             live = sum(t.dropped[reason] for t in tunnels if len(t.dropped) > reason)
             dropped.add_metric([reason.label], closed.dropped[reason] + live)
         yield dropped
+        discarded = counter_family(
+            "ocgate_tunnel_discarded_packets",
+            "Packets the tunnels did not carry for want of room or over a limit, by direction and "
+            "cause: rx (from clients) tun-refused, rate-limit; tx (to clients) no-room, "
+            "oversize, rate-limit",
+            labels=["direction", "cause"],
+        )
+        for key, count in _discarded(tunnels).items():
+            discarded.add_metric(list(key), closed.discarded.get(key, 0) + count)
+        yield discarded
         bans = gauge_family("ocgate_banned_addresses", "Source addresses currently banned")
         bans.add_metric([], state.banned_addresses)
         yield bans
@@ -159,7 +180,27 @@ class GatewayMetrics:
         closed.tx_packets += counters.tx_packets
         for index, count in enumerate(counters.dropped[: len(closed.dropped)]):
             closed.dropped[index] += count
+        for key, count in _discarded([counters]).items():
+            closed.discarded[key] = closed.discarded.get(key, 0) + count
         self.tunnels_closed.labels(reason=reason).inc()
 
     def render(self) -> bytes:
         return render_merged([samples_of(self.registry)])
+
+
+def _discarded(tunnels: Iterable[TunnelCounters]) -> dict[tuple[str, str], int]:
+    """``ocgate_tunnel_discarded_packets`` of ``tunnels``, by ``(direction, cause)``."""
+    totals = dict.fromkeys(_DISCARD_KEYS, 0)
+    for t in tunnels:
+        totals["rx", "tun-refused"] += t.rx_refused
+        totals["rx", "rate-limit"] += t.rx_over_limit
+        totals["tx", "no-room"] += t.tx_no_room
+        totals["tx", "oversize"] += t.tx_oversize
+        totals["tx", "rate-limit"] += t.tx_over_limit
+    return totals
+
+
+_DISCARD_KEYS = (
+    ("rx", "tun-refused"), ("rx", "rate-limit"),
+    ("tx", "no-room"), ("tx", "oversize"), ("tx", "rate-limit"),
+)  # fmt: skip

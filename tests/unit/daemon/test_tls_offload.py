@@ -66,7 +66,7 @@ from OpenSSL import SSL
 from ocgate.cstp import CstpConnection, FrameDecoder, counts_for_idle_untrusted, encode_frame
 from ocgate.cstp.events import ByeReceived, PacketsReceived, ProtocolFailed
 from ocgate.daemon import _offload, _tunnel
-from ocgate.daemon._offload import KIND_BACK, KIND_CSTP, KIND_FAILED, KIND_RX, KIND_TX
+from ocgate.daemon._offload import KIND_BACK, KIND_CSTP, KIND_FAILED, KIND_RX, KIND_TX, PipeStats
 from ocgate.ipfilter import PacketFilter
 from ocgate.tls import TlsEndpoint, build_server_context, translate_priorities
 from tests.pki import make_pki
@@ -203,9 +203,9 @@ class Reference:
             else:
                 self.events.append(event)
 
-    def absorb(self, stats: tuple[int, int, int, int, int, float, float]) -> None:
+    def absorb(self, stats: PipeStats) -> None:
         """The thread's counters, as ``_tunnel._absorb_tls`` adds them."""
-        rxp, rxb, txp, txb, _dropped, last_rx, last_activity = stats
+        rxp, rxb, txp, txb, _dropped, last_rx, last_activity, _refused = stats
         self.cstp.absorb(rxp, rxb, txp, txb, last_rx, last_activity)
 
 
@@ -314,7 +314,7 @@ class Rig:
         self.engine = FASTPATH.Engine() if engine is None else engine
         self.sources = sources if sources is not None else new_filter().fast_sources()
         self.pipe: Any = None
-        self.stats: tuple[int, int, int, int, int, float, float] = (0, 0, 0, 0, 0, 0.0, 0.0)
+        self.stats: PipeStats = (0, 0, 0, 0, 0, 0.0, 0.0, 0)
         self.lane: list[tuple[int, bytes]] = []
         self.ciphertext = b""
         """Bytes the client received and did not decrypt yet (an incomplete record)."""
@@ -490,9 +490,9 @@ def test_frames_both_ways_match_the_reference(make_rig: Callable[..., Rig], suit
     )
     assert rx_filter.dropped == whole_filter.dropped
     assert sum(whole_filter.dropped) == 2
-    rxp, rxb, txp, txb, dropped, last_rx, last_activity = rig.pipe.take_stats()
+    rxp, rxb, txp, txb, dropped, last_rx, last_activity, refused = rig.pipe.take_stats()
     assert (rxp, rxb) == (reference.cstp.rx_packets, reference.cstp.rx_bytes) == (5, 324)
-    assert (txp, txb, dropped) == (0, 0, 0)
+    assert (txp, txb, dropped, refused) == (0, 0, 0, 0)
     assert 0 < last_rx <= time.monotonic()
     assert last_activity == last_rx
     rig.quiet()
@@ -1042,7 +1042,7 @@ def test_a_pipe_with_its_bound_waiting_is_not_read_until_drained(
 
 def test_stats_and_idle_times(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()
-    assert rig.pipe.take_stats() == (0, 0, 0, 0, 0, 0.0, 0.0)
+    assert rig.pipe.take_stats() == (0, 0, 0, 0, 0, 0.0, 0.0, 0)
     ping = ipv4(36, proto=1, tag=1)
     rig.send(frame(DATA, ping))
     rig.tun_read(1)
@@ -1064,7 +1064,7 @@ def test_stats_and_idle_times(make_rig: Callable[..., Rig]) -> None:
     rig.tun_write(ipv6(20, nxt=58, tag=2))
     rig.received(1)
     stats3 = rig.pipe.take_stats()
-    assert stats3 == (0, 0, 1, 60, 0, stats2[5], 0.0)
+    assert stats3 == (0, 0, 1, 60, 0, stats2[5], 0.0, 0)
     udp = ipv4(30, tag=3)
     rig.tun_write(udp)
     rig.received(1)
@@ -1081,7 +1081,7 @@ def test_stats_and_idle_times(make_rig: Callable[..., Rig]) -> None:
     # What a tunnel makes of them: CstpConnection.absorb moves its DPD and idle clocks.
     cstp = Reference().cstp
     cstp.idle_timeout = 100
-    rxp, rxb, txp, txb, _dropped, last_rx, last_activity = stats5
+    rxp, rxb, txp, txb, _dropped, last_rx, last_activity, _refused = stats5
     cstp.absorb(rxp, rxb, txp, txb, last_rx, last_activity)
     assert cstp.get_timer() == stats5[6] + 100
 

@@ -319,18 +319,20 @@ def test_kinds_are_the_event_loops() -> None:
 @pytest.mark.parametrize("name", list(SUITES))
 def test_data_reaches_tun_unchanged_and_is_counted(rigs: Callable[..., Rig], name: str) -> None:
     rig = rigs(SUITES[name])
-    _, _, _, _, _, attached_at, idle_before = rig.pipe.take_stats()
+    _, _, _, _, _, attached_at, idle_before, _ = rig.pipe.take_stats()
     assert idle_before == 0.0
     packets = [ipv4(), ipv6(), ipv4(body=bytes(range(256)) * 5)]
     start = time.monotonic()
     for packet in packets:
         assert rig.send(rig.record(b"\x00" + packet)) == ("tun", packet)
-    rx_packets, rx_bytes, tx_packets, tx_bytes, dropped, last_rx, idle = rig.pipe.take_stats()
+    rx_packets, rx_bytes, tx_packets, tx_bytes, dropped, last_rx, idle, refused = (
+        rig.pipe.take_stats()
+    )
     assert (rx_packets, rx_bytes) == (3, sum(map(len, packets)))
-    assert (tx_packets, tx_bytes, dropped) == (0, 0, 0)
+    assert (tx_packets, tx_bytes, dropped, refused) == (0, 0, 0, 0)
     assert last_rx >= start > attached_at
     assert idle >= start
-    assert rig.pipe.take_stats()[:7] == (0, 0, 0, 0, 0, last_rx, idle)  # Counters restart.
+    assert rig.pipe.take_stats() == (0, 0, 0, 0, 0, last_rx, idle, 0)  # Counters restart.
 
 
 IDLE_CASES = {
@@ -353,7 +355,7 @@ def test_idle_clock_moves_as_counts_for_idle_says(rigs: Callable[..., Rig], name
         before = rig.pipe.take_stats()[6]
         start = time.monotonic()
         assert rig.send(rig.record(b"\x00" + packet)) == ("tun", packet), case
-        _, _, _, _, _, last_rx, idle = rig.pipe.take_stats()
+        _, _, _, _, _, last_rx, idle, _ = rig.pipe.take_stats()
         assert last_rx >= start, case
         assert (idle >= start) if counts else (idle == before), case
 
@@ -381,10 +383,34 @@ def test_authentic_payloads_that_are_not_data_come_back_opened(
         assert rig.model_verdict(datagram) == ("opened", payload)
         start = time.monotonic()
         assert rig.send(datagram) == ("opened", payload)
-        rx_packets, _, _, _, _, last_rx, _ = rig.pipe.take_stats()
+        rx_packets, _, _, _, _, last_rx, _, _ = rig.pipe.take_stats()
         assert rx_packets == 0
         assert last_rx >= start  # The client was heard.
         assert rig.send(datagram) == ("raw", datagram)  # Marked: now a replay.
+
+
+def test_packets_the_tun_device_refuses_are_dropped_and_counted(rigs: Callable[..., Rig]) -> None:
+    # Nobody reads the "TUN device" and its send buffer is the smallest the kernel allows: once
+    # that is full it refuses writes with EAGAIN, as a TUN device refuses what it cannot take.
+    rig = rigs(SUITES["psk-aes256-gcm"])
+    rig.tun.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+    sent = 64
+    for n in range(sent):
+        rig.udp_peer.send(rig.record(b"\x00" + ipv4(body=n.to_bytes(2, "big"))))
+    deadline = time.monotonic() + WAIT
+    rx_packets = refused = 0
+    while rx_packets < sent and time.monotonic() < deadline:
+        stats = rig.pipe.take_stats()
+        rx_packets, refused = rx_packets + stats[0], refused + stats[7]
+        select.select([], [], [], 0.01)
+    delivered = 0
+    rig.tun_peer.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while rig.tun_peer.recv(65536):
+            delivered += 1
+    assert rx_packets == sent
+    assert refused > 0
+    assert delivered + refused == sent
 
 
 RX_PACKETS = {
@@ -530,7 +556,7 @@ def test_tun_packets_go_to_the_client_as_one_record(rigs: Callable[..., Rig], na
         where, record = rig.from_tun(packet)
         assert where == "udp"
         assert rig.opened_by_client(record) == ((1 << 48) | seq, b"\x00" + packet)
-    _, _, tx_packets, tx_bytes, dropped, _, _ = rig.pipe.take_stats()
+    _, _, tx_packets, tx_bytes, dropped, _, _, _ = rig.pipe.take_stats()
     assert (tx_packets, tx_bytes, dropped) == (4, sum(map(len, packets)), 0)
     assert rig.from_tun(bytes(MTU + 1)) == ("tx", bytes(MTU + 1))  # Over the MTU: CSTP's.
     assert rig.pipe.take_stats()[2] == 0
@@ -606,7 +632,7 @@ def test_a_burst_reaches_a_udp_client_one_datagram_per_record(
         for seq, packet in enumerate(packets):
             assert rig.opened_by_client(client.recv(65536)) == ((1 << 48) | seq, b"\x00" + packet)
         assert not _readable(client, 0.05)
-        _, _, tx_packets, tx_bytes, dropped, _, _ = rig.pipe.take_stats()
+        _, _, tx_packets, tx_bytes, dropped, _, _, _ = rig.pipe.take_stats()
         assert (tx_packets, tx_bytes, dropped) == (len(packets), sum(sizes) + 20 * len(sizes), 0)
         # And one at a time afterwards.
         assert rig.from_tun(ipv6())[0] == "udp"

@@ -92,3 +92,22 @@ def test_dropped_packets_by_reason_add_closed_and_live_tunnels() -> None:
         ("restricted-port", 4),
     ]:  # fmt: skip
         assert f'ocgate_tunnel_dropped_packets_total{{reason="{reason}"}} {value}.0' in text
+
+
+def test_discarded_packets_by_direction_and_cause_add_closed_and_live_tunnels() -> None:
+    def state() -> LiveState:
+        live = TunnelCounters(
+            "dtls", 0, 0, 0, 0, rx_refused=1, rx_over_limit=2, tx_no_room=3, tx_oversize=4
+        )
+        return LiveState(tunnels=[live], sessions_disconnected=0)
+
+    metrics = GatewayMetrics(state)
+    closed = TunnelCounters("cstp", 0, 0, 0, 0, rx_refused=10, tx_over_limit=20, tx_no_room=30)
+    metrics.tunnel_closed(closed, "user disconnected")
+    text = metrics.render().decode()
+    for direction, cause, value in [
+        ("rx", "tun-refused", 11), ("rx", "rate-limit", 2), ("tx", "no-room", 33),
+        ("tx", "oversize", 4), ("tx", "rate-limit", 20),
+    ]:  # fmt: skip
+        sample = f'ocgate_tunnel_discarded_packets_total{{cause="{cause}",direction="{direction}"}}'
+        assert f"{sample} {value}.0" in text, text
