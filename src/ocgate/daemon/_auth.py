@@ -17,10 +17,11 @@ Per-user and per-group networks (``ipv4-network``/``ipv6-network`` in those file
 ``src/ip-lease.c`` leases from the session's network): a session whose settings name a network
 other than its vhost's leases from a pool of that network.
 
-Three parts have modules of their own, where their rules are written: the address pools
+Four parts have modules of their own, where their rules are written: the address pools
 (:class:`~ocgate.daemon._auth_pools.AddressPools`), the bans
-(:class:`~ocgate.daemon._auth_bans.AddressBans`) and the checks of a CONNECT's cookie claim
-(:class:`~ocgate.daemon._auth_claims.ClaimRules`).
+(:class:`~ocgate.daemon._auth_bans.AddressBans`), the checks of a CONNECT's cookie claim
+(:class:`~ocgate.daemon._auth_claims.ClaimRules`) and the login dialogs of the workers'
+connections (:class:`~ocgate.daemon._auth_logins.LoginDialogs`).
 
 Session times here are wall-clock seconds: the store is durable (SQLite) and a restarted gateway
 must read them back.
@@ -30,13 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import logging
 import os
 import socket
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -47,6 +46,7 @@ from ocgate.config import Config
 from ocgate.control import SessionInfo
 from ocgate.daemon._auth_bans import AddressBans
 from ocgate.daemon._auth_claims import ClaimRules
+from ocgate.daemon._auth_logins import LoginDialogs
 from ocgate.daemon._auth_pools import AddressPools
 from ocgate.daemon._cluster import Cluster
 from ocgate.daemon._shared import REFRESH_PERIOD, SharedState
@@ -54,19 +54,7 @@ from ocgate.daemon._shared_store import SharedSessionStore
 from ocgate.daemon._store import open_session_store, shared_store_url
 from ocgate.daemon._wire import dump_session
 from ocgate.errors import InvalidCookie, OcgateError, ResourceError
-from ocgate.gateway import (
-    CONTEXT_COOKIE,
-    GroupMenu,
-    LoginContexts,
-    LoginDialog,
-    LoginServices,
-    SessionSettings,
-    SsoService,
-    lease_addresses,
-)
-from ocgate.gateway._contexts import parse_context_token_untrusted
-from ocgate.gateway._resume import dialog_state, restore_dialog
-from ocgate.http import Response
+from ocgate.gateway import GroupMenu, LoginServices, SessionSettings, SsoService, lease_addresses
 from ocgate.ipc import messages as m
 from ocgate.metrics import GatewayMetrics, LiveState
 from ocgate.radius import AccountingSession, RadiusResult
@@ -82,8 +70,6 @@ _MAINTENANCE_PERIOD = 5.0
 _COMMIT_DELAY = 0.01
 """Seconds the session store's row changes wait to be committed together (group commit: one
 login makes five or six of them; at most this much is lost if the service crashes)."""
-MAX_DIALOGS_PER_WORKER = 4096
-"""Login dialogs a worker may hold open here (one per pre-tunnel TLS connection)."""
 
 
 @dataclass(slots=True)
@@ -131,14 +117,8 @@ class AuthService:
             end_session=self.end_session,
         )
         self.counters: dict[str, tuple[int, int, int, int]] = {}
-        self.dialogs: dict[tuple[int, int], LoginDialog] = {}
-        """The login dialog of each connection (worker, connection id) that asked for one."""
-        self.contexts: LoginContexts[LoginDialog] = LoginContexts(config.auth_timeout)
-        """``webvpncontext`` tokens: a login's next round may come on another connection."""
-        self._shared_contexts: weakref.WeakKeyDictionary[LoginDialog, str] = (
-            weakref.WeakKeyDictionary()
-        )
-        """With a shared store: the token each login under way is kept under there."""
+        self._logins = LoginDialogs(config, services_for=self.services_for, cluster=self.cluster)
+        """The login dialog of each pre-tunnel connection, and the logins under way."""
         self.metrics = GatewayMetrics(self._live_state)
         self.accounting: SessionAccounting | None = None
         self.auth_failures = 0
@@ -172,7 +152,7 @@ class AuthService:
                 self._sso(vhost, vhost_backends),
             )
         self.config = config
-        self.contexts.lifetime = config.auth_timeout
+        self._logins.load(config)
         if accounting is not None and self.accounting is None:
             self.accounting = SessionAccounting(
                 accounting, stats_report_time=config.stats_report_time
@@ -603,8 +583,7 @@ class AuthService:
     def worker_gone(self, worker: int) -> None:
         """A worker died: its tunnels are down, their sessions wait for a cookie reconnect."""
         self.workers.pop(worker, None)
-        for key in [k for k in self.dialogs if k[0] == worker]:
-            del self.dialogs[key]
+        self._logins.worker_gone(worker)
         for sid, owner in list(self.owners.items()):
             if owner.worker == worker:
                 self.tunnel_down(worker, m.TunnelDown(
@@ -643,8 +622,7 @@ class AuthService:
         ]
         # Logins under way are sec-mod entries in ocserv too: `show sessions all` lists them, also
         # those waiting for their next round on a new connection.
-        dialogs = {id(d): d for d in (*self.dialogs.values(), *self.contexts.dialogs())}
-        for dialog in dialogs.values():
+        for dialog in self._logins.under_way():
             progress = dialog.progress()
             if progress is not None:
                 sessions.append(SessionInfo(
@@ -686,9 +664,9 @@ class AuthService:
 
     async def _from_worker(self, worker: int, msg: object) -> ipc.messages.Message | None:
         if isinstance(msg, m.LoginRequest):
-            return await self._login(worker, msg)
+            return await self._logins.handle(worker, msg)
         if isinstance(msg, m.ConnectionGone):
-            self.dialogs.pop((worker, msg.conn), None)
+            self._logins.connection_gone(worker, msg.conn)
             return None
         if isinstance(msg, m.ClaimSession):
             try:
@@ -751,101 +729,6 @@ class AuthService:
             granted = m.SessionGranted(payload=dump_session(session, self.config))
         await cluster.after_claim()
         return granted
-
-    async def _login(self, worker: int, msg: m.LoginRequest) -> m.LoginResponse:
-        key = (worker, msg.conn)
-        now = time.monotonic()
-        dialog = self.dialogs.get(key)
-        if dialog is None:
-            if sum(1 for k in self.dialogs if k[0] == worker) >= MAX_DIALOGS_PER_WORKER:
-                return _response(Response(503, "Service Unavailable", (), b"", close=True))
-            token = msg.request.cookies().get(CONTEXT_COOKIE)
-            dialog = self.contexts.resume(token, remote=msg.remote, vhost=msg.vhost, now=now)
-            if dialog is None and self.cluster is not None:
-                dialog = await self._resume_elsewhere(token, msg, now)
-            if dialog is None:
-                chain = tuple(msg.peer_chain)
-                dialog = LoginDialog(
-                    self.services_for(msg.vhost),
-                    remote_addr=msg.remote,
-                    local_addr=msg.local,
-                    peer_chain=lambda: chain,
-                )
-            else:  # One connection at a time continues a login.
-                for other in [k for k, d in self.dialogs.items() if d is dialog]:
-                    del self.dialogs[other]
-            self.dialogs[key] = dialog
-        if self.cluster is not None and msg.request.method == "POST":
-            await self.cluster.check()  # A login must not rely on a store that went away.
-        response = await dialog.handle(msg.request)
-        progress = dialog.progress()
-        if self.cluster is not None and progress is None:
-            await self.cluster.login_done()  # Every node knows the cookie before the client.
-        if response.close or progress is None:
-            ended = self._shared_contexts.pop(dialog, None) or self.contexts.token_of(dialog)
-            if ended is not None and self.cluster is not None:
-                self.cluster.forget_context(ended)
-            self.contexts.forget(dialog)
-            if response.close:
-                self.dialogs.pop(key, None)
-        elif response.status == 200 and progress.state != "pre-auth":
-            token = self.contexts.token_for(dialog, remote=msg.remote, vhost=msg.vhost, now=now)
-            state = dialog_state(dialog) if self.cluster is not None else None
-            if self.cluster is not None and state is not None:
-                kept = await self.cluster.keep_context(token, state, remote=msg.remote,
-                    vhost=msg.vhost, seconds=self.config.auth_timeout)  # fmt: skip
-                if kept:  # The next round on a new connection takes it from the store.
-                    self.contexts.forget(dialog)
-                    older = self._shared_contexts.get(dialog)
-                    if older is not None and older != token:
-                        self.cluster.forget_context(older)
-                    self._shared_contexts[dialog] = token
-            cookie = (
-                f"{CONTEXT_COOKIE}={token}; Max-Age={self.config.auth_timeout}; Secure; HttpOnly"
-            )
-            response = dataclasses.replace(
-                response, headers=(*response.headers, ("Set-Cookie", cookie))
-            )
-        return _response(response)
-
-    async def _resume_elsewhere(
-        self, token: str | None, msg: m.LoginRequest, now: float
-    ) -> LoginDialog | None:
-        """The login another node started, if ``token`` names one kept in the shared store."""
-        cluster = self.cluster
-        token = parse_context_token_untrusted(token)
-        if cluster is None or token is None:
-            return None
-        state = await cluster.take_context(token, remote=msg.remote, vhost=msg.vhost)
-        if state is None:
-            return None
-        chain = tuple(msg.peer_chain)
-        try:
-            dialog = restore_dialog(
-                self.services_for(msg.vhost),
-                state,
-                remote_addr=msg.remote,
-                local_addr=msg.local,
-                peer_chain=lambda: chain,
-            )
-        except ValueError as exc:
-            log.warning("event=login-context-unreadable reason=%r", str(exc))
-            return None
-        self.contexts.adopt(dialog, token, remote=msg.remote, vhost=msg.vhost, now=now)
-        progress = dialog.progress()
-        log.info("event=login-resumed remote=%s user=%r", msg.remote,
-                 progress.username if progress is not None else "")  # fmt: skip
-        return dialog
-
-
-def _response(response: Response) -> m.LoginResponse:
-    return m.LoginResponse(
-        status=response.status,
-        reason=response.reason,
-        headers=[(k, v) for k, v in response.headers],
-        body=response.body,
-        close=response.close,
-    )
 
 
 def _ipv4(text: str | None) -> ipaddress.IPv4Address | None:
