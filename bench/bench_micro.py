@@ -71,10 +71,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -511,13 +511,13 @@ STAND_IN = socket.SOCK_SEQPACKET
 message like both. Not ``SOCK_DGRAM``, whose queue holds only ``net.unix.max_dgram_qlen``
 datagrams (often 10): the three parties would then take turns every ten packets and the figure
 would measure the scheduler. A ``SOCK_SEQPACKET`` queue is bounded by bytes, as a UDP socket's."""
+_Suite = TypeVar("_Suite")
+"""A suite as a section on the thread names it (a ``DtlsSuite``, or a TLS client's choice)."""
 
 
-def _feeder(sock: socket.socket, make: Callable[[], list[bytes]]) -> int:
-    """A child process that writes ``make()``'s datagrams into ``sock`` as fast as the other
-    end takes them (it waits for room, then writes a batch with one ``sendmmsg``); its pid."""
-    from ocgate import _fastpath  # type: ignore[attr-defined]
-
+def _fork_feeder(sock: socket.socket, step: Callable[[Callable[[], object]], None]) -> int:
+    """A child process that calls ``step(wait)`` until it is killed, where ``wait()`` waits (a
+    second at most) until ``sock`` has room for more; its pid."""
     pid = os.fork()
     if pid:
         return pid
@@ -526,11 +526,26 @@ def _feeder(sock: socket.socket, make: Callable[[], list[bytes]]) -> int:
 
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLOUT)
+
+        def wait() -> object:
+            return poller.poll(1000)
+
         while True:
-            poller.poll(1000)
-            _fastpath.write_many(sock.fileno(), make())
+            step(wait)
     finally:
         os._exit(0)
+
+
+def _feeder(sock: socket.socket, make: Callable[[], list[bytes]]) -> int:
+    """A child process that writes ``make()``'s datagrams into ``sock`` as fast as the other
+    end takes them (it waits for room, then writes a batch with one ``sendmmsg``); its pid."""
+    from ocgate import _fastpath  # type: ignore[attr-defined]
+
+    def step(wait: Callable[[], object]) -> None:
+        wait()
+        _fastpath.write_many(sock.fileno(), make())
+
+    return _fork_feeder(sock, step)
 
 
 def _task_cpu() -> dict[int, float]:
@@ -570,14 +585,13 @@ def _thread_rate(suite: DtlsSuite, to_tun: bool) -> tuple[float, float, float]:
     else:
         feed, far = tun_end, client_end
         pid = _feeder(feed, lambda: [PACKET] * BATCH)
-    # The engine starts after the fork: the child never inherits a lock its thread might hold.
-    before = set(_task_cpu())
-    engine = _fastpath.Engine()
-    (engine_tid,) = set(_task_cpu()) - before
-    server = compiled(suite, keys, os.urandom)
-    pipe = engine.attach(
-        udp.fileno(), tun.fileno(), LEASE.packed, bytes(17), server, True, 1406, 0.0
-    )
+
+    def attach(engine: Any) -> Any:
+        server = compiled(suite, keys, os.urandom)
+        return engine.attach(
+            udp.fileno(), tun.fileno(), LEASE.packed, bytes(17), server, True, 1406, 0.0
+        )
+
     poller = select.poll()
     poller.register(far.fileno(), select.POLLIN)
     unit = SIZE if to_tun else record_size
@@ -598,6 +612,30 @@ def _thread_rate(suite: DtlsSuite, to_tun: bool) -> tuple[float, float, float]:
             got += sum(map(len, batch))
         return got // unit  # Packets (records: a GSO send to a socket pair arrives as one).
 
+    return _measure_pipe(attach, take, checked, to_tun, pid, (udp, client_end, tun, tun_end))
+
+
+def _measure_pipe(
+    attach: Callable[[Any], Any],
+    take: Callable[[float], int],
+    checked: Sized,
+    to_tun: bool,
+    pid: int,
+    socks: tuple[socket.socket, ...],
+) -> tuple[float, float, float]:
+    """The measurement of :func:`_thread_rate` and :func:`_tls_thread_rate`, once the feeder
+    ``pid`` runs: start an engine, attach the pipe to it (``attach(engine)``), warm up, then count
+    the packets arriving at the far end (``take(seconds)``; ``checked`` is filled once the first
+    arrival proved the path works) over ``THREAD_WINDOWS`` windows. The three rates as
+    :func:`_thread_rate` returns them; the feeder is killed and the pipe, the engine and ``socks``
+    are closed whatever happens."""
+    from ocgate import _fastpath  # type: ignore[attr-defined]
+
+    # The engine starts after the fork: the child never inherits a lock its thread might hold.
+    before = set(_task_cpu())
+    engine = _fastpath.Engine()
+    (engine_tid,) = set(_task_cpu()) - before
+    pipe = attach(engine)
     try:
         take(0.2)  # Warm up.
         assert checked, "nothing arrived through the thread"
@@ -618,14 +656,21 @@ def _thread_rate(suite: DtlsSuite, to_tun: bool) -> tuple[float, float, float]:
         os.waitpid(pid, 0)
         pipe.close()
         engine.close()
-        for sock in (udp, client_end, tun, tun_end):
+        for sock in socks:
             sock.close()
     return statistics.median(results), count / elapsed, count / max(cpu, 1e-3)
 
 
-def _show_thread(name: str, to_tun: bool) -> None:
-    for label, suite in THREAD_SUITES.items():
-        arrived, moved, per_cpu = _thread_rate(suite, to_tun)
+def _show_thread(
+    name: str,
+    suites: dict[str, _Suite],
+    measure: Callable[[_Suite, bool], tuple[float, float, float]],
+    to_tun: bool,
+) -> None:
+    """One section on the thread: for each of ``suites``, the three lines of what
+    ``measure(suite, to_tun)`` (:func:`_thread_rate` or :func:`_tls_thread_rate`) found."""
+    for label, suite in suites.items():
+        arrived, moved, per_cpu = measure(suite, to_tun)
         show(f"{name} {label}", arrived)
         if arrived < 0.95 * moved:  # The far end's reader, not the thread, was the limit.
             print(f"  {'':58} (the thread moved {moved / 1e3:.1f} k/s; the reader took less)")
@@ -633,11 +678,11 @@ def _show_thread(name: str, to_tun: bool) -> None:
 
 
 def bench_thread_udp_to_tun() -> None:
-    _show_thread("thread UDP -> TUN", to_tun=True)
+    _show_thread("thread UDP -> TUN", THREAD_SUITES, _thread_rate, to_tun=True)
 
 
 def bench_thread_tun_to_udp() -> None:
-    _show_thread("thread TUN -> UDP", to_tun=False)
+    _show_thread("thread TUN -> UDP", THREAD_SUITES, _thread_rate, to_tun=False)
 
 
 # The CSTP channel's TLS connection on the thread (TLS pipes) ------------------------------------
@@ -656,23 +701,17 @@ FRAME = b"STF\x01" + SIZE.to_bytes(2, "big") + b"\x00\x00" + PACKET
 def _stream_feeder(sock: socket.socket, make: Callable[[], bytes]) -> int:
     """As :func:`_feeder` for a byte stream: a child process that writes ``make()``'s bytes
     into ``sock`` as fast as the other end takes them, keeping what a short write left; its pid."""
-    pid = os.fork()
-    if pid:
-        return pid
-    try:  # pragma: no cover - the child only writes until it is killed.
-        import select
+    pending = memoryview(b"")
 
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLOUT)
-        pending = memoryview(b"")
-        while True:
-            if not pending:
-                pending = memoryview(make())
-            poller.poll(1000)
-            with contextlib.suppress(BlockingIOError):
-                pending = pending[sock.send(pending) :]
-    finally:
-        os._exit(0)
+    def step(wait: Callable[[], object]) -> None:
+        nonlocal pending
+        if not pending:
+            pending = memoryview(make())
+        wait()
+        with contextlib.suppress(BlockingIOError):
+            pending = pending[sock.send(pending) :]
+
+    return _fork_feeder(sock, step)
 
 
 def _tls_client_pair(suite: tuple[str, str, str]) -> tuple[TlsEndpoint, Any]:
@@ -729,13 +768,12 @@ def _tls_thread_rate(suite: tuple[str, str, str], to_tun: bool) -> tuple[float, 
         feed, far = tun_end, client_end
         pid = _feeder(feed, lambda: [PACKET] * BATCH)
     assert _bind_tls(), "the thread cannot drive pyOpenSSL's OpenSSL"
-    # The engine starts after the fork: the child never inherits a lock its thread might hold.
-    before = set(_task_cpu())
-    engine = _fastpath.Engine()
-    (engine_tid,) = set(_task_cpu()) - before
-    pipe = engine.attach_tls(
-        tcp.fileno(), tun.fileno(), *server.handles(), LEASE.packed, bytes(17), 1406
-    )
+
+    def attach(engine: Any) -> Any:
+        return engine.attach_tls(
+            tcp.fileno(), tun.fileno(), *server.handles(), LEASE.packed, bytes(17), 1406
+        )
+
     poller = select.poll()
     poller.register(far.fileno(), select.POLLIN)
     buffer = bytearray(1 << 20)
@@ -767,46 +805,15 @@ def _tls_thread_rate(suite: tuple[str, str, str], to_tun: bool) -> tuple[float, 
                     checked.append(whole)  # Records: every one as long as the first.
         return got // checked[0] if checked else 0
 
-    try:
-        take(0.2)  # Warm up.
-        assert checked, "nothing arrived through the thread"
-        pipe.take_stats()
-        results = []
-        cpu = _task_cpu()[engine_tid]
-        started = time.perf_counter()
-        for _ in range(THREAD_WINDOWS):
-            results.append(take(THREAD_WINDOW) / THREAD_WINDOW)
-        stats = pipe.take_stats()
-        elapsed = time.perf_counter() - started
-        cpu = _task_cpu()[engine_tid] - cpu
-        count = stats[0] if to_tun else stats[2]
-        back = engine.drain()
-        assert not back, f"the thread handed {len(back)} items back to the event loop"
-    finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        pipe.close()
-        engine.close()
-        for sock in (tcp, client_end, tun, tun_end):
-            sock.close()
-    return statistics.median(results), count / elapsed, count / max(cpu, 1e-3)
-
-
-def _show_tls_thread(name: str, to_tun: bool) -> None:
-    for label, suite in TLS_THREAD_SUITES.items():
-        arrived, moved, per_cpu = _tls_thread_rate(suite, to_tun)
-        show(f"{name} {label}", arrived)
-        if arrived < 0.95 * moved:  # The far end's reader, not the thread, was the limit.
-            print(f"  {'':58} (the thread moved {moved / 1e3:.1f} k/s; the reader took less)")
-        show(f"  per CPU second of the thread ({moved / per_cpu:.0%} busy)", per_cpu)
+    return _measure_pipe(attach, take, checked, to_tun, pid, (tcp, client_end, tun, tun_end))
 
 
 def bench_thread_tls_to_tun() -> None:
-    _show_tls_thread("thread TLS -> TUN", to_tun=True)
+    _show_thread("thread TLS -> TUN", TLS_THREAD_SUITES, _tls_thread_rate, to_tun=True)
 
 
 def bench_thread_tun_to_tls() -> None:
-    _show_tls_thread("thread TUN -> TLS", to_tun=False)
+    _show_thread("thread TUN -> TLS", TLS_THREAD_SUITES, _tls_thread_rate, to_tun=False)
 
 
 SECTIONS = {

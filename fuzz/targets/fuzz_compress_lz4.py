@@ -11,25 +11,17 @@ import _harness
 import atheris
 
 with atheris.instrument_imports(include=["ocgate"]):
-    from ocgate.compress import lz4_compress, lz4_decompress_untrusted
-    from ocgate.errors import BadCompressedData
+    from _compress import decode_limited
 
-_LIMITS = (1500, 1, 64, 576, 1280, 9000, 16384)
+    from ocgate.compress import lz4_compress, lz4_decompress_untrusted
 
 
 def test_one_input(data: bytes) -> None:
     if not data:
         return
-    limit = _LIMITS[data[0] % len(_LIMITS)]
-    payload = data[1:]
-    try:
-        out = lz4_decompress_untrusted(payload, limit)
-    except BadCompressedData:
-        out = None
-    if out is not None:
-        assert len(out) <= limit, "LZ4 output beyond the limit"
-        if out:
-            assert lz4_decompress_untrusted(lz4_compress(out), limit) == out
+    limit, payload, out = decode_limited(data, lz4_decompress_untrusted, "LZ4")
+    if out:
+        assert lz4_decompress_untrusted(lz4_compress(out), limit) == out
     if payload:
         packed = lz4_compress(payload)
         assert lz4_decompress_untrusted(packed, len(payload)) == payload, "round trip failed"

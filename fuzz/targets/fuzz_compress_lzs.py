@@ -11,23 +11,16 @@ import _harness
 import atheris
 
 with atheris.instrument_imports(include=["ocgate"]):
-    from ocgate.compress import lzs_compress, lzs_decompress_untrusted
-    from ocgate.errors import BadCompressedData
+    from _compress import decode_limited
 
-_LIMITS = (1500, 1, 64, 576, 1280, 9000, 16384)
+    from ocgate.compress import lzs_compress, lzs_decompress_untrusted
 
 
 def test_one_input(data: bytes) -> None:
     if not data:
         return
-    limit = _LIMITS[data[0] % len(_LIMITS)]
-    payload = data[1:]
-    try:
-        out = lzs_decompress_untrusted(payload, limit)
-    except BadCompressedData:
-        out = None
+    limit, payload, out = decode_limited(data, lzs_decompress_untrusted, "LZS")
     if out is not None:
-        assert len(out) <= limit, "LZS output beyond the limit"
         for depth in (None, 2):
             again = lzs_compress(out, max_chain=depth)
             assert lzs_decompress_untrusted(again, max(limit, 1)) == out, "re-compression differs"

@@ -52,15 +52,13 @@ thread is not instrumented, so the structured operations above are what reaches 
 from __future__ import annotations
 
 import os
-import select
 import socket
 import struct
-import time
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Network
 
 import _harness
 import atheris
+from _datapath import LEASE, LEASE6, ip_packet, operations, short, wait_for_thread
 
 with atheris.instrument_imports(include=["ocgate"]):
     from ocgate import _fastpath  # type: ignore[attr-defined]
@@ -85,13 +83,6 @@ SUITES: list[DtlsSuite] = [
     DTLS12_CIPHERSUITES["AES128-SHA"][0],
     DTLS_CIPHERSUITES["DES-CBC3-SHA"][0],
 ]
-LEASE = IPv4Address("10.77.0.5")
-LEASE6 = IPv6Network("fd00:77:0:5::/64")
-OTHER4 = IPv4Address("192.0.2.99").packed
-OTHER6 = bytes.fromhex("20010db8000000000000000000000001")
-DST4 = IPv4Address("10.77.0.1").packed
-WAIT = 3.0
-"""Seconds the thread gets to hand over what the model predicts (it takes microseconds)."""
 QUIET = 0.003
 """Seconds of silence that end an input (nothing more may arrive)."""
 BURST = 8
@@ -162,12 +153,10 @@ class Rig:
         self.tx_ok = bool(selector & 0x80)
         self.mtu = 1400
         self.switch_after = 0.0
-        src4, src6 = self.filter.fast_sources()
         self.pipe = ENGINE.attach(
             self.udp.fileno(),
             self.tun.fileno(),
-            src4,
-            src6,
+            *self.filter.fast_sources(),
             self.state.server,
             self.tx_ok,
             self.mtu,
@@ -251,28 +240,21 @@ class Rig:
         tun: list[bytes] = []
         lane: list[tuple[int, bytes]] = []
         records: list[bytes] = []
-        deadline = time.monotonic() + WAIT
-        poller = select.poll()
-        for fd in (self.tun_peer.fileno(), ENGINE.fileno(), self.client_sock.fileno()):
-            poller.register(fd, select.POLLIN)
-        while True:
+
+        def collect() -> bool:
             _take(self.tun_peer, tun)
-            lane += [(kind, data) for pipe, kind, data in ENGINE.drain() if pipe == self.pipe.id]
+            lane.extend((kind, data) for pipe, kind, data in ENGINE.drain() if pipe == self.pipe.id)
             _take(self.client_sock, records)
-            done = (
+            return (
                 len(tun) >= len(want.tun)
                 and len(lane) >= len(want.lane)
                 and len(records) >= len(want.client)
             )
-            if done and not quiet:
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            if not poller.poll(1000 * (QUIET if done else min(left, 0.05))) and done:
-                break
-        assert tun == want.tun, f"TUN writes {_short(tun)} != model {_short(want.tun)}"
-        assert lane == want.lane, f"lane {_short(lane)} != model {_short(want.lane)}"
+
+        fds = (self.tun_peer.fileno(), ENGINE.fileno(), self.client_sock.fileno())
+        wait_for_thread(collect, fds, quiet=quiet, silence=QUIET, step=0.05)
+        assert tun == want.tun, f"TUN writes {short(tun)} != model {short(want.tun)}"
+        assert lane == want.lane, f"lane {short(lane)} != model {short(want.lane)}"
         assert len(records) == len(want.client), (
             f"{len(records)} records reached the client, the model sent {len(want.client)}"
         )
@@ -290,20 +272,6 @@ class Rig:
 
     # -- what the client sends --------------------------------------------------------------------
 
-    def source(self, kind: int, body: bytes) -> bytes:
-        """An IP packet around ``body`` from the source ``kind`` picks."""
-        kind %= 6
-        if kind in (0, 1, 5):
-            src = LEASE.packed if kind != 1 else OTHER4
-            total = 20 + len(body) + (kind == 5)
-            head = bytes((0x45, 0)) + (total & 0xFFFF).to_bytes(2, "big") + bytes(4)
-            return head + bytes((64, body[0] if body else 17)) + bytes(2) + src + DST4 + body
-        if kind in (2, 3):
-            src = LEASE6.network_address.packed[:8] + bytes(7) + b"\x09" if kind == 2 else OTHER6
-            head = b"\x60" + bytes(3) + (len(body) & 0xFFFF).to_bytes(2, "big") + b"\x11\x40"
-            return head + src + OTHER6 + body
-        return body
-
     def data_record(self, epoch: Epoch, plaintext: bytes) -> bytes | None:
         try:
             return epoch.client.seal(23, plaintext[:MAX_PLAINTEXT])
@@ -313,7 +281,7 @@ class Rig:
     def admitted(self, body: bytes) -> bytes:
         """A packet the fast path admits (from whichever source the session has)."""
         src4, _ = self.filter.fast_sources()
-        return self.source(0 if src4 else 2, body)
+        return ip_packet(0 if src4 else 2, body)
 
 
 def _take(sock: socket.socket, out: list[bytes]) -> None:
@@ -322,11 +290,6 @@ def _take(sock: socket.socket, out: list[bytes]) -> None:
             out.append(sock.recv(70000))
         except BlockingIOError:
             return
-
-
-def _short(items: list[bytes] | list[tuple[int, bytes]]) -> str:
-    shown = [x[:24] if isinstance(x, bytes) else (x[0], x[1][:24]) for x in items[:4]]
-    return f"{len(items)} items {shown!r}"
 
 
 def _craft(rig: Rig, epoch: Epoch, payload: bytes) -> bytes:
@@ -365,16 +328,14 @@ def test_one_input(data: bytes) -> None:
 
 
 def _run(rig: Rig, data: bytes) -> None:
-    for tag, payload in _harness.ops(data):
-        kind = tag % 16
-        kind = {13: 0, 14: 4, 15: 5}.get(kind, kind)
+    for kind, _tag, payload in operations(data, {13: 0, 14: 4, 15: 5}):
         epoch = rig.epochs[-1]
         if kind == 0:
             flags = payload[0] if payload else 0
             if flags & 0x10:
                 epoch = rig.epochs[(flags >> 5) % len(rig.epochs)]
             ptype = 0 if len(payload) < 2 or payload[1] < 0xC0 else payload[1] & 0x0F
-            packet = rig.source(flags, payload[2:])
+            packet = ip_packet(flags, payload[2:])
             record = rig.data_record(epoch, bytes((ptype,)) + packet)
             if record is not None:
                 rig.send([record])
@@ -393,9 +354,7 @@ def _run(rig: Rig, data: bytes) -> None:
             step = max(1, len(body) // count)
             source = payload[0] >> 3 if payload else 0
             records = [
-                rig.data_record(
-                    epoch, b"\x00" + rig.source(source, body[i * step : (i + 1) * step])
-                )
+                rig.data_record(epoch, b"\x00" + ip_packet(source, body[i * step : (i + 1) * step]))
                 for i in range(count)
             ]
             rig.send([r for r in records if r is not None])

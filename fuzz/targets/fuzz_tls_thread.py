@@ -73,22 +73,20 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
-import select
 import shutil
 import socket
 import struct
 import tempfile
 import termios
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
 import _harness
 import atheris
+from _datapath import LEASE, LEASE6, ip_packet, operations, short, wait_for_thread
 from OpenSSL import SSL
 from OpenSSL._util import lib as _lib
 
@@ -103,17 +101,10 @@ with atheris.instrument_imports(include=["ocgate"]):
 
 from tests.pki import make_pki
 
-LEASE = IPv4Address("10.77.0.5")
-LEASE6 = IPv6Network("fd00:77:0:5::/64")
-OTHER4 = IPv4Address("192.0.2.99").packed
-OTHER6 = bytes.fromhex("20010db8000000000000000000000001")
-DST4 = IPv4Address("10.77.0.1").packed
 MAX_PAYLOADS = (1406, 200, 16384, 65535)
 TLS_RECORD_MAX = 5 + 16384 + 2048
 """Longer records are handed back unread (``_dataplane.c`` ``TLS_RECORD_MAX``)."""
 MAX_PLAINTEXT = 16384
-WAIT = 3.0
-"""Seconds the thread gets to hand over what the model predicts (it takes microseconds)."""
 QUIET = 0.002
 BURST = 8
 MAX_TUN_PACKET = 20000
@@ -613,11 +604,9 @@ class Rig:
         lane: list[tuple[int, bytes]] = []
         tx_lane: list[bytes] = []
         back: bytes | None = None
-        deadline = time.monotonic() + WAIT
-        poller = select.poll()
-        for fd in (self.tun_peer.fileno(), ENGINE.fileno(), self.client_sock.fileno()):
-            poller.register(fd, select.POLLIN)
-        while True:
+
+        def collect() -> bool:
+            nonlocal back
             self._push()
             _take(self.tun_peer, tun)
             for pipe, kind, data in ENGINE.drain():
@@ -633,7 +622,7 @@ class Rig:
             if not self.paused:
                 self.client_read()
             settled = self.paused or self.client_dead or self.ended is not None
-            done = (
+            return (
                 (not self.outbox or self.ended is not None)
                 and len(tun) >= len(want.tun)
                 and len(lane) + ENGINE.lane_dropped - self.lane_dropped >= len(want.lane)
@@ -649,14 +638,10 @@ class Rig:
                     )
                 )
             )
-            if done and not quiet:
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            if not poller.poll(1000 * (QUIET if done else min(left, 0.02))) and done:
-                break
-        assert tun == want.tun, f"TUN writes {_short(tun)} != model {_short(want.tun)}"
+
+        fds = (self.tun_peer.fileno(), ENGINE.fileno(), self.client_sock.fileno())
+        wait_for_thread(collect, fds, quiet=quiet, silence=QUIET, step=0.02)
+        assert tun == want.tun, f"TUN writes {short(tun)} != model {short(want.tun)}"
         dropped = self._match_lane(lane, want.lane)
         self._deliver(dropped)
         want.tun, want.lane = [], []
@@ -684,9 +669,9 @@ class Rig:
             assert dropped_now == 0, f"{dropped_now} lane items dropped, none missing"
             return set()
         assert len(want) - len(lane) == dropped_now, (
-            f"lane {_short(lane)} != model {_short(want)}, {dropped_now} dropped"
+            f"lane {short(lane)} != model {short(want)}, {dropped_now} dropped"
         )
-        assert sum(self.budgeted) > 64, f"lane {_short(lane)} != model {_short(want)}"
+        assert sum(self.budgeted) > 64, f"lane {short(lane)} != model {short(want)}"
         missing, at = set(), 0
         for index, item in enumerate(want):
             if at < len(lane) and lane[at] == item:
@@ -694,7 +679,7 @@ class Rig:
             else:
                 assert self.budgeted[index], f"the lane lost {item[0]}, {item[1][:24]!r}"
                 missing.add(index)
-        assert at == len(lane), f"lane {_short(lane)} is not the model's {_short(want)} less drops"
+        assert at == len(lane), f"lane {short(lane)} is not the model's {short(want)} less drops"
         self.lossy = True
         return missing
 
@@ -826,28 +811,9 @@ class Rig:
         items = [self.genuine(p) for p in plaintexts if p]
         self.client_write(b"".join(g.record for g in items), items)
 
-    def source(self, kind: int, body: bytes) -> bytes:
-        """An IP packet around ``body`` from the source ``kind`` picks."""
-        kind %= 6
-        if kind in (0, 1, 5):
-            src = LEASE.packed if kind != 1 else OTHER4
-            total = 20 + len(body) + (kind == 5)
-            head = bytes((0x45, 0)) + (total & 0xFFFF).to_bytes(2, "big") + bytes(4)
-            return head + bytes((64, body[0] if body else 17)) + bytes(2) + src + DST4 + body
-        if kind in (2, 3):
-            src = LEASE6.network_address.packed[:8] + bytes(7) + b"\x09" if kind == 2 else OTHER6
-            head = b"\x60" + bytes(3) + (len(body) & 0xFFFF).to_bytes(2, "big") + b"\x11\x40"
-            return head + src + OTHER6 + body
-        return body
-
     def admitted(self, body: bytes) -> bytes:
         src4, _ = self.fast_filter.fast_sources()
-        return self.source(0 if src4 else 2, body)
-
-
-def _short(items: list[bytes] | list[tuple[int, bytes]]) -> str:
-    shown = [x[:24] if isinstance(x, bytes) else (x[0], x[1][:24]) for x in items[:4]]
-    return f"{len(items)} items {shown!r}"
+        return ip_packet(0 if src4 else 2, body)
 
 
 def _frames(rig: Rig, payload: bytes) -> bytes:
@@ -861,7 +827,7 @@ def _frames(rig: Rig, payload: bytes) -> bytes:
         pos += 2 + size
         choice = kind & 7
         if choice in (0, 1):
-            out += _frame(DATA, rig.source(kind >> 3, body))
+            out += _frame(DATA, ip_packet(kind >> 3, body))
         elif choice == 2:
             out += _frame(CONTROL_TYPES[(kind >> 3) % len(CONTROL_TYPES)], body)
         elif choice == 3 and kind >> 3 < 3:  # A packet of max_payload - 1, max_payload, + 1.
@@ -909,9 +875,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def _run(rig: Rig, data: bytes) -> None:
-    for tag, payload in _harness.ops(data):
-        kind = tag % 16
-        kind = {13: 0, 14: 5, 15: 12}.get(kind, kind)
+    for kind, tag, payload in operations(data, {13: 0, 14: 5, 15: 12}):
         if kind == 9 and rig.tls13:
             kind = 0
         if kind == 0:
@@ -1051,7 +1015,7 @@ def _compare(rig: Rig) -> None:
         assert all(any(p == r for r in ref) for p in rig.sys_delivered), "not a subsequence"
     else:
         assert rig.sys_delivered == rig.ref_delivered, (
-            f"delivered {_short(rig.sys_delivered)} != reference {_short(rig.ref_delivered)}"
+            f"delivered {short(rig.sys_delivered)} != reference {short(rig.ref_delivered)}"
         )
     assert rig.tail.state == rig.ref.state, "the connection ended differently"
 
