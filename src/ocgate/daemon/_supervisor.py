@@ -93,6 +93,17 @@ class Child:
 
 
 @dataclass(frozen=True, slots=True)
+class _Command:
+    """How the supervisor starts a child."""
+
+    argv: list[str]
+    pass_fds: list[int]
+    """The descriptors the child inherits."""
+    ends: list[socket.socket]
+    """The ends among them that belong to the child alone: closed once it has started."""
+
+
+@dataclass(frozen=True, slots=True)
 class LogSetup:
     level: int
     stderr: bool
@@ -338,53 +349,92 @@ class Supervisor:
 
     async def _spawn(self, child: Child) -> None:
         """Start ``child`` and wait until it is configured and confined."""
+        self._new_generation(child)
+        sup_end, child_end = ipc.socket_pair()
+        command = await self._command(child, child_end)
+        child.proc = await asyncio.create_subprocess_exec(
+            *command.argv,
+            pass_fds=command.pass_fds,
+            stdin=asyncio.subprocess.DEVNULL,
+            cwd="/",  # Paths in the configuration are absolute; run-as-user may not enter ours.
+        )
+        for end in command.ends:
+            end.close()
+        channel = self._open_channel(child, child.proc, sup_end)
+        await self._configure(child, channel)
+        child.ready = True
+        if child.role == "worker" and self.drain_deadline is not None:
+            with contextlib.suppress(ipc.ChannelClosed):  # A restarted worker drains too.
+                channel.send(m.Drain(deadline=self.drain_deadline))
+        log.info(
+            "event=child-started role=%s index=%d generation=%d pid=%d",
+            child.role,
+            child.index,
+            child.generation,
+            child.proc.pid,
+        )
+
+    def _new_generation(self, child: Child) -> None:
+        """``child`` gets a process of a new generation: nothing of its old one counts."""
         self._generations += 1
         child.generation = self._generations
         child.ready = False
         child.tunnels = 0
         child.users = []
         self._forget_pending(child)
-        sup_end, child_end = ipc.socket_pair()
-        keep = [child_end.fileno()]
+
+    async def _command(self, child: Child, child_end: socket.socket) -> _Command:
+        """How to start ``child`` with ``child_end`` as its channel: the peers it talks to
+        directly are told of their ends before it starts."""
         argv = [sys.executable, "-m", "ocgate.daemon._child", child.role,
                 "--channel", str(child_end.fileno())]  # fmt: skip
-        worker_auth: socket.socket | None = None
+        ends = [child_end]
+        shared: list[int] = []
         if child.role == "worker":
-            argv += ["--index", str(child.index), "--generation", str(child.generation)]
-            auth_end, worker_auth = ipc.socket_pair()
-            keep.append(worker_auth.fileno())
-            argv += ["--auth", str(worker_auth.fileno())]
-            udp_fds = [sock.fileno() for sock in self._udp]
-            keep += udp_fds
-            if udp_fds:
-                argv += ["--udp", ",".join(str(fd) for fd in udp_fds)]
-            assert self.auth.channel is not None
-            try:
-                await self.auth.channel.call(
-                    m.AttachWorker(index=child.index, generation=child.generation),
-                    [auth_end.fileno()],
-                )
-            finally:
-                auth_end.close()
-        console_ends: list[socket.socket] = []
-        if child.role == "console":
-            console_ends.append(await self._attach_console(self.auth))
-            argv += ["--auth", str(console_ends[0].fileno())]
-            if self.nvm is not None and self.nvm.channel is not None:
-                console_ends.append(await self._attach_console(self.nvm))
-                argv += ["--nvm", str(console_ends[1].fileno())]
-            keep += [end.fileno() for end in console_ends]
-        child.proc = await asyncio.create_subprocess_exec(
-            *argv,
-            pass_fds=keep,
-            stdin=asyncio.subprocess.DEVNULL,
-            cwd="/",  # Paths in the configuration are absolute; run-as-user may not enter ours.
-        )
-        child_end.close()
-        if worker_auth is not None:
-            worker_auth.close()
-        for end in console_ends:
-            end.close()
+            args, role_ends, shared = await self._worker_command(child)
+        elif child.role == "console":
+            args, role_ends = await self._console_command()
+        else:
+            args, role_ends = [], []
+        ends += role_ends
+        return _Command(argv + args, [end.fileno() for end in ends] + shared, ends)
+
+    async def _worker_command(
+        self, child: Child
+    ) -> tuple[list[str], list[socket.socket], list[int]]:
+        """A worker's own arguments, its end of a channel to sec-mod (announced to sec-mod with
+        ``AttachWorker``) and the shared UDP sockets, which the supervisor keeps."""
+        args = ["--index", str(child.index), "--generation", str(child.generation)]
+        auth_end, worker_auth = ipc.socket_pair()
+        args += ["--auth", str(worker_auth.fileno())]
+        udp_fds = [sock.fileno() for sock in self._udp]
+        if udp_fds:
+            args += ["--udp", ",".join(str(fd) for fd in udp_fds)]
+        assert self.auth.channel is not None
+        try:
+            await self.auth.channel.call(
+                m.AttachWorker(index=child.index, generation=child.generation),
+                [auth_end.fileno()],
+            )
+        finally:
+            auth_end.close()
+        return args, [worker_auth], udp_fds
+
+    async def _console_command(self) -> tuple[list[str], list[socket.socket]]:
+        """The console's arguments and its ends of channels to sec-mod and, when it runs, the
+        NVM collector."""
+        ends = [await self._attach_console(self.auth)]
+        args = ["--auth", str(ends[0].fileno())]
+        if self.nvm is not None and self.nvm.channel is not None:
+            ends.append(await self._attach_console(self.nvm))
+            args += ["--nvm", str(ends[1].fileno())]
+        return args, ends
+
+    def _open_channel(
+        self, child: Child, proc: asyncio.subprocess.Process, sup_end: socket.socket
+    ) -> ipc.Channel:
+        """The supervisor's channel to ``child``, taking the messages of its role, and the task
+        that watches ``proc`` until it exits."""
         accepts = {
             "worker": m.SUPERVISOR_FROM_WORKER,
             "auth": m.SUPERVISOR_FROM_AUTH,
@@ -398,7 +448,12 @@ class Supervisor:
             name=f"{child.role} {child.index}",
         )
         child.channel = channel
-        self._background(self._watch(child, child.proc, channel))
+        self._background(self._watch(child, proc, channel))
+        return channel
+
+    async def _configure(self, child: Child, channel: ipc.Channel) -> None:
+        """Send ``child`` its setup with the files of its role (a worker's TLS files, the
+        console's), and wait until it has applied them."""
         fds = (
             self._tls_files()
             if child.role == "worker"
@@ -411,17 +466,6 @@ class Supervisor:
         finally:
             for fd in fds:
                 os.close(fd)
-        child.ready = True
-        if child.role == "worker" and self.drain_deadline is not None:
-            with contextlib.suppress(ipc.ChannelClosed):  # A restarted worker drains too.
-                channel.send(m.Drain(deadline=self.drain_deadline))
-        log.info(
-            "event=child-started role=%s index=%d generation=%d pid=%d",
-            child.role,
-            child.index,
-            child.generation,
-            child.proc.pid,
-        )
 
     async def _watch(
         self, child: Child, proc: asyncio.subprocess.Process, channel: ipc.Channel
