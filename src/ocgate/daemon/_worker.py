@@ -290,9 +290,33 @@ class Worker:
         if refusal is not None:
             conn.respond(refusal)
             return
+        tunnel_id = next(self._ids)
+        session = await self._claim_session(conn, request, tunnel_id)
+        if session is None:
+            return
+        prepared = await self._prepare_tunnel(conn, request, session, tunnel_id)
+        if prepared is None:
+            return
+        plan, tun, offer = prepared
+        meta = TunnelMeta.from_request(tunnel_id, request, conn.remote, conn.local, time.time())
+        if not await self._connect_script_allows(conn, session, plan, tun, meta):
+            return
+        if conn.tunnel is not None or conn.closed_by_peer():
+            tun.close()
+            self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
+                                         reason="client left", end_session=False))  # fmt: skip
+            return
+        if not await self._announce_tunnel_up(conn, session, plan, tun, meta):
+            return
+        self._start_tunnel(conn, session, plan, tun, meta, offer)
+
+    async def _claim_session(
+        self, conn: ClientConnection, request: Request, tunnel_id: int
+    ) -> Session | None:
+        """The session the CONNECT's cookie names, from the auth service with its leases; or
+        ``None``: refused, and the client told why."""
         headers = {name: value for name, value in reversed(request.headers)}
         prefer4, prefer6 = previous_addresses(request)
-        tunnel_id = next(self._ids)
         try:
             granted: m.SessionGranted = await self.auth.call(
                 m.ClaimSession(
@@ -320,10 +344,10 @@ class Worker:
                 )
             else:
                 self._refuse(conn, reason)
-            return
+            return None
         except (ipc.ChannelClosed, TimeoutError) as exc:
             self._refuse(conn, f"authentication service unavailable: {exc}")
-            return
+            return None
         # From the auth service: trusted. A session without settings of its own gets this
         # worker's configuration object (shared by its tunnels, not a copy per tunnel).
         session = load_session(granted.payload, self.config)
@@ -333,6 +357,13 @@ class Worker:
             if settings.config is not host and settings.config == host:
                 # Restored from the store after a restart: an equal copy, shared all the same.
                 session.extra["settings"] = dataclasses.replace(settings, config=host)
+        return session
+
+    async def _prepare_tunnel(
+        self, conn: ClientConnection, request: Request, session: Session, tunnel_id: int
+    ) -> tuple[TunnelPlan, TunDevice, DtlsOffer | None] | None:
+        """The tunnel's plan, its TUN device (from the supervisor) and DTLS offer; or ``None``:
+        the tunnel cannot be had, the auth service and the client told so."""
         try:
             # no-udp (global, per user, per group): no X-DTLS-* headers, no DTLS channel.
             no_udp = self.session_config(session).no_udp
@@ -354,28 +385,47 @@ class Worker:
             self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
                                          reason="connect failed", end_session=False))  # fmt: skip
             self._refuse(conn, str(exc))
-            return
-        meta = TunnelMeta.from_request(tunnel_id, request, conn.remote, conn.local, time.time())
-        if self.config.connect_script:
-            env = self._script_env("connect", session, plan, tun.name, meta)
-            if await self._run_script("connect", env) != 0:
-                tun.close()
-                log.warning(
-                    "event=connect-refused user=%r session=%s reason='connect-script failed'",
-                    session.username,
-                    session.sid,
-                )
-                with contextlib.suppress(ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
-                    await self.auth.call(
-                        m.EndSession(sid=session.sid, reason="connect-script refused the session")
-                    )
-                self._refuse(conn, "connect-script refused the session")
-                return
-        if conn.tunnel is not None or conn.closed_by_peer():
-            tun.close()
-            self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
-                                         reason="client left", end_session=False))  # fmt: skip
-            return
+            return None
+        return plan, tun, offer
+
+    async def _connect_script_allows(
+        self,
+        conn: ClientConnection,
+        session: Session,
+        plan: TunnelPlan,
+        tun: TunDevice,
+        meta: TunnelMeta,
+    ) -> bool:
+        """Run the ``connect-script``, if any: one that fails ends the session and refuses the
+        client (``False``)."""
+        if not self.config.connect_script:
+            return True
+        env = self._script_env("connect", session, plan, tun.name, meta)
+        if await self._run_script("connect", env) == 0:
+            return True
+        tun.close()
+        log.warning(
+            "event=connect-refused user=%r session=%s reason='connect-script failed'",
+            session.username,
+            session.sid,
+        )
+        with contextlib.suppress(ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
+            await self.auth.call(
+                m.EndSession(sid=session.sid, reason="connect-script refused the session")
+            )
+        self._refuse(conn, "connect-script refused the session")
+        return False
+
+    async def _announce_tunnel_up(
+        self,
+        conn: ClientConnection,
+        session: Session,
+        plan: TunnelPlan,
+        tun: TunDevice,
+        meta: TunnelMeta,
+    ) -> bool:
+        """Tell the auth service the tunnel is up; ``False``: it would not hear of it, and the
+        client is refused."""
         up = m.TunnelUp(
             sid=session.sid,
             tunnel_id=meta.id,
@@ -392,8 +442,8 @@ class Worker:
             log.info("event=connect-refused user=%r session=%s reason=%r",
                      session.username, session.sid, str(exc))  # fmt: skip
             self._refuse(conn, str(exc))
-            return
-        self._start_tunnel(conn, session, plan, tun, meta, offer)
+            return False
+        return True
 
     def _refuse(self, conn: ClientConnection, reason: str) -> None:
         conn.respond(Response(503, "Service Unavailable", (("X-Reason", reason[:200]),), b"",
