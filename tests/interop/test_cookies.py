@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 import pytest
 
 from ._netns import NetnsPair
 from ._openconnect import OpenConnectRunner
+from ._rawclient import aggauth_login, connect_tunnel, open_conn
 from ._server import SERVER_TUN4, ServerKind, StartServer
 from ._traffic import ping
+from .test_ops import wait_for
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(120)]
 
@@ -57,4 +60,34 @@ def test_cookie_reconnect_keeps_address_and_logout_kills_cookie(
     status = third.wait(30)
     assert status == COOKIE_REJECTED, f"a logged-out cookie was accepted\n{third.describe()}"
     assert not third.env_file.exists()
+    server.assert_alive()
+
+
+def test_a_client_gone_during_its_connect_leaks_nothing_and_keeps_its_cookie(
+    netns_pair: NetnsPair, start_gateway: StartServer
+) -> None:
+    # A CONNECT's steps (the claim at sec-mod, the TUN device from the supervisor, TunnelUp) run
+    # to their end when the client leaves, and then give back what they took: no device, no
+    # tunnel sec-mod believes up, no answer from another process left without its request.
+    server = start_gateway()
+    conn = open_conn(netns_pair.client, server.host, server.port, pin=server.pin)
+    cookie = aggauth_login(conn, server.url, "alice", ["alicepass"])
+    conn.close()
+    for _ in range(20):
+        conn = open_conn(netns_pair.client, server.host, server.port, pin=server.pin)
+        conn.timeout = 0.001  # Send the CONNECT, do not wait for its answer.
+        with contextlib.suppress(TimeoutError):
+            connect_tunnel(conn, cookie)
+        conn.close()
+    wait_for(lambda: server.tun_links() == [], what="every abandoned tunnel's device gone")
+    stats = server.stats()
+    assert (stats["tunnels"], stats["sessions"]) == (0, 1), stats
+    assert "reply to no request" not in server.log_text()
+    conn = open_conn(netns_pair.client, server.host, server.port, pin=server.pin)
+    response = connect_tunnel(conn, cookie)
+    assert response is not None
+    assert response.status == 200, response
+    assert len(server.tun_links()) == 1
+    conn.close()
+    wait_for(lambda: server.tun_links() == [], what="the tunnel's device gone")
     server.assert_alive()

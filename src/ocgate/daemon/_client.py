@@ -75,6 +75,10 @@ class ClientConnection(asyncio.Protocol):
             self.camouflage = CamouflageGate(config.camouflage_secret, config.camouflage_realm)
         self._vhost_applied = False
         self._busy: asyncio.Task[None] | None = None
+        self._connecting = False
+        """A CONNECT is being prepared. Its task runs on when the client leaves, so that what it
+        set up (the session's claim, a TUN device, the tunnel sec-mod took in) is given back:
+        :meth:`Worker.handle_connect` looks at :meth:`closed_by_peer` between its steps."""
         self._timer: asyncio.TimerHandle | None = None
         self._received_any = False
         self.remote = "?"
@@ -113,7 +117,7 @@ class ClientConnection(asyncio.Protocol):
             self._timer.cancel()
         if self._proxy_timer is not None:
             self._proxy_timer.cancel()
-        if self._busy is not None:
+        if self._busy is not None and not self._connecting:
             self._busy.cancel()
         if self.tunnel is not None:
             self.tunnel.close("connection closed")
@@ -274,6 +278,7 @@ class ClientConnection(asyncio.Protocol):
                 )
                 self._respond_bare(hidden)
             elif request.method == "CONNECT":
+                self._connecting = True
                 await self._gateway.handle_connect(self, request)
             else:
                 self.respond(await self._gateway.login(self, request))
@@ -282,6 +287,7 @@ class ClientConnection(asyncio.Protocol):
             self.respond(Response(500, "Internal Server Error", (), b"", close=True))
         finally:
             self._busy = None
+            self._connecting = False
         if self._transport is not None and not self._transport.is_closing():
             self._drive()
 

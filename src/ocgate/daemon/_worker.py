@@ -40,6 +40,7 @@ from ocgate.config import Config
 from ocgate.control import UserInfo
 from ocgate.cstp import CstpConnection
 from ocgate.daemon._client import ClientConnection
+from ocgate.daemon._closer import close_later
 from ocgate.daemon._dtls import DtlsChannel
 from ocgate.daemon._latency import LatencySampler
 from ocgate.daemon._offload import Offload
@@ -294,6 +295,11 @@ class Worker:
         session = await self._claim_session(conn, request, tunnel_id)
         if session is None:
             return
+        # The client may leave at any step (its connection's task is not cancelled meanwhile):
+        # what the steps before took is then given back.
+        if conn.closed_by_peer():
+            self._client_left(session, tunnel_id, None)
+            return
         prepared = await self._prepare_tunnel(conn, request, session, tunnel_id)
         if prepared is None:
             return
@@ -302,13 +308,22 @@ class Worker:
         if not await self._connect_script_allows(conn, session, plan, tun, meta):
             return
         if conn.tunnel is not None or conn.closed_by_peer():
-            tun.close()
-            self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
-                                         reason="client left", end_session=False))  # fmt: skip
+            self._client_left(session, tunnel_id, tun)
             return
         if not await self._announce_tunnel_up(conn, session, plan, tun, meta):
             return
+        if conn.closed_by_peer():  # sec-mod took the tunnel in: it hears of its end as usual.
+            self._client_left(session, tunnel_id, tun)
+            return
         self._start_tunnel(conn, session, plan, tun, meta, offer)
+
+    def _client_left(self, session: Session, tunnel_id: int, tun: TunDevice | None) -> None:
+        """The client closed its connection before its tunnel started: the device goes, and
+        the session waits for a reconnect with its cookie."""
+        if tun is not None:
+            _discard_device(tun)
+        self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
+                                     reason="client left", end_session=False))  # fmt: skip
 
     async def _claim_session(
         self, conn: ClientConnection, request: Request, tunnel_id: int
@@ -403,7 +418,7 @@ class Worker:
         env = self._script_env("connect", session, plan, tun.name, meta)
         if await self._run_script("connect", env) == 0:
             return True
-        tun.close()
+        _discard_device(tun)
         log.warning(
             "event=connect-refused user=%r session=%s reason='connect-script failed'",
             session.username,
@@ -438,7 +453,7 @@ class Worker:
         try:
             await self.auth.call(up)
         except (ipc.RemoteFailure, ipc.ChannelClosed, TimeoutError) as exc:
-            tun.close()
+            _discard_device(tun)
             log.info("event=connect-refused user=%r session=%s reason=%r",
                      session.username, session.sid, str(exc))  # fmt: skip
             self._refuse(conn, str(exc))
@@ -806,6 +821,14 @@ class Worker:
     def _live_state(self) -> LiveState:
         return LiveState(tunnels=[t.counters() for t in self.tunnels.values()],
                          sessions_disconnected=0)  # fmt: skip
+
+
+def _discard_device(tun: TunDevice) -> None:
+    """Remove a TUN device no tunnel will use. Closing its last descriptor waits for the kernel
+    (RCU grace periods, milliseconds): off the event loop, as a tunnel's own (``Tunnel.close``)."""
+    fd = tun.detach()
+    if fd >= 0:
+        close_later(fd)
 
 
 def _compression(
