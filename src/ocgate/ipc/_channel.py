@@ -11,7 +11,10 @@ Theory of operation
   that does not decode is counted and dropped; the channel stays up.
 * Requests carry ``rid`` > 0; the answer to a request is any :class:`Reply` with the same ``rid``.
   Notifications have ``rid`` 0 and get no answer. :meth:`Channel.call` waits for the reply;
-  :meth:`Channel.send` does not.
+  :meth:`Channel.send` does not. The reply to a call whose caller stopped waiting (timed out,
+  cancelled) is let go quietly, its descriptors closed: the last ``_ABANDONED_MAX`` such requests
+  are remembered for that. Any other reply that answers nothing is counted and logged as a
+  dropped message.
 * Writes never block the event loop: a full socket buffer queues the message and an asyncio writer
   callback drains the queue in order.
 """
@@ -44,6 +47,7 @@ MAX_FDS = 200
 of the default host and of each vhost (at most ``config.MAX_VHOSTS``, 64: 195 files); Linux caps
 one message at 253 (``SCM_MAX_FD``)."""
 _BUFFER = 8 << 20
+_ABANDONED_MAX = 1024
 
 Outgoing = Message | tuple[Message, list[int]] | None
 """What a handler returns: a reply, a reply with descriptors (sent, then closed), or nothing."""
@@ -105,6 +109,8 @@ class Channel:
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[tuple[Any, list[int]]]] = {}
+        self._abandoned: collections.OrderedDict[int, None] = collections.OrderedDict()
+        """Requests whose caller stopped waiting, oldest first: their replies are expected."""
         self._queue: collections.deque[tuple[bytes, Sequence[int]]] = collections.deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._writing = False
@@ -162,6 +168,11 @@ class Channel:
             self.send(message, fds)
             async with asyncio.timeout(timeout):
                 reply, got = await future
+        except (asyncio.CancelledError, TimeoutError):
+            self._abandoned[rid] = None
+            if len(self._abandoned) > _ABANDONED_MAX:
+                self._abandoned.popitem(last=False)
+            raise
         finally:
             self._pending.pop(rid, None)
         if isinstance(reply, Failed):
@@ -232,7 +243,13 @@ class Channel:
         if isinstance(message, Reply):
             future = self._pending.get(message.rid)
             if future is None or future.done():
-                self._drop(fds, "reply to no request")
+                if message.rid in self._abandoned:  # Its caller stopped waiting.
+                    del self._abandoned[message.rid]
+                    for fd in fds:
+                        os.close(fd)
+                    log.debug("event=ipc-late-reply peer=%s rid=%d", self.name, message.rid)
+                else:
+                    self._drop(fds, "reply to no request")
                 return
             future.set_result((message, fds))
             return

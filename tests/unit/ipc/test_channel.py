@@ -147,3 +147,39 @@ def test_real_address_is_size_bounded_and_admitted_round_trips() -> None:
         replies.decode(encoder.encode(m.Admitted(delay=-1.0)))
     connection = m.NewConnection(token=9, proxied=True)
     assert replies.decode(encoder.encode(connection)) == connection
+
+
+def test_a_late_reply_is_let_go_and_a_stray_one_dropped() -> None:
+    asyncio.run(_test_a_late_reply_is_let_go_and_a_stray_one_dropped())
+
+
+async def _test_a_late_reply_is_let_go_and_a_stray_one_dropped() -> None:
+    a_sock, b_sock = ipc.socket_pair()
+    opened: list[int] = []
+
+    async def slow(msg: object, fds: list[int]) -> tuple[m.Message, list[int]]:
+        await asyncio.sleep(0.2)  # Longer than the caller waits.
+        r, w = os.pipe()
+        os.close(w)
+        opened.append(r)
+        return m.TunOpened(name="vpns0"), [r]
+
+    async def nothing(msg: object, fds: list[int]) -> None:
+        return None
+
+    a = ipc.Channel(a_sock, accepts=m.WORKER_ACCEPTS, handler=nothing, name="worker")
+    b = ipc.Channel(b_sock, accepts=m.SUPERVISOR_FROM_WORKER, handler=slow, name="supervisor")
+    fds_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(TimeoutError):
+        await a.call_fds(m.OpenTun(mtu=1400, peer4="10.0.0.2"), timeout=0.05)
+    await asyncio.sleep(0.4)
+    assert opened  # The answer came, with its descriptor ...
+    assert a.dropped == 0  # ... to a caller that had stopped waiting: not a dropped message,
+    assert len(os.listdir("/proc/self/fd")) == fds_before  # and its descriptor was closed.
+    b.send(m.ScriptDone(status=0, rid=4242))  # A reply to nothing ever asked.
+    await asyncio.sleep(0.1)
+    assert a.dropped == 1
+    reply = await a.call(m.RunScript(kind="connect", env={}), timeout=1.0)  # The channel lives.
+    assert isinstance(reply, m.TunOpened)
+    a.close()
+    b.close()
