@@ -6,6 +6,7 @@ socket, reachable from the test's own namespace); clients are real openconnect p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -19,6 +20,7 @@ import pytest
 from ._metrics import sample, scrape
 from ._netns import NetnsPair
 from ._openconnect import OpenConnectRunner
+from ._rawclient import aggauth_login, connect_tunnel, open_conn
 from ._server import SERVER_TUN4, Server, ServerKind, StartServer, recording_script
 from ._traffic import iperf3_report, ping
 
@@ -188,6 +190,43 @@ def _read_env(path: Path) -> dict[str, str]:
         if sep:
             env[key] = value
     return env
+
+
+def test_a_client_gone_after_its_connect_script_gets_the_disconnect_script(
+    netns_pair: NetnsPair, start_gateway: StartServer, tmp_path: Path
+) -> None:
+    # The client leaves while its connect-script runs: the tunnel never starts, but what the
+    # script set up for it is undone, as ocserv runs the disconnect-script for every session its
+    # connect-script accepted.
+    out = tmp_path / "script-env"
+    out.mkdir()
+    script = tmp_path / "slow-record.sh"
+    script.write_text(
+        f'#!/bin/sh\nenv > "{out}/$REASON-$$"\n[ "$REASON" = connect ] && sleep 1\nexit 0\n'
+    )
+    script.chmod(0o755)
+    server, _sock = _ops_server(
+        start_gateway, tmp_path, **{"connect-script": str(script), "disconnect-script": str(script)}
+    )
+    conn = open_conn(netns_pair.client, server.host, server.port, pin=server.pin)
+    cookie = aggauth_login(conn, server.url, "alice", ["alicepass"])
+    conn.close()
+    conn = open_conn(netns_pair.client, server.host, server.port, pin=server.pin)
+    conn.timeout = 0.001  # Send the CONNECT, do not wait for its answer.
+    with contextlib.suppress(TimeoutError):
+        connect_tunnel(conn, cookie)
+    wait_for(lambda: any(out.glob("connect-*")), 20, "the connect script")
+    conn.close()  # While the script still runs.
+    wait_for(lambda: any(out.glob("disconnect-*")), 20, "the disconnect script")
+    time.sleep(0.2)
+    connect_env = _read_env(next(out.glob("connect-*")))
+    disconnect_env = _read_env(next(out.glob("disconnect-*")))
+    assert disconnect_env["DEVICE"] == connect_env["DEVICE"]
+    assert disconnect_env["ID"] == connect_env["ID"]
+    assert disconnect_env["USERNAME"] == "alice"
+    assert disconnect_env["STATS_BYTES_IN"] == disconnect_env["STATS_BYTES_OUT"] == "0"
+    wait_for(lambda: server.tun_links() == [], what="the device gone")
+    server.assert_alive()
 
 
 def test_failing_connect_script_refuses_the_login(

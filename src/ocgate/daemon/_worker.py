@@ -308,19 +308,32 @@ class Worker:
         if not await self._connect_script_allows(conn, session, plan, tun, meta):
             return
         if conn.tunnel is not None or conn.closed_by_peer():
-            self._client_left(session, tunnel_id, tun)
+            self._client_left(session, tunnel_id, (plan, tun, meta))
             return
         if not await self._announce_tunnel_up(conn, session, plan, tun, meta):
             return
         if conn.closed_by_peer():  # sec-mod took the tunnel in: it hears of its end as usual.
-            self._client_left(session, tunnel_id, tun)
+            self._client_left(session, tunnel_id, (plan, tun, meta))
             return
         self._start_tunnel(conn, session, plan, tun, meta, offer)
 
-    def _client_left(self, session: Session, tunnel_id: int, tun: TunDevice | None) -> None:
-        """The client closed its connection before its tunnel started: the device goes, and
-        the session waits for a reconnect with its cookie."""
-        if tun is not None:
+    def _client_left(
+        self,
+        session: Session,
+        tunnel_id: int,
+        made: tuple[TunnelPlan, TunDevice, TunnelMeta] | None,
+    ) -> None:
+        """The client closed its connection before its tunnel started: the session waits for a
+        reconnect with its cookie. ``made``: the device exists and the connect-script (if any)
+        accepted it, so the device goes and the disconnect-script runs, as for a tunnel that
+        ends: ocserv's ``remove_proc`` (``src/main.c``) runs it for every client whose
+        connect-script returned zero, also one that left while the script ran."""
+        if made is not None:
+            plan, tun, meta = made
+            if self.config.disconnect_script:
+                env = self._script_env("disconnect", session, plan, tun.name, meta)
+                env.update(STATS_BYTES_IN="0", STATS_BYTES_OUT="0", STATS_DURATION="0")
+                self._background(self._run_script("disconnect", env))
             _discard_device(tun)
         self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
                                      reason="client left", end_session=False))  # fmt: skip
