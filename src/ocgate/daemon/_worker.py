@@ -78,6 +78,16 @@ _CONNECT_PATHS = frozenset({"/CSCOSSLC/tunnel", "CSCOSSLC/tunnel"})
 _COUNTERS_PERIOD = 5.0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _NewTunnel:
+    """What a CONNECT prepared for its tunnel, carried through the steps that follow."""
+
+    plan: TunnelPlan
+    tun: TunDevice
+    meta: TunnelMeta
+    offer: DtlsOffer | None
+
+
 class Worker:
     """Everything one worker process shares between its client connections."""
 
@@ -305,36 +315,31 @@ class Worker:
             return
         plan, tun, offer = prepared
         meta = TunnelMeta.from_request(tunnel_id, request, conn.remote, conn.local, time.time())
-        if not await self._connect_script_allows(conn, session, plan, tun, meta):
+        new = _NewTunnel(plan, tun, meta, offer)
+        if not await self._connect_script_allows(conn, session, new):
             return
         if conn.tunnel is not None or conn.closed_by_peer():
-            self._client_left(session, tunnel_id, (plan, tun, meta))
+            self._client_left(session, tunnel_id, new)
             return
-        if not await self._announce_tunnel_up(conn, session, plan, tun, meta):
+        if not await self._announce_tunnel_up(conn, session, new):
             return
         if conn.closed_by_peer():  # sec-mod took the tunnel in: it hears of its end as usual.
-            self._client_left(session, tunnel_id, (plan, tun, meta))
+            self._client_left(session, tunnel_id, new)
             return
-        self._start_tunnel(conn, session, plan, tun, meta, offer)
+        self._start_tunnel(conn, session, new)
 
-    def _client_left(
-        self,
-        session: Session,
-        tunnel_id: int,
-        made: tuple[TunnelPlan, TunDevice, TunnelMeta] | None,
-    ) -> None:
+    def _client_left(self, session: Session, tunnel_id: int, new: _NewTunnel | None) -> None:
         """The client closed its connection before its tunnel started: the session waits for a
-        reconnect with its cookie. ``made``: the device exists and the connect-script (if any)
+        reconnect with its cookie. ``new``: the device exists and the connect-script (if any)
         accepted it, so the device goes and the disconnect-script runs, as for a tunnel that
         ends: ocserv's ``remove_proc`` (``src/main.c``) runs it for every client whose
         connect-script returned zero, also one that left while the script ran."""
-        if made is not None:
-            plan, tun, meta = made
+        if new is not None:
             if self.config.disconnect_script:
-                env = self._script_env("disconnect", session, plan, tun.name, meta)
+                env = self._script_env("disconnect", session, new.plan, new.tun.name, new.meta)
                 env.update(STATS_BYTES_IN="0", STATS_BYTES_OUT="0", STATS_DURATION="0")
                 self._background(self._run_script("disconnect", env))
-            _discard_device(tun)
+            _discard_device(new.tun)
         self._tell_auth(m.TunnelDown(sid=session.sid, tunnel_id=tunnel_id,
                                      reason="client left", end_session=False))  # fmt: skip
 
@@ -417,21 +422,16 @@ class Worker:
         return plan, tun, offer
 
     async def _connect_script_allows(
-        self,
-        conn: ClientConnection,
-        session: Session,
-        plan: TunnelPlan,
-        tun: TunDevice,
-        meta: TunnelMeta,
+        self, conn: ClientConnection, session: Session, new: _NewTunnel
     ) -> bool:
         """Run the ``connect-script``, if any: one that fails ends the session and refuses the
         client (``False``)."""
         if not self.config.connect_script:
             return True
-        env = self._script_env("connect", session, plan, tun.name, meta)
+        env = self._script_env("connect", session, new.plan, new.tun.name, new.meta)
         if await self._run_script("connect", env) == 0:
             return True
-        _discard_device(tun)
+        _discard_device(new.tun)
         log.warning(
             "event=connect-refused user=%r session=%s reason='connect-script failed'",
             session.username,
@@ -445,28 +445,23 @@ class Worker:
         return False
 
     async def _announce_tunnel_up(
-        self,
-        conn: ClientConnection,
-        session: Session,
-        plan: TunnelPlan,
-        tun: TunDevice,
-        meta: TunnelMeta,
+        self, conn: ClientConnection, session: Session, new: _NewTunnel
     ) -> bool:
         """Tell the auth service the tunnel is up; ``False``: it would not hear of it, and the
         client is refused."""
         up = m.TunnelUp(
             sid=session.sid,
-            tunnel_id=meta.id,
-            device=tun.name,
+            tunnel_id=new.meta.id,
+            device=new.tun.name,
             remote=conn.remote[:64],
             local=conn.local[:64],
-            user_agent=meta.user_agent[:4096],
-            hostname=plan.hostname,
+            user_agent=new.meta.user_agent[:4096],
+            hostname=new.plan.hostname,
         )
         try:
             await self.auth.call(up)
         except (ipc.RemoteFailure, ipc.ChannelClosed, TimeoutError) as exc:
-            _discard_device(tun)
+            _discard_device(new.tun)
             log.info("event=connect-refused user=%r session=%s reason=%r",
                      session.username, session.sid, str(exc))  # fmt: skip
             self._refuse(conn, str(exc))
@@ -554,15 +549,8 @@ class Worker:
             self.metrics.script_failures.labels(script=kind).inc()
         return reply.status
 
-    def _start_tunnel(
-        self,
-        conn: ClientConnection,
-        session: Session,
-        plan: TunnelPlan,
-        tun: TunDevice,
-        meta: TunnelMeta,
-        offer: DtlsOffer | None,
-    ) -> None:
+    def _start_tunnel(self, conn: ClientConnection, session: Session, new: _NewTunnel) -> None:
+        plan, tun, meta, offer = new.plan, new.tun, new.meta, new.offer
         config = self.session_config(session)
         old = self.tunnels.get(session.sid)
         if old is not None:
