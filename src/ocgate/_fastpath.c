@@ -23,8 +23,9 @@
  * - Nothing here releases the GIL: every call is short and non-blocking. A state is used from the
  *   event-loop thread only, unless a Pipe of the data-path thread (_dataplane.c) carries it: then
  *   both threads use it under fp_lock (_fastpath.h).
- * - close_later(fd): closing a TUN device's last descriptor waits for RCU grace periods (ms). Four
- *   C threads of this module do it, fed through a pipe; they never take the GIL. Python threads
+ * - close_later(fd): closing a TUN device's last descriptor waits for RCU grace periods (ms). C
+ *   threads of this module do it (up to 64, started as closes wait), fed through a pipe; they
+ *   never take the GIL. Python threads
  *   doing the same (ocgate.daemon._closer's fallback) take the GIL back after each close, and on
  *   a busy machine a thread descheduled while holding it stalls the event loop behind it.
  * - CBC: the MAC and the padding are both checked before one verdict, as in the reference (no
@@ -896,22 +897,58 @@ fail:
 
 /* -- close_later ------------------------------------------------------------------------------ */
 
-#define CLOSER_THREADS 4
+/* Threads start as closes wait for one, up to CLOSER_MAX_THREADS. A TUN device's unregistration
+ * waits for RCU grace periods (~30 ms each here) that overlap across threads, so how many closes a
+ * worker finishes per second grows with its threads: four made ~125/s, fewer than the devices a
+ * busy gateway retires (bench_gateway.py logins), and the rest piled up as live devices whose
+ * routes every later device creation and removal walked (the kernel's IPv6 FIB). */
+#define CLOSER_MAX_THREADS 64
 static int closer_pipe[2] = {-1, -1};
 static int closer_errno;
 static pthread_once_t closer_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t closer_lock = PTHREAD_MUTEX_INITIALIZER;
+static int closer_threads; /* started (under closer_lock) */
+static int closer_idle;    /* threads waiting on the pipe (atomic) */
+static int closer_pending; /* descriptors in the pipe (atomic) */
 
 static void *closer_main(void *unused) {
     int fd;
     for (;;) {
+        __atomic_add_fetch(&closer_idle, 1, __ATOMIC_SEQ_CST);
         ssize_t n = read(closer_pipe[0], &fd, sizeof fd);
-        if (n == (ssize_t)sizeof fd)
+        __atomic_sub_fetch(&closer_idle, 1, __ATOMIC_SEQ_CST);
+        if (n == (ssize_t)sizeof fd) {
+            __atomic_sub_fetch(&closer_pending, 1, __ATOMIC_SEQ_CST);
             close(fd);
-        else if (n < 0 && errno == EINTR)
+        } else if (n < 0 && errno == EINTR)
             continue;
         else
             return NULL;
     }
+}
+
+/* One more thread, unless CLOSER_MAX_THREADS run; 0 when it started. */
+static int closer_spawn(void) {
+    int started = -1;
+    pthread_mutex_lock(&closer_lock);
+    if (closer_threads < CLOSER_MAX_THREADS) {
+        pthread_attr_t attr;
+        sigset_t all, old;
+        pthread_t thread;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 64 * 1024);
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old); /* The thread inherits it: signals go elsewhere. */
+        if (pthread_create(&thread, &attr, closer_main, NULL) == 0) {
+            closer_threads++;
+            started = 0;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    pthread_mutex_unlock(&closer_lock);
+    return started;
 }
 
 static void closer_start(void) {
@@ -919,22 +956,7 @@ static void closer_start(void) {
         closer_errno = errno;
         return;
     }
-    pthread_attr_t attr;
-    sigset_t all, old;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old); /* The threads inherit it: signals go elsewhere. */
-    int started = 0;
-    for (int i = 0; i < CLOSER_THREADS; i++) {
-        pthread_t thread;
-        if (pthread_create(&thread, &attr, closer_main, NULL) == 0)
-            started++;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (started == 0)
+    if (closer_spawn() != 0)
         closer_errno = EAGAIN;
 }
 
@@ -950,9 +972,14 @@ static PyObject *close_later(PyObject *module, PyObject *arg) {
     pthread_once(&closer_once, closer_start);
     ssize_t n = -1;
     if (closer_errno == 0) {
+        int pending = __atomic_add_fetch(&closer_pending, 1, __ATOMIC_SEQ_CST);
         do
             n = write(closer_pipe[1], &fd, sizeof fd);
         while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)sizeof fd)
+            __atomic_sub_fetch(&closer_pending, 1, __ATOMIC_SEQ_CST);
+        else if (pending > __atomic_load_n(&closer_idle, __ATOMIC_SEQ_CST))
+            (void)closer_spawn(); /* Every thread is busy: this close would wait behind theirs. */
     }
     if (n != (ssize_t)sizeof fd)
         close(fd); /* No thread, or 16,384 closes already waiting: close here, slowly. */
