@@ -52,7 +52,7 @@ from ocgate.daemon._cluster import Cluster
 from ocgate.daemon._shared import REFRESH_PERIOD, SharedState
 from ocgate.daemon._shared_store import SharedSessionStore
 from ocgate.daemon._store import open_session_store, shared_store_url
-from ocgate.daemon._wire import dump_session
+from ocgate.daemon._wire import ConfigReferences, dump_session
 from ocgate.errors import InvalidCookie, OcgateError, ResourceError
 from ocgate.gateway import GroupMenu, LoginServices, SessionSettings, SsoService, lease_addresses
 from ocgate.ipc import messages as m
@@ -84,8 +84,9 @@ class AuthService:
 
     def __init__(self, config: Config, *, store_path: str) -> None:
         self._commit: asyncio.TimerHandle | None = None
+        self._references = ConfigReferences(config)
         self.store: SessionStore = open_session_store(
-            store_path, now=time.time(), on_queued=self._commit_soon
+            store_path, now=time.time(), references=self._references, on_queued=self._commit_soon
         )
         self.cluster: Cluster | None = None
         """With a shared (Redis) ``session-store``: this node among the others."""
@@ -152,6 +153,7 @@ class AuthService:
                 self._sso(vhost, vhost_backends),
             )
         self.config = config
+        self._references.config = config
         self._logins.load(config)
         if accounting is not None and self.accounting is None:
             self.accounting = SessionAccounting(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ocgate.config import Config
+from ocgate.daemon._wire import ConfigReferences
 from ocgate.session import SessionStore
 
 __all__ = ["open_session_store", "session_store_path", "shared_store_url"]
@@ -28,13 +29,20 @@ def session_store_path(config: Config) -> str:
 
 
 def open_session_store(
-    path: str, *, now: float, on_queued: Callable[[], None] | None = None
+    path: str,
+    *,
+    now: float,
+    references: ConfigReferences,
+    on_queued: Callable[[], None] | None = None,
 ) -> SessionStore:
     """The SQLite store at ``path``: every unexpired session of an earlier run comes back.
 
-    ``on_queued``: group commit (see :class:`~ocgate.session.SqliteSessionStore`).
+    ``references``: the configuration sessions are written with by reference (and restored
+    with). ``on_queued``: group commit (see :class:`~ocgate.session.SqliteSessionStore`).
     """
     from ocgate.session import SqliteSessionStore
 
-    store: SessionStore = SqliteSessionStore.open(path, now=now, on_queued=on_queued)
+    store: SessionStore = SqliteSessionStore.open(
+        path, now=now, on_queued=on_queued, codec=references
+    )
     return store

@@ -9,6 +9,14 @@ its own configuration in its place. Both processes get every reload, so the two 
 for the moments of a reload the worker's is the newer one, which is what a new tunnel should use.
 A session of a ``[vhost:NAME]`` carries that vhost's configuration (one of ``Config.vhosts``),
 written as ``vhost:NAME`` and replaced by the receiver's vhost of that name.
+
+The same references serve sec-mod's session database (:class:`ConfigReferences`, the store's
+codec of ``Session.extra``): each login saves its session four times or so, and the configuration
+was most of each pickle's cost. A session restored after a restart takes the configuration of the
+new run, as a reconnecting client's tunnel would anyway in the worker; one with settings of its
+own (a per-user or per-group file, RADIUS attributes) keeps them, written whole as before. A row
+naming a vhost the new configuration no longer has cannot be read, and the store drops it (the
+user logs in again).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import pickle
 from ocgate.config import Config
 from ocgate.session import Session
 
-__all__ = ["dump_session", "load_session"]
+__all__ = ["ConfigReferences", "dump_session", "load_session"]
 
 _CONFIG_REF = "config"
 _VHOST_REF = "vhost:"
@@ -70,3 +78,24 @@ def load_session(payload: bytes, config: Config) -> Session:
     if not isinstance(session, Session):
         raise pickle.UnpicklingError(f"expected a Session, got {type(session).__name__}")
     return session
+
+
+class ConfigReferences:
+    """A session store's codec of ``Session.extra`` that writes the configuration by reference.
+
+    :param config: the configuration in force; the owner sets :attr:`config` again at every reload.
+    """
+
+    __slots__ = ("config",)
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def dumps(self, extra: dict[str, object]) -> bytes:
+        buffer = io.BytesIO()
+        _Pickler(buffer, self.config).dump(extra)
+        return buffer.getvalue()
+
+    def loads(self, blob: bytes) -> object:
+        """:raises pickle.UnpicklingError: a reference this configuration cannot resolve."""
+        return _Unpickler(io.BytesIO(blob), self.config).load()

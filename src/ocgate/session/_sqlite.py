@@ -19,10 +19,12 @@ Theory of operation
   :meth:`SqliteSessionStore.save` afterwards, or the change is lost at the next restart.
 * Cookies are never stored, only their SHA-256 digest, as in memory. ``Session.extra`` holds
   arbitrary objects (a ``SessionSettings`` with its frozen ``Config``, a ``RadiusResult``) and is
-  stored as a pickle. Unpickling runs code, so **the database is private to the authentication
-  service**: the file (and its ``-wal``/``-shm`` companions and the ``.lock`` file) has mode 0600,
-  a directory the store creates has mode 0700, and anyone who can write the file can run code
-  as the service. Never place it where another user can write, never load a file from elsewhere.
+  stored as a pickle, made by the store's ``codec`` (``ExtraCodec``: the authentication service
+  writes its own configuration by reference, not whole; ``ocgate.daemon._wire``). Unpickling runs
+  code, so **the database is private to the authentication service**: the file (and its
+  ``-wal``/``-shm`` companions and the ``.lock`` file) has mode 0600, a directory the store
+  creates has mode 0700, and anyone who can write the file can run code as the service. Never
+  place it where another user can write, never load a file from elsewhere.
 * Times are **wall-clock seconds** (``time.time()``), not a monotonic clock: they must mean the
   same thing after the process (or the machine) restarts.
 * Opening the file restores every session that is not over at ``now``. A session recorded as
@@ -75,6 +77,7 @@ from ocgate.session._sqlite_schema import (
     DELETE_SESSION,
     INSERT_BAN,
     INSERT_SESSION,
+    PICKLE,
     SCHEMA,
     SCHEMA_VERSION,
     SELECT_BANS,
@@ -82,6 +85,7 @@ from ocgate.session._sqlite_schema import (
     UPDATE_ADDRESSES,
     UPDATE_SESSION,
     UPDATE_STATE,
+    ExtraCodec,
     address_row,
     ban_row,
     decode_ban,
@@ -117,13 +121,14 @@ class SqliteSessionStore(MemorySessionStore):
     :param on_queued: group commit: mutations queue their row changes instead of committing, and
         this is called when the queue gets its first change; the owner then calls :meth:`flush`
         soon (the authentication service: a few milliseconds later, on its event loop).
+    :param codec: writes and reads each session's ``extra`` (plain pickle by default).
 
     Every mutation raises :class:`OSError` if the database cannot be written (the change then
     holds in memory only, except for ``create``, which is undone) and :class:`ValueError` after
     :meth:`close`; with group commit, :meth:`flush` raises the :class:`OSError` instead.
     """
 
-    __slots__ = ("_conn", "_lock_fd", "_on_queued", "_queued", "expired_at_open", "path")
+    __slots__ = ("_codec", "_conn", "_lock_fd", "_on_queued", "_queued", "expired_at_open", "path")
 
     def __init__(
         self,
@@ -132,9 +137,11 @@ class SqliteSessionStore(MemorySessionStore):
         now: float,
         random_bytes: RandomBytes = secrets.token_bytes,
         on_queued: Callable[[], None] | None = None,
+        codec: ExtraCodec = PICKLE,
     ) -> None:
         super().__init__(random_bytes)
         self.path = os.fspath(path)
+        self._codec = codec
         self._on_queued = on_queued
         self._queued: list[tuple[str, Sequence[object]]] = []
         self.expired_at_open: list[Session] = []
@@ -161,9 +168,10 @@ class SqliteSessionStore(MemorySessionStore):
         *,
         random_bytes: RandomBytes = secrets.token_bytes,
         on_queued: Callable[[], None] | None = None,
+        codec: ExtraCodec = PICKLE,
     ) -> SqliteSessionStore:
         """The same as ``SqliteSessionStore(path, now=now, ...)`` with the same keywords."""
-        return cls(path, now=now, random_bytes=random_bytes, on_queued=on_queued)
+        return cls(path, now=now, random_bytes=random_bytes, on_queued=on_queued, codec=codec)
 
     def __repr__(self) -> str:
         return f"SqliteSessionStore({self.path!r}, sessions={len(self)})"
@@ -209,7 +217,7 @@ class SqliteSessionStore(MemorySessionStore):
         rearmed: list[Session] = []
         for row in rows:
             try:
-                session = decode_session(row)
+                session = decode_session(row, self._codec)
             # Unpickling can raise nearly anything (ModuleNotFoundError, AttributeError after an
             # upgrade renamed a class, UnpicklingError); any of them means "drop this row".
             except Exception as exc:
@@ -258,7 +266,7 @@ class SqliteSessionStore(MemorySessionStore):
         )
         session.cookie_timeout = cookie_timeout
         try:
-            self._write(INSERT_SESSION, encode_session(session))
+            self._write(INSERT_SESSION, encode_session(session, self._codec))
         except BaseException:
             super().invalidate(session)
             raise
@@ -277,7 +285,7 @@ class SqliteSessionStore(MemorySessionStore):
         self._by_digest[session.token_digest] = session
         self._by_sid[session.sid] = session
         try:
-            self._write(ADOPT_SESSION, encode_session(session))
+            self._write(ADOPT_SESSION, encode_session(session, self._codec))
         except BaseException:
             super().invalidate(session)
             raise
@@ -316,7 +324,7 @@ class SqliteSessionStore(MemorySessionStore):
         :raises TypeError: ``session.extra`` holds something that cannot be pickled.
         """
         if self._owns(session):
-            row = encode_session(session)
+            row = encode_session(session, self._codec)
             self._write(UPDATE_SESSION, (*row[1:], row[0]))
 
     # --- leases and bans ----------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """The layout of the session database: tables, statements, and rows to and from sessions.
 
-``extra`` is a pickle (see :mod:`ocgate.session._sqlite` on why the file must stay private), the
-groups are JSON, addresses are text, times are wall-clock seconds. Decoding checks every column's
-type and raises :class:`ValueError` (or whatever unpickling raises) for a row it cannot use.
+``extra`` is a pickle (see :mod:`ocgate.session._sqlite` on why the file must stay private), made
+and read by the store's :class:`ExtraCodec` (plain :mod:`pickle` unless its owner gives one that
+writes some objects by reference, as the authentication service does with its configuration);
+the groups are JSON, addresses are text, times are wall-clock seconds. Decoding checks every
+column's type and raises :class:`ValueError` (or whatever unpickling raises) for a row it cannot
+use.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import pickle
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Network
-from typing import Final
+from typing import Final, Protocol
 
 from ocgate.bans import SavedBan
 from ocgate.session._session import Session
@@ -24,6 +27,7 @@ __all__ = [
     "DELETE_SESSION",
     "INSERT_BAN",
     "INSERT_SESSION",
+    "PICKLE",
     "SCHEMA",
     "SCHEMA_VERSION",
     "SELECT_BANS",
@@ -31,6 +35,7 @@ __all__ = [
     "UPDATE_ADDRESSES",
     "UPDATE_SESSION",
     "UPDATE_STATE",
+    "ExtraCodec",
     "address_row",
     "ban_row",
     "decode_ban",
@@ -44,6 +49,30 @@ SCHEMA_VERSION: Final = 1
 APPLICATION_ID: Final = 0x6F637373
 """``PRAGMA application_id`` of an ocgate session database (ASCII ``ocss``)."""
 _PICKLE_PROTOCOL: Final = 5
+
+
+class ExtraCodec(Protocol):
+    """How a session's ``extra`` becomes the bytes of its row, and back."""
+
+    def dumps(self, extra: dict[str, object]) -> bytes:
+        """:raises pickle.PicklingError, TypeError, AttributeError: it cannot be written."""
+        ...
+
+    def loads(self, blob: bytes) -> object:
+        """:raises Exception: whatever unpickling raises for bytes it cannot use."""
+        ...
+
+
+class _Pickle:
+    def dumps(self, extra: dict[str, object]) -> bytes:
+        return pickle.dumps(extra, protocol=_PICKLE_PROTOCOL)
+
+    def loads(self, blob: bytes) -> object:
+        return pickle.loads(blob)
+
+
+PICKLE: Final[ExtraCodec] = _Pickle()
+"""``extra`` as a plain pickle: every object in it written whole."""
 
 SCHEMA: Final = (
     """CREATE TABLE sessions (
@@ -109,9 +138,9 @@ SELECT_BANS: Final = (
 INSERT_BAN: Final = "INSERT OR REPLACE INTO bans VALUES (?, ?, ?, ?)"
 
 
-def encode_session(s: Session) -> tuple[object, ...]:
+def encode_session(s: Session, codec: ExtraCodec = PICKLE) -> tuple[object, ...]:
     try:
-        extra = pickle.dumps(s.extra, protocol=_PICKLE_PROTOCOL)
+        extra = codec.dumps(s.extra)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise TypeError(f"session {s.sid}: extra cannot be pickled: {exc}") from exc
     return (
@@ -136,13 +165,13 @@ def encode_session(s: Session) -> tuple[object, ...]:
     )
 
 
-def decode_session(row: Sequence[object]) -> Session:
+def decode_session(row: Sequence[object], codec: ExtraCodec = PICKLE) -> Session:
     sid, digest, username, groups, group, created, auth_at, expires_at, deadline = row[:9]
     cookie_timeout, ipv4, ipv6, connected, tunnel_id, remote, agent, hostname, device = row[9:18]
     group_list = json.loads(_text(groups))
     if not isinstance(group_list, list) or not all(isinstance(g, str) for g in group_list):
         raise ValueError(f"groups is not a list of names: {groups!r}")
-    extra = pickle.loads(_blob(row[18]))
+    extra = codec.loads(_blob(row[18]))
     if not isinstance(extra, dict):
         raise ValueError(f"extra is a {type(extra).__name__}, not a dict")
     token_digest = _blob(digest)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ocgate.config import Config, parse_config
-from ocgate.daemon._wire import dump_session, load_session
+from ocgate.daemon._wire import ConfigReferences, dump_session, load_session
 from ocgate.gateway import SessionSettings
 from ocgate.session import Session
 from tests.unit.gateway.conftest import make_config_text
@@ -90,3 +90,64 @@ def test_a_vhost_config_travels_by_reference_too(config_dir: Path) -> None:
     # A receiver without that vhost (a reload removed it) refuses the record.
     with pytest.raises(pickle.UnpicklingError, match=r"vhost:b\.example"):
         load_session(payload, _config(config_dir))
+
+
+# sec-mod's session database: the same references (ConfigReferences, the store's codec) ---------
+
+
+def test_the_session_database_keeps_the_config_by_reference(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    """A restart's store reads its sessions back with the new run's configuration; a per-user
+    configuration, written whole, comes back as it was."""
+    from ocgate.session import SqliteSessionStore
+
+    before = _config(config_dir)
+    own = dataclasses.replace(before, dpd=17)
+    references = ConfigReferences(before)
+    path = tmp_path / "sessions.sqlite"
+    store = SqliteSessionStore(path, now=0.0, codec=references)
+    _cookie, common = store.create(username="alice", groups=(), group=None, now=0.0,
+                                   user_agent=None, remote_addr=None, cookie_timeout=300,
+                                   session_timeout=None)  # fmt: skip
+    common.extra["settings"] = SessionSettings(config=before, hostname="laptop")
+    store.save(common)
+    _cookie, special = store.create(username="bob", groups=(), group=None, now=0.0,
+                                    user_agent=None, remote_addr=None, cookie_timeout=300,
+                                    session_timeout=None)  # fmt: skip
+    special.extra["settings"] = SessionSettings(config=own)
+    store.save(special)
+    row = references.dumps(common.extra)
+    assert len(row) * 4 < len(pickle.dumps(common.extra))
+    store.close()
+
+    after = _config(config_dir)
+    restored = SqliteSessionStore(path, now=1.0, codec=ConfigReferences(after))
+    try:
+        assert _settings(restored.by_sid(common.sid)).config is after
+        assert _settings(restored.by_sid(common.sid)).hostname == "laptop"
+        assert _settings(restored.by_sid(special.sid)).config == own
+        assert _settings(restored.by_sid(special.sid)).config is not after
+    finally:
+        restored.close()
+
+
+def test_a_stored_session_of_a_vhost_that_is_gone_is_dropped(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    from ocgate.session import SqliteSessionStore
+
+    before = _config(config_dir, "[vhost:b.example]\nipv4-network = 10.8.0.0/24\n")
+    path = tmp_path / "sessions.sqlite"
+    store = SqliteSessionStore(path, now=0.0, codec=ConfigReferences(before))
+    _cookie, session = store.create(username="alice", groups=(), group=None, now=0.0,
+                                    user_agent=None, remote_addr=None, cookie_timeout=300,
+                                    session_timeout=None)  # fmt: skip
+    session.extra["settings"] = SessionSettings(config=before.vhosts[0])
+    store.save(session)
+    store.close()
+    restored = SqliteSessionStore(path, now=1.0, codec=ConfigReferences(_config(config_dir)))
+    try:
+        assert len(restored) == 0  # Dropped with a warning: its user logs in again.
+    finally:
+        restored.close()
