@@ -67,6 +67,7 @@ from ocgate.http import Request, Response
 from ocgate.ipc import messages as m
 from ocgate.metrics import GatewayMetrics, LiveState
 from ocgate.session import Session
+from ocgate.tls import TlsEndpoint
 from ocgate.tun import TunDevice
 
 __all__ = ["Worker"]
@@ -550,7 +551,7 @@ class Worker:
         return reply.status
 
     def _start_tunnel(self, conn: ClientConnection, session: Session, new: _NewTunnel) -> None:
-        plan, tun, meta, offer = new.plan, new.tun, new.meta, new.offer
+        plan, tun, offer = new.plan, new.tun, new.offer
         config = self.session_config(session)
         old = self.tunnels.get(session.sid)
         if old is not None:
@@ -560,34 +561,7 @@ class Worker:
         conn.respond(Response(200, "CONNECTED", tuple(headers), b""))
         tls, transport, initial = conn.take_over_for_tunnel()
         tls.rekey_interval = plan.rekey_time / 2  # ocserv: a rehandshake sooner is refused.
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        deadline = None
-        if session.session_deadline is not None:
-            deadline = now + (session.session_deadline - time.time())
-        cstp = CstpConnection(
-            now=now,
-            dpd=plan.dpd,
-            keepalive=config.keepalive,
-            idle_timeout=plan.idle_timeout,
-            session_deadline=deadline,
-            compression=_compression(plan.cstp_compression, config, plan),
-        )
-        tunnel = Tunnel(
-            session=session,
-            tun=tun,
-            cstp=cstp,
-            tls=tls,
-            transport=transport,
-            on_closed=self._tunnel_closed,
-            plan=plan,
-            meta=meta,
-            packet_filter=tunnel_filter(config, plan, _iroutes(session)),
-            rx_per_sec=config.rx_data_per_sec,
-            tx_per_sec=config.tx_data_per_sec,
-            offload=self._data_path_thread(),
-            receive_tls=conn.data_received,
-        )
+        tunnel = self._new_tunnel(conn, session, new, tls, transport)
         conn.tunnel = tunnel
         self.tunnels[session.sid] = tunnel
         self.gate_done(conn)
@@ -612,6 +586,44 @@ class Worker:
         stats["max_mtu"] = max(stats["max_mtu"], plan.mtu)
         self._tell_supervisor(m.TunnelEvent(kind="connect", user=self.user_info(tunnel)))
         tunnel.start(initial)
+
+    def _new_tunnel(
+        self,
+        conn: ClientConnection,
+        session: Session,
+        new: _NewTunnel,
+        tls: TlsEndpoint,
+        transport: asyncio.Transport,
+    ) -> Tunnel:
+        """The tunnel of a CONNECT just answered: its CSTP core, filter, limits and data path."""
+        plan, config = new.plan, self.session_config(session)
+        now = asyncio.get_running_loop().time()
+        deadline = None
+        if session.session_deadline is not None:
+            deadline = now + (session.session_deadline - time.time())
+        cstp = CstpConnection(
+            now=now,
+            dpd=plan.dpd,
+            keepalive=config.keepalive,
+            idle_timeout=plan.idle_timeout,
+            session_deadline=deadline,
+            compression=_compression(plan.cstp_compression, config, plan),
+        )
+        return Tunnel(
+            session=session,
+            tun=new.tun,
+            cstp=cstp,
+            tls=tls,
+            transport=transport,
+            on_closed=self._tunnel_closed,
+            plan=plan,
+            meta=new.meta,
+            packet_filter=tunnel_filter(config, plan, _iroutes(session)),
+            rx_per_sec=config.rx_data_per_sec,
+            tx_per_sec=config.tx_data_per_sec,
+            offload=self._data_path_thread(),
+            receive_tls=conn.data_received,
+        )
 
     def _attach_dtls(self, tunnel: Tunnel, offer: DtlsOffer, port: DtlsPort) -> None:
         mode = offer.mode
