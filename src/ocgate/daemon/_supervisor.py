@@ -2,7 +2,7 @@
 
 It reads the configuration, binds the listening sockets, starts the authentication service
 ("sec-mod"), the workers and the NVM collector as fresh interpreters (:mod:`ocgate.daemon._child`),
-restarts any that dies, and does for them what needs privileges:
+restarts any that dies (:mod:`ocgate.daemon._children`), and does for them what needs privileges:
 
 * accepts TCP connections (without reading them), refuses banned sources and those over the
   pre-authentication caps at once (:mod:`ocgate.daemon._accept`), and passes each other one to the
@@ -29,29 +29,22 @@ import dataclasses
 import ipaddress
 import logging
 import os
-import pickle
 import secrets
 import socket
-import sys
 import time
-import zlib
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ocgate import ipc
 from ocgate.config import Config, load_config
-from ocgate.control import StatusInfo, UserInfo
+from ocgate.control import StatusInfo
 from ocgate.daemon._accept import Acceptor
+from ocgate.daemon._children import Child, ChildProcesses, tls_memory_files
 from ocgate.daemon._latency import latency_figures
 from ocgate.daemon._ping import address_answers
 from ocgate.daemon._scripts import run_script
-from ocgate.daemon._setup import (
-    TUNNEL_IDS_PER_WORKER,
-    ChildSetup,
-    bind_udp_socket,
-    tls_files,
-)
+from ocgate.daemon._setup import TUNNEL_IDS_PER_WORKER, ChildSetup, bind_udp_socket
 from ocgate.daemon._store import session_store_path, shared_store_url
 from ocgate.daemon._tun_maker import TunMaker
 from ocgate.errors import ConfigError
@@ -71,36 +64,9 @@ _STATIC_KEYS = (
     "use_occtl", "pid_file", "run_as_user", "run_as_group", "metrics_listen", "device", "workers",
     "session_store", "isolate_workers", "node_name", "health_listen",
 )  # fmt: skip
-_RESTART_DELAY = 0.5
 _USERS_PERIOD = 5.0
 """Seconds between two updates of this node's users list in a shared session store."""
 _STEERS_PER_SECOND = 2000
-
-
-@dataclass(slots=True, eq=False)
-class Child:
-    role: str
-    index: int
-    generation: int
-    proc: asyncio.subprocess.Process | None = None
-    channel: ipc.Channel | None = None
-    ready: bool = False
-    tunnels: int = 0
-    handed: int = 0
-    users: list[UserInfo] = field(default_factory=list)
-    pending: set[int] = field(default_factory=set)
-    """Gate tokens of the connections handed to this worker that are not done yet."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Command:
-    """How the supervisor starts a child."""
-
-    argv: list[str]
-    pass_fds: list[int]
-    """The descriptors the child inherits."""
-    ends: list[socket.socket]
-    """The ends among them that belong to the child alone: closed once it has started."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,20 +101,20 @@ class Supervisor:
         self._drain_timer: asyncio.TimerHandle | None = None
         self.account = resolve_account(config.run_as_user or "nobody", config.run_as_group)
         self.cookie_key = secrets.token_bytes(32)
-        count = config.workers or os.cpu_count() or 1
-        self.workers = [Child("worker", i, 0) for i in range(count)]
-        self.auth = Child("auth", 0, 0)
-        self.nvm: Child | None = None
-        self.console: Child | None = None
-        """The web console (``admin-listen``): unprivileged, it asks the others for everything."""
-        self._admin_sock: socket.socket | None = None
+        self.children = ChildProcesses(
+            config,
+            setup=self._setup,
+            handler=self._handler,
+            forget=self._forget_pending,
+            stopping=lambda: self.stopping,
+            drain_deadline=lambda: self.drain_deadline,
+            request_stop=request_stop,
+        )
         self._console_tokens: dict[bytes, str] = {}
         """The console API's tokens as digests, read once at start (``admin-token-file`` is
         not reloadable)."""
         self.stopping = False
-        self._generations = _first_generation(config)
         self._tcp: list[socket.socket] = []
-        self._udp: list[socket.socket] = []
         self._metrics_sock: socket.socket | None = None
         self._health_sock: socket.socket | None = None
         self._rr = 0
@@ -174,12 +140,13 @@ class Supervisor:
         self._bind()
         from ocgate.nvm._config import nvm_configured
 
-        await self._spawn(self.auth)
+        children = self.children
+        await children.spawn(children.auth)
         if nvm_configured(config):
-            self.nvm = Child("nvm", 0, 0)
+            children.nvm = Child("nvm", 0, 0)
             self._prepare_nvm_store()
-            await self._spawn(self.nvm)
-        await asyncio.gather(*(self._spawn(w) for w in self.workers))
+            await children.spawn(children.nvm)
+        await asyncio.gather(*(children.spawn(w) for w in children.workers))
         if config.use_occtl or config.admin_listen:
             from ocgate.daemon._control import ControlService
 
@@ -189,8 +156,8 @@ class Supervisor:
                 from ocgate.console._tokens import load_admin_tokens
 
                 self._console_tokens = dict(load_admin_tokens(config.admin_token_file))
-            self.console = Child("console", 0, 0)
-            await self._spawn(self.console)
+            children.console = Child("console", 0, 0)
+            await children.spawn(children.console)
         if shared_store_url(config) is not None:
             self._background(self._publish_users())
         loop = asyncio.get_running_loop()
@@ -225,14 +192,14 @@ class Supervisor:
             for host in [uhost] if uhost else ["0.0.0.0", "::"]:
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
                 sock = bind_udp_socket(host, config.udp_port, family)
-                self._udp.append(sock)
+                self.children.udp.append(sock)
                 log.info("event=listening proto=udp address=%s", sock.getsockname()[:2])
         if config.metrics_listen:
             self._metrics_sock = _bind_http(config.metrics_listen, "metrics")
         if config.health_listen:
             self._health_sock = _bind_http(config.health_listen, "health")
         if config.admin_listen:
-            self._admin_sock = _bind_http(config.admin_listen, "console")
+            self.children.admin_sock = _bind_http(config.admin_listen, "console")
 
     def _prepare_nvm_store(self) -> None:
         """The collector runs as run-as-user: its SQLite directory must be its own."""
@@ -264,35 +231,26 @@ class Supervisor:
                 with contextlib.suppress(ValueError, OSError):
                     loop.remove_reader(http.fileno())
                 http.close()
-        if self.console is not None:
-            await self._stop_child(self.console, False)
-        if self._admin_sock is not None:
-            self._admin_sock.close()
+        children = self.children
+        if children.console is not None:
+            await children.stop(children.console, False)
+        if children.admin_sock is not None:
+            children.admin_sock.close()
         if self.control is not None and self.config.use_occtl:
             await self.control.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.occtl_socket_file)
-        await asyncio.gather(*(self._stop_child(w, notify) for w in self.workers))
-        if self.nvm is not None:
-            await self._stop_child(self.nvm, False)
-        await self._stop_child(self.auth, False)
-        for sock in self._udp:
+        await asyncio.gather(*(children.stop(w, notify) for w in children.workers))
+        if children.nvm is not None:
+            await children.stop(children.nvm, False)
+        await children.stop(children.auth, False)
+        for sock in children.udp:
             sock.close()
-
-    async def _stop_child(self, child: Child, notify: bool) -> None:
-        if child.channel is not None and not child.channel.closed:
-            with contextlib.suppress(ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
-                await child.channel.call(m.Stop(notify=notify), timeout=10.0)
-        if child.proc is not None and child.proc.returncode is None:
-            try:
-                await asyncio.wait_for(child.proc.wait(), 5.0)
-            except TimeoutError:
-                child.proc.kill()
-                await child.proc.wait()
 
     # Children -------------------------------------------------------------------------------------
 
     def _setup(self, child: Child) -> ChildSetup:
+        """What ``child`` is told at each start and reload (:class:`ChildProcesses` asks)."""
         return ChildSetup(
             config=self.config,
             log_level=self.logs.level,
@@ -305,205 +263,10 @@ class Supervisor:
             console_tokens=self._console_tokens if child.role == "console" else {},
         )
 
-    def _console_files(self) -> list[int]:
-        """The console's listening socket, certificate and key (memory files), and its audit
-        log opened for appending (the console cannot open files under /etc after its drop)."""
-        config = self.config
-        assert self._admin_sock is not None
-        fds = [os.dup(self._admin_sock.fileno())]
-        cert = config.admin_server_cert or config.server_cert[0]
-        key = config.admin_server_key or config.server_key[0]
-        for path in (cert, key):
-            with open(path, "rb") as f:
-                data = f.read()
-            fd = os.memfd_create("ocgate-console-tls", os.MFD_CLOEXEC)
-            os.write(fd, data)
-            fds.append(fd)
-        if config.admin_audit_log:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-            fds.append(os.open(config.admin_audit_log, flags, 0o600))
-        return fds
-
-    async def _attach_console(self, peer: Child) -> socket.socket:
-        """A channel between the console and ``peer`` (sec-mod or the collector): one end
-        goes to ``peer`` now, the other is returned for the console's command line."""
-        peer_end, console_end = ipc.socket_pair()
-        try:
-            assert peer.channel is not None
-            await peer.channel.call(m.AttachConsole(), [peer_end.fileno()])
-        finally:
-            peer_end.close()
-        return console_end
-
-    def _tls_files(self) -> list[int]:
-        """The certificates, keys and CAs (default host, then each vhost: ``tls_files``) as
-        memory files a worker can read after dropping root."""
-        fds = []
-        for path in tls_files(self.config):
-            with open(path, "rb") as f:
-                data = f.read()
-            fd = os.memfd_create("ocgate-tls", os.MFD_CLOEXEC)
-            os.write(fd, data)
-            fds.append(fd)
-        return fds
-
-    async def _spawn(self, child: Child) -> None:
-        """Start ``child`` and wait until it is configured and confined."""
-        self._new_generation(child)
-        sup_end, child_end = ipc.socket_pair()
-        command = await self._command(child, child_end)
-        child.proc = await asyncio.create_subprocess_exec(
-            *command.argv,
-            pass_fds=command.pass_fds,
-            stdin=asyncio.subprocess.DEVNULL,
-            cwd="/",  # Paths in the configuration are absolute; run-as-user may not enter ours.
-        )
-        for end in command.ends:
-            end.close()
-        channel = self._open_channel(child, child.proc, sup_end)
-        await self._configure(child, channel)
-        child.ready = True
-        if child.role == "worker" and self.drain_deadline is not None:
-            with contextlib.suppress(ipc.ChannelClosed):  # A restarted worker drains too.
-                channel.send(m.Drain(deadline=self.drain_deadline))
-        log.info(
-            "event=child-started role=%s index=%d generation=%d pid=%d",
-            child.role,
-            child.index,
-            child.generation,
-            child.proc.pid,
-        )
-
-    def _new_generation(self, child: Child) -> None:
-        """``child`` gets a process of a new generation: nothing of its old one counts."""
-        self._generations += 1
-        child.generation = self._generations
-        child.ready = False
-        child.tunnels = 0
-        child.users = []
-        self._forget_pending(child)
-
-    async def _command(self, child: Child, child_end: socket.socket) -> _Command:
-        """How to start ``child`` with ``child_end`` as its channel: the peers it talks to
-        directly are told of their ends before it starts."""
-        argv = [sys.executable, "-m", "ocgate.daemon._child", child.role,
-                "--channel", str(child_end.fileno())]  # fmt: skip
-        ends = [child_end]
-        shared: list[int] = []
-        if child.role == "worker":
-            args, role_ends, shared = await self._worker_command(child)
-        elif child.role == "console":
-            args, role_ends = await self._console_command()
-        else:
-            args, role_ends = [], []
-        ends += role_ends
-        return _Command(argv + args, [end.fileno() for end in ends] + shared, ends)
-
-    async def _worker_command(
-        self, child: Child
-    ) -> tuple[list[str], list[socket.socket], list[int]]:
-        """A worker's own arguments, its end of a channel to sec-mod (announced to sec-mod with
-        ``AttachWorker``) and the shared UDP sockets, which the supervisor keeps."""
-        args = ["--index", str(child.index), "--generation", str(child.generation)]
-        auth_end, worker_auth = ipc.socket_pair()
-        args += ["--auth", str(worker_auth.fileno())]
-        udp_fds = [sock.fileno() for sock in self._udp]
-        if udp_fds:
-            args += ["--udp", ",".join(str(fd) for fd in udp_fds)]
-        assert self.auth.channel is not None
-        try:
-            await self.auth.channel.call(
-                m.AttachWorker(index=child.index, generation=child.generation),
-                [auth_end.fileno()],
-            )
-        finally:
-            auth_end.close()
-        return args, [worker_auth], udp_fds
-
-    async def _console_command(self) -> tuple[list[str], list[socket.socket]]:
-        """The console's arguments and its ends of channels to sec-mod and, when it runs, the
-        NVM collector."""
-        ends = [await self._attach_console(self.auth)]
-        args = ["--auth", str(ends[0].fileno())]
-        if self.nvm is not None and self.nvm.channel is not None:
-            ends.append(await self._attach_console(self.nvm))
-            args += ["--nvm", str(ends[1].fileno())]
-        return args, ends
-
-    def _open_channel(
-        self, child: Child, proc: asyncio.subprocess.Process, sup_end: socket.socket
-    ) -> ipc.Channel:
-        """The supervisor's channel to ``child``, taking the messages of its role, and the task
-        that watches ``proc`` until it exits."""
-        accepts = {
-            "worker": m.SUPERVISOR_FROM_WORKER,
-            "auth": m.SUPERVISOR_FROM_AUTH,
-            "nvm": m.SUPERVISOR_FROM_NVM,
-            "console": m.SUPERVISOR_FROM_CONSOLE,
-        }[child.role]
-        channel = ipc.Channel(
-            sup_end,
-            accepts=accepts,
-            handler=self._handler(child),
-            name=f"{child.role} {child.index}",
-        )
-        child.channel = channel
-        self._background(self._watch(child, proc, channel))
-        return channel
-
-    async def _configure(self, child: Child, channel: ipc.Channel) -> None:
-        """Send ``child`` its setup with the files of its role (a worker's TLS files, the
-        console's), and wait until it has applied them."""
-        fds = (
-            self._tls_files()
-            if child.role == "worker"
-            else (self._console_files() if child.role == "console" else [])
-        )
-        try:
-            await channel.call(
-                m.Configure(payload=pickle.dumps(self._setup(child))), fds, timeout=60.0
-            )
-        finally:
-            for fd in fds:
-                os.close(fd)
-
-    async def _watch(
-        self, child: Child, proc: asyncio.subprocess.Process, channel: ipc.Channel
-    ) -> None:
-        status = await proc.wait()
-        channel.close()
-        if self.stopping or child.proc is not proc:
-            return
-        child.ready = False
-        self._forget_pending(child)
-        log.error(
-            "event=child-exited role=%s index=%d pid=%d status=%d", child.role, child.index,
-            proc.pid, status,
-        )  # fmt: skip
-        await asyncio.sleep(_RESTART_DELAY)
-        if self.stopping:
-            return
-        try:
-            if child is self.auth:
-                await self._spawn(child)
-                for worker in self.workers:  # Their channels to the old auth service are gone.
-                    if worker.proc is not None and worker.proc.returncode is None:
-                        worker.proc.kill()
-            else:
-                await self._spawn(child)
-            console = self.console
-            restarted_peer = child is self.auth or child is self.nvm
-            if restarted_peer and console is not None and console.proc is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    console.proc.kill()  # Its channel to the old process is gone: it restarts.
-        except Exception:
-            log.exception("event=child-restart-failed role=%s index=%d", child.role, child.index)
-            self.request_stop()
-
     # Accepting ------------------------------------------------------------------------------------
 
     def _pick_worker(self) -> Child | None:
-        ready = [w for w in self.workers if w.ready and w.channel is not None]
+        ready = [w for w in self.children.workers if w.ready and w.channel is not None]
         if not ready:
             return None
         self._rr += 1
@@ -562,7 +325,7 @@ class Supervisor:
         if self._drain_timer is not None:
             self._drain_timer.cancel()
         self._drain_timer = loop.call_later(seconds, self._drained)
-        for worker in self.workers:
+        for worker in self.children.workers:
             if worker.channel is not None and worker.ready:
                 with contextlib.suppress(ipc.ChannelClosed):
                     worker.channel.send(m.Drain(deadline=self.drain_deadline))
@@ -634,10 +397,10 @@ class Supervisor:
             self._steer_budget + (now - self._steer_time) * _STEERS_PER_SECOND,
         )
         self._steer_time = now
-        if self._steer_budget < 1 or msg.owner >= len(self.workers):
+        if self._steer_budget < 1 or msg.owner >= len(self.children.workers):
             return
         self._steer_budget -= 1
-        owner = self.workers[msg.owner]
+        owner = self.children.workers[msg.owner]
         if owner.channel is None or not owner.ready:
             return
         config = self.config
@@ -678,7 +441,7 @@ class Supervisor:
             child.tunnels = max(0, child.tunnels - 1)
         if self.control is not None:
             self.control.publish_info(msg.kind, user, msg.reason)
-        nvm = self.nvm
+        nvm = self.children.nvm
         if nvm is not None and nvm.channel is not None:
             import math
 
@@ -719,15 +482,16 @@ class Supervisor:
             return reply
 
         async def auth_snapshot() -> m.Sessions:
-            if self.auth.channel is None:
+            channel = self.children.auth.channel
+            if channel is None:
                 return m.Sessions()
             try:
-                reply: m.Sessions = await self.auth.channel.call(m.SessionsQuery(), timeout=5.0)
+                reply: m.Sessions = await channel.call(m.SessionsQuery(), timeout=5.0)
             except (ipc.ChannelClosed, ipc.RemoteFailure, TimeoutError):
                 return m.Sessions()
             return reply
 
-        parts = await asyncio.gather(*(users(w) for w in self.workers))
+        parts = await asyncio.gather(*(users(w) for w in self.children.workers))
         return list(parts), await auth_snapshot() if sessions else m.Sessions()
 
     async def scrape(self) -> bytes:
@@ -740,7 +504,8 @@ class Supervisor:
                 return m.Metrics()
             return reply
 
-        children = [self.auth, *self.workers] + ([self.nvm] if self.nvm else [])
+        nvm = self.children.nvm
+        children = [self.children.auth, *self.children.workers] + ([nvm] if nvm else [])
         parts = await asyncio.gather(*(collect(c) for c in children))
         node = m.Metrics(
             samples=[m.Sample("ocgate_node_draining", {}, float(self.health != "ready"), "gauge")],
@@ -774,26 +539,15 @@ class Supervisor:
                     log.warning("event=reload-ignored key=%s reason='needs a restart'",
                                 key.replace("_", "-"))  # fmt: skip
                     config = dataclasses.replace(config, **{key: getattr(self.config, key)})
+            fds = tls_memory_files(config)  # Before the swap: a file that fails changes nothing.
             old, self.config = self.config, config
-            fds = self._tls_files()
         except (ConfigError, OSError) as exc:
             log.error("event=reload-failed config=%s reason=%r", source, str(exc))
             return False
         try:
-            for child in [self.auth, *self.workers, *([self.console] if self.console else [])]:
-                if child.channel is None:
-                    continue
-                payload = pickle.dumps(self._setup(child))
-                try:
-                    await child.channel.call(m.Configure(payload=payload),
-                                             fds if child.role == "worker" else [])  # fmt: skip
-                except ipc.RemoteFailure as exc:
-                    log.error("event=reload-failed role=%s reason=%r", child.role, str(exc))
-                    if child is self.auth:
-                        self.config = old
-                        return False
-                except (ipc.ChannelClosed, TimeoutError):
-                    pass
+            if not await self.children.reconfigure(fds):
+                self.config = old
+                return False
         finally:
             for fd in fds:
                 os.close(fd)
@@ -805,16 +559,16 @@ class Supervisor:
         return True
 
     def close_tunnels(self, ids: list[int], *, terminate: bool) -> None:
-        for worker in self.workers:
+        for worker in self.children.workers:
             mine = [i for i in ids if i // TUNNEL_IDS_PER_WORKER == worker.generation]
             if mine and worker.channel is not None:
                 with contextlib.suppress(ipc.ChannelClosed):
                     worker.channel.send(m.CloseTunnels(ids=mine, terminate=terminate))
 
     def tell_auth(self, message: m.Message) -> None:
-        if self.auth.channel is not None:
+        if self.children.auth.channel is not None:
             with contextlib.suppress(ipc.ChannelClosed):
-                self.auth.channel.send(message)
+                self.children.auth.channel.send(message)
 
     def status(self, workers: list[m.Users], auth: m.Sessions) -> StatusInfo:
         def total(key: str) -> float:
@@ -825,9 +579,10 @@ class Supervisor:
             total("latency_median_total"), total("latency_rms_total"), total("latency_sets")
         )
         mins = [w.stats["min_mtu"] for w in workers if w.stats.get("min_mtu")]
+        auth_proc = self.children.auth.proc
         return StatusInfo(
             server_pid=os.getpid(),
-            sec_mod_pid=self.auth.proc.pid if self.auth.proc is not None else 0,
+            sec_mod_pid=auth_proc.pid if auth_proc is not None else 0,
             up_since=self.started,
             active_sessions=int(total("tunnels")),
             total_sessions=int(total("sessions_total")),
@@ -858,15 +613,6 @@ class Supervisor:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _first_generation(config: Config) -> int:
-    """Where this node's child generations (hence its tunnel ids) start: 0 alone; with a shared
-    session store a base from the node name, so the ids ``ctl show users`` lists from several
-    nodes differ (``ctl`` refuses an id that two nodes share, in the unlikely event)."""
-    if shared_store_url(config) is None:
-        return 0
-    return (zlib.crc32(config.node_name.encode()) % 999 + 1) * 1000
 
 
 def _bind_http(value: str, proto: str) -> socket.socket:
