@@ -25,9 +25,9 @@
  *   both threads use it under fp_lock (_fastpath.h).
  * - close_later(fd): closing a TUN device's last descriptor waits for RCU grace periods (ms). C
  *   threads of this module do it (up to 64, started as closes wait), fed through a pipe; they
- *   never take the GIL. Python threads
- *   doing the same (ocgate.daemon._closer's fallback) take the GIL back after each close, and on
- *   a busy machine a thread descheduled while holding it stalls the event loop behind it.
+ *   never take the GIL. Python threads doing the same (ocgate.daemon._closer's fallback) take the
+ *   GIL back after each close, and on a busy machine a thread descheduled while holding it stalls
+ *   the event loop behind it.
  * - CBC: the MAC and the padding are both checked before one verdict, as in the reference (no
  *   padding oracle through distinct errors; a Lucky13-grade constant-time MAC is not attempted,
  *   as in the reference). Explicit IVs come from RAND_bytes, or from the association's
