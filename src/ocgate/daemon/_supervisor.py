@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import math
 import os
 import secrets
 import socket
@@ -443,8 +444,6 @@ class Supervisor:
             self.control.publish_info(msg.kind, user, msg.reason)
         nvm = self.children.nvm
         if nvm is not None and nvm.channel is not None:
-            import math
-
             with contextlib.suppress(ipc.ChannelClosed):
                 if msg.kind == "connect":
                     # NVM flow times have whole-second precision: cover the whole second.
